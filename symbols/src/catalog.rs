@@ -1,0 +1,362 @@
+//! Everything periscope knows about one Go binary: its functions with parameters,
+//! results, their ABI locations and probe points, and its types.
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::dwarf::{self, DwarfParam, GOffsets};
+use crate::elf::Elf;
+use crate::error::{Error, Result};
+use crate::goabi::{self, Location};
+use crate::probe_points::{self, ProbePoints};
+use crate::types::{TypeId, Types};
+use crate::{buildinfo, pclntab};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Value {
+    pub name: String,
+    #[serde(skip)]
+    pub ty: TypeId,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub location: Location,
+    /// Go's own DWARF location at the entry address, as (DWARF regnum, size) pieces.
+    #[serde(skip)]
+    pub dwarf_entry: Option<Vec<(Option<u16>, u64)>>,
+}
+
+impl Value {
+    /// Compiler-internal parameters such as a generic function's `.dict`.
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with('.')
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Function {
+    pub name: String,
+    pub package: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub entry: u64,
+    pub end: u64,
+    /// None when the binary has no DWARF (stripped): the signature is unknown.
+    pub params: Option<Vec<Value>>,
+    pub results: Option<Vec<Value>>,
+    pub inlined_only: bool,
+    pub probes: Option<ProbePoints>,
+}
+
+impl Function {
+    pub fn probeable(&self) -> bool {
+        !self.inlined_only && self.probes.is_some()
+    }
+
+    /// `main.Login(username string, attempts int) (bool, error)`.
+    pub fn signature(&self) -> String {
+        let Some(params) = &self.params else {
+            return format!("{}(?)", self.name);
+        };
+        let ps: Vec<String> = params
+            .iter()
+            .filter(|p| !p.is_internal())
+            .map(|p| format!("{} {}", p.name, p.type_name))
+            .collect();
+        let mut s = format!("{}({})", self.name, ps.join(", "));
+        let results = self.results.as_deref().unwrap_or(&[]);
+        let named = results
+            .iter()
+            .any(|r| !r.name.starts_with('r') || r.name.parse::<u32>().is_ok());
+        let rs: Vec<String> = results
+            .iter()
+            .map(|r| {
+                if named && !is_anon_result(&r.name) {
+                    format!("{} {}", r.name, r.type_name)
+                } else {
+                    r.type_name.clone()
+                }
+            })
+            .collect();
+        match rs.len() {
+            0 => {}
+            1 if !named || is_anon_result(&results[0].name) => s += &format!(" {}", rs[0]),
+            _ => s += &format!(" ({})", rs.join(", ")),
+        }
+        s
+    }
+
+    pub fn location(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(f), Some(l)) => format!("{}:{l}", short_file(f)),
+            (Some(f), None) => short_file(f).to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// Parameters and then results, for lookups by name in conditions.
+    pub fn value(&self, name: &str) -> Option<(&Value, bool)> {
+        let p = self
+            .params
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|v| v.name == name);
+        if let Some(p) = p {
+            return Some((p, false));
+        }
+        self.results
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| (v, true))
+    }
+}
+
+fn is_anon_result(name: &str) -> bool {
+    name.strip_prefix('r')
+        .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
+fn short_file(f: &str) -> &str {
+    f.rsplit('/').next().unwrap_or(f)
+}
+
+pub struct Catalog {
+    pub elf: Elf,
+    pub go_version: String,
+    pub functions: Vec<Function>,
+    pub types: Types,
+    pub g_offsets: Option<GOffsets>,
+    pub has_dwarf: bool,
+    runtime_types: HashMap<u64, TypeId>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let elf = Elf::open(path)?;
+        let Some(pcln) = elf.section(".gopclntab") else {
+            return Err(Error::NotGo {
+                path: path.to_path_buf(),
+            });
+        };
+        let go_version = elf
+            .section(".go.buildinfo")
+            .and_then(|s| buildinfo::go_version(&s))
+            .unwrap_or_else(|| "unknown".into());
+        if let Some((1, minor)) = buildinfo::parse_version(&go_version)
+            && minor < 17
+        {
+            return Err(Error::OldGo {
+                path: path.to_path_buf(),
+                version: go_version,
+            });
+        }
+        let text = elf.section_addr(".text").unwrap_or(0);
+        let pcfuncs = pclntab::functions(&pcln, text, path)?;
+        let has_dwarf = dwarf::has_dwarf(&elf);
+        let (mut functions, types, g_offsets, runtime_types) = if has_dwarf {
+            let mut info = dwarf::load(&elf)?;
+            let dict_ty = info.types.push(crate::types::GoType {
+                name: "*[]uintptr".into(),
+                size: 8,
+                kind: crate::types::Kind::UnsafePointer,
+            });
+            let fns = info
+                .functions
+                .into_iter()
+                .map(|f| {
+                    let (mut params, results): (Vec<DwarfParam>, Vec<DwarfParam>) =
+                        f.params.into_iter().partition(|p| !p.is_result);
+                    // Shape-instantiated generic code takes its dictionary as a hidden
+                    // first argument (in RAX); Go before 1.25 leaves it out of DWARF.
+                    if f.name.contains("[go.shape.") && !params.iter().any(|p| p.name == ".dict") {
+                        params.insert(
+                            0,
+                            DwarfParam {
+                                name: ".dict".into(),
+                                ty: dict_ty,
+                                is_result: false,
+                                entry_pieces: None,
+                            },
+                        );
+                    }
+                    let a = goabi::assign(
+                        &info.types,
+                        &params.iter().map(|p| p.ty).collect::<Vec<_>>(),
+                        &results.iter().map(|p| p.ty).collect::<Vec<_>>(),
+                    );
+                    let value =
+                        |(i, (p, loc)): (usize, (DwarfParam, Location)), result: bool| Value {
+                            name: display_name(&p.name, i, result),
+                            type_name: info.types.name(p.ty).to_string(),
+                            ty: p.ty,
+                            location: loc,
+                            dwarf_entry: p.entry_pieces,
+                        };
+                    Function {
+                        package: package_of(&f.name).to_string(),
+                        params: Some(
+                            params
+                                .into_iter()
+                                .zip(a.params)
+                                .enumerate()
+                                .map(|x| value(x, false))
+                                .collect(),
+                        ),
+                        results: Some(
+                            results
+                                .into_iter()
+                                .zip(a.results)
+                                .enumerate()
+                                .map(|x| value(x, true))
+                                .collect(),
+                        ),
+                        name: f.name,
+                        file: f.file,
+                        line: f.line,
+                        entry: f.low_pc,
+                        end: f.high_pc,
+                        inlined_only: f.inlined_only,
+                        probes: None,
+                    }
+                })
+                .collect::<Vec<_>>();
+            (fns, info.types, info.g_offsets, info.runtime_types)
+        } else {
+            let fns = pcfuncs
+                .iter()
+                .map(|p| Function {
+                    name: p.name.clone(),
+                    package: package_of(&p.name).to_string(),
+                    file: None,
+                    line: None,
+                    entry: p.entry,
+                    end: p.end,
+                    params: None,
+                    results: None,
+                    inlined_only: false,
+                    probes: None,
+                })
+                .collect();
+            (fns, Types::default(), None, HashMap::new())
+        };
+        find_probe_points(&elf, &mut functions);
+        let by_name = functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        Ok(Catalog {
+            elf,
+            go_version,
+            functions,
+            types,
+            g_offsets,
+            has_dwarf,
+            runtime_types,
+            by_name,
+        })
+    }
+
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.by_name.get(name).map(|&i| &self.functions[i])
+    }
+
+    /// The type whose runtime descriptor sits at link-time address `addr`.
+    pub fn runtime_type(&self, addr: u64) -> Option<TypeId> {
+        self.runtime_types.get(&addr).copied()
+    }
+
+    /// The name of the runtime type descriptor at link-time `addr`, read from DWARF or,
+    /// failing that, from the descriptor itself (internal/abi.Type: Str nameOff at +40,
+    /// TFlag at +20, relative to `runtime.types`).
+    pub fn runtime_type_name(&self, addr: u64) -> Option<String> {
+        if let Some(t) = self.runtime_type(addr) {
+            return Some(self.types.name(t).to_string());
+        }
+        let base = self.elf.symbol_addr("runtime.types")?;
+        let desc = self.elf.bytes_at(addr, 48)?;
+        let tflag = desc[20];
+        let name_off = i32::from_le_bytes(desc[40..44].try_into().ok()?);
+        let name_addr = base.checked_add_signed(i64::from(name_off))?;
+        let hdr = self.elf.bytes_at(name_addr, 11)?;
+        let (len, n) = buildinfo::uvarint(&hdr[1..])?;
+        let bytes = self.elf.bytes_at(name_addr + 1 + n as u64, len as usize)?;
+        let name = String::from_utf8_lossy(bytes);
+        // TFlagExtraStar: the stored name has a '*' that belongs to the pointer type.
+        Some(if tflag & 2 != 0 {
+            name[1..].to_string()
+        } else {
+            name.into_owned()
+        })
+    }
+}
+
+/// Go names unnamed results `~r0`, `~r1` (or `~r1`… before 1.19): periscope calls them
+/// `r0`, `r1` by their position among the results.
+fn display_name(name: &str, index: usize, result: bool) -> String {
+    if result && (name.is_empty() || name.starts_with("~r") || name == "~b") {
+        return format!("r{index}");
+    }
+    if name.is_empty() || name.starts_with('~') {
+        return format!("_{index}");
+    }
+    name.to_string()
+}
+
+/// `net/http.(*Server).Serve` → `net/http`.
+pub fn package_of(name: &str) -> &str {
+    let base = name.find('[').map_or(name, |i| &name[..i]);
+    let slash = base.rfind('/').map_or(0, |i| i + 1);
+    match base[slash..].find('.') {
+        Some(dot) => &name[..slash + dot],
+        None => "",
+    }
+}
+
+fn find_probe_points(elf: &Elf, functions: &mut [Function]) {
+    // Disassembly dominates catalog time on big binaries: split it over the cores.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = functions.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for part in functions.chunks_mut(chunk) {
+            s.spawn(move || {
+                for f in part {
+                    if f.inlined_only || f.end <= f.entry {
+                        continue;
+                    }
+                    if let Some(code) = elf.bytes_at(f.entry, (f.end - f.entry) as usize) {
+                        f.probes = probe_points::find(code, f.entry);
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages() {
+        assert_eq!(package_of("main.Login"), "main");
+        assert_eq!(package_of("net/http.(*Server).Serve"), "net/http");
+        assert_eq!(package_of("gopkg.in/yaml.v3.Unmarshal"), "gopkg.in/yaml");
+        assert_eq!(package_of("main.Max[go.shape.int]"), "main");
+        assert_eq!(package_of("type:.eq.main.T"), "type:");
+    }
+
+    #[test]
+    fn result_names() {
+        assert_eq!(display_name("~r0", 0, true), "r0");
+        assert_eq!(display_name("~r1", 1, true), "r1");
+        assert_eq!(display_name("err", 2, true), "err");
+        assert_eq!(display_name("~p0", 0, false), "_0");
+    }
+}

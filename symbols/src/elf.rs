@@ -1,0 +1,135 @@
+//! The ELF file itself: memory-mapped once, with the section and segment facts the rest
+//! of the crate needs (vaddr ↔ file offset, section bytes, symbols).
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+
+use crate::error::{Error, Result};
+
+/// A mapped ELF image. Cloning shares the mapping.
+#[derive(Clone)]
+pub struct Elf {
+    path: PathBuf,
+    map: Arc<memmap2::Mmap>,
+    segments: Vec<Segment>,
+    pub is_pie: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    vaddr: u64,
+    memsz: u64,
+    offset: u64,
+    filesz: u64,
+}
+
+impl Elf {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the mapping is read-only and private; a binary that changes under us
+        // (rebuilt in place) would give wrong symbols, not memory unsafety we act on,
+        // which is the same trade-off every debugger makes.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let obj = object::File::parse(&*map).map_err(|_| Error::NotElf {
+            path: path.to_path_buf(),
+        })?;
+        if obj.format() != object::BinaryFormat::Elf {
+            return Err(Error::NotElf {
+                path: path.to_path_buf(),
+            });
+        }
+        if obj.architecture() != object::Architecture::X86_64 {
+            return Err(Error::UnsupportedArch {
+                path: path.to_path_buf(),
+                arch: format!("{:?}", obj.architecture()),
+            });
+        }
+        let segments = obj
+            .segments()
+            .map(|s| {
+                let (offset, filesz) = s.file_range();
+                Segment {
+                    vaddr: s.address(),
+                    memsz: s.size(),
+                    offset,
+                    filesz,
+                }
+            })
+            .collect();
+        let is_pie = obj.kind() == object::ObjectKind::Dynamic;
+        Ok(Elf {
+            path: path.to_path_buf(),
+            map: Arc::new(map),
+            segments,
+            is_pie,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.map
+    }
+
+    pub fn object(&self) -> object::File<'_> {
+        // The file parsed successfully in `open`; parsing again is cheap (headers only).
+        object::File::parse(self.data()).expect("ELF parsed at open")
+    }
+
+    /// The uncompressed contents of a section, if present.
+    pub fn section(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let obj = self.object();
+        let sec = obj.section_by_name(name)?;
+        sec.uncompressed_data().ok()
+    }
+
+    pub fn section_addr(&self, name: &str) -> Option<u64> {
+        self.object().section_by_name(name).map(|s| s.address())
+    }
+
+    /// Converts a link-time virtual address to a file offset, which is what uprobes
+    /// attach to.
+    pub fn vaddr_to_offset(&self, vaddr: u64) -> Option<u64> {
+        self.segments.iter().find_map(|s| {
+            (vaddr >= s.vaddr && vaddr < s.vaddr + s.filesz.min(s.memsz))
+                .then(|| vaddr - s.vaddr + s.offset)
+        })
+    }
+
+    /// Bytes of the file image at a link-time virtual address.
+    pub fn bytes_at(&self, vaddr: u64, len: usize) -> Option<&[u8]> {
+        let off = self.vaddr_to_offset(vaddr)? as usize;
+        self.data().get(off..off.checked_add(len)?)
+    }
+
+    /// The lowest vaddr mapped from file offset 0, used to compute the load bias of a PIE.
+    pub fn first_load_vaddr(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.filesz > 0)
+            .map(|s| s.vaddr - s.offset)
+            .min()
+            .unwrap_or(0)
+    }
+
+    pub fn symbol_addr(&self, name: &str) -> Option<u64> {
+        let obj = self.object();
+        obj.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+    }
+
+    pub fn has_symbols(&self) -> bool {
+        self.object().symbols().next().is_some()
+    }
+
+    pub fn build_id(&self) -> Option<String> {
+        // Go writes its own build id note; the GNU one exists only for external linking.
+        let obj = self.object();
+        let id = obj.build_id().ok().flatten()?;
+        Some(id.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}

@@ -1,0 +1,50 @@
+use std::path::PathBuf;
+
+/// Why a Go binary could not be read. Each message says what to do next, because it is
+/// printed as the one line a user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no such file: {path} (give the path of a Go executable, or a pid)")]
+    NotFound { path: PathBuf },
+    #[error("permission denied reading {path} (run periscope as root, or with CAP_SYS_PTRACE)")]
+    Permission { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not an ELF executable (periscope traces Go programs built for Linux)")]
+    NotElf { path: PathBuf },
+    #[error("{path} is a {arch} binary; periscope supports x86-64 only")]
+    UnsupportedArch { path: PathBuf, arch: String },
+    #[error("{path} is not a Go program (it has no .gopclntab section)")]
+    NotGo { path: PathBuf },
+    #[error("{path} was built with {version}; periscope needs Go 1.17 or newer (register ABI)")]
+    OldGo { path: PathBuf, version: String },
+    #[error("malformed .gopclntab in {path}: {what}")]
+    BadPclntab { path: PathBuf, what: &'static str },
+    #[error("reading DWARF of {path}: {source}")]
+    Dwarf {
+        path: PathBuf,
+        #[source]
+        source: gimli::Error,
+    },
+    #[error("no process with pid {pid} (is it still running? `ps -p {pid}`)")]
+    NoProcess { pid: u32 },
+    #[error("permission denied inspecting pid {pid} (run periscope as root)")]
+    ProcessPermission { pid: u32 },
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound { path },
+            std::io::ErrorKind::PermissionDenied => Error::Permission { path },
+            _ => Error::Io { path, source },
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,62 @@
+//! The Go function table in `.gopclntab`, which even stripped binaries keep
+//! (runtime/symtab.go; layout of Go ≥ 1.18, magic 0xfffffff0 and ≥ 1.20, 0xfffffff1).
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct PcFunc {
+    pub name: String,
+    pub entry: u64,
+    /// The next function's entry: the end of this one, padding included.
+    pub end: u64,
+}
+
+pub fn functions(tab: &[u8], text_fallback: u64, path: &std::path::Path) -> Result<Vec<PcFunc>> {
+    let bad = |what| Error::BadPclntab {
+        path: path.to_path_buf(),
+        what,
+    };
+    if tab.len() < 64 {
+        return Err(bad("too short"));
+    }
+    let magic = u32::from_le_bytes(tab[0..4].try_into().unwrap());
+    if magic != 0xffff_fff0 && magic != 0xffff_fff1 {
+        return Err(bad("unsupported version (Go 1.18 or newer is needed)"));
+    }
+    if tab[7] != 8 {
+        return Err(bad("pointer size is not 8"));
+    }
+    let word =
+        |i: usize| -> u64 { u64::from_le_bytes(tab[8 + 8 * i..16 + 8 * i].try_into().unwrap()) };
+    let nfunc = word(0) as usize;
+    let mut text_start = word(2);
+    // In a PIE the field is filled by a dynamic relocation and reads 0 in the file.
+    if text_start == 0 {
+        text_start = text_fallback;
+    }
+    let funcname_off = word(3) as usize;
+    let pcln_off = word(7) as usize;
+    let functab = tab.get(pcln_off..).ok_or(bad("functab out of range"))?;
+    let u32_at = |b: &[u8], off: usize| -> Option<u32> {
+        b.get(off..off + 4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+    };
+    let mut out = Vec::with_capacity(nfunc);
+    for i in 0..nfunc {
+        let entry_off = u32_at(functab, 8 * i).ok_or(bad("functab truncated"))?;
+        let func_off = u32_at(functab, 8 * i + 4).ok_or(bad("functab truncated"))? as usize;
+        let next_entry = u32_at(functab, 8 * i + 8).ok_or(bad("functab truncated"))?;
+        // _func: entryOff u32, nameOff i32, ...
+        let name_off = u32_at(functab, func_off + 4).ok_or(bad("_func out of range"))? as usize;
+        let names = tab
+            .get(funcname_off + name_off..)
+            .ok_or(bad("name out of range"))?;
+        let end = names.iter().position(|&c| c == 0).unwrap_or(names.len());
+        out.push(PcFunc {
+            name: String::from_utf8_lossy(&names[..end]).into_owned(),
+            entry: text_start + u64::from(entry_off),
+            end: text_start + u64::from(next_entry),
+        });
+    }
+    Ok(out)
+}

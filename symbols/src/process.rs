@@ -1,0 +1,60 @@
+//! A running process: its executable and where that executable is mapped.
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// The executable of a pid, as a path that stays valid even if the file on disk was
+/// replaced (`/proc/PID/exe` reads the mapped inode).
+pub fn exe_path(pid: u32) -> Result<PathBuf> {
+    let link = PathBuf::from(format!("/proc/{pid}/exe"));
+    match std::fs::read_link(&link) {
+        Ok(_) => Ok(link),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoProcess { pid }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(Error::ProcessPermission { pid })
+        }
+        Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+            Err(Error::NoProcess { pid })
+        }
+        Err(_) => Err(Error::ProcessPermission { pid }),
+    }
+}
+
+pub fn is_alive(pid: u32) -> bool {
+    // A zombie still has /proc/PID; its state letter says it is gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(
+            s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()),
+            Some('Z') | Some('X')
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Load bias of the main executable: runtime address − link-time address. Zero for a
+/// non-PIE binary.
+pub fn load_bias(pid: u32, first_load_vaddr: u64) -> Result<u64> {
+    let maps =
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NoProcess { pid },
+            _ => Error::ProcessPermission { pid },
+        })?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(_inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let path = f.next().unwrap_or("");
+        if exe.as_deref().is_some_and(|e| e.as_os_str() == path)
+            && u64::from_str_radix(offset, 16) == Ok(0)
+        {
+            let start =
+                u64::from_str_radix(range.split('-').next().unwrap_or("0"), 16).unwrap_or(0);
+            return Ok(start.wrapping_sub(first_load_vaddr));
+        }
+    }
+    Ok(0)
+}
