@@ -429,12 +429,21 @@ impl<'d> Walker<'_, 'd> {
             if header.version() >= 5 {
                 v.clear();
             }
-            for f in header.file_names() {
-                let name = self
-                    .dwarf
-                    .attr_string(unit, f.path_name())
+            let string = |a| {
+                self.dwarf
+                    .attr_string(unit, a)
                     .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+            };
+            for f in header.file_names() {
+                let mut name = string(f.path_name());
+                if !name.starts_with('/')
+                    && !name.starts_with('<')
+                    && let Some(dir) = f.directory(header).map(string)
+                    && !dir.is_empty()
+                {
+                    name = format!("{dir}/{name}");
+                }
                 v.push(name);
             }
             v

@@ -11,6 +11,26 @@ pub struct PcFunc {
     pub end: u64,
 }
 
+/// The pclntab bytes: its own section in most binaries; inside `.data.rel.ro` in a PIE
+/// built by Go < 1.20, found there by symbol or, when stripped, by its header.
+pub fn locate(elf: &crate::elf::Elf) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if let Some(s) = elf.section(".gopclntab") {
+        return Some(s);
+    }
+    if let (Some(a), Some(b)) = (elf.symbol_addr("runtime.pclntab"), elf.symbol_addr("runtime.epclntab")) {
+        return elf.bytes_at(a, (b - a) as usize).map(std::borrow::Cow::Borrowed);
+    }
+    let ro = elf.section(".data.rel.ro")?;
+    let start = (0..ro.len().saturating_sub(64)).step_by(8).find(|&i| {
+        matches!(&ro[i..i + 4], [0xf0 | 0xf1, 0xff, 0xff, 0xff])
+            && ro[i + 4] == 0
+            && ro[i + 5] == 0
+            && matches!(ro[i + 6], 1 | 2 | 4)
+            && ro[i + 7] == 8
+    })?;
+    Some(std::borrow::Cow::Owned(ro[start..].to_vec()))
+}
+
 pub fn functions(tab: &[u8], text_fallback: u64, path: &std::path::Path) -> Result<Vec<PcFunc>> {
     let bad = |what| Error::BadPclntab {
         path: path.to_path_buf(),

@@ -1,1 +1,202 @@
+//! Shared by the end-to-end tests: Go toolchains, fixture builds (cached per toolchain
+//! and variant), the periscope binary, and a driver for fixture processes.
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
 
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    /// `go1.19`, `go1.21`, `go1.27`.
+    pub label: String,
+    pub go: PathBuf,
+}
+
+/// Every toolchain `make setup` installs. A missing one fails the test: CI must run them all.
+pub fn toolchains() -> Vec<Toolchain> {
+    let root = repo_root();
+    let candidates = [
+        ("go1.19", PathBuf::from("/usr/lib/go-1.19/bin/go")),
+        ("go1.21", root.join(".tools/go-1.21.13/go/bin/go")),
+        ("go1.27", root.join(".tools/go-1.27.3/go/bin/go")),
+    ];
+    candidates
+        .into_iter()
+        .map(|(label, go)| {
+            assert!(go.exists(), "{} is missing: run `make setup`", go.display());
+            Toolchain {
+                label: label.into(),
+                go,
+            }
+        })
+        .collect()
+}
+
+pub fn newest() -> Toolchain {
+    toolchains().pop().unwrap()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Plain,
+    /// `-ldflags='-s -w'`: no symbol table, no DWARF.
+    Stripped,
+    /// `-buildmode=pie`.
+    Pie,
+}
+
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// Builds `tests/fixtures/NAME` (or `demo` when NAME is "demo") with a toolchain, once;
+/// later calls reuse the binary unless a source file is newer.
+pub fn fixture(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo_root();
+    let src = if name == "demo" { root.join("demo") } else { root.join("tests/fixtures").join(name) };
+    let suffix = match variant {
+        Variant::Plain => "",
+        Variant::Stripped => "-stripped",
+        Variant::Pie => "-pie",
+    };
+    let out_dir = root.join("tests/.build");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(format!("{name}-{}{suffix}", tc.label));
+    if is_fresh(&out, &src) {
+        return out;
+    }
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let mut cmd = Command::new(&tc.go);
+    cmd.current_dir(&src)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", out_dir.join(format!("gocache-{}", tc.label)))
+        .arg("build")
+        .arg("-o")
+        .arg(&tmp);
+    match variant {
+        Variant::Plain => {}
+        Variant::Stripped => {
+            cmd.arg("-ldflags=-s -w");
+        }
+        Variant::Pie => {
+            cmd.arg("-buildmode=pie");
+        }
+    }
+    let st = cmd.arg(".").status().expect("run go build");
+    assert!(st.success(), "go build of {name} with {} failed", tc.label);
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+fn is_fresh(out: &Path, src: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
+        return false;
+    };
+    std::fs::read_dir(src).unwrap().flatten().all(|e| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .map(|t| t <= built)
+            .unwrap_or(false)
+    })
+}
+
+/// The periscope binary of this build (target/<profile>/periscope).
+pub fn periscope() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("periscope");
+    assert!(bin.exists(), "{} not built: run `cargo build -p periscope` first", bin.display());
+    bin
+}
+
+/// A running fixture, driven through its stdin protocol.
+pub struct FixtureProc {
+    pub child: Child,
+    pub pid: u32,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl FixtureProc {
+    pub fn start(bin: &Path) -> FixtureProc {
+        let mut child = Command::new(bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fixture");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line");
+        assert_eq!(ready["type"], "ready");
+        let pid = child.id();
+        FixtureProc {
+            child,
+            pid,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends a command and returns every record up to its `done`.
+    pub fn run(&mut self, cmd: &str) -> Vec<serde_json::Value> {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut out = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "fixture exited during {cmd:?}");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == "done" {
+                return out;
+            }
+            out.push(v);
+        }
+    }
+
+    /// Starts a command without waiting for its end (for `busy`).
+    pub fn send(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for FixtureProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Names of BPF programs and links currently loaded that belong to periscope.
+pub fn periscope_bpf_objects() -> Vec<String> {
+    let mut found = Vec::new();
+    for what in ["prog", "link", "map"] {
+        let out = Command::new("bpftool")
+            .args([what, "show", "--json"])
+            .output()
+            .expect("bpftool (run `make setup`)");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for item in v.as_array().into_iter().flatten() {
+            let name = item["name"].as_str().unwrap_or("");
+            let prog_name = item["prog_name"].as_str().unwrap_or("");
+            if name.starts_with("periscope") || name.starts_with("psc_") || prog_name.starts_with("periscope") {
+                found.push(format!("{what}: {item}"));
+            }
+        }
+    }
+    found
+}
