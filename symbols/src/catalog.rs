@@ -185,16 +185,18 @@ impl Catalog {
                             entry_pieces: None,
                         });
                     }
-                    if f.name.contains("[go.shape.") && !params.iter().any(|p| p.name == ".dict") {
-                        params.insert(
-                            0,
-                            DwarfParam {
+                    // DWARF lists it anywhere, or (before Go 1.25) not at all.
+                    if let Some(at) = dictionary_position(&f.name) {
+                        let dict = match params.iter().position(|p| p.name == ".dict") {
+                            Some(i) => params.remove(i),
+                            None => DwarfParam {
                                 name: ".dict".into(),
                                 ty: dict_ty,
                                 is_result: false,
                                 entry_pieces: None,
                             },
-                        );
+                        };
+                        params.insert(at.min(params.len()), dict);
                     }
                     let a = goabi::assign(
                         &info.types,
@@ -320,12 +322,27 @@ fn display_name(name: &str, index: usize, result: bool) -> String {
     name.to_string()
 }
 
+/// Where a shape-instantiated generic function takes its dictionary: first, or right
+/// after the receiver of a method. Closures inside them capture it instead.
+fn dictionary_position(name: &str) -> Option<usize> {
+    if !name.contains("[go.shape.") {
+        return None;
+    }
+    let tail = name.rsplit(']').next().unwrap_or("");
+    match tail {
+        "" => Some(0),
+        t if t.contains(".func") => None,
+        _ => Some(1),
+    }
+}
+
 /// `net/http.(*Server).Serve` → `*net/http.Server`.
 fn pointer_receiver(name: &str) -> Option<String> {
     let pkg = package_of(name);
     let rest = name.get(pkg.len()..)?.strip_prefix(".(*")?;
     let (ty, method) = rest.split_once(").")?;
-    (!method.contains('.')).then(|| format!("*{pkg}.{ty}"))
+    // `-fm` method values get their receiver through the closure context (RDX).
+    (!method.contains('.') && !method.ends_with("-fm")).then(|| format!("*{pkg}.{ty}"))
 }
 
 /// `net/http.(*Server).Serve` → `net/http`.
