@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: GPL-2.0
+/* One generic uprobe program for every probe periscope attaches. What to read and
+ * which condition to test come from the probe's plan in psc_probes (found through the
+ * attach cookie), so toggling a probe never compiles or loads new code. */
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include "periscope.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define EFLAGS_CF 0x1
+#define EFLAGS_ZF 0x40
+/* Sections end before this offset so that any single write stays inside the buffer. */
+#define SECTION_LIMIT (PSC_SCRATCH / 2 - PSC_MAX_READ - 16)
+/* Masks a length in a way clang cannot fold away, so that the verifier sees the bound
+ * right at the helper call. */
+#define BOUND(x, mask) ({ __u64 __v = (x); asm volatile("%0 &= " #mask : "+r"(__v)); __v; })
+#define PENDING_AGE_NS (60ull * 1000 * 1000 * 1000)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PSC_MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct psc_probe);
+} psc_probes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PSC_MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct psc_stats);
+} psc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PSC_MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct psc_hist);
+} psc_hist SEC(".maps");
+
+/* Calls in flight: a call that panics never reaches a RET, so the map is an LRU and
+ * entries older than PENDING_AGE_NS are ignored. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct psc_pending_key);
+	__type(value, struct psc_pending);
+} psc_pending SEC(".maps");
+
+struct scratch {
+	__u8 buf[PSC_SCRATCH];
+	struct psc_pending pending;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} psc_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} psc_events SEC(".maps");
+
+/* The registers of the hit, copied once: the verifier rejects ctx loads at computed
+ * offsets, which is what a switch over ctx fields compiles to. */
+struct frame {
+	__u64 regs[PSC_NREGS];
+	__u64 rsp;
+};
+
+static __always_inline void load_frame(struct frame *f, struct pt_regs *ctx)
+{
+	f->regs[0] = ctx->rax;
+	f->regs[1] = ctx->rbx;
+	f->regs[2] = ctx->rcx;
+	f->regs[3] = ctx->rdi;
+	f->regs[4] = ctx->rsi;
+	f->regs[5] = ctx->r8;
+	f->regs[6] = ctx->r9;
+	f->regs[7] = ctx->r10;
+	f->regs[8] = ctx->r11;
+	f->rsp = ctx->rsp;
+}
+
+static __always_inline __u64 mask_width(__u64 v, __u8 width)
+{
+	switch (width) {
+	case 1: return v & 0xff;
+	case 2: return v & 0xffff;
+	case 4: return v & 0xffffffff;
+	}
+	return v;
+}
+
+static __always_inline int read_width(__u64 *out, __u64 addr, __u8 width)
+{
+	*out = 0;
+	switch (width) {
+	case 1: return bpf_probe_read_user(out, 1, (void *)addr);
+	case 2: return bpf_probe_read_user(out, 2, (void *)addr);
+	case 4: return bpf_probe_read_user(out, 4, (void *)addr);
+	}
+	return bpf_probe_read_user(out, 8, (void *)addr);
+}
+
+/* Evaluates a word; *ok becomes 0 when a load faults. */
+/* Global (not static) functions are verified once, not at every call site. */
+__noinline __u64 eval_word(const struct frame *f, const struct psc_word *w, int *ok)
+{
+	__u64 v = 0;
+	if (!f || !w || !ok)
+		return 0;
+	__u8 n = w->nderef;
+	if (w->base == PSC_BASE_REG) {
+		__u8 r = w->reg;
+		if (r >= PSC_NREGS) {
+			*ok = 0;
+			return 0;
+		}
+		v = f->regs[r];
+	} else if (w->base == PSC_BASE_STACK) {
+		if (bpf_probe_read_user(&v, 8, (void *)(f->rsp + w->stack_off))) {
+			*ok = 0;
+			return 0;
+		}
+	} else {
+		*ok = 0;
+		return 0;
+	}
+	if (n == 0)
+		return mask_width(v, w->width);
+	for (int i = 0; i < PSC_MAX_PATH; i++) {
+		if (i >= n)
+			break;
+		__u64 addr = v + (__s64)w->path[i];
+		if (v == 0 || read_width(&v, addr, i == n - 1 ? w->width : 8)) {
+			*ok = 0;
+			return 0;
+		}
+	}
+	return v;
+}
+
+static __always_inline __s64 sign_extend(__u64 v, __u8 width)
+{
+	switch (width) {
+	case 1: return (__s8)v;
+	case 2: return (__s16)v;
+	case 4: return (__s32)v;
+	}
+	return (__s64)v;
+}
+
+__noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
+{
+	int ok = 1, r = 0;
+	if (!f || !a)
+		return 0;
+	__u64 v = eval_word(f, &a->a, &ok);
+	if (a->kind == PSC_ATOM_INT) {
+		if (!ok)
+			return 0;
+		if (a->is_signed) {
+			__s64 x = sign_extend(v, a->a.width), c = a->value;
+			switch (a->cmp) {
+			case PSC_EQ: return x == c;
+			case PSC_NE: return x != c;
+			case PSC_LT: return x < c;
+			case PSC_LE: return x <= c;
+			case PSC_GT: return x > c;
+			case PSC_GE: return x >= c;
+			}
+		} else {
+			__u64 c = (__u64)a->value;
+			switch (a->cmp) {
+			case PSC_EQ: return v == c;
+			case PSC_NE: return v != c;
+			case PSC_LT: return v < c;
+			case PSC_LE: return v <= c;
+			case PSC_GT: return v > c;
+			case PSC_GE: return v >= c;
+			}
+		}
+		return 0;
+	}
+	/* Strings: compare the length first, then at most PSC_MAX_STR bytes. */
+	__u64 len = eval_word(f, &a->b, &ok);
+	__u32 want = a->str_len;
+	if (!ok || want > PSC_MAX_STR)
+		r = 0;
+	else if (a->kind == PSC_ATOM_STR_EQ && len != want)
+		r = 0;
+	else if (len < want)
+		r = 0;
+	else if (want == 0)
+		r = 1;
+	else {
+		__u8 tmp[PSC_MAX_STR] = {};
+		if (bpf_probe_read_user(tmp, BOUND(want - 1, 63) + 1, (void *)v))
+			return a->cmp == PSC_NE;
+		r = 1;
+		for (int i = 0; i < PSC_MAX_STR; i++) {
+			if (i >= want)
+				break;
+			if (tmp[i] != a->str[i]) {
+				r = 0;
+				break;
+			}
+		}
+	}
+	return a->cmp == PSC_NE ? !r : r;
+}
+
+struct atom_ctx {
+	const struct frame *f;
+	struct psc_probe *p;
+	__u32 section;
+	__u32 bits;
+};
+
+static long atom_step(__u32 i, void *data)
+{
+	struct atom_ctx *c = data;
+	__u32 idx = BOUND(i, 7);
+	if (idx >= c->p->natoms)
+		return 1;
+	if (c->p->atoms[idx].section == c->section && eval_atom(c->f, &c->p->atoms[idx]))
+		c->bits |= 1u << idx;
+	return 0;
+}
+
+static __always_inline __u32 eval_atoms(const struct frame *f, struct psc_probe *p, __u32 section)
+{
+	struct atom_ctx c = {.f = f, .p = p, .section = section};
+	bpf_loop(PSC_MAX_ATOMS, atom_step, &c, 0);
+	return c.bits;
+}
+
+__noinline int eval_prog(const struct psc_probe *p, __u32 bits)
+{
+	__u32 stack = 0;
+	if (!p)
+		return 0;
+	for (int i = 0; i < PSC_MAX_PROG; i++) {
+		__u8 ins = p->prog[i];
+		if (ins == PSC_PROG_END)
+			break;
+		if (ins < 0x80) {
+			stack = (stack << 1) | ((bits >> (ins & 31)) & 1);
+		} else if (ins == PSC_PROG_NOT) {
+			stack ^= 1;
+		} else {
+			__u32 a = stack & 1, b = (stack >> 1) & 1;
+			stack >>= 2;
+			stack = (stack << 1) | (ins == PSC_PROG_AND ? (a & b) : (a | b));
+		}
+	}
+	return stack & 1;
+}
+
+#define SECTION_TRUNCATED 0x80000000u
+
+struct sec_ctx {
+	const struct frame *f;
+	struct psc_probe *p;
+	__u8 *buf;
+	__u32 pos;
+	__u32 sec;
+	__u32 nitems;
+	__u32 trunc;
+};
+
+/* One capture op; run through bpf_loop so the verifier checks the body once. */
+static long op_step(__u32 i, void *data)
+{
+	struct sec_ctx *c = data;
+	struct psc_probe *p = c->p;
+	__u8 *buf = c->buf;
+	__u32 idx = BOUND(i, 31);
+	if (idx >= PSC_MAX_OPS || idx >= p->nops)
+		return 1;
+	struct psc_op *op = &p->ops[idx];
+	if (op->section != c->sec)
+		return 0;
+	__u32 pos = c->pos;
+	if (pos > SECTION_LIMIT) {
+		c->trunc = SECTION_TRUNCATED;
+		return 1;
+	}
+	int ok = 1;
+	__u64 ptr = eval_word(c->f, &op->ptr, &ok);
+	__u32 n = op->size;
+	if (op->kind == PSC_OP_COUNTED) {
+		__u64 cnt = eval_word(c->f, &op->len, &ok);
+		if (cnt < 0x100000 && cnt * op->elem < n)
+			n = cnt * op->elem;
+	}
+	if (n > PSC_MAX_READ)
+		n = PSC_MAX_READ;
+	__u16 flags = 0;
+	if (!ok || (ptr == 0 && n)) {
+		flags = PSC_ITEM_FAULT;
+		n = 0;
+	} else if (n) {
+		if (bpf_probe_read_user(buf + BOUND(pos + sizeof(struct psc_item), 4095), BOUND(n, 1023), (void *)ptr)) {
+			flags = PSC_ITEM_FAULT;
+			n = 0;
+		}
+	}
+	struct psc_item *it = (void *)(buf + BOUND(pos, 4095));
+	it->op = i;
+	it->len = n;
+	it->flags = flags;
+	it->_pad = 0;
+	c->pos = pos + sizeof(struct psc_item) + ((n + 7) & ~7u);
+	c->nitems++;
+	return 0;
+}
+
+/* Writes a section (registers, stack window, items) at buf[start]; returns its size,
+ * with SECTION_TRUNCATED set when items did not fit. */
+__noinline __u32 build_section(const struct frame *f, struct psc_probe *p, __u32 sec, struct scratch *sc, __u32 start)
+{
+	if (!f || !p || !sc)
+		return 0;
+	__u8 *buf = sc->buf;
+	__u32 pos = BOUND(start, 4095);
+	if (pos > SECTION_LIMIT)
+		return 0;
+	struct psc_section *s = (void *)(buf + pos);
+	for (int i = 0; i < PSC_NREGS; i++)
+		s->regs[i] = f->regs[i];
+	s->_pad = 0;
+	__u32 slen = sec == PSC_SEC_ENTRY ? p->entry_stack_len : p->ret_stack_len;
+	__u32 soff = sec == PSC_SEC_ENTRY ? p->entry_stack_off : p->ret_stack_off;
+	if (slen > PSC_MAX_STACK)
+		slen = PSC_MAX_STACK;
+	pos += sizeof(struct psc_section);
+	if (slen) {
+		if (bpf_probe_read_user(buf + BOUND(pos, 4095), BOUND(slen, 511), (void *)(f->rsp + soff)))
+			slen = 0;
+	}
+	pos += (slen + 7) & ~7u;
+	struct sec_ctx c = {.f = f, .p = p, .buf = buf, .pos = pos, .sec = sec};
+	bpf_loop(PSC_MAX_OPS, op_step, &c, 0);
+	s = (void *)(buf + BOUND(start, 4095));
+	s->stack_len = slen;
+	s->nitems = c.nitems;
+	return (c.pos - start) | c.trunc;
+}
+
+static __always_inline __u32 hist_bucket(__u64 v)
+{
+	if (v < 64)
+		return v;
+	__u32 e = 0;
+	__u64 x = v;
+	if (x >> 32) { x >>= 32; e += 32; }
+	if (x >> 16) { x >>= 16; e += 16; }
+	if (x >> 8) { x >>= 8; e += 8; }
+	if (x >> 4) { x >>= 4; e += 4; }
+	if (x >> 2) { x >>= 2; e += 2; }
+	if (x >> 1) { e += 1; }
+	__u32 shift = e - 5;
+	__u32 idx = 64 + (e - 6) * 32 + ((v >> shift) & 31);
+	return idx < PSC_HIST_BUCKETS ? idx : PSC_HIST_BUCKETS - 1;
+}
+
+static __always_inline int keep_sample(struct psc_probe *p, struct psc_stats *st)
+{
+	__u64 seq = st->matched++;
+	if (p->sample_every > 1 && seq % p->sample_every != 0) {
+		st->sampled_out++;
+		return 0;
+	}
+	return 1;
+}
+
+static __always_inline void emit(struct scratch *sc, __u32 len, struct psc_stats *st)
+{
+	if (len > PSC_SCRATCH / 2)
+		len = PSC_SCRATCH / 2;
+	/* No wakeup per event (~6 µs each here): user space drains on a short timer. */
+	if (bpf_ringbuf_output(&psc_events, sc->buf, BOUND(len, 8191), BPF_RB_NO_WAKEUP))
+		st->lost++;
+	else
+		st->emitted++;
+}
+
+static __always_inline void fill_header(struct psc_event *ev, __u32 id, __u64 goid, __u32 tid)
+{
+	ev->version = PSC_VERSION;
+	ev->kind = PSC_EV_CALL;
+	ev->probe = id;
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	ev->tid = tid;
+	ev->goid = goid;
+}
+
+static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc)
+{
+	__u64 g = ctx->r14, goid = 0, hi = 0;
+	bpf_probe_read_user(&goid, 8, (void *)(g + p->goid_off));
+	st->hits++;
+	__u32 bits = 0;
+	if (p->flags & PSC_F_COND) {
+		bits = eval_atoms(f, p, PSC_SEC_ENTRY);
+		if (!(p->flags & PSC_F_COND_RET) && !eval_prog(p, bits)) {
+			st->filtered++;
+			return 0;
+		}
+	}
+	/* With a condition on results the sampling decision waits for the RET. */
+	if (!(p->flags & PSC_F_COND_RET) && !(p->flags & PSC_F_LATENCY) && !keep_sample(p, st))
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 truncated = 0, len = 0;
+	struct psc_event *ev = (void *)sc->buf;
+	if (p->flags & PSC_F_EVENTS) {
+		len = build_section(f, p, PSC_SEC_ENTRY, sc, sizeof(struct psc_event));
+		truncated = len >> 31;
+		len &= ~SECTION_TRUNCATED;
+	}
+	if (!(p->flags & PSC_F_PAIRED)) {
+		fill_header(ev, id, goid, tid);
+		ev->ts_ns = bpf_ktime_get_ns();
+		ev->latency_ns = 0;
+		ev->flags = PSC_EVF_ENTRY | (truncated ? PSC_EVF_TRUNCATED : 0);
+		ev->entry_len = len;
+		ev->ret_len = 0;
+		emit(sc, sizeof(struct psc_event) + len, st);
+		return 0;
+	}
+	if (bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off)))
+		return 0;
+	struct psc_pending_key key = {.g = g, .depth = hi - ctx->rsp, .probe = id};
+	struct psc_pending *pd = &sc->pending;
+	if (len > PSC_ENTRY_MAX) {
+		len = 0;
+		truncated = 1;
+	}
+	if (len)
+		bpf_probe_read_kernel(pd->data, BOUND(len - 1, 2047) + 1, sc->buf + sizeof(struct psc_event));
+	pd->len = len;
+	pd->bits = bits | (truncated ? 0x80000000u : 0);
+	pd->goid = goid;
+	pd->tid = tid;
+	pd->ts_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&psc_pending, &key, pd, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc)
+{
+	__u64 now = bpf_ktime_get_ns(), g = ctx->r14, hi = 0;
+	if (bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off)))
+		return 0;
+	struct psc_pending_key key = {.g = g, .depth = hi - ctx->rsp, .probe = id};
+	struct psc_pending *pd = bpf_map_lookup_elem(&psc_pending, &key);
+	if (!pd || now - pd->ts_ns > PENDING_AGE_NS) {
+		st->unpaired++;
+		if (pd)
+			bpf_map_delete_elem(&psc_pending, &key);
+		return 0;
+	}
+	__u64 latency = now - pd->ts_ns;
+	if (p->flags & PSC_F_COND_RET) {
+		__u32 bits = (pd->bits & 0x7fffffff) | eval_atoms(f, p, PSC_SEC_RET);
+		if (!eval_prog(p, bits)) {
+			st->filtered++;
+			bpf_map_delete_elem(&psc_pending, &key);
+			return 0;
+		}
+	}
+	st->returns++;
+	if (p->flags & PSC_F_LATENCY) {
+		struct psc_hist *h = bpf_map_lookup_elem(&psc_hist, &id);
+		if (h) {
+			__u32 b = hist_bucket(latency);
+			if (b < PSC_HIST_BUCKETS)
+				h->buckets[b]++;
+		}
+	}
+	if (!(p->flags & PSC_F_EVENTS) || !keep_sample(p, st)) {
+		bpf_map_delete_elem(&psc_pending, &key);
+		return 0;
+	}
+	struct psc_event *ev = (void *)sc->buf;
+	__u32 elen = pd->len;
+	if (elen > PSC_ENTRY_MAX)
+		elen = 0;
+	if (elen)
+		bpf_probe_read_kernel(sc->buf + sizeof(struct psc_event), BOUND(elen - 1, 2047) + 1, pd->data);
+	__u32 truncated = pd->bits >> 31;
+	fill_header(ev, id, pd->goid, pd->tid);
+	ev->ts_ns = pd->ts_ns;
+	ev->latency_ns = latency;
+	bpf_map_delete_elem(&psc_pending, &key);
+	__u32 rlen = build_section(f, p, PSC_SEC_RET, sc, sizeof(struct psc_event) + elen);
+	truncated |= rlen >> 31;
+	rlen &= ~SECTION_TRUNCATED;
+	ev = (void *)sc->buf;
+	ev->flags = PSC_EVF_ENTRY | PSC_EVF_RET | (truncated ? PSC_EVF_TRUNCATED : 0);
+	ev->entry_len = elen;
+	ev->ret_len = rlen;
+	emit(sc, sizeof(struct psc_event) + elen + rlen, st);
+	return 0;
+}
+
+SEC("uprobe")
+int periscope_probe(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 id = (__u32)cookie, point = cookie >> 32, zero = 0;
+	struct psc_stats *st = bpf_map_lookup_elem(&psc_stats, &id);
+	if (!st)
+		return 0;
+	/* At the stack check's jbe: CF or ZF set means the branch to morestack is taken
+	 * and the call will come back through this check on a bigger stack. */
+	if (point == PSC_POINT_ENTRY_JBE && (ctx->eflags & (EFLAGS_CF | EFLAGS_ZF))) {
+		st->morestack++;
+		return 0;
+	}
+	struct psc_probe *p = bpf_map_lookup_elem(&psc_probes, &id);
+	struct scratch *sc = bpf_map_lookup_elem(&psc_scratch, &zero);
+	if (!p || !sc)
+		return 0;
+	struct frame f;
+	load_frame(&f, ctx);
+	if (point == PSC_POINT_RET)
+		return on_return(ctx, &f, p, id, st, sc);
+	return on_entry(ctx, &f, p, id, st, sc);
+}

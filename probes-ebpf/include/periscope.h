@@ -1,0 +1,171 @@
+/* The one definition of everything shared between the BPF programs and user space.
+ * Rust gets these layouts through bindgen (build.rs); nothing is copied by hand.
+ * Fixed-width fields only, explicit padding, no bool or enum in structs. */
+#ifndef PERISCOPE_H
+#define PERISCOPE_H
+
+#include <linux/types.h>
+
+#define PSC_MAX_PROBES 512
+#define PSC_MAX_OPS 24
+#define PSC_MAX_PATH 4
+#define PSC_MAX_ATOMS 8
+#define PSC_MAX_PROG 24
+#define PSC_MAX_STR 64
+#define PSC_NREGS 9
+#define PSC_MAX_STACK 256   /* stack bytes captured per section */
+#define PSC_MAX_READ 512    /* bytes one op may read */
+#define PSC_ENTRY_MAX 2048  /* bytes of a stored entry section */
+#define PSC_SCRATCH 8192
+#define PSC_HIST_BUCKETS 1280
+#define PSC_VERSION 1
+
+/* Attach cookie: probe id in the low 32 bits, point kind above. */
+enum psc_point {
+	PSC_POINT_ENTRY = 0,      /* emulated entry after the stack check, or first insn */
+	PSC_POINT_ENTRY_JBE = 1,  /* the stack check's jbe: drop when morestack follows */
+	PSC_POINT_RET = 2,
+};
+
+enum psc_base { PSC_BASE_NONE = 0, PSC_BASE_REG = 1, PSC_BASE_STACK = 2 };
+
+/* A scalar at the probe point: a register or a stack slot, then a chain of loads
+ * (v = *(v + path[i])), the last one `width` bytes wide. */
+struct psc_word {
+	__u8 base;
+	__u8 reg;      /* RAX RBX RCX RDI RSI R8 R9 R10 R11 */
+	__u8 nderef;
+	__u8 width;    /* 1, 2, 4 or 8 */
+	__u32 stack_off;
+	__s32 path[PSC_MAX_PATH];
+};
+
+enum psc_op_kind { PSC_OP_FIXED = 0, PSC_OP_COUNTED = 1 };
+enum psc_section_id { PSC_SEC_ENTRY = 0, PSC_SEC_RET = 1 };
+
+/* Read bytes through a pointer: `size` bytes at `ptr`, or for COUNTED `len * elem`
+ * bytes capped at `size` (strings, slices). */
+struct psc_op {
+	struct psc_word ptr;
+	struct psc_word len;
+	__u16 kind;
+	__u16 size;
+	__u16 elem;
+	__u16 section;
+};
+
+enum psc_atom_kind { PSC_ATOM_INT = 0, PSC_ATOM_STR_EQ = 1, PSC_ATOM_STR_PREFIX = 2 };
+enum psc_cmp { PSC_EQ = 0, PSC_NE = 1, PSC_LT = 2, PSC_LE = 3, PSC_GT = 4, PSC_GE = 5 };
+
+struct psc_atom {
+	struct psc_word a;  /* the integer, or the string's data pointer */
+	struct psc_word b;  /* the string's length */
+	__u8 kind;
+	__u8 cmp;
+	__u8 is_signed;
+	__u8 section;
+	__u32 str_len;
+	__s64 value;
+	__u8 str[PSC_MAX_STR];
+};
+
+/* Postfix condition program: values < 0x80 push atom N's result. */
+#define PSC_PROG_END 0xff
+#define PSC_PROG_AND 0x80
+#define PSC_PROG_OR 0x81
+#define PSC_PROG_NOT 0x82
+
+#define PSC_F_EVENTS (1u << 0)   /* emit one event per (kept) call */
+#define PSC_F_PAIRED (1u << 1)   /* store the entry, complete at a RET */
+#define PSC_F_LATENCY (1u << 2)  /* record call-to-return latency */
+#define PSC_F_COND (1u << 3)     /* prog holds a condition */
+#define PSC_F_COND_RET (1u << 4) /* the condition reads results: decide at the RET */
+
+struct psc_probe {
+	__u32 flags;
+	__u32 sample_every; /* keep 1 call in N (1 keeps all) */
+	__u32 goid_off;
+	__u32 stack_hi_off;
+	__u16 nops;
+	__u16 natoms;
+	__u16 entry_stack_off;
+	__u16 entry_stack_len;
+	__u16 ret_stack_off;
+	__u16 ret_stack_len;
+	__u32 _pad;
+	__u8 prog[PSC_MAX_PROG];
+	struct psc_op ops[PSC_MAX_OPS];
+	struct psc_atom atoms[PSC_MAX_ATOMS];
+};
+
+/* Per-probe counters, per CPU. */
+struct psc_stats {
+	__u64 hits;        /* entry hits that counted as a call */
+	__u64 filtered;    /* calls whose condition was false */
+	__u64 sampled_out; /* calls dropped by 1-in-N sampling */
+	__u64 lost;        /* events the ring buffer had no room for */
+	__u64 emitted;     /* events written */
+	__u64 morestack;   /* jbe hits dropped because the stack grows first */
+	__u64 unpaired;    /* RET hits with no stored entry (attached mid-call, evicted) */
+	__u64 returns;     /* calls that completed at a RET */
+	__u64 matched;     /* calls whose condition held: the sampling sequence */
+};
+
+struct psc_pending_key {
+	__u64 g;      /* goroutine (R14) */
+	__u64 depth;  /* g.stack.hi - SP: survives stack copies, separates recursion */
+	__u32 probe;
+	__u32 _pad;
+};
+
+struct psc_pending {
+	__u64 ts_ns;
+	__u64 goid;
+	__u32 tid;
+	__u32 bits;      /* results of entry atoms */
+	__u32 len;       /* bytes of data[] in use */
+	__u32 _pad;
+	__u8 data[PSC_ENTRY_MAX];
+};
+
+#define PSC_EV_CALL 1
+#define PSC_EVF_ENTRY (1u << 0)
+#define PSC_EVF_RET (1u << 1)
+#define PSC_EVF_TRUNCATED (1u << 2)
+
+struct psc_event {
+	__u16 version;
+	__u16 kind;
+	__u32 probe;
+	__u32 pid;
+	__u32 tid;
+	__u64 goid;
+	__u64 ts_ns;
+	__u64 latency_ns;
+	__u32 flags;
+	__u16 entry_len;
+	__u16 ret_len;
+};
+
+/* A captured section: registers, a stack window, then items. */
+struct psc_section {
+	__u64 regs[PSC_NREGS];
+	__u16 stack_len;
+	__u16 nitems;
+	__u32 _pad;
+};
+
+#define PSC_ITEM_FAULT 1 /* the pointer chain faulted (nil or unmapped) */
+
+struct psc_item {
+	__u16 op;
+	__u16 len;
+	__u16 flags;
+	__u16 _pad;
+};
+
+struct psc_hist {
+	__u64 buckets[PSC_HIST_BUCKETS];
+};
+
+#endif
