@@ -1,1 +1,18 @@
+//! The probe engine: turns symbols' function descriptions into plans for one generic
+//! BPF program, attaches them as uprobes, and decodes what they capture.
+pub mod condition;
+pub mod decode;
+pub mod engine;
+pub mod error;
+pub mod hist;
+pub mod plan;
+pub mod value;
+pub mod wire;
+pub mod word;
 
+pub use condition::CompiledCondition;
+pub use decode::Call;
+pub use engine::{Engine, Stats};
+pub use error::{ConditionError, EngineError, PlanError};
+pub use plan::{Capture, Plan};
+pub use value::GoValue;

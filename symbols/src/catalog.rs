@@ -178,12 +178,15 @@ impl Catalog {
                         && let Some(recv) = pointer_receiver(&f.name)
                         && params.first().is_none_or(|p| info.types.name(p.ty) != recv)
                     {
-                        params.insert(0, DwarfParam {
-                            name: ".this".into(),
-                            ty: dict_ty,
-                            is_result: false,
-                            entry_pieces: None,
-                        });
+                        params.insert(
+                            0,
+                            DwarfParam {
+                                name: ".this".into(),
+                                ty: dict_ty,
+                                is_result: false,
+                                entry_pieces: None,
+                            },
+                        );
                     }
                     // DWARF lists it anywhere, or (before Go 1.25) not at all.
                     if let Some(at) = dictionary_position(&f.name) {
@@ -283,6 +286,12 @@ impl Catalog {
     /// The type whose runtime descriptor sits at link-time address `addr`.
     pub fn runtime_type(&self, addr: u64) -> Option<TypeId> {
         self.runtime_types.get(&addr).copied()
+    }
+
+    /// The reflect.Kind byte of a runtime type descriptor (internal/abi.Type.Kind_ at
+    /// +23, low 5 bits), for values whose type DWARF does not link to its descriptor.
+    pub fn runtime_type_kind(&self, addr: u64) -> Option<u8> {
+        self.elf.bytes_at(addr + 23, 1).map(|b| b[0] & 0x1f)
     }
 
     /// The name of the runtime type descriptor at link-time `addr`, read from DWARF or,
@@ -388,7 +397,10 @@ mod tests {
         assert_eq!(package_of("gopkg.in/yaml.v3.Unmarshal"), "gopkg.in/yaml");
         assert_eq!(package_of("main.Max[go.shape.int]"), "main");
         assert_eq!(package_of("type:.eq.main.T"), "type:");
-        assert_eq!(pointer_receiver("encoding/json.(*encodeState).Read").as_deref(), Some("*encoding/json.encodeState"));
+        assert_eq!(
+            pointer_receiver("encoding/json.(*encodeState).Read").as_deref(),
+            Some("*encoding/json.encodeState")
+        );
         assert_eq!(pointer_receiver("main.Point.Norm1"), None);
     }
 

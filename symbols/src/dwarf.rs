@@ -619,6 +619,15 @@ impl<'d> Walker<'_, 'd> {
             gimli::DW_TAG_subroutine_type => Kind::Func,
             _ => Kind::Opaque,
         };
+        // Go omits DW_AT_byte_size on pointer-shaped types.
+        let size = match kind {
+            Kind::Pointer(_) | Kind::UnsafePointer | Kind::Func | Kind::Map | Kind::Chan
+                if size == 0 =>
+            {
+                8
+            }
+            _ => size,
+        };
         Ok(GoType { name, size, kind })
     }
 

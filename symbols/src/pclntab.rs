@@ -17,8 +17,13 @@ pub fn locate(elf: &crate::elf::Elf) -> Option<std::borrow::Cow<'_, [u8]>> {
     if let Some(s) = elf.section(".gopclntab") {
         return Some(s);
     }
-    if let (Some(a), Some(b)) = (elf.symbol_addr("runtime.pclntab"), elf.symbol_addr("runtime.epclntab")) {
-        return elf.bytes_at(a, (b - a) as usize).map(std::borrow::Cow::Borrowed);
+    if let (Some(a), Some(b)) = (
+        elf.symbol_addr("runtime.pclntab"),
+        elf.symbol_addr("runtime.epclntab"),
+    ) {
+        return elf
+            .bytes_at(a, (b - a) as usize)
+            .map(std::borrow::Cow::Borrowed);
     }
     let ro = elf.section(".data.rel.ro")?;
     let start = (0..ro.len().saturating_sub(64)).step_by(8).find(|&i| {

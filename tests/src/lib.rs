@@ -6,7 +6,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +59,11 @@ static BUILD: Mutex<()> = Mutex::new(());
 pub fn fixture(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let root = repo_root();
-    let src = if name == "demo" { root.join("demo") } else { root.join("tests/fixtures").join(name) };
+    let src = if name == "demo" {
+        root.join("demo")
+    } else {
+        root.join("tests/fixtures").join(name)
+    };
     let suffix = match variant {
         Variant::Plain => "",
         Variant::Stripped => "-stripped",
@@ -111,7 +118,11 @@ pub fn periscope() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("periscope");
-    assert!(bin.exists(), "{} not built: run `cargo build -p periscope` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p periscope` first",
+        bin.display()
+    );
     bin
 }
 
@@ -193,7 +204,10 @@ pub fn periscope_bpf_objects() -> Vec<String> {
         for item in v.as_array().into_iter().flatten() {
             let name = item["name"].as_str().unwrap_or("");
             let prog_name = item["prog_name"].as_str().unwrap_or("");
-            if name.starts_with("periscope") || name.starts_with("psc_") || prog_name.starts_with("periscope") {
+            if name.starts_with("periscope")
+                || name.starts_with("psc_")
+                || prog_name.starts_with("periscope")
+            {
                 found.push(format!("{what}: {item}"));
             }
         }

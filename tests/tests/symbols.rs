@@ -39,13 +39,30 @@ fn every_fixture_function_has_its_exact_signature() {
     for tc in toolchains() {
         for v in [Variant::Plain, Variant::Pie] {
             let cat = catalog(&tc, v);
-            assert!(cat.go_version.starts_with(&tc.label), "{} vs {}", cat.go_version, tc.label);
+            assert!(
+                cat.go_version.starts_with(&tc.label),
+                "{} vs {}",
+                cat.go_version,
+                tc.label
+            );
             let sigs: Vec<String> = cat.functions.iter().map(|f| f.signature()).collect();
             for want in SIGNATURES {
-                assert!(sigs.iter().any(|s| s == want), "{} {v:?}: missing {want}", tc.label);
+                assert!(
+                    sigs.iter().any(|s| s == want),
+                    "{} {v:?}: missing {want}",
+                    tc.label
+                );
             }
-            let max = cat.functions.iter().find(|f| f.name.starts_with("main.Max[")).expect("generic");
-            assert!(max.signature().ends_with("(a go.shape.int, b go.shape.int) go.shape.int") || tc.label == "go1.19");
+            let max = cat
+                .functions
+                .iter()
+                .find(|f| f.name.starts_with("main.Max["))
+                .expect("generic");
+            assert!(
+                max.signature()
+                    .ends_with("(a go.shape.int, b go.shape.int) go.shape.int")
+                    || tc.label == "go1.19"
+            );
             // Hidden dictionary argument first, in RAX; a and b follow.
             let p = max.params.as_ref().unwrap();
             assert_eq!(p[0].name, ".dict");
@@ -53,7 +70,10 @@ fn every_fixture_function_has_its_exact_signature() {
             let inc = cat.function("main.inc").expect("inlined function listed");
             assert!(inc.inlined_only && !inc.probeable());
             let login = cat.function("main.Login").unwrap();
-            assert_eq!(login.location(), "main.go:102".replace("102", &login.line.unwrap().to_string()));
+            assert_eq!(
+                login.location(),
+                "main.go:102".replace("102", &login.line.unwrap().to_string())
+            );
             assert!(login.file.as_deref().unwrap().ends_with("kinds/main.go"));
         }
     }
@@ -79,7 +99,10 @@ fn locations_follow_the_register_abi() {
     assert_eq!(regs(&floats[0]), "X0");
     assert_eq!(regs(&floats[2]), "RAX");
     let divide = f("main.Divide").results.clone().unwrap();
-    assert_eq!(divide.iter().map(regs).collect::<Vec<_>>(), ["RAX", "RBX", "RCX,RDI"]);
+    assert_eq!(
+        divide.iter().map(regs).collect::<Vec<_>>(),
+        ["RAX", "RBX", "RCX,RDI"]
+    );
     let set = f("main.SetInfo").params.clone().unwrap();
     assert_eq!(regs(&set[1]), "RBX,RCX");
 }
@@ -102,7 +125,8 @@ fn locations_agree_with_go_dwarf_location_lists() {
             for v in f.params.iter().flatten() {
                 let Some(dw) = &v.dwarf_entry else { continue };
                 // Compare the pieces DWARF places in registers at the entry address.
-                let ours: Vec<Option<u16>> = v.location.pieces.iter().map(|p| dwarf_reg(p.loc)).collect();
+                let ours: Vec<Option<u16>> =
+                    v.location.pieces.iter().map(|p| dwarf_reg(p.loc)).collect();
                 if dw.iter().all(|(r, _)| r.is_none()) || ours.iter().all(|r| r.is_none()) {
                     continue;
                 }
@@ -115,20 +139,39 @@ fn locations_agree_with_go_dwarf_location_lists() {
                 // reads `max` from RDI, and utf8.Valid's slice cap is in RCX, not a
                 // second RBX.
                 if matches!(
-                        (f.name.as_str(), v.name.as_str()),
-                        ("runtime.(*pallocData).findScavengeCandidate", "max") | ("unicode/utf8.Valid", "p")
-                    )
-                {
+                    (f.name.as_str(), v.name.as_str()),
+                    ("runtime.(*pallocData).findScavengeCandidate", "max")
+                        | ("unicode/utf8.Valid", "p")
+                ) {
                     continue;
                 }
-                let agree = dw.iter().zip(&ours).all(|((d, _), o)| d.is_none() || d == o);
+                let agree = dw
+                    .iter()
+                    .zip(&ours)
+                    .all(|((d, _), o)| d.is_none() || d == o);
                 if !agree {
-                    mismatches.push(format!("{} {}: dwarf {:?} ours {}", f.name, v.name, dw, v.location.describe()));
+                    mismatches.push(format!(
+                        "{} {}: dwarf {:?} ours {}",
+                        f.name,
+                        v.name,
+                        dw,
+                        v.location.describe()
+                    ));
                 }
             }
         }
-        assert!(checked > 200, "{}: only {checked} parameters had DWARF locations", tc.label);
-        assert!(mismatches.is_empty(), "{}: {} of {checked} disagree:\n{}", tc.label, mismatches.len(), mismatches[..mismatches.len().min(20)].join("\n"));
+        assert!(
+            checked > 200,
+            "{}: only {checked} parameters had DWARF locations",
+            tc.label
+        );
+        assert!(
+            mismatches.is_empty(),
+            "{}: {} of {checked} disagree:\n{}",
+            tc.label,
+            mismatches.len(),
+            mismatches[..mismatches.len().min(20)].join("\n")
+        );
     }
 }
 
@@ -140,10 +183,18 @@ fn probe_points_are_instruction_boundaries_inside_the_function() {
             let mut kinds: HashMap<&str, EntryKind> = HashMap::new();
             for f in cat.functions.iter().filter(|f| f.probeable()) {
                 let p = f.probes.as_ref().unwrap();
-                let code = cat.elf.bytes_at(f.entry, (f.end - f.entry) as usize).unwrap();
+                let code = cat
+                    .elf
+                    .bytes_at(f.entry, (f.end - f.entry) as usize)
+                    .unwrap();
                 let mut dec = iced_x86_boundaries(code, f.entry);
                 dec.sort();
-                assert!(dec.binary_search(&p.entry).is_ok(), "{} entry {:#x}", f.name, p.entry);
+                assert!(
+                    dec.binary_search(&p.entry).is_ok(),
+                    "{} entry {:#x}",
+                    f.name,
+                    p.entry
+                );
                 for r in &p.returns {
                     assert!(dec.binary_search(r).is_ok(), "{} ret {r:#x}", f.name);
                 }
@@ -153,9 +204,21 @@ fn probe_points_are_instruction_boundaries_inside_the_function() {
             }
             // SetInfo has a frame and so a stack check: the entry is the emulated
             // push on Go ≥ 1.21 and the check's branch on 1.19.
-            let want = if tc.label == "go1.19" { EntryKind::StackCheckBranch } else { EntryKind::PushAfterCheck };
+            let want = if tc.label == "go1.19" {
+                EntryKind::StackCheckBranch
+            } else {
+                EntryKind::PushAfterCheck
+            };
             assert_eq!(kinds["main.SetInfo"], want, "{}", tc.label);
-            assert!(!cat.function("main.Login").unwrap().probes.as_ref().unwrap().returns.is_empty());
+            assert!(
+                !cat.function("main.Login")
+                    .unwrap()
+                    .probes
+                    .as_ref()
+                    .unwrap()
+                    .returns
+                    .is_empty()
+            );
         }
     }
 }
@@ -184,14 +247,25 @@ fn insn_len(code: &[u8]) -> usize {
 #[test]
 fn g_offsets_come_from_dwarf() {
     for tc in toolchains() {
-        let g = catalog(&tc, Variant::Plain).g_offsets.expect("runtime.g in DWARF");
+        let g = catalog(&tc, Variant::Plain)
+            .g_offsets
+            .expect("runtime.g in DWARF");
         assert_eq!(g.stack_hi, 8, "{}", tc.label); // g.stack is the first field: {lo, hi}
-        assert!(g.goid > 100 && g.goid < 400, "{} goid at {}", tc.label, g.goid);
+        assert!(
+            g.goid > 100 && g.goid < 400,
+            "{} goid at {}",
+            tc.label,
+            g.goid
+        );
     }
 }
 
 fn list(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(periscope()).arg("list").args(args).output().unwrap();
+    let out = Command::new(periscope())
+        .arg("list")
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -205,7 +279,10 @@ fn list_prints_signatures_and_json() {
     let bin = fixture("kinds", &tc, Variant::Plain);
     let (code, out, _) = list(&[bin.to_str().unwrap(), r"^main\.Login$"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("main.Login(username string, attempts int) (bool, error)  main.go:"), "{out}");
+    assert!(
+        out.starts_with("main.Login(username string, attempts int) (bool, error)  main.go:"),
+        "{out}"
+    );
     let (code, out, _) = list(&["--json", bin.to_str().unwrap(), r"^main\.Login$"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
@@ -225,7 +302,10 @@ fn list_works_on_stripped_and_pie_binaries_and_by_pid() {
     let stripped = fixture("kinds", &tc, Variant::Stripped);
     let (code, out, err) = list(&[stripped.to_str().unwrap(), r"^main\."]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().any(|l| l.starts_with("main.SetInfo(?)")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("main.SetInfo(?)")),
+        "{out}"
+    );
     assert_eq!(err.lines().count(), 1, "one note about DWARF: {err}");
     assert!(err.contains("DWARF"));
     let stripped_cat = Catalog::open(&stripped).unwrap();
@@ -233,7 +313,10 @@ fn list_works_on_stripped_and_pie_binaries_and_by_pid() {
     let a = stripped_cat.function("main.SetInfo").unwrap();
     let b = plain_cat.function("main.SetInfo").unwrap();
     assert_eq!(a.entry, b.entry, "pclntab entry matches DWARF low_pc");
-    assert_eq!(a.probes.as_ref().unwrap().entry, b.probes.as_ref().unwrap().entry);
+    assert_eq!(
+        a.probes.as_ref().unwrap().entry,
+        b.probes.as_ref().unwrap().entry
+    );
 
     let pie = fixture("kinds", &tc, Variant::Pie);
     let (code, out, _) = list(&[pie.to_str().unwrap(), r"^main\.SetInfo$"]);
@@ -259,7 +342,16 @@ fn bad_targets_get_one_clear_line_and_status_2() {
         (vec![tmp.to_str().unwrap().into()], "not an ELF"),
         (vec!["/bin/true".into()], "not a Go program"),
         (vec!["999999999".into()], "no process with pid"),
-        (vec![fixture("kinds", &periscope_tests::newest(), Variant::Plain).to_str().unwrap().into(), "main.(".into()], "bad regex"),
+        (
+            vec![
+                fixture("kinds", &periscope_tests::newest(), Variant::Plain)
+                    .to_str()
+                    .unwrap()
+                    .into(),
+                "main.(".into(),
+            ],
+            "bad regex",
+        ),
     ];
     for (args, want) in cases {
         let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();

@@ -27,6 +27,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Trace calls of functions in a running Go process (headless).
+    Trace {
+        /// The process to trace.
+        #[arg(long, short)]
+        pid: u32,
+        /// Stop after this long (10s, 500ms, 2m); default: until Ctrl-C or the target exits.
+        #[arg(long)]
+        duration: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep one call in N (per probe).
+        #[arg(long, default_value_t = 1)]
+        sample: u32,
+        /// Capture arguments.
+        #[arg(long)]
+        args: bool,
+        /// Capture results.
+        #[arg(long)]
+        ret: bool,
+        /// Record call-to-return latency.
+        #[arg(long)]
+        latency: bool,
+        /// Longest string captured, in bytes.
+        #[arg(long, default_value_t = 64)]
+        max_string: u16,
+        /// Function names, each optionally followed by `if CONDITION`.
+        #[arg(required = true)]
+        probes: Vec<String>,
+    },
 }
 
 fn main() {
@@ -37,6 +67,42 @@ fn main() {
             regex,
             json,
         } => cli::list::run(&target::Target::parse(&target), regex.as_deref(), json),
+        Cmd::Trace {
+            pid,
+            duration,
+            json,
+            sample,
+            args,
+            ret,
+            latency,
+            max_string,
+            probes,
+        } => {
+            let all = !(args || ret || latency);
+            (|| {
+                let duration = duration
+                    .as_deref()
+                    .map(cli::trace::parse_duration)
+                    .transpose()?;
+                if max_string == 0 || max_string > 512 {
+                    anyhow::bail!("--max-string must be between 1 and 512");
+                }
+                cli::trace::run(cli::trace::Options {
+                    pid,
+                    duration,
+                    json,
+                    capture: probes_ebpf::Capture {
+                        args: all || args,
+                        ret: all || ret,
+                        latency: all || latency,
+                        sample_every: sample.max(1),
+                        max_string,
+                        max_elems: 8,
+                    },
+                    probes,
+                })
+            })()
+        }
     };
     if let Err(e) = result {
         eprintln!("periscope: {e:#}");

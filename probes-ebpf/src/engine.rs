@@ -1,0 +1,206 @@
+//! Loads the BPF object once and attaches or detaches probes at any time. Everything is
+//! owned by file descriptors (perf events + BPF links): when periscope exits, even by
+//! SIGKILL, the kernel drops them all. Nothing is pinned.
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues, RingBuf};
+use aya::programs::UProbe;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
+use symbols::Function;
+use symbols::probe_points::EntryKind;
+
+use crate::error::EngineError;
+use crate::plan::Plan;
+use crate::wire::*;
+
+const PROGRAM: &str = "periscope_probe";
+
+pub struct Engine {
+    ebpf: aya::Ebpf,
+    probes: Array<MapData, psc_probe>,
+    stats: PerCpuArray<MapData, psc_stats>,
+    hist: PerCpuArray<MapData, psc_hist>,
+    events: RingBuf<MapData>,
+    links: HashMap<u32, Vec<UProbeLinkId>>,
+    free: Vec<u32>,
+}
+
+/// Counters of one probe, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub hits: u64,
+    pub filtered: u64,
+    pub sampled_out: u64,
+    pub lost: u64,
+    pub emitted: u64,
+    pub morestack: u64,
+    pub unpaired: u64,
+    pub returns: u64,
+}
+
+impl Engine {
+    pub fn new() -> Result<Engine, EngineError> {
+        let mut ebpf = aya::EbpfLoader::new()
+            .load(BPF_OBJECT)
+            .map_err(EngineError::Load)?;
+        let prog: &mut UProbe = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(EngineError::MissingMap(PROGRAM))?
+            .try_into()?;
+        prog.load()?;
+        let mut take =
+            |name: &'static str| ebpf.take_map(name).ok_or(EngineError::MissingMap(name));
+        let probes = Array::try_from(take("psc_probes")?)?;
+        let stats = PerCpuArray::try_from(take("psc_stats")?)?;
+        let hist = PerCpuArray::try_from(take("psc_hist")?)?;
+        let events = RingBuf::try_from(take("psc_events")?)?;
+        Ok(Engine {
+            ebpf,
+            probes,
+            stats,
+            hist,
+            events,
+            links: HashMap::new(),
+            free: (0..PSC_MAX_PROBES).rev().collect(),
+        })
+    }
+
+    /// Attaches `plan` to `f` in process `pid`, whose executable is `exe`; returns the
+    /// probe id that its events carry.
+    pub fn attach(
+        &mut self,
+        pid: u32,
+        exe: &Path,
+        elf: &symbols::elf::Elf,
+        f: &Function,
+        plan: &Plan,
+    ) -> Result<u32, EngineError> {
+        let id = self
+            .free
+            .pop()
+            .ok_or(EngineError::TooMany(PSC_MAX_PROBES))?;
+        match self.attach_id(id, pid, exe, elf, f, plan) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.detach(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn attach_id(
+        &mut self,
+        id: u32,
+        pid: u32,
+        exe: &Path,
+        elf: &symbols::elf::Elf,
+        f: &Function,
+        plan: &Plan,
+    ) -> Result<(), EngineError> {
+        self.probes.set(id, plan.wire, 0)?;
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
+        self.stats.set(
+            id,
+            PerCpuValues::try_from(vec![psc_stats::default(); ncpu]).map_err(EngineError::Io)?,
+            0,
+        )?;
+        if plan.wire.flags & PSC_F_LATENCY != 0 {
+            self.hist.set(
+                id,
+                PerCpuValues::try_from(vec![psc_hist::default(); ncpu]).map_err(EngineError::Io)?,
+                0,
+            )?;
+        }
+        let points = f.probes.as_ref().ok_or_else(|| EngineError::NoOffset {
+            func: f.name.clone(),
+            addr: f.entry,
+        })?;
+        let entry_kind = match points.entry_kind {
+            EntryKind::StackCheckBranch => PSC_POINT_ENTRY_JBE,
+            _ => PSC_POINT_ENTRY,
+        };
+        let mut sites = vec![(points.entry, entry_kind)];
+        if plan.wire.flags & PSC_F_PAIRED != 0 {
+            sites.extend(points.returns.iter().map(|&r| (r, PSC_POINT_RET)));
+        }
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).expect("pid > 0"));
+        let prog: &mut UProbe = self.ebpf.program_mut(PROGRAM).expect("loaded").try_into()?;
+        let links = self.links.entry(id).or_default();
+        for (addr, kind) in sites {
+            let offset = elf
+                .vaddr_to_offset(addr)
+                .ok_or_else(|| EngineError::NoOffset {
+                    func: f.name.clone(),
+                    addr,
+                })?;
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(offset),
+                cookie: Some(u64::from(id) | (u64::from(kind) << 32)),
+            };
+            let link = prog
+                .attach(point, exe, scope)
+                .map_err(|source| EngineError::Attach {
+                    func: f.name.clone(),
+                    source,
+                })?;
+            links.push(link);
+        }
+        Ok(())
+    }
+
+    /// Detaches every uprobe of a probe. Its counters and histogram stay readable until
+    /// the id is reused.
+    pub fn detach(&mut self, id: u32) {
+        if let Some(links) = self.links.remove(&id) {
+            if let Some(Ok(prog)) = self.ebpf.program_mut(PROGRAM).map(<&mut UProbe>::try_from) {
+                for l in links {
+                    let _ = prog.detach(l);
+                }
+            }
+            // Disable the plan so a hit racing with the detach does nothing.
+            let _ = self.probes.set(id, psc_probe::default(), 0);
+            self.free.insert(0, id);
+        }
+    }
+
+    pub fn stats(&self, id: u32) -> Stats {
+        let Ok(per_cpu) = self.stats.get(&id, 0) else {
+            return Stats::default();
+        };
+        per_cpu.iter().fold(Stats::default(), |a, s| Stats {
+            hits: a.hits + s.hits,
+            filtered: a.filtered + s.filtered,
+            sampled_out: a.sampled_out + s.sampled_out,
+            lost: a.lost + s.lost,
+            emitted: a.emitted + s.emitted,
+            morestack: a.morestack + s.morestack,
+            unpaired: a.unpaired + s.unpaired,
+            returns: a.returns + s.returns,
+        })
+    }
+
+    /// Latency bucket counts summed over CPUs.
+    pub fn histogram(&self, id: u32) -> Vec<u64> {
+        let mut sum = vec![0u64; PSC_HIST_BUCKETS as usize];
+        if let Ok(per_cpu) = self.hist.get(&id, 0) {
+            for h in per_cpu.iter() {
+                for (s, b) in sum.iter_mut().zip(h.buckets.iter()) {
+                    *s += b;
+                }
+            }
+        }
+        sum
+    }
+
+    /// Hands every record waiting in the ring buffer to `f`; returns how many.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.events.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+}

@@ -1,0 +1,52 @@
+//! Errors of the probe layer, each a line a user can act on.
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "{func} is inlined at every call site: it has no code of its own to probe (probe its callers)"
+    )]
+    Inlined { func: String },
+    #[error("{func} has no machine code in this binary")]
+    NoCode { func: String },
+    #[error(
+        "runtime.g is not described in DWARF: cannot tell goroutines apart (is the binary stripped?)"
+    )]
+    NoRuntimeG,
+}
+
+/// A condition that cannot be compiled, with the 1-based column it points at.
+#[derive(Debug, thiserror::Error)]
+#[error("condition `{text}`, column {column}: {msg}")]
+pub struct ConditionError {
+    pub text: String,
+    pub column: usize,
+    pub msg: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "loading the BPF program failed: {0} (periscope needs root, or CAP_BPF and CAP_PERFMON)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error("BPF map {0} is missing from the program")]
+    MissingMap(&'static str),
+    #[error("BPF map error: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("BPF program error: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    #[error("too many probes at once (limit {0})")]
+    TooMany(u32),
+    #[error(
+        "attaching to {func} failed: {source} (is the process still running, and are you root?)"
+    )]
+    Attach {
+        func: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("{func}: the address {addr:#x} is outside the file's mapped segments")]
+    NoOffset { func: String, addr: u64 },
+}

@@ -1,0 +1,23 @@
+//! The wire format from include/periscope.h (through bindgen, layout tests included).
+#![allow(non_camel_case_types, non_upper_case_globals, dead_code, clippy::all)]
+include!(concat!(env!("OUT_DIR"), "/wire.rs"));
+
+// SAFETY: these are plain C structs of integers and byte arrays with explicit padding
+// (see periscope.h); every bit pattern is valid and there are no pointers.
+unsafe impl aya::Pod for psc_probe {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_stats {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_hist {}
+
+/// The compiled BPF object.
+pub static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/periscope.bpf.o"));
+
+pub fn read<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
+    let end = at.checked_add(std::mem::size_of::<T>())?;
+    let b = bytes.get(at..end)?;
+    // SAFETY: the length was checked; read_unaligned copes with any alignment and T
+    // is one of the plain-integer wire structs.
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+}

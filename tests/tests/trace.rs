@@ -1,0 +1,325 @@
+//! `periscope trace` on real Go processes, checked call for call against the record the
+//! fixture itself prints. Needs root (CAP_BPF, CAP_PERFMON): CI runs as root.
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use periscope_tests::{
+    FixtureProc, Toolchain, Variant, fixture, periscope, periscope_bpf_objects, toolchains,
+};
+use serde_json::Value;
+
+struct Tracer {
+    child: Child,
+}
+
+impl Tracer {
+    fn start(pid: u32, args: &[&str]) -> Tracer {
+        let mut child = Command::new(periscope())
+            .args(["trace", "--json", "--pid", &pid.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("attached"),
+            "periscope did not attach: {line}"
+        );
+        Tracer { child }
+    }
+
+    /// Stops with SIGTERM (as Ctrl-C would) and returns every JSON line.
+    fn stop(mut self) -> Vec<Value> {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let out = self.child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "periscope failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn fixture_funcs() -> Vec<&'static str> {
+    vec![
+        "main.Ints",
+        "main.Flag",
+        "main.Floats",
+        "main.Bytes",
+        "main.Strings",
+        "main.Array",
+        "main.MapLen",
+        "main.SetInfo",
+        "main.Move",
+        "main.Sum",
+        "main.Pack",
+        "main.Describe",
+        "main.Divide",
+        "main.Login",
+        "main.Point.Norm1",
+        "main.(*Store).Put",
+        "main.Max",
+        "main.Total",
+        "main.Many",
+    ]
+}
+
+fn norm(func: &str) -> String {
+    if func.starts_with("main.Max[") {
+        "main.Max".into()
+    } else {
+        func.into()
+    }
+}
+
+fn by_func(calls: &[Value]) -> BTreeMap<String, Vec<(Value, Value)>> {
+    let mut m: BTreeMap<String, Vec<(Value, Value)>> = BTreeMap::new();
+    for c in calls.iter().filter(|c| c["type"] == "call") {
+        m.entry(norm(c["func"].as_str().unwrap()))
+            .or_default()
+            .push((c["args"].clone(), c["ret"].clone()));
+    }
+    m
+}
+
+fn trace_matches_ground_truth(tc: &Toolchain, variant: Variant) {
+    let mut fx = FixtureProc::start(&fixture("kinds", tc, variant));
+    let tracer = Tracer::start(fx.pid, &fixture_funcs());
+    let truth = fx.run("run 6");
+    std::thread::sleep(Duration::from_millis(300));
+    let got = tracer.stop();
+    let (want, have) = (by_func(&truth), by_func(&got));
+    for (func, calls) in &want {
+        let h = have
+            .get(func)
+            .unwrap_or_else(|| panic!("{} {variant:?}: no calls of {func} traced", tc.label));
+        assert_eq!(
+            h.len(),
+            calls.len(),
+            "{} {variant:?}: {func}: {} calls traced, {} made",
+            tc.label,
+            h.len(),
+            calls.len()
+        );
+        for (i, (w, g)) in calls.iter().zip(h).enumerate() {
+            assert_eq!(
+                g, w,
+                "{} {variant:?}: {func} call {i}: traced (args, ret) vs the fixture's record",
+                tc.label
+            );
+        }
+    }
+    let lat: Vec<&Value> = got.iter().filter(|v| v["type"] == "latency").collect();
+    assert_eq!(lat.len(), fixture_funcs().len());
+    assert!(
+        lat.iter().all(|l| l["count"].as_u64() == Some(6)),
+        "{lat:?}"
+    );
+    assert!(fx.is_running(), "the target must survive tracing");
+    assert_eq!(fx.run("run 1").len(), 19, "the target runs on after detach");
+}
+
+#[test]
+fn arguments_and_results_match_what_each_toolchain_build_did() {
+    for tc in toolchains() {
+        trace_matches_ground_truth(&tc, Variant::Plain);
+    }
+    trace_matches_ground_truth(&periscope_tests::newest(), Variant::Pie);
+}
+
+#[test]
+fn conditions_keep_only_matching_calls() {
+    let tc = periscope_tests::newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let tracer = Tracer::start(
+        fx.pid,
+        &[
+            r#"main.SetInfo if u.Name == "alice" && u.Age >= 18"#,
+            "main.Login if r1 != nil",
+            r#"main.Flag if strict && startsWith(s, "user-1")"#,
+            "main.Divide if !(b != 0) || q > 50",
+        ],
+    );
+    let truth = fx.run("run 24");
+    std::thread::sleep(Duration::from_millis(300));
+    let got = by_func(&tracer.stop());
+    let want = |f: &str, keep: &dyn Fn(&Value, &Value) -> bool| -> Vec<(Value, Value)> {
+        by_func(&truth)[f]
+            .iter()
+            .filter(|(a, r)| keep(a, r))
+            .cloned()
+            .collect()
+    };
+    let set = want("main.SetInfo", &|a, _| {
+        a["u"]["Name"] == "alice" && a["u"]["Age"].as_i64().unwrap() >= 18
+    });
+    assert!(!set.is_empty());
+    assert_eq!(got["main.SetInfo"], set);
+    let login = want("main.Login", &|_, r| !r["r1"].is_null());
+    assert!(!login.is_empty());
+    assert_eq!(got["main.Login"], login);
+    let flag = want("main.Flag", &|a, _| {
+        a["strict"] == true && a["s"].as_str().unwrap().starts_with("user-1")
+    });
+    assert!(!flag.is_empty());
+    assert_eq!(got["main.Flag"], flag);
+    let div = want("main.Divide", &|a, r| {
+        a["b"] == 0 || r["q"].as_i64().unwrap() > 50
+    });
+    assert_eq!(got["main.Divide"], div);
+}
+
+#[test]
+fn latency_percentiles_match_known_sleeps() {
+    let tc = periscope_tests::newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let tracer = Tracer::start(fx.pid, &["--latency", "main.Sleep"]);
+    let truth = fx.run("sleep");
+    let got = tracer.stop();
+    let lat = got.iter().find(|v| v["type"] == "latency").unwrap();
+    assert_eq!(lat["count"], 40);
+    // What the fixture measured around each call (sleeps overshoot what was asked).
+    let mut took: Vec<f64> = truth
+        .iter()
+        .map(|c| c["elapsed_ns"].as_f64().unwrap())
+        .collect();
+    took.sort_by(f64::total_cmp);
+    let rank = |q: f64| took[((q * took.len() as f64).ceil() as usize).clamp(1, took.len()) - 1];
+    let p50 = lat["p50_ns"].as_f64().unwrap();
+    let p99 = lat["p99_ns"].as_f64().unwrap();
+    assert!(
+        (p50 - rank(0.5)).abs() / rank(0.5) < 0.05,
+        "p50 {p50} vs measured {}",
+        rank(0.5)
+    );
+    assert!(
+        (p99 - rank(0.99)).abs() / rank(0.99) < 0.05,
+        "p99 {p99} vs measured {}",
+        rank(0.99)
+    );
+}
+
+#[test]
+fn deep_recursion_on_growing_stacks_is_seen_once_per_call_and_harmless() {
+    for tc in toolchains() {
+        let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+        let tracer = Tracer::start(fx.pid, &["main.Recurse"]);
+        let rec = fx.run("recurse 300");
+        std::thread::sleep(Duration::from_millis(300));
+        let got = tracer.stop();
+        let calls: Vec<&Value> = got.iter().filter(|v| v["type"] == "call").collect();
+        assert_eq!(
+            calls.len() as u64,
+            rec[0]["calls"].as_u64().unwrap(),
+            "{}",
+            tc.label
+        );
+        // Each call pairs with its own return: Recurse(n) returns the sum below it.
+        let total: i64 = calls
+            .iter()
+            .filter(|c| c["args"]["n"] == 300)
+            .map(|c| c["ret"]["r0"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, rec[0]["total"].as_i64().unwrap(), "{}", tc.label);
+        assert!(fx.is_running());
+    }
+}
+
+#[test]
+fn nothing_is_left_in_the_kernel_after_exit_ctrl_c_or_sigkill() {
+    let tc = periscope_tests::newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    // The kernel frees a closed program's maps asynchronously: allow it a moment.
+    let clean = || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !periscope_bpf_objects().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        periscope_bpf_objects().is_empty()
+    };
+    // --duration ends by itself.
+    let out = Command::new(periscope())
+        .args([
+            "trace",
+            "--duration",
+            "300ms",
+            "--pid",
+            &fx.pid.to_string(),
+            "main.Login",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(clean(), "after exit: {:?}", periscope_bpf_objects());
+    // SIGTERM / Ctrl-C.
+    Tracer::start(fx.pid, &["main.Login"]).stop();
+    assert!(clean(), "after Ctrl-C: {:?}", periscope_bpf_objects());
+    // SIGKILL: the kernel drops everything with the file descriptors.
+    let mut t = Tracer::start(fx.pid, &["main.Login", "main.SetInfo"]);
+    assert!(
+        !periscope_bpf_objects().is_empty(),
+        "while tracing, the program is visible"
+    );
+    t.child.kill().unwrap();
+    t.child.wait().unwrap();
+    assert!(clean(), "after SIGKILL: {:?}", periscope_bpf_objects());
+    assert_eq!(fx.run("run 1").len(), 19);
+}
+
+#[test]
+fn bad_probes_get_one_clear_line() {
+    let tc = periscope_tests::newest();
+    let fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let pid = fx.pid.to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["main.Logn"],
+            "unknown function main.Logn (closest: main.Login",
+        ),
+        (
+            &["main.Login if user == \"x\""],
+            "has no parameter or result `user`",
+        ),
+        (
+            &["main.SetInfo if u.Nme == \"x\""],
+            "column 3: main.User has no field `Nme`",
+        ),
+        (
+            &["main.Login if attempts == \"x\""],
+            "type mismatch: attempts is int",
+        ),
+        (
+            &["main.Login if attempts = 3"],
+            "`attempts = 3`, column 10: `=` is assignment",
+        ),
+        (&["main.Floats if f64 > 1"], "float"),
+        (&["main.inc"], "inlined at every call site"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(periscope())
+            .args(["trace", "--pid", &pid])
+            .args(*args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let out = Command::new(periscope())
+        .args(["trace", "--pid", "999999999", "main.Login"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no process with pid"));
+}

@@ -1,0 +1,282 @@
+//! `periscope trace --pid PID [options] PROBE...`: headless tracing, human lines or JSON.
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use probes_ebpf::{Call, Capture, Engine, GoValue, Plan};
+use serde_json::json;
+use symbols::{Catalog, Function};
+
+pub struct Options {
+    pub pid: u32,
+    pub duration: Option<Duration>,
+    pub json: bool,
+    pub capture: Capture,
+    pub probes: Vec<String>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// `main.Login if attempts > 3` → ("main.Login", Some("attempts > 3")).
+pub fn split_probe(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(" if ") {
+        Some((f, c)) => (f.trim(), Some(c.trim())),
+        None => (spec.trim(), None),
+    }
+}
+
+/// Finds a function by exact name, or says which names are close.
+pub fn find_function<'a>(cat: &'a Catalog, name: &str) -> Result<&'a Function> {
+    if let Some(f) = cat.function(name) {
+        return Ok(f);
+    }
+    // Generic functions are listed by shape: `main.Max` finds `main.Max[go.shape.int]`.
+    let generic: Vec<&Function> = cat
+        .functions
+        .iter()
+        .filter(|f| f.name.starts_with(&format!("{name}[")))
+        .collect();
+    if generic.len() == 1 {
+        return Ok(generic[0]);
+    }
+    let mut scored: Vec<(f64, &str)> = cat
+        .functions
+        .iter()
+        .map(|f| (strsim::jaro_winkler(name, &f.name), f.name.as_str()))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let close: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();
+    bail!(
+        "unknown function {name} (closest: {}; `periscope list PID REGEX` lists them all)",
+        close.join(", ")
+    )
+}
+
+pub struct Probe<'a> {
+    pub id: u32,
+    pub func: &'a Function,
+    pub plan: Plan,
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    let exe = symbols::process::exe_path(opts.pid)?;
+    let cat = Catalog::open(&exe)?;
+    if !cat.has_dwarf {
+        bail!(
+            "{} has no DWARF (stripped): periscope needs it to decode arguments; rebuild without -ldflags='-s -w'",
+            exe.display()
+        );
+    }
+    let bias = symbols::process::load_bias(opts.pid, cat.elf.first_load_vaddr())?;
+    let mut planned = Vec::new();
+    for spec in &opts.probes {
+        let (name, cond) = split_probe(spec);
+        let f = find_function(&cat, name)?;
+        let cond = cond
+            .map(|c| probes_ebpf::condition::compile(&cat, f, c))
+            .transpose()?;
+        let plan = probes_ebpf::plan::build(&cat, f, &opts.capture, cond.as_ref())?;
+        planned.push((f, plan));
+    }
+    let mut engine = Engine::new()?;
+    let mut probes = Vec::new();
+    for (f, plan) in planned {
+        let id = engine
+            .attach(opts.pid, &exe, &cat.elf, f, &plan)
+            .with_context(|| format!("probing {}", f.name))?;
+        probes.push(Probe { id, func: f, plan });
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    eprintln!(
+        "periscope: attached {} probe(s) to pid {} ({}); Ctrl-C to stop",
+        probes.len(),
+        opts.pid,
+        cat.go_version
+    );
+    let by_id: HashMap<u32, usize> = probes.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let start = Instant::now();
+    let mut last_alive_check = Instant::now();
+    let mut target_exited = false;
+    loop {
+        let mut sink =
+            |raw: &[u8]| print_call(&mut out, raw, &cat, &probes, &by_id, bias, opts.json);
+        engine.drain(&mut sink);
+        out.flush().ok();
+        if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
+        if last_alive_check.elapsed() > Duration::from_millis(100) {
+            last_alive_check = Instant::now();
+            if !symbols::process::is_alive(opts.pid) {
+                target_exited = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for p in &probes {
+        engine.detach(p.id);
+    }
+    let mut sink = |raw: &[u8]| print_call(&mut out, raw, &cat, &probes, &by_id, bias, opts.json);
+    engine.drain(&mut sink);
+    summarize(&mut out, &engine, &probes, opts.json)?;
+    out.flush().ok();
+    if target_exited {
+        eprintln!("periscope: pid {} exited; detached", opts.pid);
+    }
+    Ok(())
+}
+
+fn values_json(vs: &[(String, GoValue)]) -> serde_json::Value {
+    serde_json::Value::Object(vs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+}
+
+pub fn call_json(c: &Call, func: &str) -> serde_json::Value {
+    let mut o = json!({
+        "type": "call", "func": func, "pid": c.pid, "tid": c.tid, "goid": c.goid, "ts_ns": c.ts_ns,
+    });
+    if let Some(a) = &c.args {
+        o["args"] = values_json(a);
+    }
+    if let Some(r) = &c.ret {
+        o["ret"] = values_json(r);
+    }
+    if let Some(l) = c.latency_ns {
+        o["latency_ns"] = json!(l);
+    }
+    if c.truncated {
+        o["truncated"] = json!(true);
+    }
+    o
+}
+
+pub fn call_line(c: &Call, func: &str) -> String {
+    let join = |vs: &[(String, GoValue)]| {
+        vs.iter()
+            .map(|(k, v)| format!("{k}={}", v.render()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!("{:>14.6} g{:<6} {func}(", c.ts_ns as f64 / 1e9, c.goid);
+    if let Some(a) = &c.args {
+        s += &join(a);
+    }
+    s += ")";
+    if let Some(r) = &c.ret {
+        s += &format!(" → ({})", join(r));
+    }
+    if let Some(l) = c.latency_ns {
+        s += &format!("  {}", fmt_ns(l));
+    }
+    s
+}
+
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{:.1}µs", n as f64 / 1e3),
+        n if n < 1_000_000_000 => format!("{:.2}ms", n as f64 / 1e6),
+        n => format!("{:.2}s", n as f64 / 1e9),
+    }
+}
+
+fn print_call(
+    out: &mut impl Write,
+    raw: &[u8],
+    cat: &Catalog,
+    probes: &[Probe],
+    by_id: &HashMap<u32, usize>,
+    bias: u64,
+    as_json: bool,
+) {
+    let Some(id) = probes_ebpf::wire::read::<probes_ebpf::wire::psc_event>(raw, 0).map(|e| e.probe)
+    else {
+        return;
+    };
+    let Some(p) = by_id.get(&id).map(|&i| &probes[i]) else {
+        return;
+    };
+    let Some(call) = probes_ebpf::decode::decode(raw, cat, p.func, &p.plan, bias) else {
+        return;
+    };
+    let _ = if as_json {
+        writeln!(out, "{}", call_json(&call, &p.func.name))
+    } else {
+        writeln!(out, "{}", call_line(&call, &p.func.name))
+    };
+}
+
+fn summarize(out: &mut impl Write, engine: &Engine, probes: &[Probe], as_json: bool) -> Result<()> {
+    for p in probes {
+        let st = engine.stats(p.id);
+        if p.plan.capture.latency {
+            let h = probes_ebpf::hist::to_hdr(&engine.histogram(p.id));
+            let q = |x: f64| h.value_at_quantile(x);
+            if as_json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"type":"latency","func":p.func.name,"count":h.len(),"min_ns":h.min(),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":h.max()})
+                )?;
+            } else if h.is_empty() {
+                writeln!(out, "{}: no completed calls", p.func.name)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: {} calls  min {}  p50 {}  p90 {}  p99 {}  max {}",
+                    p.func.name,
+                    h.len(),
+                    fmt_ns(h.min()),
+                    fmt_ns(q(0.5)),
+                    fmt_ns(q(0.9)),
+                    fmt_ns(q(0.99)),
+                    fmt_ns(h.max())
+                )?;
+            }
+        }
+        if as_json {
+            writeln!(
+                out,
+                "{}",
+                json!({"type":"stats","func":p.func.name,"hits":st.hits,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"emitted":st.emitted,"morestack":st.morestack,"unpaired":st.unpaired})
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{}: {} hits, {} filtered, {} sampled out, {} lost",
+                p.func.name, st.hits, st.filtered, st.sampled_out, st.lost
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("bad duration {s:?} (use e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("bad duration {s:?} (use e.g. 10s, 500ms, 2m)"),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
