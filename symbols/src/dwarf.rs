@@ -183,12 +183,13 @@ impl<'d> Walker<'_, 'd> {
                         }
                     }
                 }
-                gimli::DW_TAG_structure_type if g_offsets.is_none() => {
-                    if self.str_attr(unit, &die, gimli::DW_AT_name).as_deref() == Some("runtime.g")
-                    {
-                        let off = ustart + die.offset().0;
-                        *g_offsets = self.g_offsets(off);
-                    }
+                gimli::DW_TAG_structure_type
+                    if g_offsets.is_none()
+                        && self.str_attr(unit, &die, gimli::DW_AT_name).as_deref()
+                            == Some("runtime.g") =>
+                {
+                    let off = ustart + die.offset().0;
+                    *g_offsets = self.g_offsets(off);
                 }
                 _ => {}
             }

@@ -34,7 +34,7 @@ impl Tracer {
     }
 
     /// Stops with SIGTERM (as Ctrl-C would) and returns every JSON line.
-    fn stop(mut self) -> Vec<Value> {
+    fn stop(self) -> Vec<Value> {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let out = self.child.wait_with_output().unwrap();

@@ -1,0 +1,3 @@
+module periscope.demo/shop
+
+go 1.19
