@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Benchmarks measured in one run against a baseline, printed as ratios.
+# 1. Catalog: periscope loading every function, type, ABI location and probe point of a
+#    large Go binary (cmd/go), against `gdb -batch -ex 'info functions'` on the same file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=$PWD/.tools/go-1.27.3/go/bin/go
+BIN=tests/.build/bench-cmd-go
+mkdir -p tests/.build
+if [ ! -x "$BIN" ]; then
+  echo "bench: building cmd/go with $($GO version | cut -d' ' -f3) (once)"
+  (cd "$($GO env GOROOT)/src" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod "$GO" build -o "$OLDPWD/$BIN" cmd/go)
+fi
+ms() { local s e; s=$(date +%s%N); "$@" > /dev/null 2>&1; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+best() { local b=999999 t; for _ in 1 2 3 4 5; do t=$(ms "$@"); (( t < b )) && b=$t; done; echo "$b"; }
+P=$(best target/release/periscope list --json "$BIN")
+G=$(best gdb -batch -ex 'info functions' "$BIN")
+N=$(target/release/periscope list "$BIN" | wc -l)
+echo "catalog of cmd/go ($N functions): periscope ${P} ms, gdb ${G} ms, ratio $(awk "BEGIN{printf \"%.1f\", $G/($P>0?$P:1)}")x faster (target: < 300 ms and >= 10x)"
