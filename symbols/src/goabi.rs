@@ -41,19 +41,6 @@ impl Location {
         self.pieces.iter().any(|p| matches!(p.loc, Loc::Xmm(_)))
     }
 
-    /// Where the 8-byte word at `offset` of the value lives, if one piece holds it whole.
-    pub fn word_at(&self, offset: u32, size: u32) -> Option<(Loc, u32)> {
-        self.pieces.iter().find_map(|p| match p.loc {
-            Loc::Stack(base) if offset >= p.offset && offset + size <= p.offset + p.size => {
-                Some((Loc::Stack(base + offset - p.offset), size))
-            }
-            Loc::Reg(_) | Loc::Xmm(_) if p.offset == offset && size <= p.size.max(size) => {
-                Some((p.loc, p.size))
-            }
-            _ => None,
-        })
-    }
-
     pub fn describe(&self) -> String {
         let parts: Vec<String> = self
             .pieces

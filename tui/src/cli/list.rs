@@ -3,7 +3,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use symbols::{Catalog, Function};
+use symbols::Function;
 
 use crate::target::Target;
 
@@ -29,7 +29,7 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
             continue;
         }
         let r = if as_json {
-            writeln!(out, "{}", function_json(&cat, f))
+            writeln!(out, "{}", function_json(f))
         } else {
             writeln!(out, "{}", function_line(f))
         };
@@ -57,7 +57,7 @@ pub fn function_line(f: &Function) -> String {
     s.trim_end().to_string()
 }
 
-pub fn function_json(cat: &Catalog, f: &Function) -> serde_json::Value {
+pub fn function_json(f: &Function) -> serde_json::Value {
     let hex = |a: u64| format!("{a:#x}");
     let values = |vs: &Option<Vec<symbols::Value>>| {
         vs.as_ref().map(|vs| {
@@ -73,7 +73,6 @@ pub fn function_json(cat: &Catalog, f: &Function) -> serde_json::Value {
                 .collect::<Vec<_>>()
         })
     };
-    let _ = cat;
     json!({
         "name": f.name,
         "package": f.package,
