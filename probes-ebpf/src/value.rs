@@ -69,7 +69,15 @@ impl GoValue {
 
     /// Go-like text: `{Name:"alice" Age:15}`, `"s"`, `[1 2 3]`.
     pub fn render(&self) -> String {
+        self.render_depth(usize::MAX)
+    }
+
+    /// Like `render`, but structs nested deeper than `depth` show as `{…}`: a table
+    /// row stays readable when a receiver holds a mutex and a map.
+    pub fn render_depth(&self, depth: usize) -> String {
+        let inner = |v: &GoValue| v.render_depth(depth.saturating_sub(1));
         match self {
+            GoValue::Struct(fields) if depth == 0 && !fields.is_empty() => "{…}".into(),
             GoValue::Nil => "nil".into(),
             GoValue::Bool(b) => b.to_string(),
             GoValue::Int(i) => i.to_string(),
@@ -78,7 +86,7 @@ impl GoValue {
                 format!("{:?}{}", s, if *truncated { "…" } else { "" })
             }
             GoValue::List { items, len } => {
-                let xs: Vec<String> = items.iter().map(|v| v.render()).collect();
+                let xs: Vec<String> = items.iter().map(inner).collect();
                 let more = if (*len as usize) > items.len() {
                     format!(" …({len})")
                 } else {
@@ -89,13 +97,13 @@ impl GoValue {
             GoValue::Struct(fields) => {
                 let xs: Vec<String> = fields
                     .iter()
-                    .map(|(k, v)| format!("{k}:{}", v.render()))
+                    .map(|(k, v)| format!("{k}:{}", inner(v)))
                     .collect();
                 format!("{{{}}}", xs.join(" "))
             }
             GoValue::Map { len: Some(n) } => format!("map[len={n}]"),
             GoValue::Map { len: None } => "map[?]".into(),
-            GoValue::Iface { ty, value: Some(v) } => format!("{ty}({})", v.render()),
+            GoValue::Iface { ty, value: Some(v) } => format!("{ty}({})", inner(v)),
             GoValue::Iface { ty, value: None } => format!("{ty}(…)"),
             GoValue::Ptr(a) => format!("{a:#x}"),
             GoValue::Unavailable(why) => format!("<{why}>"),

@@ -1,8 +1,6 @@
 //! periscope: see what a running Go program is doing, without touching it.
-mod cli;
-mod target;
-
 use clap::{Parser, Subcommand};
+use periscope::{app, cli, target};
 
 #[derive(Parser)]
 #[command(
@@ -10,13 +8,21 @@ use clap::{Parser, Subcommand};
     version,
     about = "A terminal debugger for live Go processes, built on eBPF uprobes"
 )]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
 struct Cli {
+    /// Open the full-screen debugger on this process.
+    pid: Option<u32>,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// A line-oriented debugger console on a running process (rustyline).
+    Shell {
+        /// The process to debug.
+        pid: u32,
+    },
     /// List the functions of a Go binary or process, with signatures and locations.
     List {
         /// A pid or the path of a Go executable.
@@ -61,7 +67,13 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.cmd {
+    let Some(cmd) = cli.cmd else {
+        let pid = cli.pid.expect("clap requires a pid or a command");
+        exit_on_error(app::runtime::run(pid));
+        return;
+    };
+    let result = match cmd {
+        Cmd::Shell { pid } => periscope::shell::run(pid),
         Cmd::List {
             target,
             regex,
@@ -104,6 +116,10 @@ fn main() {
             })()
         }
     };
+    exit_on_error(result);
+}
+
+fn exit_on_error(result: anyhow::Result<()>) {
     if let Err(e) = result {
         eprintln!("periscope: {e:#}");
         std::process::exit(2);

@@ -31,33 +31,6 @@ pub fn split_probe(spec: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Finds a function by exact name, or says which names are close.
-pub fn find_function<'a>(cat: &'a Catalog, name: &str) -> Result<&'a Function> {
-    if let Some(f) = cat.function(name) {
-        return Ok(f);
-    }
-    // Generic functions are listed by shape: `main.Max` finds `main.Max[go.shape.int]`.
-    let generic: Vec<&Function> = cat
-        .functions
-        .iter()
-        .filter(|f| f.name.starts_with(&format!("{name}[")))
-        .collect();
-    if generic.len() == 1 {
-        return Ok(generic[0]);
-    }
-    let mut scored: Vec<(f64, &str)> = cat
-        .functions
-        .iter()
-        .map(|f| (strsim::jaro_winkler(name, &f.name), f.name.as_str()))
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let close: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();
-    bail!(
-        "unknown function {name} (closest: {}; `periscope list PID REGEX` lists them all)",
-        close.join(", ")
-    )
-}
-
 pub struct Probe<'a> {
     pub id: u32,
     pub func: &'a Function,
@@ -77,7 +50,7 @@ pub fn run(opts: Options) -> Result<()> {
     let mut planned = Vec::new();
     for spec in &opts.probes {
         let (name, cond) = split_probe(spec);
-        let f = find_function(&cat, name)?;
+        let f = &cat.functions[crate::session::find_function(&cat, name)?];
         let cond = cond
             .map(|c| probes_ebpf::condition::compile(&cat, f, c))
             .transpose()?;

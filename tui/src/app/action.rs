@@ -1,0 +1,41 @@
+//! What can happen to the TUI (`Action`) and what it asks the outside world to do
+//! (`Effect`). Keys, probe events and timer samples all arrive as actions.
+use crossterm::event::KeyEvent;
+use probes_ebpf::Stats;
+
+use crate::session::{ProbeSettings, Row, SetError};
+
+#[derive(Debug)]
+pub enum Action {
+    Key(KeyEvent),
+    /// Calls decoded from the ring buffer since the last batch.
+    Events(Vec<Row>),
+    /// Once a second: each active probe's counters and latency buckets.
+    Sample(Vec<ProbeSample>),
+    /// The answer to `Effect::Set`.
+    Applied {
+        func: usize,
+        settings: ProbeSettings,
+        result: Result<(), SetError>,
+    },
+    TargetExited,
+    Quit,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeSample {
+    pub func: usize,
+    pub stats: Stats,
+    pub buckets: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Attach, replace or (with empty settings) remove the probe on a function.
+    Set {
+        func: usize,
+        settings: ProbeSettings,
+    },
+    DetachAll,
+    Quit,
+}

@@ -1,0 +1,9 @@
+//! The full-screen debugger (`periscope PID`): State → update → view, driven by runtime.
+pub mod action;
+pub mod complete;
+pub mod keymap;
+pub mod runtime;
+pub mod search;
+pub mod state;
+pub mod update;
+pub mod view;

@@ -1,0 +1,254 @@
+//! Everything the TUI shows, as plain data. `update` changes it; `view` only reads it.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use probes_ebpf::Stats;
+use symbols::Catalog;
+
+use crate::session::{ProbeSettings, Row};
+
+/// Rows kept for the events table; older ones are dropped (and counted).
+pub const MAX_ROWS: usize = 20_000;
+/// Seconds of calls-per-second history behind each sparkline.
+pub const RATE_HISTORY: usize = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Functions,
+    Events,
+    Latency,
+}
+
+impl Pane {
+    pub fn next(self) -> Pane {
+        match self {
+            Pane::Functions => Pane::Events,
+            Pane::Events => Pane::Latency,
+            Pane::Latency => Pane::Functions,
+        }
+    }
+}
+
+/// A line being edited, with the cursor as a char index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Input {
+    pub text: String,
+    pub cursor: usize,
+}
+
+impl Input {
+    pub fn new(text: &str) -> Input {
+        Input {
+            text: text.into(),
+            cursor: text.chars().count(),
+        }
+    }
+
+    fn byte(&self, char_idx: usize) -> usize {
+        self.text
+            .char_indices()
+            .nth(char_idx)
+            .map_or(self.text.len(), |(b, _)| b)
+    }
+
+    pub fn insert(&mut self, c: char) {
+        let at = self.byte(self.cursor);
+        self.text.insert(at, c);
+        self.cursor += 1;
+    }
+
+    pub fn insert_str(&mut self, s: &str) {
+        let at = self.byte(self.cursor);
+        self.text.insert_str(at, s);
+        self.cursor += s.chars().count();
+    }
+
+    pub fn backspace(&mut self) {
+        if self.cursor > 0 {
+            self.cursor -= 1;
+            let at = self.byte(self.cursor);
+            self.text.remove(at);
+        }
+    }
+
+    pub fn delete(&mut self) {
+        if self.cursor < self.text.chars().count() {
+            let at = self.byte(self.cursor);
+            self.text.remove(at);
+        }
+    }
+
+    pub fn left(&mut self) {
+        self.cursor = self.cursor.saturating_sub(1);
+    }
+
+    pub fn right(&mut self) {
+        self.cursor = (self.cursor + 1).min(self.text.chars().count());
+    }
+
+    /// The text before the cursor.
+    pub fn head(&self) -> &str {
+        &self.text[..self.byte(self.cursor)]
+    }
+}
+
+/// A modal line or popup on top of the panes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// `/`: the fuzzy filter of the function list.
+    Search(Input),
+    /// `c`: the condition of the probe on `func`, checked as it is typed.
+    Condition {
+        func: usize,
+        input: Input,
+        /// (1-based column in the condition, message).
+        error: Option<(usize, String)>,
+        completions: Vec<String>,
+    },
+    /// `n`: keep one call in N.
+    Sample {
+        func: usize,
+        input: Input,
+    },
+    Help,
+    /// Enter on the events table: one call in full.
+    Detail {
+        seq: u64,
+    },
+}
+
+/// A row of the events table.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: u64,
+    pub row: Row,
+}
+
+/// Latency and counters of one probe, refreshed every second.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeView {
+    pub stats: Stats,
+    pub buckets: Vec<u64>,
+    /// Calls per second (hits), oldest first.
+    pub rates: VecDeque<u64>,
+}
+
+pub struct State {
+    pub cat: Arc<Catalog>,
+    pub pid: u32,
+    pub binary: String,
+    pub focus: Pane,
+    pub mode: Mode,
+    /// The function list: indices into `cat.functions`, filtered and ordered.
+    pub visible: Vec<usize>,
+    pub filter: String,
+    pub show_std: bool,
+    /// Index into `visible`.
+    pub fn_sel: usize,
+    /// Active probes by function.
+    pub probes: BTreeMap<usize, ProbeSettings>,
+    pub views: HashMap<usize, ProbeView>,
+    pub rows: VecDeque<EventRow>,
+    pub next_seq: u64,
+    pub dropped_rows: u64,
+    /// `Some(seq)`: the table is paused and shows nothing newer than `seq`.
+    pub paused_at: Option<u64>,
+    /// `Some(seq)`: the user scrolled to this row; `None`: follow the newest.
+    pub ev_sel: Option<u64>,
+    /// Show only this function's calls.
+    pub ev_filter: Option<usize>,
+    /// The probe the latency pane shows.
+    pub lat_sel: Option<usize>,
+    pub events_per_sec: u64,
+    pub rows_this_second: u64,
+    pub message: Option<(String, bool)>,
+    pub target_exited: bool,
+    pub quit: bool,
+    /// Wall-clock time minus the kernel's monotonic clock, to show event times.
+    pub clock_offset_ns: i64,
+}
+
+impl State {
+    pub fn new(cat: Arc<Catalog>, pid: u32, binary: String) -> State {
+        let mut s = State {
+            cat,
+            pid,
+            binary,
+            focus: Pane::Functions,
+            mode: Mode::Normal,
+            visible: Vec::new(),
+            filter: String::new(),
+            show_std: false,
+            fn_sel: 0,
+            probes: BTreeMap::new(),
+            views: HashMap::new(),
+            rows: VecDeque::new(),
+            next_seq: 0,
+            dropped_rows: 0,
+            paused_at: None,
+            ev_sel: None,
+            ev_filter: None,
+            lat_sel: None,
+            events_per_sec: 0,
+            rows_this_second: 0,
+            message: None,
+            target_exited: false,
+            quit: false,
+            clock_offset_ns: 0,
+        };
+        s.refilter();
+        s
+    }
+
+    /// The catalog index of the selected function.
+    pub fn selected_fn(&self) -> Option<usize> {
+        self.visible.get(self.fn_sel).copied()
+    }
+
+    /// Recomputes the function list from the filter and the std toggle, keeping the
+    /// selected function selected when it is still listed.
+    pub fn refilter(&mut self) {
+        let keep = self.selected_fn();
+        self.visible = crate::app::search::filter(&self.cat, &self.filter, self.show_std);
+        self.fn_sel = keep
+            .and_then(|k| self.visible.iter().position(|&i| i == k))
+            .unwrap_or(0);
+    }
+
+    /// Rows the table can show now: paused and filtered. Newest last.
+    pub fn shown_rows(&self) -> impl DoubleEndedIterator<Item = &EventRow> {
+        self.rows.iter().filter(move |r| {
+            self.paused_at.is_none_or(|p| r.seq <= p)
+                && self.ev_filter.is_none_or(|f| r.row.func == f)
+        })
+    }
+
+    pub fn row(&self, seq: u64) -> Option<&EventRow> {
+        let first = self.rows.front()?.seq;
+        self.rows
+            .get(seq.checked_sub(first)? as usize)
+            .filter(|r| r.seq == seq)
+    }
+
+    /// Probes that record latency, in function order.
+    pub fn latency_probes(&self) -> Vec<usize> {
+        self.probes
+            .iter()
+            .filter(|(_, s)| s.latency)
+            .map(|(&f, _)| f)
+            .collect()
+    }
+
+    pub fn fn_name(&self, func: usize) -> &str {
+        &self.cat.functions[func].name
+    }
+
+    pub fn info(&mut self, msg: impl Into<String>) {
+        self.message = Some((msg.into(), false));
+    }
+
+    pub fn error(&mut self, msg: impl Into<String>) {
+        self.message = Some((msg.into(), true));
+    }
+}

@@ -1,0 +1,150 @@
+//! The live table of calls: newest at the bottom, following the stream until the user
+//! scrolls; only the rows on screen are formatted.
+use probes_ebpf::GoValue;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, Table};
+
+use super::{ViewCache, pane_block, window};
+use crate::app::state::{EventRow, Pane, State};
+use crate::cli::trace::fmt_ns;
+
+pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
+    let mut title = " Events ".to_string();
+    if let Some(func) = s.ev_filter {
+        title += &format!("· only {} (f) ", short(s.fn_name(func)));
+    }
+    if s.paused_at.is_some() {
+        title += "· PAUSED (space) ";
+    } else if s.ev_sel.is_some() {
+        title += "· scrolled (G follows) ";
+    }
+    let block = pane_block(&title, s.focus == Pane::Events);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let shown: Vec<&EventRow> = s.shown_rows().collect();
+    let height = inner.height.saturating_sub(1) as usize;
+    let sel = match s.ev_sel {
+        Some(seq) => shown.partition_point(|r| r.seq < seq),
+        None => shown.len().saturating_sub(1),
+    };
+    if s.ev_sel.is_none() {
+        cache.ev_offset = shown.len().saturating_sub(height);
+    }
+    let (start, end) = window(&mut cache.ev_offset, sel, shown.len(), height);
+    let dim = Style::new().fg(Color::DarkGray);
+    let rows: Vec<Row> = shown[start..end]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let c = &r.row.call;
+            let mut row = Row::new(vec![
+                Cell::from(Span::styled(clock(c.ts_ns, s.clock_offset_ns), dim)),
+                Cell::from(format!("g{}", c.goid)),
+                Cell::from(short(s.fn_name(r.row.func)).to_string()),
+                Cell::from(values_line(
+                    c.args
+                        .as_deref()
+                        .map(|a| &a[receivers(s, r.row.func).min(a.len())..]),
+                    false,
+                )),
+                Cell::from(values_line(c.ret.as_deref(), true)),
+                Cell::from(c.latency_ns.map(fmt_ns).unwrap_or_default()),
+            ]);
+            if s.ev_sel.is_some() && start + i == sel {
+                row = row.style(Style::new().add_modifier(Modifier::REVERSED));
+            }
+            row
+        })
+        .collect();
+    let header = Row::new(["TIME", "G", "FUNCTION", "ARGUMENTS", "RESULTS", "LATENCY"])
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(12),
+        Constraint::Length(6),
+        Constraint::Length(18),
+        Constraint::Fill(3),
+        Constraint::Fill(2),
+        Constraint::Length(8),
+    ];
+    let table = Table::new(rows, widths).header(header).column_spacing(1);
+    f.render_widget(table, inner);
+    if shown.is_empty() {
+        let hint = if s.probes.is_empty() {
+            "no probes yet: select a function and press a (arguments), r (results) or l (latency)"
+        } else {
+            "waiting for calls…"
+        };
+        let area = Rect {
+            y: inner.y + 1,
+            height: 1,
+            ..inner
+        };
+        f.render_widget(Line::styled(hint, dim), area);
+    }
+}
+
+/// 1 when the function is a method whose first argument is its receiver: the table
+/// leaves it out (the row names the type; Enter shows it), so the arguments that
+/// change from call to call fit.
+fn receivers(s: &State, func: usize) -> usize {
+    let f = &s.cat.functions[func];
+    let pkg = symbols::catalog::package_of(&f.name);
+    let Some(rest) = f.name.get(pkg.len() + 1..) else {
+        return 0;
+    };
+    let Some((ty, _method)) = rest.rsplit_once('.') else {
+        return 0;
+    };
+    let ty = ty.trim_start_matches("(*").trim_end_matches(')');
+    let first = f.params.as_deref().and_then(|p| p.first());
+    usize::from(first.is_some_and(|p| {
+        p.type_name.trim_start_matches('*') == format!("{pkg}.{ty}") && !p.is_internal()
+    }))
+}
+
+/// `main.(*Store).Login` → `(*Store).Login`: the package is implied for most rows.
+pub fn short(name: &str) -> &str {
+    let pkg = symbols::catalog::package_of(name);
+    name.strip_prefix(pkg)
+        .and_then(|r| r.strip_prefix('.'))
+        .filter(|_| pkg == "main")
+        .unwrap_or(name)
+}
+
+fn values_line(vs: Option<&[(String, GoValue)]>, results: bool) -> Line<'static> {
+    let Some(vs) = vs else {
+        return Line::default();
+    };
+    let mut spans = Vec::new();
+    for (i, (k, v)) in vs.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw(" "));
+        }
+        spans.push(Span::styled(format!("{k}="), Style::new().fg(Color::Cyan)));
+        let style = match v {
+            // A non-nil interface among results is almost always an error.
+            GoValue::Iface { .. } if results => Style::new().fg(Color::Red),
+            GoValue::Str { .. } => Style::new().fg(Color::Yellow),
+            GoValue::Unavailable(_) | GoValue::Fault(_) => Style::new().fg(Color::DarkGray),
+            _ => Style::new(),
+        };
+        spans.push(Span::styled(v.render_depth(1), style));
+    }
+    Line::from(spans)
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a kernel monotonic timestamp.
+pub fn clock(ts_ns: u64, offset_ns: i64) -> String {
+    let unix = (ts_ns as i64).saturating_add(offset_ns).max(0) as u64;
+    let ms = unix / 1_000_000;
+    let (h, m, sec, milli) = (
+        (ms / 3_600_000) % 24,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000,
+    );
+    format!("{h:02}:{m:02}:{sec:02}.{milli:03}")
+}

@@ -1,0 +1,133 @@
+//! The function list and the selected function's details.
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+use symbols::probe_points::EntryKind;
+
+use super::{ViewCache, pane_block, window};
+use crate::app::state::{Mode, Pane, State};
+
+pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
+    let mut title = format!(" Functions {} ", s.visible.len());
+    if !s.filter.is_empty() {
+        title += &format!("/{} ", s.filter);
+    }
+    if !s.show_std {
+        title += "(own code; s: all) ";
+    }
+    let block = pane_block(&title, s.focus == Pane::Functions);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let height = inner.height as usize;
+    let (start, end) = window(&mut cache.fn_offset, s.fn_sel, s.visible.len(), height);
+    let lines: Vec<Line> = (start..end)
+        .map(|i| {
+            let func = s.visible[i];
+            let fun = &s.cat.functions[func];
+            let marker = match s.probes.get(&func) {
+                Some(p) => {
+                    let cond = if p.condition.is_some() { "?" } else { " " };
+                    Span::styled(
+                        format!("{}{cond}", p.marker()),
+                        Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
+                    )
+                }
+                None if !fun.probeable() => Span::styled("  ~ ", Style::new().fg(Color::DarkGray)),
+                None => Span::raw("    "),
+            };
+            let mut style = Style::new();
+            if !fun.probeable() {
+                style = style.fg(Color::DarkGray);
+            }
+            if i == s.fn_sel {
+                style = style.add_modifier(Modifier::REVERSED);
+            }
+            Line::from(vec![
+                marker,
+                Span::raw(" "),
+                Span::styled(fun.signature(), style),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+pub fn details(f: &mut Frame, area: Rect, s: &State) {
+    let Some(func) = s.selected_fn() else {
+        let p = Paragraph::new("no function matches").block(Block::new().borders(Borders::ALL));
+        f.render_widget(p, area);
+        return;
+    };
+    let fun = &s.cat.functions[func];
+    let dim = Style::new().fg(Color::DarkGray);
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(fun.location(), dim),
+        Span::styled(format!("  {:#x}", fun.entry), dim),
+    ])];
+    match &fun.probes {
+        Some(p) if fun.probeable() => {
+            let entry = match p.entry_kind {
+                EntryKind::PushAfterCheck => "push after the stack check",
+                EntryKind::StackCheckBranch => "the stack check's jbe",
+                EntryKind::FirstInstruction { emulated: true } => "first instruction",
+                EntryKind::FirstInstruction { emulated: false } => {
+                    "first instruction (expensive: single-stepped)"
+                }
+            };
+            let kind = format!("entry on {entry}, {} RET site(s)", p.returns.len());
+            lines.push(Line::styled(kind, dim));
+        }
+        _ if fun.inlined_only => lines.push(Line::styled(
+            "inlined at every call site: probe its callers",
+            Style::new().fg(Color::Yellow),
+        )),
+        _ => lines.push(Line::styled(
+            "no code to probe",
+            Style::new().fg(Color::Yellow),
+        )),
+    }
+    let values = |label: &str, vs: &Option<Vec<symbols::Value>>, lines: &mut Vec<Line>| {
+        for v in vs.iter().flatten().filter(|v| !v.is_internal()) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("{label} "), dim),
+                Span::styled(v.name.clone(), bold),
+                Span::raw(format!(" {}", v.type_name)),
+                Span::styled(format!("  {}", v.location.describe()), dim),
+            ]));
+        }
+    };
+    values("param ", &fun.params, &mut lines);
+    values("result", &fun.results, &mut lines);
+    match s.probes.get(&func) {
+        Some(p) => lines.push(Line::styled(
+            format!("probe: {}", p.describe()),
+            Style::new().fg(Color::Green),
+        )),
+        None if fun.probeable() => lines.push(Line::styled(
+            "no probe: a args · r results · l latency · c condition",
+            dim,
+        )),
+        None => {}
+    }
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" {} ", fun.name), bold));
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+/// Marks the search line's cursor.
+pub fn search_line(s: &State) -> Option<(String, usize)> {
+    match &s.mode {
+        Mode::Search(input) => Some((format!("/{}", input.text), input.cursor + 1)),
+        _ => None,
+    }
+}

@@ -1,0 +1,106 @@
+//! The latency pane: a log-scaled histogram of one probe's latencies, its percentiles,
+//! and calls per second over the last minute.
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Sparkline};
+
+use super::pane_block;
+use crate::app::state::{Pane, ProbeView, State};
+use crate::app::view::events::short;
+use crate::cli::trace::fmt_ns;
+
+pub fn pane(f: &mut Frame, area: Rect, s: &State) {
+    let probes = s.latency_probes();
+    let mut title = vec![Span::raw(" Latency ")];
+    for &p in &probes {
+        let style = if Some(p) == s.lat_sel {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)
+        } else {
+            Style::new().fg(Color::DarkGray)
+        };
+        title.push(Span::styled(format!(" {} ", short(s.fn_name(p))), style));
+        title.push(Span::raw(" "));
+    }
+    let block = pane_block("", s.focus == Pane::Latency).title(Line::from(title));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let Some(func) = s.lat_sel else {
+        let hint = "no latency probe: select a function and press l";
+        f.render_widget(Line::styled(hint, Style::new().fg(Color::DarkGray)), inner);
+        return;
+    };
+    let empty = ProbeView::default();
+    let v = s.views.get(&func).unwrap_or(&empty);
+    let [bars, side] =
+        Layout::horizontal([Constraint::Fill(3), Constraint::Length(30)]).areas(inner);
+    f.render_widget(Paragraph::new(histogram_lines(&v.buckets, bars)), bars);
+    let [stats, spark_title, spark] = Layout::vertical([
+        Constraint::Length(7),
+        Constraint::Length(1),
+        Constraint::Fill(1),
+    ])
+    .areas(side);
+    f.render_widget(Paragraph::new(stats_lines(&v.buckets)), stats);
+    let now = v.rates.back().copied().unwrap_or(0);
+    f.render_widget(
+        Line::styled(
+            format!("calls/s {now} (last 60 s)"),
+            Style::new().fg(Color::DarkGray),
+        ),
+        spark_title,
+    );
+    let data: Vec<u64> = v.rates.iter().copied().collect();
+    f.render_widget(
+        Sparkline::default()
+            .data(&data)
+            .style(Style::new().fg(Color::Cyan)),
+        spark,
+    );
+}
+
+fn stats_lines(buckets: &[u64]) -> Vec<Line<'static>> {
+    let h = probes_ebpf::hist::to_hdr(buckets);
+    if h.is_empty() {
+        return vec![Line::styled(
+            "no completed calls yet",
+            Style::new().fg(Color::DarkGray),
+        )];
+    }
+    let row = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<6}"), Style::new().fg(Color::DarkGray)),
+            Span::styled(v, Style::new().add_modifier(Modifier::BOLD)),
+        ])
+    };
+    let q = |x: f64| fmt_ns(h.value_at_quantile(x));
+    vec![
+        row("count", h.len().to_string()),
+        row("p50", q(0.5)),
+        row("p90", q(0.9)),
+        row("p99", q(0.99)),
+        row("p99.9", q(0.999)),
+        row("max", fmt_ns(h.max())),
+    ]
+}
+
+/// One bar per row of `histogram::rows`, as long as the pane allows.
+fn histogram_lines(buckets: &[u64], area: Rect) -> Vec<Line<'static>> {
+    let rows = crate::histogram::rows(buckets, (area.height as usize).max(1));
+    let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1);
+    let bar_w = (area.width as usize).saturating_sub(28).max(1);
+    rows.into_iter()
+        .map(|r| {
+            let len = ((r.count as f64 / max as f64) * bar_w as f64).ceil() as usize;
+            Line::from(vec![
+                Span::styled(
+                    format!("{:>8}–{:<8} ", fmt_ns(r.lo), fmt_ns(r.hi)),
+                    Style::new().fg(Color::DarkGray),
+                ),
+                Span::styled("█".repeat(len.min(bar_w)), Style::new().fg(Color::Magenta)),
+                Span::raw(format!(" {}", r.count)),
+            ])
+        })
+        .collect()
+}

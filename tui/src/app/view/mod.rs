@@ -1,0 +1,155 @@
+//! Drawing: reads `State`, never changes it. Scroll offsets, which only the view needs,
+//! live in `ViewCache`.
+mod events;
+mod functions;
+mod latency;
+mod popups;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders};
+
+use super::state::{Mode, State};
+
+pub use events::{clock, short};
+
+#[derive(Debug, Default)]
+pub struct ViewCache {
+    pub fn_offset: usize,
+    pub ev_offset: usize,
+}
+
+pub fn draw(f: &mut Frame, s: &State, cache: &mut ViewCache) {
+    let [main, status, message] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(42), Constraint::Fill(1)]).areas(main);
+    let [list, details] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(11)]).areas(left);
+    let [table, lat] =
+        Layout::vertical([Constraint::Percentage(58), Constraint::Fill(1)]).areas(right);
+    functions::list(f, list, s, cache);
+    functions::details(f, details, s);
+    events::table(f, table, s, cache);
+    latency::pane(f, lat, s);
+    status_bar(f, status, s);
+    message_line(f, message, s);
+    popups::draw(f, s);
+}
+
+pub(crate) fn pane_block(title: &str, focused: bool) -> Block<'static> {
+    let style = if focused {
+        Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new().fg(Color::Gray)
+    };
+    Block::new()
+        .borders(Borders::ALL)
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Plain
+        })
+        .border_style(style)
+        .title(Span::styled(title.to_string(), style))
+}
+
+/// The slice `[start, end)` of `len` rows to show in `height` lines so that `sel` is
+/// visible, moving the remembered offset as little as possible.
+pub(crate) fn window(offset: &mut usize, sel: usize, len: usize, height: usize) -> (usize, usize) {
+    if height == 0 || len == 0 {
+        return (0, 0);
+    }
+    if sel < *offset {
+        *offset = sel;
+    } else if sel >= *offset + height {
+        *offset = sel + 1 - height;
+    }
+    *offset = (*offset).min(len.saturating_sub(height));
+    (*offset, (*offset + height).min(len))
+}
+
+fn status_bar(f: &mut Frame, area: Rect, s: &State) {
+    let (mut lost, mut filtered) = (0, 0);
+    for v in s.views.values() {
+        lost += v.stats.lost;
+        filtered += v.stats.filtered;
+    }
+    let key = Style::new().fg(Color::Black).bg(Color::Cyan);
+    let item = Style::new().fg(Color::White).bg(Color::DarkGray);
+    let mut spans = vec![
+        Span::styled(" periscope ", key.add_modifier(Modifier::BOLD)),
+        Span::styled(format!(" pid {} ", s.pid), item),
+        Span::styled(format!(" {} ", s.binary), item),
+        Span::styled(format!(" {} ", s.cat.go_version), item),
+        Span::styled(format!(" {} probes ", s.probes.len()), item),
+        Span::styled(format!(" {} ev/s ", s.events_per_sec), item),
+        Span::styled(
+            format!(" lost {lost} "),
+            if lost > 0 {
+                Style::new().fg(Color::White).bg(Color::Red)
+            } else {
+                item
+            },
+        ),
+        Span::styled(format!(" filtered {filtered} "), item),
+    ];
+    if s.target_exited {
+        spans.push(Span::styled(
+            " TARGET EXITED ",
+            Style::new().fg(Color::White).bg(Color::Red),
+        ));
+    }
+    spans.push(Span::styled(" ? keys ", item));
+    f.render_widget(Line::from(spans).style(item), area);
+}
+
+fn message_line(f: &mut Frame, area: Rect, s: &State) {
+    if let Some((text, cursor)) = functions::search_line(s) {
+        f.render_widget(Line::raw(text), area);
+        f.set_cursor_position(Position::new(area.x + cursor as u16, area.y));
+        return;
+    }
+    if let Some((msg, is_err)) = &s.message {
+        let style = if *is_err {
+            Style::new().fg(Color::Red)
+        } else {
+            Style::new().fg(Color::Green)
+        };
+        f.render_widget(Line::styled(msg.clone(), style), area);
+    } else if matches!(s.mode, Mode::Normal) {
+        let hint =
+            "Tab pane · / search · a args · r results · l latency · c condition · ? keys · q quit";
+        f.render_widget(Line::styled(hint, Style::new().fg(Color::DarkGray)), area);
+    }
+}
+
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+pub(crate) fn dim() -> Style {
+    Style::new().fg(Color::DarkGray)
+}
+
+pub(crate) fn line_of(parts: Vec<(String, Style)>) -> Line<'static> {
+    Line::from(
+        parts
+            .into_iter()
+            .map(|(t, st)| Span::styled(t, st))
+            .collect::<Vec<_>>(),
+    )
+}

@@ -1,0 +1,214 @@
+//! Popups over the panes: help (drawn from the keymap), one call in full, the condition
+//! editor and the sampling prompt.
+use probes_ebpf::GoValue;
+use ratatui::Frame;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
+
+use super::{centered, clock, dim, line_of};
+use crate::app::keymap::{KEYS, Scope};
+use crate::app::state::{Mode, Pane, State};
+use crate::cli::trace::fmt_ns;
+
+pub fn draw(f: &mut Frame, s: &State) {
+    match &s.mode {
+        Mode::Help => help(f),
+        Mode::Detail { seq } => detail(f, s, *seq),
+        Mode::Condition {
+            func,
+            input,
+            error,
+            completions,
+        } => condition(
+            f,
+            s,
+            *func,
+            &input.text,
+            input.cursor,
+            error.as_ref(),
+            completions,
+        ),
+        Mode::Sample { func, input } => {
+            let area = popup(f, 60, 5, " Sampling ");
+            let lines = vec![
+                Line::raw(format!("keep one call in N of {}", s.fn_name(*func))),
+                Line::raw(format!("N: {}", input.text)),
+                Line::styled("Enter sets it · Esc cancels", dim()),
+            ];
+            f.render_widget(Paragraph::new(lines), area);
+            f.set_cursor_position(Position::new(area.x + 3 + input.cursor as u16, area.y + 1));
+        }
+        Mode::Normal | Mode::Search(_) => {}
+    }
+}
+
+/// Clears a centered box with a border and returns its inside.
+fn popup(f: &mut Frame, width: u16, height: u16, title: &str) -> Rect {
+    let area = centered(f.area(), width, height + 2);
+    f.render_widget(Clear, area);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(Style::new().fg(Color::Cyan))
+        .title(Span::styled(
+            title.to_string(),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    inner
+}
+
+fn help(f: &mut Frame) {
+    let mut lines = Vec::new();
+    for (scope, title) in [
+        (Scope::Global, "Everywhere"),
+        (Scope::In(Pane::Functions), "Functions"),
+        (Scope::In(Pane::Events), "Events"),
+        (Scope::In(Pane::Latency), "Latency"),
+    ] {
+        lines.push(Line::styled(
+            title,
+            Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan),
+        ));
+        for b in KEYS.iter().filter(|b| b.scope == scope) {
+            lines.push(line_of(vec![
+                (format!("  {:<8}", b.label), Style::new().fg(Color::Yellow)),
+                (b.help.to_string(), Style::new()),
+            ]));
+        }
+    }
+    lines.push(Line::styled(
+        "Ctrl-C quits from anywhere · any key closes",
+        dim(),
+    ));
+    let h = lines.len() as u16;
+    let area = popup(f, 64, h, " Keys ");
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+fn detail(f: &mut Frame, s: &State, seq: u64) {
+    let Some(r) = s.row(seq) else {
+        return;
+    };
+    let c = &r.row.call;
+    let mut lines = vec![
+        Line::styled(
+            s.fn_name(r.row.func).to_string(),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Line::styled(
+            format!(
+                "{}  goroutine {}  pid {} tid {}{}",
+                clock(c.ts_ns, s.clock_offset_ns),
+                c.goid,
+                c.pid,
+                c.tid,
+                c.latency_ns
+                    .map(|l| format!("  latency {}", fmt_ns(l)))
+                    .unwrap_or_default()
+            ),
+            dim(),
+        ),
+    ];
+    for (title, vs) in [("arguments", &c.args), ("results", &c.ret)] {
+        let Some(vs) = vs else { continue };
+        lines.push(Line::styled(title, Style::new().fg(Color::Cyan)));
+        for (k, v) in vs {
+            pretty(&mut lines, 1, k, v);
+        }
+    }
+    if c.truncated {
+        lines.push(Line::styled(
+            "(the event was cut: some values are missing)",
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    let h = (lines.len() as u16).min(f.area().height.saturating_sub(4));
+    let area = popup(f, 100, h, " Call ");
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+/// One value per line, struct fields and list elements indented under their parent.
+fn pretty(lines: &mut Vec<Line<'static>>, depth: usize, name: &str, v: &GoValue) {
+    let pad = "  ".repeat(depth);
+    let key = Style::new().fg(Color::Cyan);
+    match v {
+        GoValue::Struct(fields) if !fields.is_empty() => {
+            lines.push(line_of(vec![(format!("{pad}{name}:"), key)]));
+            for (k, fv) in fields {
+                pretty(lines, depth + 1, k, fv);
+            }
+        }
+        GoValue::List { items, len } if items.iter().any(|i| matches!(i, GoValue::Struct(_))) => {
+            lines.push(line_of(vec![
+                (format!("{pad}{name}: "), key),
+                (format!("{len} elements"), dim()),
+            ]));
+            for (i, item) in items.iter().enumerate() {
+                pretty(lines, depth + 1, &format!("[{i}]"), item);
+            }
+        }
+        _ => lines.push(line_of(vec![
+            (format!("{pad}{name} = "), key),
+            (v.render(), Style::new()),
+        ])),
+    }
+}
+
+fn condition(
+    f: &mut Frame,
+    s: &State,
+    func: usize,
+    text: &str,
+    cursor: usize,
+    error: Option<&(usize, String)>,
+    completions: &[String],
+) {
+    let fun = &s.cat.functions[func];
+    let mut lines = vec![
+        Line::styled(fun.signature(), Style::new().add_modifier(Modifier::BOLD)),
+        Line::raw(format!("if {text}")),
+    ];
+    match error {
+        Some((col, msg)) => {
+            lines.push(Line::styled(
+                format!("{}^", " ".repeat(2 + col.saturating_sub(1))),
+                Style::new().fg(Color::Red),
+            ));
+            lines.push(Line::styled(
+                format!("column {col}: {msg}"),
+                Style::new().fg(Color::Red),
+            ));
+        }
+        None if text.trim().is_empty() => {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("no condition: every call", dim()));
+        }
+        None => {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "ok: evaluated in the kernel",
+                Style::new().fg(Color::Green),
+            ));
+        }
+    }
+    lines.push(Line::styled(
+        if completions.is_empty() {
+            String::new()
+        } else {
+            completions.join("  ")
+        },
+        Style::new().fg(Color::Yellow),
+    ));
+    lines.push(Line::styled(
+        "Tab completes · Enter applies · Esc cancels · e.g. u.Name == \"alice\" && attempts > 2",
+        dim(),
+    ));
+    // Two spare lines for a long error that wraps.
+    let area = popup(f, 96, lines.len() as u16 + 2, " Condition ");
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+    f.set_cursor_position(Position::new(area.x + 3 + cursor as u16, area.y + 1));
+}

@@ -1,0 +1,177 @@
+//! The shell's command language: text → `Command`, with errors a user can act on.
+use anyhow::{Result, anyhow, bail};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Funcs {
+        regex: Option<String>,
+    },
+    Trace {
+        func: String,
+        args: bool,
+        ret: bool,
+        latency: bool,
+        sample: u32,
+        condition: Option<String>,
+    },
+    Probes,
+    Untrace(Option<usize>),
+    Events(usize),
+    Hist(String),
+    Wait(std::time::Duration),
+    Help,
+    Quit,
+}
+
+pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        "funcs",
+        "funcs [REGEX]            functions (own code; a regex searches all)",
+    ),
+    (
+        "trace",
+        "trace FUNC [--args] [--ret] [--latency] [--sample N] [if COND]",
+    ),
+    (
+        "probes",
+        "probes                   active probes with their counters",
+    ),
+    (
+        "untrace",
+        "untrace N|all            remove probe N (see probes)",
+    ),
+    (
+        "events",
+        "events [N]               the last N calls (default 20)",
+    ),
+    (
+        "hist",
+        "hist FUNC|N              latency histogram and percentiles",
+    ),
+    (
+        "wait",
+        "wait DURATION            let calls arrive (2s, 500ms)",
+    ),
+    ("help", "help                     this list"),
+    (
+        "quit",
+        "quit                     detach everything and leave",
+    ),
+];
+
+pub fn parse(line: &str) -> Result<Option<Command>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    let arg = (!rest.is_empty()).then(|| rest.to_string());
+    Ok(Some(match word {
+        "funcs" | "functions" => Command::Funcs { regex: arg },
+        "trace" => trace(rest)?,
+        "probes" => Command::Probes,
+        "untrace" => Command::Untrace(match rest {
+            "all" => None,
+            n => Some(
+                n.parse()
+                    .map_err(|_| anyhow!("untrace takes a probe number or `all` (see `probes`)"))?,
+            ),
+        }),
+        "events" => Command::Events(match rest {
+            "" => 20,
+            n => n
+                .parse()
+                .map_err(|_| anyhow!("events takes a number of calls, e.g. `events 50`"))?,
+        }),
+        "hist" => {
+            Command::Hist(arg.ok_or_else(|| anyhow!("hist takes a function or a probe number"))?)
+        }
+        "wait" | "sleep" => Command::Wait(crate::cli::trace::parse_duration(if rest.is_empty() {
+            "1s"
+        } else {
+            rest
+        })?),
+        "help" | "?" => Command::Help,
+        "quit" | "exit" | "q" => Command::Quit,
+        other => bail!("unknown command `{other}` (try `help`)"),
+    }))
+}
+
+fn trace(rest: &str) -> Result<Command> {
+    let (head, condition) = match rest.split_once(" if ") {
+        Some((h, c)) => (h, Some(c.trim().to_string())),
+        None => (rest, None),
+    };
+    let mut words = head.split_whitespace();
+    let mut func = None;
+    let (mut args, mut ret, mut latency, mut sample) = (false, false, false, 1);
+    while let Some(w) = words.next() {
+        match w {
+            "--args" => args = true,
+            "--ret" => ret = true,
+            "--latency" => latency = true,
+            "--sample" => {
+                sample = words
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| anyhow!("--sample takes a whole number ≥ 1"))?
+            }
+            f if f.starts_with("--") => {
+                bail!("unknown option {f} (--args --ret --latency --sample N)")
+            }
+            f if func.is_none() => func = Some(f.to_string()),
+            f => bail!("unexpected `{f}`: write `trace FUNC [options] if CONDITION`"),
+        }
+    }
+    let func =
+        func.ok_or_else(|| anyhow!("trace takes a function name, e.g. `trace main.Login`"))?;
+    // Nothing chosen means everything, as with `periscope trace`.
+    let all = !(args || ret || latency);
+    Ok(Command::Trace {
+        func,
+        args: args || all,
+        ret: ret || all,
+        latency: latency || all,
+        sample,
+        condition,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_with_options_and_condition() {
+        let c = parse(r#"trace main.Login --args --sample 10 if username == "a b""#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c,
+            Command::Trace {
+                func: "main.Login".into(),
+                args: true,
+                ret: false,
+                latency: false,
+                sample: 10,
+                condition: Some(r#"username == "a b""#.into()),
+            }
+        );
+    }
+
+    #[test]
+    fn errors_say_what_to_write() {
+        assert!(
+            parse("trace")
+                .unwrap_err()
+                .to_string()
+                .contains("function name")
+        );
+        assert!(parse("frob").unwrap_err().to_string().contains("help"));
+        assert!(parse("untrace x").is_err());
+        assert_eq!(parse("  ").unwrap(), None);
+        assert_eq!(parse("untrace all").unwrap(), Some(Command::Untrace(None)));
+    }
+}

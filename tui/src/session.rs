@@ -1,0 +1,258 @@
+//! One live target and the probes on it: the part of periscope that the TUI, the shell
+//! and their tests share. It owns the catalog and the BPF engine; dropping it detaches
+//! everything (all kernel objects are owned by its file descriptors).
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use probes_ebpf::{Call, Capture, ConditionError, Engine, Plan, Stats};
+use symbols::Catalog;
+
+/// What the user asked a probe to capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSettings {
+    pub args: bool,
+    pub ret: bool,
+    pub latency: bool,
+    pub condition: Option<String>,
+    /// Keep one call in this many.
+    pub sample: u32,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings {
+            args: false,
+            ret: false,
+            latency: false,
+            condition: None,
+            sample: 1,
+        }
+    }
+}
+
+impl ProbeSettings {
+    pub fn is_empty(&self) -> bool {
+        !(self.args || self.ret || self.latency)
+    }
+
+    /// `ARL`, with `·` for what is off: the marker the function list shows.
+    pub fn marker(&self) -> String {
+        let f = |on: bool, c: char| if on { c } else { '·' };
+        format!(
+            "{}{}{}",
+            f(self.args, 'A'),
+            f(self.ret, 'R'),
+            f(self.latency, 'L')
+        )
+    }
+
+    /// `args ret latency if u.Name == "x" 1/10`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = [
+            (self.args, "args"),
+            (self.ret, "ret"),
+            (self.latency, "latency"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, s)| s.to_string())
+        .collect();
+        if self.sample > 1 {
+            parts.push(format!("1/{}", self.sample));
+        }
+        if let Some(c) = &self.condition {
+            parts.push(format!("if {c}"));
+        }
+        parts.join(" ")
+    }
+
+    fn capture(&self, max_string: u16) -> Capture {
+        Capture {
+            args: self.args,
+            ret: self.ret,
+            latency: self.latency,
+            sample_every: self.sample.max(1),
+            max_string,
+            max_elems: 8,
+        }
+    }
+}
+
+/// Why a probe could not be set; `column` points into the condition when it is at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetError {
+    pub msg: String,
+    pub column: Option<usize>,
+}
+
+impl std::fmt::Display for SetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+/// A call decoded from the ring buffer, with the catalog index of its function.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub func: usize,
+    pub call: Call,
+}
+
+struct Active {
+    id: u32,
+    plan: Plan,
+}
+
+pub struct Session {
+    pub pid: u32,
+    pub exe: PathBuf,
+    pub cat: Arc<Catalog>,
+    bias: u64,
+    engine: Engine,
+    active: HashMap<usize, Active>,
+    by_id: HashMap<u32, usize>,
+    pub max_string: u16,
+}
+
+impl Session {
+    /// Opens a running Go process: its catalog (which must have DWARF) and the BPF engine.
+    pub fn open(pid: u32) -> Result<Session> {
+        let exe = symbols::process::exe_path(pid)?;
+        let cat = Catalog::open(&exe)?;
+        if !cat.has_dwarf {
+            bail!(
+                "pid {pid} runs a binary without DWARF (stripped): periscope needs it to decode arguments; rebuild without -ldflags='-s -w'"
+            );
+        }
+        let bias = symbols::process::load_bias(pid, cat.elf.first_load_vaddr())?;
+        let engine = Engine::new()?;
+        Ok(Session {
+            pid,
+            exe,
+            cat: Arc::new(cat),
+            bias,
+            engine,
+            active: HashMap::new(),
+            by_id: HashMap::new(),
+            max_string: 64,
+        })
+    }
+
+    /// Sets (or replaces) the probe on function `func`; empty settings remove it. On
+    /// error the previous probe stays as it was.
+    pub fn set(&mut self, func: usize, s: &ProbeSettings) -> Result<(), SetError> {
+        if s.is_empty() {
+            self.remove(func);
+            return Ok(());
+        }
+        let cat = Arc::clone(&self.cat);
+        let f = &cat.functions[func];
+        let plain = |e: &dyn std::fmt::Display| SetError {
+            msg: e.to_string(),
+            column: None,
+        };
+        let cond = match s.condition.as_deref().map(str::trim) {
+            Some(c) if !c.is_empty() => Some(probes_ebpf::condition::compile(&cat, f, c).map_err(
+                |e: ConditionError| SetError {
+                    msg: e.msg.clone(),
+                    column: Some(e.column),
+                },
+            )?),
+            _ => None,
+        };
+        let plan = probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())
+            .map_err(|e| plain(&e))?;
+        // Attach the new probe before detaching the old one, so a failed attach leaves
+        // the old probe running.
+        let id = self
+            .engine
+            .attach(self.pid, &self.exe, &cat.elf, f, &plan)
+            .map_err(|e| plain(&e))?;
+        self.remove(func);
+        self.active.insert(func, Active { id, plan });
+        self.by_id.insert(id, func);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, func: usize) {
+        if let Some(a) = self.active.remove(&func) {
+            self.engine.detach(a.id);
+            self.by_id.remove(&a.id);
+        }
+    }
+
+    pub fn remove_all(&mut self) {
+        let funcs: Vec<usize> = self.active.keys().copied().collect();
+        for f in funcs {
+            self.remove(f);
+        }
+    }
+
+    pub fn probed(&self) -> impl Iterator<Item = usize> + '_ {
+        self.active.keys().copied()
+    }
+
+    /// Decodes every waiting event into `out`; returns how many records were read.
+    pub fn drain(&mut self, out: &mut Vec<Row>) -> usize {
+        let (cat, active, by_id, bias) = (&self.cat, &self.active, &self.by_id, self.bias);
+        self.engine.drain(|raw| {
+            let Some(ev) = probes_ebpf::wire::read::<probes_ebpf::wire::psc_event>(raw, 0) else {
+                return;
+            };
+            // Events of a probe that was just replaced or removed are dropped: their plan
+            // is gone, and with it the meaning of their bytes.
+            let Some(&func) = by_id.get(&ev.probe) else {
+                return;
+            };
+            let a = &active[&func];
+            if let Some(call) =
+                probes_ebpf::decode::decode(raw, cat, &cat.functions[func], &a.plan, bias)
+            {
+                out.push(Row { func, call });
+            }
+        })
+    }
+
+    pub fn stats(&self, func: usize) -> Option<Stats> {
+        self.active.get(&func).map(|a| self.engine.stats(a.id))
+    }
+
+    /// Latency bucket counts (see `probes_ebpf::hist`) of a probe that records latency.
+    pub fn histogram(&self, func: usize) -> Option<Vec<u64>> {
+        self.active
+            .get(&func)
+            .filter(|a| a.plan.capture.latency)
+            .map(|a| self.engine.histogram(a.id))
+    }
+
+    pub fn is_alive(&self) -> bool {
+        symbols::process::is_alive(self.pid)
+    }
+}
+
+/// Finds a function by exact name (generic functions also by their name without the
+/// shape), or fails naming the closest ones.
+pub fn find_function(cat: &Catalog, name: &str) -> Result<usize> {
+    if let Some(i) = cat.functions.iter().position(|f| f.name == name) {
+        return Ok(i);
+    }
+    let generic: Vec<usize> = (0..cat.functions.len())
+        .filter(|&i| cat.functions[i].name.starts_with(&format!("{name}[")))
+        .collect();
+    if let [one] = generic[..] {
+        return Ok(one);
+    }
+    let mut scored: Vec<(f64, &str)> = cat
+        .functions
+        .iter()
+        .map(|f| (strsim::jaro_winkler(name, &f.name), f.name.as_str()))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let close: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();
+    bail!(
+        "unknown function {name} (closest: {}; `periscope list PID REGEX` lists them all)",
+        close.join(", ")
+    )
+}

@@ -1,0 +1,414 @@
+//! `periscope shell PID`: a line-oriented debugger console (rustyline) for people who
+//! prefer a prompt and for terminals where the full-screen UI does not fit. A
+//! background thread drains the ring buffer while the prompt waits for input.
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
+use symbols::Catalog;
+
+use crate::app::{complete, search};
+use crate::cli::trace::{call_line, fmt_ns};
+use crate::command::{COMMANDS, Command};
+use crate::session::{ProbeSettings, Row, Session};
+
+/// Calls kept for `events`.
+const KEEP: usize = 10_000;
+
+struct Shared {
+    session: Session,
+    rows: VecDeque<Row>,
+    /// Probe number → (function, settings).
+    probes: BTreeMap<usize, (usize, ProbeSettings)>,
+    next_no: usize,
+    exited: bool,
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn run(pid: u32) -> Result<()> {
+    let session = Session::open(pid)?;
+    let cat = session.cat.clone();
+    let shared = Arc::new(Mutex::new(Shared {
+        session,
+        rows: VecDeque::new(),
+        probes: BTreeMap::new(),
+        next_no: 1,
+        exited: false,
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let drainer = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || drain_loop(&shared, &stop))
+    };
+    let mut rl: Editor<ShellHelper, rustyline::history::DefaultHistory> = Editor::new()?;
+    rl.set_helper(Some(ShellHelper {
+        cat: cat.clone(),
+        shared: shared.clone(),
+    }));
+    let history = history_path();
+    let _ = rl.load_history(&history);
+    println!(
+        "periscope shell on pid {pid} ({}, {} functions); `help` lists the commands",
+        cat.go_version,
+        cat.functions.len()
+    );
+    let mut reported_exit = false;
+    loop {
+        let line = match rl.readline("periscope> ") {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let _ = rl.add_history_entry(line.as_str());
+        if lock(&shared).exited && !reported_exit {
+            reported_exit = true;
+            println!("pid {pid} has exited: its probes are detached; what was captured stays");
+        }
+        match crate::command::parse(&line) {
+            Ok(None) => {}
+            Ok(Some(Command::Quit)) => break,
+            Ok(Some(cmd)) => {
+                if let Err(e) = execute(&shared, &cat, cmd) {
+                    println!("error: {e:#}");
+                }
+            }
+            Err(e) => println!("error: {e:#}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
+    let _ = rl.save_history(&history);
+    stop.store(true, Ordering::SeqCst);
+    let _ = drainer.join();
+    lock(&shared).session.remove_all();
+    Ok(())
+}
+
+fn history_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("PERISCOPE_HISTORY") {
+        return p.into();
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".periscope_history")
+}
+
+fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
+    let mut buf = Vec::new();
+    let mut last_check = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        {
+            let mut sh = lock(shared);
+            sh.session.drain(&mut buf);
+            sh.rows.extend(buf.drain(..));
+            let excess = sh.rows.len().saturating_sub(KEEP);
+            sh.rows.drain(..excess);
+            if !sh.exited && last_check.elapsed() > Duration::from_secs(1) {
+                last_check = Instant::now();
+                if !sh.session.is_alive() {
+                    sh.exited = true;
+                    sh.session.remove_all();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn execute(shared: &Mutex<Shared>, cat: &Catalog, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Funcs { regex } => {
+            let re = regex
+                .as_deref()
+                .map(regex::Regex::new)
+                .transpose()
+                .map_err(|e| anyhow!("bad regex: {e}"))?;
+            let mut n = 0;
+            let mut names: Vec<&symbols::Function> = cat
+                .functions
+                .iter()
+                .filter(|f| match &re {
+                    Some(re) => re.is_match(&f.name),
+                    None => search::is_user(f),
+                })
+                .collect();
+            names.sort_by(|a, b| a.name.cmp(&b.name));
+            for f in names {
+                n += 1;
+                let mark = if f.probeable() {
+                    ""
+                } else {
+                    "  (not probeable)"
+                };
+                println!("{}  {}{mark}", f.signature(), f.location());
+            }
+            println!("{n} function(s)");
+        }
+        Command::Trace {
+            func,
+            args,
+            ret,
+            latency,
+            sample,
+            condition,
+        } => {
+            let idx = crate::session::find_function(cat, &func)?;
+            let settings = ProbeSettings {
+                args,
+                ret,
+                latency,
+                condition,
+                sample,
+            };
+            let mut sh = lock(shared);
+            if sh.exited {
+                return Err(anyhow!("the target has exited"));
+            }
+            if let Err(e) = sh.session.set(idx, &settings) {
+                return Err(match (e.column, &settings.condition) {
+                    (Some(col), Some(c)) => anyhow!(
+                        "{}\n       if {c}\n          {}^ column {col}",
+                        e.msg,
+                        " ".repeat(col.saturating_sub(1))
+                    ),
+                    _ => anyhow!("{}", e.msg),
+                });
+            }
+            let existing = sh
+                .probes
+                .iter()
+                .find(|(_, (f, _))| *f == idx)
+                .map(|(&n, _)| n);
+            let no = existing.unwrap_or_else(|| {
+                sh.next_no += 1;
+                sh.next_no - 1
+            });
+            sh.probes.insert(no, (idx, settings.clone()));
+            println!(
+                "probe {no}: {} ({})",
+                cat.functions[idx].name,
+                settings.describe()
+            );
+        }
+        Command::Probes => {
+            let sh = lock(shared);
+            if sh.probes.is_empty() {
+                println!("no probes (trace FUNC adds one)");
+            }
+            for (no, (f, s)) in &sh.probes {
+                let st = sh.session.stats(*f).unwrap_or_default();
+                println!(
+                    "{no:>3}  {}  {}  hits {} emitted {} filtered {} sampled-out {} lost {}",
+                    cat.functions[*f].name,
+                    s.describe(),
+                    st.hits,
+                    st.emitted,
+                    st.filtered,
+                    st.sampled_out,
+                    st.lost
+                );
+            }
+        }
+        Command::Untrace(which) => {
+            let mut sh = lock(shared);
+            let nos: Vec<usize> = match which {
+                Some(n) if sh.probes.contains_key(&n) => vec![n],
+                Some(n) => return Err(anyhow!("no probe {n} (see `probes`)")),
+                None => sh.probes.keys().copied().collect(),
+            };
+            for no in nos {
+                if let Some((f, _)) = sh.probes.remove(&no) {
+                    sh.session.remove(f);
+                    println!("removed probe {no}: {}", cat.functions[f].name);
+                }
+            }
+        }
+        Command::Events(n) => {
+            let sh = lock(shared);
+            let skip = sh.rows.len().saturating_sub(n);
+            for r in sh.rows.iter().skip(skip) {
+                println!("{}", call_line(&r.call, &cat.functions[r.func].name));
+            }
+            if sh.rows.is_empty() {
+                println!("no calls captured yet");
+            }
+        }
+        Command::Hist(which) => {
+            let sh = lock(shared);
+            let func = match which.parse::<usize>() {
+                Ok(no) => sh
+                    .probes
+                    .get(&no)
+                    .map(|p| p.0)
+                    .ok_or_else(|| anyhow!("no probe {no} (see `probes`)"))?,
+                Err(_) => crate::session::find_function(cat, &which)?,
+            };
+            let buckets = sh.session.histogram(func).ok_or_else(|| {
+                anyhow!(
+                    "{} has no latency probe: `trace {} --latency`",
+                    cat.functions[func].name,
+                    cat.functions[func].name
+                )
+            })?;
+            print_hist(&buckets);
+        }
+        Command::Wait(d) => std::thread::sleep(d),
+        Command::Help => {
+            for (_, usage) in COMMANDS {
+                println!("  {usage}");
+            }
+            println!(
+                "  conditions: u.Name == \"alice\" && attempts > 2, err != nil, startsWith(s, \"x\")"
+            );
+        }
+        Command::Quit => {}
+    }
+    Ok(())
+}
+
+fn print_hist(buckets: &[u64]) {
+    let h = probes_ebpf::hist::to_hdr(buckets);
+    if h.is_empty() {
+        println!("no completed calls yet");
+        return;
+    }
+    let rows = crate::histogram::rows(buckets, 16);
+    let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1);
+    for r in rows {
+        let bar = "#".repeat(((r.count as f64 / max as f64) * 40.0).ceil() as usize);
+        println!(
+            "{:>9} – {:<9} {bar:<40} {}",
+            fmt_ns(r.lo),
+            fmt_ns(r.hi),
+            r.count
+        );
+    }
+    let q = |x: f64| fmt_ns(h.value_at_quantile(x));
+    println!(
+        "count {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        h.len(),
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        fmt_ns(h.max())
+    );
+}
+
+/// Tab completion: commands, then function names, then (after `if`) parameter and
+/// field names; probe numbers after `untrace`.
+struct ShellHelper {
+    cat: Arc<Catalog>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl ShellHelper {
+    fn functions(&self, prefix: &str) -> Vec<String> {
+        let mut own: Vec<String> = Vec::new();
+        let mut rest: Vec<String> = Vec::new();
+        for f in self
+            .cat
+            .functions
+            .iter()
+            .filter(|f| f.name.starts_with(prefix))
+        {
+            if search::is_user(f) {
+                own.push(f.name.clone());
+            } else {
+                rest.push(f.name.clone());
+            }
+        }
+        own.sort();
+        rest.sort();
+        own.extend(rest);
+        own.truncate(200);
+        own
+    }
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let head = &line[..pos];
+        let pair = |s: String| Pair {
+            display: s.clone(),
+            replacement: s,
+        };
+        let Some((cmd, args)) = head.split_once(' ') else {
+            let cands = COMMANDS
+                .iter()
+                .filter(|(c, _)| c.starts_with(head))
+                .map(|(c, _)| pair(format!("{c} ")))
+                .collect();
+            return Ok((0, cands));
+        };
+        let start = cmd.len() + 1;
+        match cmd {
+            "trace" => {
+                if let Some(i) = head.find(" if ") {
+                    let func = head[start..i].split_whitespace().next().unwrap_or("");
+                    let Ok(idx) = crate::session::find_function(&self.cat, func) else {
+                        return Ok((pos, vec![]));
+                    };
+                    let (w_start, word) = complete::current_word(head);
+                    let cands = complete::candidates(&self.cat, &self.cat.functions[idx], word)
+                        .into_iter()
+                        .map(pair)
+                        .collect();
+                    return Ok((w_start, cands));
+                }
+                if args.contains(' ') {
+                    let opts = ["--args", "--ret", "--latency", "--sample", "if"];
+                    let last = head.rsplit(' ').next().unwrap_or("");
+                    let cands = opts
+                        .iter()
+                        .filter(|o| o.starts_with(last))
+                        .map(|o| pair(format!("{o} ")))
+                        .collect();
+                    return Ok((pos - last.len(), cands));
+                }
+                let cands = self.functions(args).into_iter().map(pair).collect();
+                Ok((start, cands))
+            }
+            "hist" => Ok((start, self.functions(args).into_iter().map(pair).collect())),
+            "untrace" => {
+                let sh = lock(&self.shared);
+                let cands = sh
+                    .probes
+                    .keys()
+                    .map(|n| n.to_string())
+                    .chain(["all".to_string()])
+                    .filter(|n| n.starts_with(args))
+                    .map(pair)
+                    .collect();
+                Ok((start, cands))
+            }
+            _ => Ok((pos, vec![])),
+        }
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+impl Highlighter for ShellHelper {}
+impl Validator for ShellHelper {}
+impl Helper for ShellHelper {}
