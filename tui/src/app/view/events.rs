@@ -63,8 +63,8 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         .style(Style::new().add_modifier(Modifier::BOLD));
     let widths = [
         Constraint::Length(12),
-        Constraint::Length(6),
-        Constraint::Length(18),
+        Constraint::Length(5),
+        Constraint::Length(16),
         Constraint::Fill(3),
         Constraint::Fill(2),
         Constraint::Length(8),

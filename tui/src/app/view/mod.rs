@@ -29,7 +29,7 @@ pub fn draw(f: &mut Frame, s: &State, cache: &mut ViewCache) {
     ])
     .areas(f.area());
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(42), Constraint::Fill(1)]).areas(main);
+        Layout::horizontal([Constraint::Percentage(36), Constraint::Fill(1)]).areas(main);
     let [list, details] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(11)]).areas(left);
     let [table, lat] =

@@ -175,7 +175,7 @@ fn condition(
     match error {
         Some((col, msg)) => {
             lines.push(Line::styled(
-                format!("{}^", " ".repeat(2 + col.saturating_sub(1))),
+                format!("{}^", " ".repeat(3 + col.saturating_sub(1))),
                 Style::new().fg(Color::Red),
             ));
             lines.push(Line::styled(

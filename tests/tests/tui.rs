@@ -1,0 +1,371 @@
+//! The TUI without a terminal: `update` driven directly with keys and a synthetic event
+//! stream, every screen rendered with ratatui's TestBackend and compared with insta
+//! snapshots (addresses redacted). The catalog is the real one of the kinds fixture.
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use periscope::app::action::{Action, Effect, ProbeSample};
+use periscope::app::state::{MAX_ROWS, Mode, Pane, State};
+use periscope::app::update::update;
+use periscope::app::view::{ViewCache, draw};
+use periscope::session::{ProbeSettings, Row};
+use periscope_tests::{Variant, fixture, newest};
+use probes_ebpf::{Call, GoValue, Stats};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use symbols::Catalog;
+
+fn catalog() -> Arc<Catalog> {
+    static CAT: std::sync::OnceLock<Arc<Catalog>> = std::sync::OnceLock::new();
+    CAT.get_or_init(|| {
+        let bin = fixture("kinds", &newest(), Variant::Plain);
+        Arc::new(Catalog::open(&bin).unwrap())
+    })
+    .clone()
+}
+
+fn state() -> State {
+    State::new(catalog(), 4242, "kinds".into())
+}
+
+fn func(s: &State, name: &str) -> usize {
+    s.cat.functions.iter().position(|f| f.name == name).unwrap()
+}
+
+fn press(s: &mut State, code: KeyCode) -> Vec<Effect> {
+    update(s, Action::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn typed(s: &mut State, text: &str) {
+    for c in text.chars() {
+        press(s, KeyCode::Char(c));
+    }
+}
+
+/// Performs effects as the runtime would, with every attach succeeding.
+fn perform(s: &mut State, effects: Vec<Effect>) {
+    for e in effects {
+        if let Effect::Set { func, settings } = e {
+            let more = update(
+                s,
+                Action::Applied {
+                    func,
+                    settings,
+                    result: Ok(()),
+                },
+            );
+            perform(s, more);
+        }
+    }
+}
+
+fn select(s: &mut State, name: &str) {
+    press(s, KeyCode::Esc);
+    press(s, KeyCode::Char('/'));
+    typed(s, name);
+    press(s, KeyCode::Enter);
+    let want = func(s, name);
+    assert_eq!(s.selected_fn(), Some(want), "search for {name}");
+}
+
+fn render(s: &State, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut cache = ViewCache::default();
+    term.draw(|f| draw(f, s, &mut cache)).unwrap();
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let line: String = (0..buf.area.width)
+            .map(|x| buf[(x, y)].symbol().to_string())
+            .collect();
+        out += line.trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+macro_rules! snapshot {
+    ($name:expr, $text:expr) => {
+        insta::with_settings!({filters => vec![(r"0x[0-9a-f]{6}", "0x______")]}, {
+            insta::assert_snapshot!($name, $text);
+        });
+    };
+}
+
+fn str_(s: &str) -> GoValue {
+    GoValue::Str {
+        s: s.into(),
+        truncated: false,
+    }
+}
+
+/// A call of main.Login as the decoder would produce it.
+fn login(s: &State, i: u64, user: &str, attempts: i64) -> Row {
+    let frozen = attempts > 3;
+    Row {
+        func: func(s, "main.Login"),
+        call: Call {
+            probe: 0,
+            pid: 4242,
+            tid: 4243,
+            goid: 18 + i % 3,
+            ts_ns: 3_600_000_000_000 + i * 1_250_000,
+            latency_ns: Some(800 + 150 * i),
+            args: Some(vec![
+                ("username".into(), str_(user)),
+                ("attempts".into(), GoValue::Int(attempts)),
+            ]),
+            ret: Some(vec![
+                ("r0".into(), GoValue::Bool(!frozen && !user.is_empty())),
+                (
+                    "r1".into(),
+                    if frozen {
+                        GoValue::Iface {
+                            ty: "*errors.errorString".into(),
+                            value: Some(Box::new(str_("account frozen"))),
+                        }
+                    } else {
+                        GoValue::Nil
+                    },
+                ),
+            ]),
+            truncated: false,
+        },
+    }
+}
+
+fn logins(s: &State, n: u64) -> Vec<Row> {
+    let users = ["alice", "bob", "carol"];
+    (0..n)
+        .map(|i| login(s, i, users[i as usize % 3], (i % 6) as i64))
+        .collect()
+}
+
+/// Probes Login with everything and feeds it calls and a latency sample.
+fn busy_state() -> State {
+    let mut s = state();
+    select(&mut s, "main.Login");
+    for k in ['a', 'r', 'l'] {
+        let e = press(&mut s, KeyCode::Char(k));
+        perform(&mut s, e);
+    }
+    let rows = logins(&s, 40);
+    update(&mut s, Action::Events(rows));
+    let login = func(&s, "main.Login");
+    let mut buckets = vec![0u64; probes_ebpf::wire::PSC_HIST_BUCKETS as usize];
+    for (v, n) in [
+        (900u64, 120u64),
+        (1_100, 300),
+        (1_500, 90),
+        (4_000, 12),
+        (60_000, 2),
+    ] {
+        buckets[probes_ebpf::hist::bucket_of(v)] += n;
+    }
+    for (second, hits) in [(1u64, 150u64), (2, 330), (3, 524)] {
+        let _ = second;
+        update(
+            &mut s,
+            Action::Sample(vec![ProbeSample {
+                func: login,
+                stats: Stats {
+                    hits,
+                    emitted: hits,
+                    ..Stats::default()
+                },
+                buckets: Some(buckets.clone()),
+            }]),
+        );
+    }
+    s
+}
+
+#[test]
+fn functions_screen_lists_own_code_and_searches() {
+    let mut s = state();
+    // Only the program's own functions by default, all of the fixture's among them.
+    assert!(s.visible.len() < 60, "{} functions listed", s.visible.len());
+    assert!(
+        s.visible
+            .iter()
+            .all(|&i| s.cat.functions[i].name.starts_with("main."))
+    );
+    snapshot!("functions", render(&s, 160, 40));
+    press(&mut s, KeyCode::Char('/'));
+    typed(&mut s, "setinf");
+    assert_eq!(s.fn_name(s.visible[0]), "main.SetInfo");
+    snapshot!("functions_search", render(&s, 160, 40));
+    // `s` shows the runtime too.
+    press(&mut s, KeyCode::Esc);
+    press(&mut s, KeyCode::Char('s'));
+    assert!(s.visible.len() > 1000);
+    assert!(
+        s.visible
+            .iter()
+            .any(|&i| s.cat.functions[i].name == "runtime.mallocgc")
+    );
+}
+
+#[test]
+fn keys_toggle_probes_and_mark_the_function() {
+    let mut s = state();
+    select(&mut s, "main.Login");
+    let login = func(&s, "main.Login");
+    let e = press(&mut s, KeyCode::Char('a'));
+    assert_eq!(
+        e,
+        vec![Effect::Set {
+            func: login,
+            settings: ProbeSettings {
+                args: true,
+                ..ProbeSettings::default()
+            }
+        }]
+    );
+    perform(&mut s, e);
+    let e = press(&mut s, KeyCode::Char('l'));
+    perform(&mut s, e);
+    assert_eq!(s.probes[&login].marker(), "A·L");
+    assert_eq!(s.lat_sel, Some(login));
+    // Turning everything off removes the probe.
+    for k in ['a', 'l'] {
+        let e = press(&mut s, KeyCode::Char(k));
+        perform(&mut s, e);
+    }
+    assert!(s.probes.is_empty());
+    assert_eq!(s.lat_sel, None);
+    // An inlined-only function cannot be probed, and says why.
+    select(&mut s, "main.inc");
+    assert!(press(&mut s, KeyCode::Char('a')).is_empty());
+    assert!(s.message.as_ref().unwrap().0.contains("inlined"));
+}
+
+#[test]
+fn events_and_latency_screen() {
+    let s = busy_state();
+    let text = render(&s, 160, 40);
+    assert!(text.contains(r#"username="carol" attempts=5"#), "{text}");
+    assert!(
+        text.contains(r#"username="bob" attempts=4        r0=false r1=*errors."#),
+        "{text}"
+    );
+    snapshot!("events_latency", text);
+}
+
+#[test]
+fn condition_editor_checks_as_you_type_and_completes() {
+    let mut s = state();
+    select(&mut s, "main.SetInfo");
+    let setinfo = func(&s, "main.SetInfo");
+    press(&mut s, KeyCode::Char('c'));
+    typed(&mut s, "u.N");
+    press(&mut s, KeyCode::Tab);
+    let Mode::Condition { input, .. } = &s.mode else {
+        panic!("not editing: {:?}", s.mode)
+    };
+    assert_eq!(input.text, "u.Name");
+    typed(&mut s, " == 7");
+    let Mode::Condition { error, .. } = &s.mode else {
+        panic!()
+    };
+    let (col, msg) = error.clone().expect("a type error");
+    assert_eq!(col, 11, "{msg}");
+    snapshot!("condition_error", render(&s, 160, 40));
+    // Enter with an error applies nothing.
+    assert!(press(&mut s, KeyCode::Enter).is_empty());
+    for _ in 0..4 {
+        press(&mut s, KeyCode::Backspace);
+    }
+    typed(&mut s, r#"== "alice" && ad"#);
+    press(&mut s, KeyCode::Tab);
+    // A string alone is not a condition: caught before anything reaches the kernel.
+    let Mode::Condition { input, error, .. } = &s.mode else {
+        panic!()
+    };
+    assert_eq!(input.text, r#"u.Name == "alice" && address"#);
+    assert!(error.as_ref().is_some_and(|e| e.0 == 22), "{error:?}");
+    assert!(press(&mut s, KeyCode::Enter).is_empty());
+    typed(&mut s, r#" != """#);
+    let e = press(&mut s, KeyCode::Enter);
+    assert_eq!(
+        e,
+        vec![Effect::Set {
+            func: setinfo,
+            settings: ProbeSettings {
+                args: true,
+                condition: Some(r#"u.Name == "alice" && address != """#.into()),
+                ..ProbeSettings::default()
+            }
+        }]
+    );
+    // An attach that fails keeps the editor open with the error in place.
+    update(
+        &mut s,
+        Action::Applied {
+            func: setinfo,
+            settings: ProbeSettings::default(),
+            result: Err(periscope::session::SetError {
+                msg: "attaching failed: the process is gone".into(),
+                column: None,
+            }),
+        },
+    );
+    assert!(matches!(&s.mode, Mode::Condition { error: Some((1, m)), .. } if m.contains("gone")));
+}
+
+#[test]
+fn table_follows_pauses_scrolls_filters_and_stays_bounded() {
+    let mut s = busy_state();
+    press(&mut s, KeyCode::Tab);
+    assert_eq!(s.focus, Pane::Events);
+    // Space pauses: new rows are kept but not shown.
+    press(&mut s, KeyCode::Char(' '));
+    let before = s.shown_rows().count();
+    let more = logins(&s, 5);
+    update(&mut s, Action::Events(more));
+    assert_eq!(s.shown_rows().count(), before);
+    press(&mut s, KeyCode::Char(' '));
+    assert_eq!(s.shown_rows().count(), before + 5);
+    // Scrolling up leaves follow mode; Enter opens that call.
+    press(&mut s, KeyCode::Up);
+    press(&mut s, KeyCode::Up);
+    let sel = s.ev_sel.expect("scrolled");
+    assert_eq!(sel, s.next_seq - 2);
+    press(&mut s, KeyCode::Enter);
+    assert_eq!(s.mode, Mode::Detail { seq: sel });
+    snapshot!("call_detail", render(&s, 160, 40));
+    press(&mut s, KeyCode::Esc);
+    press(&mut s, KeyCode::Char('G'));
+    assert_eq!(s.ev_sel, None);
+    // f shows one function's calls.
+    press(&mut s, KeyCode::Char('f'));
+    assert_eq!(s.ev_filter, Some(func(&s, "main.Login")));
+    press(&mut s, KeyCode::Char('f'));
+    assert_eq!(s.ev_filter, None);
+    // Memory stays bounded whatever the rate.
+    for _ in 0..3 {
+        let rows = logins(&s, MAX_ROWS as u64 / 2);
+        update(&mut s, Action::Events(rows));
+    }
+    assert_eq!(s.rows.len(), MAX_ROWS);
+    assert!(s.dropped_rows > 0);
+}
+
+#[test]
+fn help_comes_from_the_keymap_and_exit_is_shown() {
+    let mut s = state();
+    press(&mut s, KeyCode::Char('?'));
+    let text = render(&s, 160, 44);
+    for b in periscope::app::keymap::KEYS {
+        assert!(text.contains(b.help), "help lacks {:?}", b.help);
+    }
+    snapshot!("help", text);
+    press(&mut s, KeyCode::Char('x'));
+    assert_eq!(s.mode, Mode::Normal);
+    let e = update(&mut s, Action::TargetExited);
+    assert_eq!(e, vec![Effect::DetachAll]);
+    assert!(render(&s, 160, 40).contains("TARGET EXITED"));
+    let e = press(&mut s, KeyCode::Char('q'));
+    assert_eq!(e, vec![Effect::DetachAll, Effect::Quit]);
+    assert!(s.quit);
+}

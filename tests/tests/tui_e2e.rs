@@ -1,0 +1,241 @@
+//! The real `periscope PID` in tmux on a running fixture, driven by keystrokes: search
+//! a function, capture its arguments and results, narrow them with a condition, show
+//! its latency, quit; then nothing of periscope's is left in the kernel and the
+//! fixture still runs. What the screen shows is checked against the fixture's own
+//! record of its calls.
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope, periscope_bpf_objects};
+
+const SOCKET: &str = "periscope-e2e";
+
+struct Tmux;
+
+impl Tmux {
+    fn start(cmd: &str) -> Tmux {
+        let _ = Command::new("tmux")
+            .args(["-L", SOCKET, "kill-server"])
+            .output();
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                SOCKET,
+                "new-session",
+                "-d",
+                "-s",
+                "e2e",
+                "-x",
+                "160",
+                "-y",
+                "45",
+            ])
+            .arg(cmd)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux (run `make setup`)");
+        assert!(ok.success());
+        Tmux
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["-L", SOCKET, "send-keys", "-t", "e2e"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        // Give the UI a frame to answer.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Types text literally (no key-name lookup).
+    fn text(&self, s: &str) {
+        let ok = Command::new("tmux")
+            .args(["-L", SOCKET, "send-keys", "-t", "e2e", "-l", s])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", SOCKET, "capture-pane", "-p", "-t", "e2e"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the screen until `pred` holds (or fails with the last screen).
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", SOCKET, "kill-server"])
+            .output();
+    }
+}
+
+/// (username, attempts, r0) of every Login row on screen.
+fn login_rows(screen: &str) -> Vec<(String, u64, bool)> {
+    let mut rows = Vec::new();
+    for line in screen.lines() {
+        let Some(at) = line.find("username=\"") else {
+            continue;
+        };
+        let rest = &line[at + 10..];
+        let Some((user, rest)) = rest.split_once('"') else {
+            continue;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix("attempts=") else {
+            continue;
+        };
+        let (n, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        let r0 = rest.trim_start().strip_prefix("r0=");
+        if let (Ok(n), Some(r0)) = (n.parse(), r0) {
+            rows.push((user.to_string(), n, r0.starts_with("true")));
+        }
+    }
+    rows
+}
+
+#[test]
+fn tui_search_probe_condition_latency_quit() {
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let mut fx = FixtureProc::start(&bin);
+    fx.run("steady");
+    let status = std::env::temp_dir().join(format!("periscope-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_file(&status);
+    let tmux = Tmux::start(&format!(
+        "{} {}; echo $? > {}; sleep 60",
+        periscope().display(),
+        fx.pid,
+        status.display()
+    ));
+    tmux.wait_for("the function list", |s| {
+        s.contains("Functions") && s.contains("main.Login(")
+    });
+
+    // Search, then capture arguments and results.
+    tmux.keys(&["/"]);
+    tmux.text("main.Login");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the search to select Login", |s| {
+        s.contains("┌ main.Login ")
+    });
+    tmux.keys(&["a", "r"]);
+    let screen = tmux.wait_for("decoded Login calls", |s| login_rows(s).len() >= 6);
+    let before = login_rows(&screen);
+    let users: HashSet<&str> = before.iter().map(|r| r.0.as_str()).collect();
+    assert!(
+        users.len() >= 2,
+        "calls of several users expected:\n{screen}"
+    );
+
+    // A condition: only bob's calls from now on.
+    tmux.keys(&["c"]);
+    tmux.text("username == \"bob\"");
+    tmux.wait_for("the condition to check", |s| {
+        s.contains("ok: evaluated in the kernel")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the condition to apply", |s| {
+        s.contains("if username == \"bob\"")
+    });
+    // The table holds 20-odd rows and Login runs every millisecond: after a second
+    // every row on screen came after the condition.
+    std::thread::sleep(Duration::from_millis(1500));
+    let screen = tmux.screen();
+    let after = login_rows(&screen);
+    assert!(after.len() >= 6, "rows expected:\n{screen}");
+    assert!(
+        after.iter().all(|r| r.0 == "bob"),
+        "only bob's calls expected:\n{screen}"
+    );
+
+    // Latency: a histogram with a count and percentiles.
+    tmux.keys(&["l"]);
+    let screen = tmux.wait_for("a latency histogram", |s| {
+        s.contains("count") && s.contains("p99") && s.contains("█")
+    });
+    assert!(
+        screen.contains("ARL?"),
+        "marker of a full probe with a condition:\n{screen}"
+    );
+
+    // Quit: periscope exits 0, leaves nothing in the kernel, and the fixture runs on.
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while !status.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "periscope did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "0");
+    let _ = std::fs::remove_file(&status);
+    wait_until_gone();
+    assert!(fx.is_running(), "the fixture died");
+
+    // Everything shown matches what the fixture says it did.
+    let record = fx.run("stop");
+    let steady = record
+        .iter()
+        .find(|r| r["type"] == "steady")
+        .expect("steady record");
+    let truth: HashSet<(String, u64, bool)> = steady["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["username"].as_str().unwrap().to_string(),
+                c["attempts"].as_u64().unwrap(),
+                c["r0"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    for row in before.iter().chain(&after) {
+        assert!(
+            truth.contains(row),
+            "{row:?} is not a call the fixture made: {truth:?}"
+        );
+    }
+    assert!(steady["calls"].as_u64().unwrap() > 100);
+    assert!(Path::new(&bin).exists());
+}
+
+fn wait_until_gone() {
+    let start = Instant::now();
+    loop {
+        let left = periscope_bpf_objects();
+        if left.is_empty() {
+            return;
+        }
+        // The kernel frees maps asynchronously after the last reference goes.
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "left in the kernel: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
