@@ -331,7 +331,12 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             Pane::Events => s.ev_sel = None,
             _ => step(s, isize::MAX / 2),
         },
-        Cmd::Search => s.mode = Mode::Search(Input::new(&s.filter)),
+        Cmd::Search => {
+            // A new search starts empty, as in less or vim; Esc brings back everything.
+            s.filter.clear();
+            s.refilter();
+            s.mode = Mode::Search(Input::default());
+        }
         Cmd::ClearSearch => {
             s.filter.clear();
             s.refilter();
