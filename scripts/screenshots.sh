@@ -48,6 +48,7 @@ keys a r l
 keys Escape
 text "/PriceOf"; keys Enter
 keys a r
+keys Escape
 keys Tab
 shot events 6
 
