@@ -183,11 +183,17 @@ impl Session {
         }
     }
 
+    /// Removes every probe at once (the engine closes their links in parallel).
     pub fn remove_all(&mut self) {
-        let funcs: Vec<usize> = self.active.keys().copied().collect();
-        for f in funcs {
-            self.remove(f);
-        }
+        let ids: Vec<u32> = self.active.drain().map(|(_, a)| a.id).collect();
+        self.by_id.clear();
+        self.engine.detach_many(&ids);
+    }
+
+    /// Blocks until removed probes are gone from the kernel (removal runs in the
+    /// background: see `Engine::detach_many`).
+    pub fn wait_detached(&mut self) {
+        self.engine.wait_detached();
     }
 
     pub fn probed(&self) -> impl Iterator<Item = usize> + '_ {

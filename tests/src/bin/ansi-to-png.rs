@@ -76,9 +76,9 @@ impl Canvas {
             return;
         }
         let i = (y as usize * self.w + x as usize) * 3;
-        for k in 0..3 {
-            let old = self.px[i + k] as f32;
-            self.px[i + k] = (old + (c[k] as f32 - old) * a.clamp(0.0, 1.0)) as u8;
+        for (px, &target) in self.px[i..i + 3].iter_mut().zip(&c) {
+            let old = *px as f32;
+            *px = (old + (target as f32 - old) * a.clamp(0.0, 1.0)) as u8;
         }
     }
 }
@@ -126,7 +126,15 @@ fn box_strokes(ch: char) -> Option<[u8; 4]> {
     })
 }
 
-fn draw_box(canvas: &mut Canvas, x: usize, y: usize, cw: usize, chh: usize, s: [u8; 4], c: [u8; 3]) {
+fn draw_box(
+    canvas: &mut Canvas,
+    x: usize,
+    y: usize,
+    cw: usize,
+    chh: usize,
+    s: [u8; 4],
+    c: [u8; 3],
+) {
     // Two pixels for light lines: one would vanish when a viewer scales the image down.
     let width = |w: u8| if w == 2 { 4 } else { 2 };
     let (cx, cy) = (x + cw / 2, y + chh / 2);
@@ -229,7 +237,12 @@ fn main() {
             if let Some(outlined) = font.outline_glyph(glyph) {
                 let b = outlined.px_bounds();
                 outlined.draw(|gx, gy, a| {
-                    canvas.blend(b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64, fg, a)
+                    canvas.blend(
+                        b.min.x as i64 + gx as i64,
+                        b.min.y as i64 + gy as i64,
+                        fg,
+                        a,
+                    )
                 });
             }
         }

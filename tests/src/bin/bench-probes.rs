@@ -1,0 +1,241 @@
+//! `make bench`, part 2: what a probe costs the traced program, measured in one run
+//! against a baseline, and what the reader sustains.
+//!
+//! 1. Per call of `main.Work(x, y int)` (the kinds fixture calls it in a tight loop and
+//!    times itself): a plain tracefs uprobe on the function's first instruction (what
+//!    tools that attach at the symbol pay), then periscope's entry probe capturing both
+//!    arguments, an entry+return probe recording latency, and a condition that is false.
+//! 2. The highest event rate: the entry probe with `--json` output on the same loop,
+//!    events delivered per second and events lost.
+//! 3. The demo HTTP service under wrk on loopback: requests per second without probes
+//!    and with an arguments probe and a latency probe on two functions of its request
+//!    path, alternated, and the throughput drop.
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope};
+
+const WORK: &str = "main.Work";
+
+fn main() {
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let mut fx = FixtureProc::start(&bin);
+    let base = ns_per_call(&mut fx, 3_000_000);
+    println!("probe cost per call of {WORK} (fixture loop, best of 3; bare call {base:.1} ns):");
+
+    let tracefs = {
+        let _probe = TracefsProbe::first_instruction(&bin, fx.pid);
+        ns_per_call(&mut fx, 200_000) - base
+    };
+    let row = |what: &str, ns: f64| {
+        println!(
+            "  {what:<58} {:>9.0} ns  {:>5.2}x the baseline",
+            ns,
+            ns / tracefs
+        )
+    };
+    row("baseline: tracefs uprobe on the first instruction", tracefs);
+    let mut results = Vec::new();
+    for (what, args, n) in [
+        (
+            "periscope entry probe, 2 arguments",
+            vec!["--args", WORK],
+            1_000_000,
+        ),
+        (
+            "periscope entry+return, latency",
+            vec!["--latency", WORK],
+            200_000,
+        ),
+        (
+            "periscope entry probe, condition false (x < 0)",
+            vec!["--args", "main.Work if x < 0"],
+            1_000_000,
+        ),
+    ] {
+        let tracer = Tracer::start(fx.pid, &args);
+        let ns = ns_per_call(&mut fx, n) - base;
+        tracer.stop();
+        row(what, ns);
+        results.push(ns);
+    }
+    println!(
+        "  target: entry probe < 0.25x the baseline (goal 0.1x): {}",
+        if results[0] < 0.25 * tracefs {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+
+    // The reader: every call of the loop becomes a JSON line.
+    let tracer = Tracer::start(fx.pid, &["--args", "--json", WORK]);
+    let calls = 3_000_000u64;
+    let rec = fx.run(&format!("work {calls}"));
+    let secs = rec[0]["ns"].as_f64().unwrap() / 1e9;
+    let (lines, stats) = tracer.stop();
+    let lost = stats["lost"].as_u64().unwrap_or(0);
+    let hits = stats["hits"].as_u64().unwrap_or(0);
+    println!(
+        "event rate: {calls} calls in {secs:.2} s = {:.0} events/s offered; {lines} decoded and printed as JSON, {lost} lost ({hits} hits)",
+        calls as f64 / secs
+    );
+    drop(fx);
+
+    demo_throughput();
+}
+
+/// Runs the fixture's loop; best of three, in ns per call.
+fn ns_per_call(fx: &mut FixtureProc, calls: u64) -> f64 {
+    (0..3)
+        .map(|_| {
+            let rec = fx.run(&format!("work {calls}"));
+            rec[0]["ns"].as_f64().unwrap() / calls as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// `periscope trace` in the background, attached when it says so.
+struct Tracer {
+    child: Child,
+    lines: mpsc::Receiver<(u64, serde_json::Value)>,
+}
+
+impl Tracer {
+    fn start(pid: u32, args: &[&str]) -> Tracer {
+        let mut child = Command::new(periscope())
+            .args(["trace", "--pid", &pid.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(line.contains("attached"), "periscope: {line}");
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = err.read_to_string(&mut rest);
+        });
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        // Read everything as it comes so the pipe never slows periscope down; keep the
+        // count of lines and the last stats object.
+        std::thread::spawn(move || {
+            let (mut n, mut stats) = (0u64, serde_json::Value::Null);
+            for l in out.lines().map_while(Result::ok) {
+                n += 1;
+                if l.contains("\"type\":\"stats\"") {
+                    stats = serde_json::from_str(&l).unwrap_or_default();
+                }
+            }
+            let _ = tx.send((n, stats));
+        });
+        Tracer { child, lines: rx }
+    }
+
+    /// SIGINT, then (lines printed, the stats object).
+    fn stop(mut self) -> (u64, serde_json::Value) {
+        // SAFETY: kill(2) on a child we own.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.child.wait().unwrap();
+        self.lines.recv_timeout(Duration::from_secs(30)).unwrap()
+    }
+}
+
+/// A plain uprobe through tracefs (no BPF), removed on drop.
+struct TracefsProbe;
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+impl TracefsProbe {
+    fn first_instruction(bin: &std::path::Path, pid: u32) -> TracefsProbe {
+        if !std::path::Path::new(TRACEFS).join("uprobe_events").exists() {
+            let ok = Command::new("mount")
+                .args(["-t", "tracefs", "nodev", TRACEFS])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "cannot mount tracefs at {TRACEFS}");
+        }
+        let cat = symbols::Catalog::open(bin).unwrap();
+        let f = cat.function(WORK).unwrap();
+        let off = cat.elf.vaddr_to_offset(f.entry).unwrap();
+        let _ = pid; // tracefs probes are system-wide; only the fixture runs this code.
+        write(
+            "uprobe_events",
+            &format!("p:periscope_bench/first {}:{off:#x}\n", bin.display()),
+        );
+        write("events/periscope_bench/first/enable", "1\n");
+        TracefsProbe
+    }
+}
+
+impl Drop for TracefsProbe {
+    fn drop(&mut self) {
+        write("events/periscope_bench/first/enable", "0\n");
+        write("uprobe_events", "-:periscope_bench/first\n");
+    }
+}
+
+fn write(file: &str, what: &str) {
+    use std::io::Write;
+    let path = format!("{TRACEFS}/{file}");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    f.write_all(what.as_bytes())
+        .unwrap_or_else(|e| panic!("{path} <- {what:?}: {e}"));
+}
+
+fn demo_throughput() {
+    let bin = fixture("demo", &newest(), Variant::Plain);
+    let mut demo = Command::new(&bin)
+        .args(["--rps", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(demo.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split_whitespace()
+        .last()
+        .expect("shop: serving on URL")
+        .to_string();
+    let target = format!("{url}/login?user=alice&attempts=0&address=1+Main+St");
+    let pid = demo.id();
+    let rps = || -> f64 {
+        let out = Command::new("wrk")
+            .args(["-t1", "-c16", "-d4s", &target])
+            .output()
+            .expect("wrk (run `make setup`)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("wrk said: {text}"))
+    };
+    rps(); // warm-up
+    let (mut plain, mut probed) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        plain.push(rps());
+        let a = Tracer::start(pid, &["--args", "--json", "main.(*Store).Login"]);
+        let l = Tracer::start(pid, &["--latency", "--json", "main.(*Store).SetInfo"]);
+        probed.push(rps());
+        a.stop();
+        l.stop();
+    }
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (p, q) = (mean(&plain), mean(&probed));
+    println!(
+        "demo service under wrk (/login, 16 connections, 3 alternating rounds of 4 s): {p:.0} req/s without probes, {q:.0} req/s with an args probe on Login and a latency probe on SetInfo: {:.1}% drop (target < 5%)",
+        (1.0 - q / p) * 100.0
+    );
+}
