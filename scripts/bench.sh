@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks measured in one run against a baseline, printed as ratios.
+# Benchmarks measured in one run against a baseline, printed as ratios. Run as root.
 # 1. Catalog: periscope loading every function, type, ABI location and probe point of a
 #    large Go binary (cmd/go), against `gdb -batch -ex 'info functions'` on the same file.
 set -euo pipefail
@@ -17,3 +17,7 @@ P=$(best target/release/periscope list --json "$BIN")
 G=$(best gdb -batch -ex 'info functions' "$BIN")
 N=$(target/release/periscope list "$BIN" | wc -l)
 echo "catalog of cmd/go ($N functions): periscope ${P} ms, gdb ${G} ms, ratio $(awk "BEGIN{printf \"%.1f\", $G/($P>0?$P:1)}")x faster (target: < 300 ms and >= 10x)"
+# 2. Probes: cost per call against a plain tracefs uprobe, the reader's event rate, and
+#    the demo service's throughput under wrk with and without probes.
+cargo build --release -q -p periscope-tests --bin bench-probes
+target/release/bench-probes

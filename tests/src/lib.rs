@@ -115,9 +115,14 @@ fn is_fresh(out: &Path, src: &Path) -> bool {
 
 /// The periscope binary of this build (target/<profile>/periscope).
 pub fn periscope() -> PathBuf {
+    // Tests run from target/<profile>/deps, the tools in tests/src/bin from
+    // target/<profile>.
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("periscope");
+    let dir = exe.parent().unwrap();
+    let bin = [dir.join("periscope"), dir.parent().unwrap().join("periscope")]
+        .into_iter()
+        .find(|b| b.exists())
+        .unwrap_or_else(|| dir.join("periscope"));
     assert!(
         bin.exists(),
         "{} not built: run `cargo build -p periscope` first",
