@@ -157,8 +157,15 @@ impl Catalog {
         let text = elf.section_addr(".text").unwrap_or(0);
         let pcfuncs = pclntab::functions(&pcln, text, path)?;
         let has_dwarf = dwarf::has_dwarf(&elf);
-        let (mut functions, types, g_offsets, runtime_types) = if has_dwarf {
-            let mut info = dwarf::load(&elf)?;
+        // Disassembling every function for its probe points needs only the function
+        // table, so it runs beside the DWARF walk instead of after it.
+        let (points, loaded) = std::thread::scope(|s| {
+            let points = s.spawn(|| find_probe_points(&elf, &pcfuncs));
+            let loaded = has_dwarf.then(|| dwarf::load(&elf));
+            (points.join().expect("probe point thread"), loaded)
+        });
+        let (mut functions, types, g_offsets, runtime_types) = if let Some(info) = loaded {
+            let mut info = info?;
             let dict_ty = info.types.push(crate::types::GoType {
                 name: "*[]uintptr".into(),
                 size: 8,
@@ -261,7 +268,9 @@ impl Catalog {
                 .collect();
             (fns, Types::default(), None, HashMap::new())
         };
-        find_probe_points(&elf, &mut functions);
+        for f in functions.iter_mut().filter(|f| !f.inlined_only) {
+            f.probes = points.get(&f.entry).cloned();
+        }
         let by_name = functions
             .iter()
             .enumerate()
@@ -364,26 +373,32 @@ pub fn package_of(name: &str) -> &str {
     }
 }
 
-fn find_probe_points(elf: &Elf, functions: &mut [Function]) {
+/// Probe points of every function in the table, by entry address.
+fn find_probe_points(elf: &Elf, functions: &[pclntab::PcFunc]) -> HashMap<u64, ProbePoints> {
     // Disassembly dominates catalog time on big binaries: split it over the cores.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = functions.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        for part in functions.chunks_mut(chunk) {
-            s.spawn(move || {
-                for f in part {
-                    if f.inlined_only || f.end <= f.entry {
-                        continue;
-                    }
-                    if let Some(code) = elf.bytes_at(f.entry, (f.end - f.entry) as usize) {
-                        f.probes = probe_points::find(code, f.entry);
-                    }
-                }
-            });
-        }
-    });
+        let jobs: Vec<_> = functions
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter(|f| f.end > f.entry)
+                        .filter_map(|f| {
+                            let code = elf.bytes_at(f.entry, (f.end - f.entry) as usize)?;
+                            Some((f.entry, probe_points::find(code, f.entry)?))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .flat_map(|j| j.join().expect("disassembly thread"))
+            .collect()
+    })
 }
 
 #[cfg(test)]

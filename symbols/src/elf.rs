@@ -86,6 +86,14 @@ impl Elf {
         sec.uncompressed_data().ok()
     }
 
+    /// The size of a section as stored in the file (compressed or not).
+    pub fn section_size(&self, name: &str) -> Option<u64> {
+        self.object()
+            .section_by_name(name)
+            .and_then(|s| s.compressed_file_range().ok())
+            .map(|r| r.compressed_size)
+    }
+
     pub fn section_addr(&self, name: &str) -> Option<u64> {
         self.object().section_by_name(name).map(|s| s.address())
     }

@@ -119,10 +119,13 @@ pub fn periscope() -> PathBuf {
     // target/<profile>.
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap();
-    let bin = [dir.join("periscope"), dir.parent().unwrap().join("periscope")]
-        .into_iter()
-        .find(|b| b.exists())
-        .unwrap_or_else(|| dir.join("periscope"));
+    let bin = [
+        dir.join("periscope"),
+        dir.parent().unwrap().join("periscope"),
+    ]
+    .into_iter()
+    .find(|b| b.exists())
+    .unwrap_or_else(|| dir.join("periscope"));
     assert!(
         bin.exists(),
         "{} not built: run `cargo build -p periscope` first",
