@@ -1,5 +1,6 @@
 //! Decoded Go values and their two renderings: JSON for machines, Go-like text for people.
-use serde_json::{Value as Json, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value as Json;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum GoValue {
@@ -30,41 +31,72 @@ pub enum GoValue {
     Fault(u64),
 }
 
-impl GoValue {
-    pub fn to_json(&self) -> Json {
+/// The JSON form of a value, written straight to the output (a trace can print a
+/// million of these a second): strings as strings (cut ones end in `…`), pointers to
+/// structs as the struct's fields, nil as null, interfaces as `{"type", "value"}`.
+impl Serialize for GoValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            GoValue::Nil => Json::Null,
-            GoValue::Bool(b) => json!(b),
-            GoValue::Int(i) => json!(i),
-            GoValue::Uint(u) => json!(u),
-            GoValue::Str { s, truncated } => json!(if *truncated {
-                format!("{s}…")
-            } else {
-                s.clone()
-            }),
-            GoValue::List { items, len } => {
-                let xs: Vec<Json> = items.iter().map(|v| v.to_json()).collect();
-                if *len as usize == items.len() {
-                    Json::Array(xs)
+            GoValue::Nil => s.serialize_none(),
+            GoValue::Bool(b) => s.serialize_bool(*b),
+            GoValue::Int(i) => s.serialize_i64(*i),
+            GoValue::Uint(u) => s.serialize_u64(*u),
+            GoValue::Str { s: text, truncated } => {
+                if *truncated {
+                    s.collect_str(&format_args!("{text}…"))
                 } else {
-                    json!({"len": len, "items": xs, "truncated": true})
+                    s.serialize_str(text)
                 }
             }
-            GoValue::Struct(fields) => Json::Object(
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
-            GoValue::Map { len } => json!({ "len": len }),
-            GoValue::Iface { ty, value } => match value {
-                Some(v) => json!({"type": ty, "value": v.to_json()}),
-                None => json!({ "type": ty }),
-            },
-            GoValue::Ptr(a) => json!(format!("{a:#x}")),
-            GoValue::Unavailable(_) => json!("unavailable"),
-            GoValue::Fault(a) => json!({ "fault": format!("{a:#x}") }),
+            GoValue::List { items, len } if *len as usize == items.len() => items.serialize(s),
+            GoValue::List { items, len } => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("len", len)?;
+                m.serialize_entry("items", items)?;
+                m.serialize_entry("truncated", &true)?;
+                m.end()
+            }
+            GoValue::Struct(fields) => Fields(fields).serialize(s),
+            GoValue::Map { len } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("len", len)?;
+                m.end()
+            }
+            GoValue::Iface { ty, value } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("type", ty)?;
+                if let Some(v) = value {
+                    m.serialize_entry("value", v)?;
+                }
+                m.end()
+            }
+            GoValue::Ptr(a) => s.collect_str(&format_args!("{a:#x}")),
+            GoValue::Unavailable(_) => s.serialize_str("unavailable"),
+            GoValue::Fault(a) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("fault", &format_args!("{a:#x}").to_string())?;
+                m.end()
+            }
         }
+    }
+}
+
+/// Named values (struct fields, arguments, results) as one JSON object.
+pub struct Fields<'a>(pub &'a [(String, GoValue)]);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl GoValue {
+    pub fn to_json(&self) -> Json {
+        serde_json::to_value(self).expect("values serialize")
     }
 
     /// Go-like text: `{Name:"alice" Age:15}`, `"s"`, `[1 2 3]`.

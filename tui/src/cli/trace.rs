@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use probes_ebpf::value::Fields;
 use probes_ebpf::{Call, Capture, Engine, GoValue, Plan};
 use serde_json::json;
 use symbols::{Catalog, Function};
@@ -112,27 +113,40 @@ pub fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-fn values_json(vs: &[(String, GoValue)]) -> serde_json::Value {
-    serde_json::Value::Object(vs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+/// One call as a JSON line, serialized from the decoded call without building a
+/// `serde_json::Value` (the reader must keep up with a million calls a second).
+#[derive(serde::Serialize)]
+pub struct CallJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    func: &'a str,
+    pid: u32,
+    tid: u32,
+    goid: u64,
+    ts_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<Fields<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ret: Option<Fields<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ns: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
 }
 
-pub fn call_json(c: &Call, func: &str) -> serde_json::Value {
-    let mut o = json!({
-        "type": "call", "func": func, "pid": c.pid, "tid": c.tid, "goid": c.goid, "ts_ns": c.ts_ns,
-    });
-    if let Some(a) = &c.args {
-        o["args"] = values_json(a);
+pub fn call_json<'a>(c: &'a Call, func: &'a str) -> CallJson<'a> {
+    CallJson {
+        kind: "call",
+        func,
+        pid: c.pid,
+        tid: c.tid,
+        goid: c.goid,
+        ts_ns: c.ts_ns,
+        args: c.args.as_deref().map(Fields),
+        ret: c.ret.as_deref().map(Fields),
+        latency_ns: c.latency_ns,
+        truncated: c.truncated,
     }
-    if let Some(r) = &c.ret {
-        o["ret"] = values_json(r);
-    }
-    if let Some(l) = c.latency_ns {
-        o["latency_ns"] = json!(l);
-    }
-    if c.truncated {
-        o["truncated"] = json!(true);
-    }
-    o
 }
 
 pub fn call_line(c: &Call, func: &str) -> String {
@@ -142,7 +156,9 @@ pub fn call_line(c: &Call, func: &str) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut s = format!("{:>14.6} g{:<6} {func}(", c.ts_ns as f64 / 1e9, c.goid);
+    // Seconds.microseconds, in integers: float formatting showed up in profiles.
+    let (secs, micros) = (c.ts_ns / 1_000_000_000, c.ts_ns % 1_000_000_000 / 1000);
+    let mut s = format!("{secs:>7}.{micros:06} g{:<6} {func}(", c.goid);
     if let Some(a) = &c.args {
         s += &join(a);
     }
@@ -185,7 +201,9 @@ fn print_call(
         return;
     };
     let _ = if as_json {
-        writeln!(out, "{}", call_json(&call, &p.func.name))
+        serde_json::to_writer(&mut *out, &call_json(&call, &p.func.name))
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
     } else {
         writeln!(out, "{}", call_line(&call, &p.func.name))
     };
