@@ -21,3 +21,6 @@ echo "catalog of cmd/go ($N functions): periscope ${P} ms, gdb ${G} ms, ratio $(
 #    the demo service's throughput under wrk with and without probes.
 cargo build --release -q -p periscope-tests --bin bench-probes
 target/release/bench-probes
+# 3. The TUI at 100,000 events per second: update + draw time a frame.
+cargo build --release -q -p periscope-tests --bin bench-tui
+target/release/bench-tui

@@ -222,3 +222,28 @@ pub fn periscope_bpf_objects() -> Vec<String> {
     }
     found
 }
+
+/// Ids of BPF links whose program is periscope's.
+pub fn periscope_links() -> std::collections::BTreeSet<u64> {
+    let json = |what: &str| -> serde_json::Value {
+        let out = Command::new("bpftool")
+            .args([what, "show", "--json"])
+            .output()
+            .expect("bpftool (run `make setup`)");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let progs: std::collections::BTreeSet<u64> = json("prog")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == "periscope_probe")
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    json("link")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["prog_id"].as_u64().is_some_and(|id| progs.contains(&id)))
+        .filter_map(|l| l["id"].as_u64())
+        .collect()
+}

@@ -2,41 +2,14 @@
 //! misbehaves (every call it makes while probed decodes to exactly what it computed),
 //! and after each round nothing of periscope's stays attached and no descriptor leaks.
 //! Two rounds: the kernel needs ~0.1 s to remove each uprobe (about a minute a round).
-use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use periscope::session::{ProbeSettings, Row, Session};
-use periscope_tests::{FixtureProc, Variant, fixture, newest};
+use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope_links};
 use probes_ebpf::GoValue;
 
 const PROBES: usize = 200;
 const ROUNDS: usize = 2;
-
-/// Ids of BPF links whose program is periscope's.
-fn periscope_links() -> BTreeSet<u64> {
-    let json = |what: &str| -> serde_json::Value {
-        let out = Command::new("bpftool")
-            .args([what, "show", "--json"])
-            .output()
-            .expect("bpftool (run `make setup`)");
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
-    let progs: BTreeSet<u64> = json("prog")
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["name"] == "periscope_probe")
-        .filter_map(|p| p["id"].as_u64())
-        .collect();
-    json("link")
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| l["prog_id"].as_u64().is_some_and(|id| progs.contains(&id)))
-        .filter_map(|l| l["id"].as_u64())
-        .collect()
-}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope, periscope_bpf_objects};
+use periscope_tests::{
+    FixtureProc, Variant, fixture, newest, periscope, periscope_bpf_objects, periscope_links,
+};
 
 const SOCKET: &str = "periscope-e2e";
 
@@ -238,4 +240,36 @@ fn wait_until_gone() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn tui_keeps_what_it_captured_when_the_target_exits() {
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let mut fx = FixtureProc::start(&bin);
+    fx.run("steady");
+    let tmux = Tmux::start(&format!("{} {}; sleep 60", periscope().display(), fx.pid));
+    tmux.wait_for("the function list", |s| s.contains("main.Login("));
+    tmux.keys(&["/"]);
+    tmux.text("main.Login");
+    tmux.keys(&["Enter", "a", "r"]);
+    tmux.wait_for("decoded Login calls", |s| login_rows(s).len() >= 3);
+    fx.child.kill().unwrap();
+    fx.child.wait().unwrap();
+    let screen = tmux.wait_for("the exit to show", |s| s.contains("TARGET EXITED"));
+    assert!(
+        screen.contains(&format!("pid {} exited", fx.pid)),
+        "{screen}"
+    );
+    assert!(
+        login_rows(&screen).len() >= 3,
+        "captured rows kept:\n{screen}"
+    );
+    // Its uprobes are gone at once, while periscope still runs and shows them.
+    let start = Instant::now();
+    while !periscope_links().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "links left");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.keys(&["q"]);
+    wait_until_gone();
 }

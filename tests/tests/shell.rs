@@ -1,0 +1,111 @@
+//! `periscope shell PID` fed from a pipe, on a live fixture: tracing with a condition,
+//! events, probes with counters, a latency histogram, errors that say what to do;
+//! the decoded calls must be calls the fixture says it made.
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope};
+
+#[test]
+fn shell_traces_filters_lists_and_shows_latency() {
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let mut fx = FixtureProc::start(&bin);
+    fx.run("steady");
+    let history = std::env::temp_dir().join(format!("periscope-shell-{}", std::process::id()));
+    let mut shell = Command::new(periscope())
+        .args(["shell", &fx.pid.to_string()])
+        .env("PERISCOPE_HISTORY", &history)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = [
+        "funcs ^main\\.Log",
+        r#"trace main.Login if username == "carol""#,
+        "trace main.Work --latency",
+        "trace main.Login if attempts == \"x\"",
+        "trace main.Lgoin",
+        "wait 1s",
+        "events 5",
+        "probes",
+        "hist main.Login",
+        "untrace all",
+        "frobnicate",
+        "quit",
+    ];
+    {
+        let mut stdin = shell.stdin.take().unwrap();
+        for line in script {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = shell.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+
+    assert!(
+        text.contains("main.Login(username string, attempts int) (bool, error)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"probe 1: main.Login (args ret latency if username == "carol")"#),
+        "{text}"
+    );
+    assert!(text.contains("probe 2: main.Work (latency)"), "{text}");
+    // Errors say what is wrong and where, and the session goes on.
+    assert!(
+        text.contains("error: type mismatch: attempts is int"),
+        "{text}"
+    );
+    assert!(text.contains("column 13"), "{text}");
+    assert!(
+        text.contains("unknown function main.Lgoin (closest: main.Login"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: unknown command `frobnicate`"),
+        "{text}"
+    );
+    // Only carol's calls, each one the fixture made.
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" main.Login(username="))
+        .collect();
+    assert!(calls.len() >= 3, "{text}");
+    assert!(
+        calls.iter().all(|l| l.contains(r#"username="carol""#)),
+        "{text}"
+    );
+    assert!(text.contains("hits") && text.contains("filtered"), "{text}");
+    assert!(text.contains("count ") && text.contains("p99"), "{text}");
+    assert!(text.contains("removed probe 1: main.Login"), "{text}");
+
+    let rec = fx.run("stop");
+    let truth: HashSet<String> = rec[0]["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "username={:?}, attempts={}) → (r0={}, r1=",
+                c["username"].as_str().unwrap(),
+                c["attempts"],
+                c["r0"]
+            )
+        })
+        .collect();
+    for l in calls {
+        assert!(
+            truth.iter().any(|t| l.contains(t.as_str())),
+            "{l} is not a call the fixture made"
+        );
+    }
+    assert!(history.exists(), "history was not saved");
+    let _ = std::fs::remove_file(history);
+}
