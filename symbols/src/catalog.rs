@@ -375,10 +375,12 @@ pub fn package_of(name: &str) -> &str {
 
 /// Probe points of every function in the table, by entry address.
 fn find_probe_points(elf: &Elf, functions: &[pclntab::PcFunc]) -> HashMap<u64, ProbePoints> {
-    // Disassembly dominates catalog time on big binaries: split it over the cores.
+    // It runs beside the DWARF walk, which needs a core of its own (its inflating and
+    // its walk are the critical path): the other cores share the disassembly.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(8);
+        .saturating_sub(1)
+        .clamp(1, 8);
     let chunk = functions.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let jobs: Vec<_> = functions

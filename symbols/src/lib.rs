@@ -4,6 +4,7 @@
 pub mod buildinfo;
 pub mod catalog;
 pub mod dwarf;
+mod dwarf_merge;
 pub mod elf;
 pub mod error;
 pub mod goabi;
