@@ -36,17 +36,28 @@ pub struct ProbePoints {
     pub returns: Vec<u64>,
 }
 
+/// Instructions enough to see the stack check and the one after its branch.
+const PROLOGUE: usize = 6;
+
 /// Disassembles `code` (the function's bytes, loaded at `addr`).
 pub fn find(code: &[u8], addr: u64) -> Option<ProbePoints> {
     let mut dec = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
-    let mut insns = Vec::with_capacity(code.len() / 4);
+    // Only the prologue is kept (a catalog decodes millions of instructions: storing
+    // them all cost more than decoding them); RETs are noted on the way.
+    let mut insns = Vec::with_capacity(PROLOGUE);
+    let mut returns = Vec::new();
     let mut ins = Instruction::default();
     while dec.can_decode() {
         dec.decode_out(&mut ins);
         if ins.is_invalid() {
             break;
         }
-        insns.push(ins);
+        if ins.mnemonic() == Mnemonic::Ret {
+            returns.push(ins.ip());
+        }
+        if insns.len() < PROLOGUE {
+            insns.push(ins);
+        }
     }
     let first = insns.first()?;
     let (entry, entry_kind) = match stack_check_branch(&insns) {
@@ -63,11 +74,6 @@ pub fn find(code: &[u8], addr: u64) -> Option<ProbePoints> {
             },
         ),
     };
-    let returns = insns
-        .iter()
-        .filter(|i| i.mnemonic() == Mnemonic::Ret)
-        .map(|i| i.ip())
-        .collect();
     Some(ProbePoints {
         entry,
         entry_kind,
