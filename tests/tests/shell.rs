@@ -109,3 +109,31 @@ fn shell_traces_filters_lists_and_shows_latency() {
     assert!(history.exists(), "history was not saved");
     let _ = std::fs::remove_file(history);
 }
+
+#[test]
+fn shell_tab_completes_commands_functions_options_fields_and_probes() {
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let cat = symbols::Catalog::open(&bin).unwrap();
+    let complete = |head: &str| periscope::shell_complete::complete(&cat, &[3, 7], head);
+    assert_eq!(complete("tr"), (0, vec!["trace ".to_string()]));
+    assert_eq!(complete("un").1, vec!["untrace ".to_string()]);
+    // The program's own functions come before the standard library's.
+    let (at, names) = complete("trace main.Lo");
+    assert_eq!(at, 6);
+    assert_eq!(names, vec!["main.Login".to_string()]);
+    let (_, names) = complete("hist ");
+    assert!(names[0].starts_with("main."), "{names:?}");
+    assert!(names.len() == 200, "capped: {}", names.len());
+    assert_eq!(
+        complete("trace main.Login --la").1,
+        vec!["--latency ".to_string()]
+    );
+    // After `if`: parameters and results, then fields through pointers.
+    let (at, names) = complete("trace main.SetInfo if ");
+    assert_eq!(at, 22);
+    assert_eq!(names, ["address", "r0", "startsWith", "u"]);
+    let (at, names) = complete("trace main.SetInfo if u.N");
+    assert_eq!(at, 22);
+    assert_eq!(names, ["u.Name"]);
+    assert_eq!(complete("untrace ").1, ["3", "7", "all"]);
+}

@@ -7,4 +7,5 @@ pub mod command;
 pub mod histogram;
 pub mod session;
 pub mod shell;
+pub mod shell_complete;
 pub mod target;

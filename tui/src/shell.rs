@@ -17,7 +17,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 use symbols::Catalog;
 
-use crate::app::{complete, search};
+use crate::app::search;
 use crate::cli::trace::{call_line, fmt_ns};
 use crate::command::{COMMANDS, Command};
 use crate::session::{ProbeSettings, Row, Session};
@@ -307,35 +307,10 @@ fn print_hist(buckets: &[u64]) {
     );
 }
 
-/// Tab completion: commands, then function names, then (after `if`) parameter and
-/// field names; probe numbers after `untrace`.
+/// Tab completion for rustyline; the logic is `shell_complete::complete`.
 struct ShellHelper {
     cat: Arc<Catalog>,
     shared: Arc<Mutex<Shared>>,
-}
-
-impl ShellHelper {
-    fn functions(&self, prefix: &str) -> Vec<String> {
-        let mut own: Vec<String> = Vec::new();
-        let mut rest: Vec<String> = Vec::new();
-        for f in self
-            .cat
-            .functions
-            .iter()
-            .filter(|f| f.name.starts_with(prefix))
-        {
-            if search::is_user(f) {
-                own.push(f.name.clone());
-            } else {
-                rest.push(f.name.clone());
-            }
-        }
-        own.sort();
-        rest.sort();
-        own.extend(rest);
-        own.truncate(200);
-        own
-    }
 }
 
 impl Completer for ShellHelper {
@@ -347,62 +322,16 @@ impl Completer for ShellHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let head = &line[..pos];
-        let pair = |s: String| Pair {
-            display: s.clone(),
-            replacement: s,
-        };
-        let Some((cmd, args)) = head.split_once(' ') else {
-            let cands = COMMANDS
-                .iter()
-                .filter(|(c, _)| c.starts_with(head))
-                .map(|(c, _)| pair(format!("{c} ")))
-                .collect();
-            return Ok((0, cands));
-        };
-        let start = cmd.len() + 1;
-        match cmd {
-            "trace" => {
-                if let Some(i) = head.find(" if ") {
-                    let func = head[start..i].split_whitespace().next().unwrap_or("");
-                    let Ok(idx) = crate::session::find_function(&self.cat, func) else {
-                        return Ok((pos, vec![]));
-                    };
-                    let (w_start, word) = complete::current_word(head);
-                    let cands = complete::candidates(&self.cat, &self.cat.functions[idx], word)
-                        .into_iter()
-                        .map(pair)
-                        .collect();
-                    return Ok((w_start, cands));
-                }
-                if args.contains(' ') {
-                    let opts = ["--args", "--ret", "--latency", "--sample", "if"];
-                    let last = head.rsplit(' ').next().unwrap_or("");
-                    let cands = opts
-                        .iter()
-                        .filter(|o| o.starts_with(last))
-                        .map(|o| pair(format!("{o} ")))
-                        .collect();
-                    return Ok((pos - last.len(), cands));
-                }
-                let cands = self.functions(args).into_iter().map(pair).collect();
-                Ok((start, cands))
-            }
-            "hist" => Ok((start, self.functions(args).into_iter().map(pair).collect())),
-            "untrace" => {
-                let sh = lock(&self.shared);
-                let cands = sh
-                    .probes
-                    .keys()
-                    .map(|n| n.to_string())
-                    .chain(["all".to_string()])
-                    .filter(|n| n.starts_with(args))
-                    .map(pair)
-                    .collect();
-                Ok((start, cands))
-            }
-            _ => Ok((pos, vec![])),
-        }
+        let probes: Vec<usize> = lock(&self.shared).probes.keys().copied().collect();
+        let (start, cands) = crate::shell_complete::complete(&self.cat, &probes, &line[..pos]);
+        let pairs = cands
+            .into_iter()
+            .map(|s| Pair {
+                display: s.clone(),
+                replacement: s,
+            })
+            .collect();
+        Ok((start, pairs))
     }
 }
 
