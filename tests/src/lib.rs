@@ -134,6 +134,26 @@ pub fn periscope() -> PathBuf {
     bin
 }
 
+/// Starts `periscope trace --pid PID ARGS...` with piped output and waits until it
+/// says it attached; returns the child and the rest of its stderr.
+pub fn spawn_trace(pid: u32, args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(periscope())
+        .args(["trace", "--pid", &pid.to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("attached"),
+        "periscope did not attach: {line}"
+    );
+    (child, err)
+}
+
 /// A running fixture, driven through its stdin protocol.
 pub struct FixtureProc {
     pub child: Child,

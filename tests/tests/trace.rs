@@ -1,8 +1,7 @@
 //! `periscope trace` on real Go processes, checked call for call against the record the
 //! fixture itself prints. Needs root (CAP_BPF, CAP_PERFMON): CI runs as root.
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use periscope_tests::{
@@ -16,20 +15,9 @@ struct Tracer {
 
 impl Tracer {
     fn start(pid: u32, args: &[&str]) -> Tracer {
-        let mut child = Command::new(periscope())
-            .args(["trace", "--json", "--pid", &pid.to_string()])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("attached"),
-            "periscope did not attach: {line}"
-        );
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (child, _stderr) = periscope_tests::spawn_trace(pid, &all);
         Tracer { child }
     }
 

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope};
+use periscope_tests::{FixtureProc, Variant, fixture, newest};
 
 const WORK: &str = "main.Work";
 
@@ -121,17 +121,7 @@ struct Tracer {
 
 impl Tracer {
     fn start(pid: u32, args: &[&str]) -> Tracer {
-        let mut child = Command::new(periscope())
-            .args(["trace", "--pid", &pid.to_string()])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        assert!(line.contains("attached"), "periscope: {line}");
+        let (mut child, mut err) = periscope_tests::spawn_trace(pid, args);
         std::thread::spawn(move || {
             let mut rest = String::new();
             let _ = err.read_to_string(&mut rest);
