@@ -1,5 +1,4 @@
 //! Raw events → calls with decoded Go values, using the plan that produced them.
-use std::collections::HashMap;
 
 use symbols::{Catalog, Function, Kind, Loc, Location, TypeId};
 
@@ -21,25 +20,28 @@ pub struct Call {
     pub truncated: bool,
 }
 
-struct Section {
+/// One side (entry or return) of an event, borrowed from the ring-buffer record: the
+/// reader decodes a million of these a second, so nothing is copied.
+struct Section<'a> {
     regs: [u64; PSC_NREGS as usize],
-    stack: Vec<u8>,
+    stack: &'a [u8],
     stack_off: u32,
-    items: HashMap<u16, (u16, Vec<u8>)>,
+    /// (op, flags, bytes): at most PSC_MAX_OPS, so a scan beats a map.
+    items: Vec<(u16, u16, &'a [u8])>,
 }
 
-fn parse_section(b: &[u8], stack_off: u32) -> Option<Section> {
+fn parse_section(b: &[u8], stack_off: u32) -> Option<Section<'_>> {
     let hdr: psc_section = crate::wire::read(b, 0)?;
     let mut pos = std::mem::size_of::<psc_section>();
     let slen = hdr.stack_len as usize;
-    let stack = b.get(pos..pos + slen)?.to_vec();
+    let stack = b.get(pos..pos + slen)?;
     pos += slen.div_ceil(8) * 8;
-    let mut items = HashMap::new();
+    let mut items = Vec::with_capacity(hdr.nitems as usize);
     for _ in 0..hdr.nitems {
         let it: psc_item = crate::wire::read(b, pos)?;
         pos += std::mem::size_of::<psc_item>();
         let n = it.len as usize;
-        items.insert(it.op, (it.flags, b.get(pos..pos + n)?.to_vec()));
+        items.push((it.op, it.flags, b.get(pos..pos + n)?));
         pos += n.div_ceil(8) * 8;
     }
     Some(Section {
@@ -144,25 +146,32 @@ impl Decoder<'_> {
             if o + n > size {
                 continue;
             }
-            let src: Option<Vec<u8>> = match p.loc {
-                Loc::Reg(r) => Some(sec.regs[r as usize].to_le_bytes()[..n.min(8)].to_vec()),
+            let reg;
+            let src: Option<&[u8]> = match p.loc {
+                Loc::Reg(r) => {
+                    reg = sec.regs[r as usize].to_le_bytes();
+                    Some(&reg[..n.min(8)])
+                }
                 Loc::Stack(off) => {
                     let at = off.checked_sub(sec.stack_off).map(|a| a as usize);
-                    at.and_then(|a| sec.stack.get(a..a + n)).map(|b| b.to_vec())
+                    at.and_then(|a| sec.stack.get(a..a + n))
                 }
                 Loc::Xmm(_) => None,
             };
             if let Some(b) = src {
-                img.bytes[o..o + b.len()].copy_from_slice(&b);
+                img.bytes[o..o + b.len()].copy_from_slice(b);
                 img.avail[o..o + b.len()].iter_mut().for_each(|a| *a = true);
             }
         }
         self.value(sec, ty, &img, 0, &Src::Direct(loc.clone()), 0, s)
     }
 
-    fn item<'s>(&self, sec: &'s Section, key: &OpKey) -> Option<&'s (u16, Vec<u8>)> {
-        let op = self.plan.ops.get(key)?;
-        sec.items.get(op)
+    fn item<'s>(&self, sec: &Section<'s>, key: &OpKey) -> Option<(u16, &'s [u8])> {
+        let op = *self.plan.ops.get(key)?;
+        sec.items
+            .iter()
+            .find(|it| it.0 == op)
+            .map(|&(_, flags, bytes)| (flags, bytes))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -240,7 +249,7 @@ impl Decoder<'_> {
                     Some((0, b)) => {
                         let n = (b.len() as u64 / es).min(len);
                         let inner = Image {
-                            bytes: b.clone(),
+                            bytes: b.to_vec(),
                             avail: vec![true; b.len()],
                         };
                         let esrc = Src::Mem(p);
@@ -306,7 +315,7 @@ impl Decoder<'_> {
                 ) {
                     Some((0, b)) => {
                         let inner = Image {
-                            bytes: b.clone(),
+                            bytes: b.to_vec(),
                             avail: vec![true; b.len()],
                         };
                         self.value(sec, *t, &inner, 0, &Src::Mem(p), depth + 1, s)
@@ -335,7 +344,7 @@ impl Decoder<'_> {
                             },
                         )
                     })
-                    .and_then(|(f, b)| (*f == 0).then(|| crate::wire::read::<u64>(b, 0)).flatten());
+                    .and_then(|(f, b)| (f == 0).then(|| crate::wire::read::<u64>(b, 0)).flatten());
                 GoValue::Map { len }
             }
             Kind::Interface { empty } => self.interface(sec, img, off, src, *empty, s),
@@ -378,7 +387,7 @@ impl Decoder<'_> {
                     size: 16,
                 },
             )
-            .and_then(|(f, b)| (*f == 0).then(|| crate::wire::read::<u64>(b, 8)).flatten())
+            .and_then(|(f, b)| (f == 0).then(|| crate::wire::read::<u64>(b, 8)).flatten())
         };
         let Some(type_addr) = type_addr else {
             return GoValue::Iface {
@@ -414,7 +423,7 @@ impl Decoder<'_> {
             let len = data
                 .and_then(|(_, d)| crate::wire::read::<u64>(d, 8))
                 .unwrap_or(0);
-            (*f == 0).then(|| GoValue::Str {
+            (f == 0).then(|| GoValue::Str {
                 s: String::from_utf8_lossy(b).into_owned(),
                 truncated: (b.len() as u64) < len,
             })
@@ -424,9 +433,9 @@ impl Decoder<'_> {
             _ if is_message_error(&ty) => string(),
             Some((Kind::String, _)) => string(),
             Some((Kind::Int { .. } | Kind::Bool, size)) if size <= 8 => {
-                data.and_then(|(f, b)| (*f == 0).then_some(b)).map(|b| {
+                data.and_then(|(f, b)| (f == 0).then_some(b)).map(|b| {
                     let inner = Image {
-                        bytes: b.clone(),
+                        bytes: b.to_vec(),
                         avail: vec![true; b.len()],
                     };
                     let tid = self.cat.runtime_type(link).unwrap();
@@ -436,24 +445,20 @@ impl Decoder<'_> {
             // No DWARF link: the descriptor's reflect.Kind still says how to read it.
             None => match self.cat.runtime_type_kind(link) {
                 Some(24) => string(),
-                Some(k @ 1..=12) => data
-                    .and_then(|(f, b)| (*f == 0).then_some(b))
-                    .and_then(|b| {
-                        let size = match k {
-                            1 | 3 | 8 => 1,
-                            4 | 9 => 2,
-                            5 | 10 => 4,
-                            _ => 8,
-                        };
-                        let v = crate::wire::read::<u64>(b, 0)? & (u64::MAX >> (64 - 8 * size));
-                        Some(match k {
-                            1 => GoValue::Bool(v != 0),
-                            2..=6 => {
-                                GoValue::Int(((v << (64 - 8 * size)) as i64) >> (64 - 8 * size))
-                            }
-                            _ => GoValue::Uint(v),
-                        })
-                    }),
+                Some(k @ 1..=12) => data.and_then(|(f, b)| (f == 0).then_some(b)).and_then(|b| {
+                    let size = match k {
+                        1 | 3 | 8 => 1,
+                        4 | 9 => 2,
+                        5 | 10 => 4,
+                        _ => 8,
+                    };
+                    let v = crate::wire::read::<u64>(b, 0)? & (u64::MAX >> (64 - 8 * size));
+                    Some(match k {
+                        1 => GoValue::Bool(v != 0),
+                        2..=6 => GoValue::Int(((v << (64 - 8 * size)) as i64) >> (64 - 8 * size)),
+                        _ => GoValue::Uint(v),
+                    })
+                }),
                 _ => None,
             },
             _ => None,
