@@ -369,3 +369,46 @@ fn help_comes_from_the_keymap_and_exit_is_shown() {
     assert_eq!(e, vec![Effect::DetachAll, Effect::Quit]);
     assert!(s.quit);
 }
+
+#[test]
+fn sampling_and_removal_by_keys() {
+    let mut s = state();
+    select(&mut s, "main.Login");
+    let login = func(&s, "main.Login");
+    // `n` on a function without a probe starts one that captures arguments.
+    press(&mut s, KeyCode::Char('n'));
+    press(&mut s, KeyCode::Backspace);
+    typed(&mut s, "x1");
+    typed(&mut s, "0");
+    let Mode::Sample { input, .. } = &s.mode else {
+        panic!("{:?}", s.mode)
+    };
+    assert_eq!(input.text, "10", "digits only");
+    let e = press(&mut s, KeyCode::Enter);
+    assert_eq!(
+        e,
+        vec![Effect::Set {
+            func: login,
+            settings: ProbeSettings {
+                args: true,
+                sample: 10,
+                ..ProbeSettings::default()
+            }
+        }]
+    );
+    perform(&mut s, e);
+    assert_eq!(s.mode, Mode::Normal);
+    assert!(s.probes[&login].describe().contains("1/10"));
+    // Zero is refused with a message, and nothing is applied.
+    press(&mut s, KeyCode::Char('n'));
+    press(&mut s, KeyCode::Backspace);
+    press(&mut s, KeyCode::Backspace);
+    typed(&mut s, "0");
+    assert!(press(&mut s, KeyCode::Enter).is_empty());
+    assert!(s.message.as_ref().unwrap().1, "an error message");
+    press(&mut s, KeyCode::Esc);
+    // `x` removes the probe.
+    let e = press(&mut s, KeyCode::Char('x'));
+    perform(&mut s, e);
+    assert!(s.probes.is_empty());
+}

@@ -270,6 +270,7 @@ fn tui_keeps_what_it_captured_when_the_target_exits() {
         assert!(start.elapsed() < Duration::from_secs(5), "links left");
         std::thread::sleep(Duration::from_millis(100));
     }
-    tmux.keys(&["q"]);
+    // Ctrl-C quits too, and the rest goes with the process.
+    tmux.keys(&["C-c"]);
     wait_until_gone();
 }
