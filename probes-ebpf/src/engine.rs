@@ -26,6 +26,8 @@ pub struct Engine {
     events: RingBuf<MapData>,
     links: HashMap<u32, Vec<UProbeLinkId>>,
     free: Vec<u32>,
+    /// Ids handed out by `attach` and not yet detached.
+    allocated: std::collections::HashSet<u32>,
     /// Ids whose links a background thread has closed: free again.
     closed: Arc<Mutex<Vec<u32>>>,
     closers: Vec<std::thread::JoinHandle<()>>,
@@ -68,6 +70,7 @@ impl Engine {
             events,
             links: HashMap::new(),
             free: (0..PSC_MAX_PROBES).rev().collect(),
+            allocated: Default::default(),
             closed: Arc::new(Mutex::new(Vec::new())),
             closers: Vec::new(),
         })
@@ -88,6 +91,7 @@ impl Engine {
             .free
             .pop()
             .ok_or(EngineError::TooMany(PSC_MAX_PROBES))?;
+        self.allocated.insert(id);
         match self.attach_id(id, pid, exe, elf, f, plan) {
             Ok(()) => Ok(id),
             Err(e) => {
@@ -169,9 +173,15 @@ impl Engine {
     /// once and the links are closed by a background thread. An id is reused only after
     /// its links are gone, so a late hit can never run under another probe's plan.
     pub fn detach_many(&mut self, ids: &[u32]) {
+        // Only ids handed out by `attach`: freeing one twice would give it to two probes.
+        let ids: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.allocated.remove(id))
+            .collect();
         let mut owned = Vec::new();
         if let Some(Ok(prog)) = self.ebpf.program_mut(PROGRAM).map(<&mut UProbe>::try_from) {
-            for id in ids {
+            for id in &ids {
                 for l in self.links.remove(id).into_iter().flatten() {
                     if let Ok(link) = prog.take_link(l) {
                         owned.push(link);
@@ -179,10 +189,11 @@ impl Engine {
                 }
             }
         }
-        for &id in ids {
+        // Disable the plans first: a hit racing with the removal then does nothing.
+        for &id in &ids {
             let _ = self.probes.set(id, psc_probe::default(), 0);
         }
-        let (closed, ids) = (Arc::clone(&self.closed), ids.to_vec());
+        let closed = Arc::clone(&self.closed);
         let closer = std::thread::spawn(move || {
             drop(owned);
             closed.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);

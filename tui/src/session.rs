@@ -183,7 +183,7 @@ impl Session {
         }
     }
 
-    /// Removes every probe at once (the engine closes their links in parallel).
+    /// Removes every probe at once (the engine closes their links in the background).
     pub fn remove_all(&mut self) {
         let ids: Vec<u32> = self.active.drain().map(|(_, a)| a.id).collect();
         self.by_id.clear();
