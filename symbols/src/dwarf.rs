@@ -211,11 +211,10 @@ impl<'d> Walker<'_, 'd> {
                 let (f, _, abs) = cur.take().unwrap();
                 finish(f, abs, out, abstract_fns);
             }
-            let die = die.clone();
             match die.tag {
                 gimli::DW_TAG_subprogram => {
                     cur = self
-                        .subprogram(ui, &die, abstract_fns)?
+                        .subprogram(ui, die, abstract_fns)?
                         .map(|(f, a)| (f, depth, a));
                 }
                 gimli::DW_TAG_formal_parameter => {
@@ -223,14 +222,14 @@ impl<'d> Walker<'_, 'd> {
                         && depth == *fdepth + 1
                     {
                         let low = f.low_pc;
-                        if let Some(p) = self.param(ui, &die, low)? {
+                        if let Some(p) = self.param(ui, die, low)? {
                             f.params.push(p);
                         }
                     }
                 }
                 gimli::DW_TAG_structure_type
                     if g_offsets.is_none()
-                        && self.str_attr(unit, &die, gimli::DW_AT_name).as_deref()
+                        && self.str_attr(unit, die, gimli::DW_AT_name).as_deref()
                             == Some("runtime.g") =>
                 {
                     let off = ustart + die.offset().0;
