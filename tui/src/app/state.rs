@@ -152,7 +152,7 @@ pub struct State {
     pub rows: VecDeque<EventRow>,
     pub next_seq: u64,
     pub dropped_rows: u64,
-    /// `Some(seq)`: the table is paused and shows nothing newer than `seq`.
+    /// `Some(seq)`: the table is paused and shows only rows before `seq`.
     pub paused_at: Option<u64>,
     /// `Some(seq)`: the user scrolled to this row; `None`: follow the newest.
     pub ev_sel: Option<u64>,
@@ -219,7 +219,7 @@ impl State {
     /// Rows the table can show now: paused and filtered. Newest last.
     pub fn shown_rows(&self) -> impl DoubleEndedIterator<Item = &EventRow> {
         self.rows.iter().filter(move |r| {
-            self.paused_at.is_none_or(|p| r.seq <= p)
+            self.paused_at.is_none_or(|p| r.seq < p)
                 && self.ev_filter.is_none_or(|f| r.row.func == f)
         })
     }

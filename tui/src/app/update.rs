@@ -387,7 +387,7 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Cmd::Pause => {
             s.paused_at = match s.paused_at {
                 Some(_) => None,
-                None => Some(s.next_seq.saturating_sub(1)),
+                None => Some(s.next_seq),
             };
         }
         Cmd::Detail => {

@@ -16,6 +16,9 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
     if let Some(func) = s.ev_filter {
         title += &format!("· only {} (f) ", short(s.fn_name(func)));
     }
+    if s.dropped_rows > 0 {
+        title += &format!("· last {} kept ", s.rows.len());
+    }
     if s.paused_at.is_some() {
         title += "· PAUSED (space) ";
     } else if s.ev_sel.is_some() {
