@@ -298,7 +298,7 @@ fn condition_editor_checks_as_you_type_and_completes() {
             }
         }]
     );
-    // An attach that fails keeps the editor open with the error in place.
+    // An attach that fails keeps the editor open and says why on the message line.
     update(
         &mut s,
         Action::Applied {
@@ -310,7 +310,8 @@ fn condition_editor_checks_as_you_type_and_completes() {
             }),
         },
     );
-    assert!(matches!(&s.mode, Mode::Condition { error: Some((1, m)), .. } if m.contains("gone")));
+    assert!(matches!(&s.mode, Mode::Condition { error: None, .. }));
+    assert!(s.message.as_ref().unwrap().0.contains("gone"));
 }
 
 #[test]

@@ -109,10 +109,13 @@ fn applied(s: &mut State, func: usize, settings: ProbeSettings, result: Result<(
             }
         }
         Err(e) => {
+            // A condition's own error shows in the editor, at its column; any other
+            // (an attach that failed) goes to the message line, the editor stays open.
             if let Mode::Condition { func: f, error, .. } = &mut s.mode
                 && *f == func
+                && let Some(col) = e.column
             {
-                *error = Some((e.column.unwrap_or(1), e.msg.clone()));
+                *error = Some((col, e.msg.clone()));
                 return;
             }
             s.error(format!("{name}: {}", e.msg));
