@@ -2,6 +2,7 @@
 pub mod action;
 pub mod complete;
 pub mod keymap;
+mod keys;
 pub mod runtime;
 pub mod search;
 pub mod state;

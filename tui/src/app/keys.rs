@@ -1,0 +1,380 @@
+//! Keys, by mode: the panes' commands (through the keymap), the search line, the
+//! condition editor with its completion and live check, and the sampling prompt.
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::action::Effect;
+use super::complete;
+use super::keymap::{self, Cmd};
+use super::state::{Input, Mode, Pane, State};
+use super::update::quit;
+use crate::session::ProbeSettings;
+
+/// Rows a page key moves.
+const PAGE: usize = 20;
+
+pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
+    if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+        return quit(s);
+    }
+    match s.mode.clone() {
+        Mode::Normal => normal(s, k),
+        Mode::Help | Mode::Detail { .. } => {
+            // Any key closes a popup; Enter on a detail too.
+            s.mode = Mode::Normal;
+            vec![]
+        }
+        Mode::Search(mut input) => {
+            match k.code {
+                KeyCode::Enter => s.mode = Mode::Normal,
+                KeyCode::Esc => {
+                    s.mode = Mode::Normal;
+                    s.filter.clear();
+                    s.refilter();
+                }
+                KeyCode::Up => move_fn(s, -1),
+                KeyCode::Down => move_fn(s, 1),
+                _ => {
+                    if edit(&mut input, &k) {
+                        s.filter = input.text.clone();
+                        s.refilter();
+                    }
+                    s.mode = Mode::Search(input);
+                }
+            }
+            vec![]
+        }
+        Mode::Condition {
+            func,
+            mut input,
+            error,
+            completions,
+        } => condition_key(s, func, &mut input, error, completions, k),
+        Mode::Sample { func, mut input } => match k.code {
+            KeyCode::Esc => {
+                s.mode = Mode::Normal;
+                vec![]
+            }
+            KeyCode::Enter => match input.text.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => {
+                    let mut settings = current(s, func);
+                    settings.sample = n;
+                    vec![Effect::Set { func, settings }]
+                }
+                _ => {
+                    s.error("the sampling rate is a whole number ≥ 1 (1 keeps every call)");
+                    vec![]
+                }
+            },
+            _ => {
+                if matches!(k.code, KeyCode::Char(c) if !c.is_ascii_digit()) {
+                    return vec![];
+                }
+                edit(&mut input, &k);
+                s.mode = Mode::Sample { func, input };
+                vec![]
+            }
+        },
+    }
+}
+
+/// Line editing keys; true when the text changed.
+fn edit(input: &mut Input, k: &KeyEvent) -> bool {
+    match k.code {
+        KeyCode::Char(c) => {
+            input.insert(c);
+            true
+        }
+        KeyCode::Backspace => {
+            input.backspace();
+            true
+        }
+        KeyCode::Delete => {
+            input.delete();
+            true
+        }
+        KeyCode::Left => {
+            input.left();
+            false
+        }
+        KeyCode::Right => {
+            input.right();
+            false
+        }
+        KeyCode::Home => {
+            input.cursor = 0;
+            false
+        }
+        KeyCode::End => {
+            input.cursor = input.text.chars().count();
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The probe's settings, or arguments-only for a function without one (a condition
+/// or a sampling rate needs something to capture).
+fn current(s: &State, func: usize) -> ProbeSettings {
+    s.probes.get(&func).cloned().unwrap_or(ProbeSettings {
+        args: true,
+        ..ProbeSettings::default()
+    })
+}
+
+fn condition_key(
+    s: &mut State,
+    func: usize,
+    input: &mut Input,
+    mut error: Option<(usize, String)>,
+    mut completions: Vec<String>,
+    k: KeyEvent,
+) -> Vec<Effect> {
+    match k.code {
+        KeyCode::Esc => {
+            s.mode = Mode::Normal;
+            return vec![];
+        }
+        KeyCode::Enter => {
+            if let Some((col, msg)) = &error {
+                s.error(format!("column {col}: {msg}"));
+                s.mode = Mode::Condition {
+                    func,
+                    input: input.clone(),
+                    error,
+                    completions,
+                };
+                return vec![];
+            }
+            let mut settings = current(s, func);
+            let text = input.text.trim();
+            settings.condition = (!text.is_empty()).then(|| text.to_string());
+            // The mode stays open until the probe is applied: an attach error shows here.
+            s.mode = Mode::Condition {
+                func,
+                input: input.clone(),
+                error,
+                completions,
+            };
+            return vec![Effect::Set { func, settings }];
+        }
+        KeyCode::Tab => {
+            let cat = s.cat.clone();
+            let f = &cat.functions[func];
+            let head = input.head().to_string();
+            let (start, word) = complete::current_word(&head);
+            let cands = complete::candidates(&cat, f, word);
+            let fill = match cands.len() {
+                0 => String::new(),
+                1 => cands[0].clone(),
+                _ => complete::common_prefix(&cands),
+            };
+            if fill.len() > word.len() {
+                input.insert_str(&fill[head.len() - start..]);
+            }
+            completions = if cands.len() > 1 { cands } else { vec![] };
+        }
+        _ => {
+            if edit(input, &k) {
+                completions.clear();
+            }
+        }
+    }
+    error = check_condition(s, func, &input.text);
+    s.mode = Mode::Condition {
+        func,
+        input: input.clone(),
+        error,
+        completions,
+    };
+    vec![]
+}
+
+/// Compiles the condition as it is typed, so that its error shows in place.
+fn check_condition(s: &State, func: usize, text: &str) -> Option<(usize, String)> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    let f = &s.cat.functions[func];
+    probes_ebpf::condition::compile(&s.cat, f, text)
+        .err()
+        .map(|e| (e.column, e.msg))
+}
+
+fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
+    let Some(cmd) = keymap::lookup(s.focus, &k) else {
+        return vec![];
+    };
+    match cmd {
+        Cmd::Quit => return quit(s),
+        Cmd::Help => s.mode = Mode::Help,
+        Cmd::NextPane => s.focus = s.focus.next(),
+        Cmd::PrevPane => s.focus = s.focus.next().next(),
+        Cmd::Up => step(s, -1),
+        Cmd::Down => step(s, 1),
+        Cmd::PageUp => step(s, -(PAGE as isize)),
+        Cmd::PageDown => step(s, PAGE as isize),
+        Cmd::Top => step(s, isize::MIN / 2),
+        Cmd::Bottom => match s.focus {
+            Pane::Events => s.ev_sel = None,
+            _ => step(s, isize::MAX / 2),
+        },
+        Cmd::Search => {
+            // A new search starts empty, as in less or vim; Esc brings back everything.
+            s.filter.clear();
+            s.refilter();
+            s.mode = Mode::Search(Input::default());
+        }
+        Cmd::ClearSearch => {
+            s.filter.clear();
+            s.refilter();
+        }
+        Cmd::ToggleStd => {
+            s.show_std = !s.show_std;
+            s.refilter();
+            s.info(if s.show_std {
+                "showing the runtime and the standard library"
+            } else {
+                "showing the program's own functions (s shows all)"
+            });
+        }
+        Cmd::ToggleArgs | Cmd::ToggleRet | Cmd::ToggleLatency => return toggle(s, cmd),
+        Cmd::EditCondition => {
+            if let Some(func) = probeable_selection(s) {
+                let text = s
+                    .probes
+                    .get(&func)
+                    .and_then(|p| p.condition.clone())
+                    .unwrap_or_default();
+                let error = check_condition(s, func, &text);
+                s.mode = Mode::Condition {
+                    func,
+                    input: Input::new(&text),
+                    error,
+                    completions: vec![],
+                };
+            }
+        }
+        Cmd::SetSample => {
+            if let Some(func) = probeable_selection(s) {
+                let n = s.probes.get(&func).map_or(1, |p| p.sample);
+                s.mode = Mode::Sample {
+                    func,
+                    input: Input::new(&n.to_string()),
+                };
+            }
+        }
+        Cmd::RemoveProbe => {
+            if let Some(func) = s.selected_fn().filter(|f| s.probes.contains_key(f)) {
+                return vec![Effect::Set {
+                    func,
+                    settings: ProbeSettings::default(),
+                }];
+            }
+        }
+        Cmd::Pause => {
+            s.paused_at = match s.paused_at {
+                Some(_) => None,
+                None => Some(s.next_seq),
+            };
+        }
+        Cmd::Detail => {
+            let seq = s
+                .ev_sel
+                .or_else(|| s.shown_rows().next_back().map(|r| r.seq));
+            if let Some(seq) = seq {
+                s.mode = Mode::Detail { seq };
+            }
+        }
+        Cmd::FilterFunction => {
+            let probed: Vec<usize> = s.probes.keys().copied().collect();
+            s.ev_filter = match s
+                .ev_filter
+                .and_then(|f| probed.iter().position(|&p| p == f))
+            {
+                None => probed.first().copied(),
+                Some(i) => probed.get(i + 1).copied(),
+            };
+            s.ev_sel = None;
+        }
+        Cmd::PrevProbe => cycle_latency(s, -1),
+        Cmd::NextProbe => cycle_latency(s, 1),
+    }
+    vec![]
+}
+
+fn probeable_selection(s: &mut State) -> Option<usize> {
+    let func = s.selected_fn()?;
+    let f = &s.cat.functions[func];
+    if f.probeable() {
+        return Some(func);
+    }
+    let why = if f.inlined_only {
+        "is inlined at every call site: probe its callers"
+    } else {
+        "has no machine code to probe"
+    };
+    let msg = format!("{} {why}", f.name);
+    s.error(msg);
+    None
+}
+
+fn toggle(s: &mut State, cmd: Cmd) -> Vec<Effect> {
+    let Some(func) = probeable_selection(s) else {
+        return vec![];
+    };
+    let mut settings = s.probes.get(&func).cloned().unwrap_or_default();
+    match cmd {
+        Cmd::ToggleArgs => settings.args = !settings.args,
+        Cmd::ToggleRet => settings.ret = !settings.ret,
+        _ => settings.latency = !settings.latency,
+    }
+    if settings.is_empty() {
+        // Nothing left to capture: the probe (and its condition) goes.
+        settings = ProbeSettings::default();
+    }
+    vec![Effect::Set { func, settings }]
+}
+
+fn step(s: &mut State, by: isize) {
+    match s.focus {
+        Pane::Functions => move_fn(s, by),
+        Pane::Events => move_event(s, by),
+        Pane::Latency => cycle_latency(s, by.signum()),
+    }
+}
+
+fn move_fn(s: &mut State, by: isize) {
+    if s.visible.is_empty() {
+        return;
+    }
+    let max = s.visible.len() as isize - 1;
+    s.fn_sel = (s.fn_sel as isize).saturating_add(by).clamp(0, max) as usize;
+}
+
+fn move_event(s: &mut State, by: isize) {
+    let seqs: Vec<u64> = s.shown_rows().map(|r| r.seq).collect();
+    if seqs.is_empty() {
+        return;
+    }
+    let last = seqs.len() as isize - 1;
+    let at = match s.ev_sel {
+        Some(sel) => seqs.partition_point(|&q| q < sel) as isize,
+        None => last + 1,
+    };
+    let to = at.saturating_add(by).clamp(0, last + 1);
+    // Moving past the newest row returns to following the stream.
+    s.ev_sel = (to <= last).then(|| seqs[to as usize]);
+}
+
+fn cycle_latency(s: &mut State, by: isize) {
+    let probes = s.latency_probes();
+    if probes.is_empty() {
+        return;
+    }
+    let at = s
+        .lat_sel
+        .and_then(|f| probes.iter().position(|&p| p == f))
+        .unwrap_or(0) as isize;
+    let n = probes.len() as isize;
+    s.lat_sel = Some(probes[(at + by).rem_euclid(n) as usize]);
+}
