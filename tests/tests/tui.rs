@@ -413,3 +413,27 @@ fn sampling_and_removal_by_keys() {
     perform(&mut s, e);
     assert!(s.probes.is_empty());
 }
+
+#[test]
+fn every_screen_draws_at_any_size() {
+    let mut s = busy_state();
+    for mode_keys in [
+        vec![],
+        vec![KeyCode::Char('?')],
+        vec![KeyCode::Tab, KeyCode::Enter],
+        vec![KeyCode::Char('c')],
+        vec![KeyCode::Char('n')],
+        vec![KeyCode::Char('/')],
+    ] {
+        press(&mut s, KeyCode::Esc);
+        s.focus = Pane::Functions;
+        s.mode = Mode::Normal;
+        for k in mode_keys {
+            press(&mut s, k);
+        }
+        for (w, h) in [(1, 1), (10, 3), (40, 10), (80, 24), (300, 100)] {
+            let text = render(&s, w, h);
+            assert_eq!(text.lines().count(), h as usize);
+        }
+    }
+}
