@@ -90,7 +90,19 @@ fn applied(s: &mut State, func: usize, settings: ProbeSettings, result: Result<(
             s.info(format!("removed the probe on {name}"));
         }
         Ok(()) => {
-            s.info(format!("probing {name}: {}", settings.describe()));
+            let expensive = s.cat.functions[func]
+                .probes
+                .as_ref()
+                .is_some_and(|p| p.entry_kind.is_expensive());
+            // The cost of a probe is the user's to weigh during an incident: say it.
+            let cost = if expensive {
+                " (no stack check: its first instruction is single-stepped, ~14 µs a call)"
+            } else if settings.ret || settings.latency {
+                " (returns are single-stepped: ~14 µs a call)"
+            } else {
+                ""
+            };
+            s.info(format!("probing {name}: {}{cost}", settings.describe()));
             // A replaced probe starts counting again.
             s.views.remove(&func);
             s.probes.insert(func, settings.clone());
