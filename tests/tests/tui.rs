@@ -249,6 +249,8 @@ fn events_and_latency_screen() {
         text.contains(r#"username="bob" attempts=4        r0=false r1=*errors."#),
         "{text}"
     );
+    // The probe's counters, from the last sample.
+    assert!(text.contains("hits 524  emitted 524  filtered 0"), "{text}");
     snapshot!("events_latency", text);
 }
 

@@ -103,10 +103,31 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
     values("param ", &fun.params, &mut lines);
     values("result", &fun.results, &mut lines);
     match s.probes.get(&func) {
-        Some(p) => lines.push(Line::styled(
-            format!("probe: {}", p.describe()),
-            Style::new().fg(Color::Green),
-        )),
+        Some(p) => {
+            lines.push(Line::styled(
+                format!("probe: {}", p.describe()),
+                Style::new().fg(Color::Green),
+            ));
+            // Its counters, so that nothing is dropped silently.
+            if let Some(v) = s.views.get(&func) {
+                let st = &v.stats;
+                let lost = if st.lost > 0 {
+                    Style::new().fg(Color::Red)
+                } else {
+                    dim
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!(
+                            "hits {}  emitted {}  filtered {}  sampled out {}  ",
+                            st.hits, st.emitted, st.filtered, st.sampled_out
+                        ),
+                        dim,
+                    ),
+                    Span::styled(format!("lost {}", st.lost), lost),
+                ]));
+            }
+        }
         None if fun.probeable() => lines.push(Line::styled(
             "no probe: a args · r results · l latency · c condition",
             dim,
