@@ -190,6 +190,27 @@ impl Session {
         self.engine.detach_many(&ids);
     }
 
+    /// Stops every probe (at once: see `Engine::detach_many`), decodes the calls still
+    /// buffered into `out`, and returns each probe's final counters and, for latency
+    /// probes, its latency buckets.
+    pub fn finish(&mut self, out: &mut Vec<Row>) -> Vec<(usize, Stats, Option<Vec<u64>>)> {
+        let ids: Vec<u32> = self.active.values().map(|a| a.id).collect();
+        self.engine.detach_many(&ids);
+        self.drain(out);
+        let mut finals: Vec<_> = self
+            .active
+            .iter()
+            .map(|(&func, a)| {
+                let hist = a.plan.capture.latency.then(|| self.engine.histogram(a.id));
+                (func, self.engine.stats(a.id), hist)
+            })
+            .collect();
+        finals.sort_by_key(|f| f.0);
+        self.active.clear();
+        self.by_id.clear();
+        finals
+    }
+
     /// Blocks until removed probes are gone from the kernel (removal runs in the
     /// background: see `Engine::detach_many`).
     pub fn wait_detached(&mut self) {

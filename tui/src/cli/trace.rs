@@ -1,14 +1,16 @@
 //! `periscope trace --pid PID [options] PROBE...`: headless tracing, human lines or JSON.
-use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use probes_ebpf::value::Fields;
-use probes_ebpf::{Call, Capture, Engine, GoValue, Plan};
+use probes_ebpf::{Call, Capture, GoValue, Stats};
 use serde_json::json;
-use symbols::{Catalog, Function};
+use symbols::Catalog;
+
+use crate::session::{ProbeSettings, Row, Session};
 
 pub struct Options {
     pub pid: u32,
@@ -32,39 +34,31 @@ pub fn split_probe(spec: &str) -> (&str, Option<&str>) {
     }
 }
 
-pub struct Probe<'a> {
-    pub id: u32,
-    pub func: &'a Function,
-    pub plan: Plan,
-}
-
 pub fn run(opts: Options) -> Result<()> {
-    let exe = symbols::process::exe_path(opts.pid)?;
-    let cat = Catalog::open(&exe)?;
-    if !cat.has_dwarf {
-        bail!(
-            "{} has no DWARF (stripped): periscope needs it to decode arguments; rebuild without -ldflags='-s -w'",
-            exe.display()
-        );
-    }
-    let bias = symbols::process::load_bias(opts.pid, cat.elf.first_load_vaddr())?;
-    let mut planned = Vec::new();
+    let mut session = Session::open(opts.pid)?;
+    session.max_string = opts.capture.max_string;
+    let cat = Arc::clone(&session.cat);
+    let mut order = Vec::new();
     for spec in &opts.probes {
         let (name, cond) = split_probe(spec);
-        let f = &cat.functions[crate::session::find_function(&cat, name)?];
-        let cond = cond
-            .map(|c| probes_ebpf::condition::compile(&cat, f, c))
-            .transpose()?;
-        let plan = probes_ebpf::plan::build(&cat, f, &opts.capture, cond.as_ref())?;
-        planned.push((f, plan));
-    }
-    let mut engine = Engine::new()?;
-    let mut probes = Vec::new();
-    for (f, plan) in planned {
-        let id = engine
-            .attach(opts.pid, &exe, &cat.elf, f, &plan)
-            .with_context(|| format!("probing {}", f.name))?;
-        probes.push(Probe { id, func: f, plan });
+        let func = crate::session::find_function(&cat, name)?;
+        if order.contains(&func) {
+            bail!("{name} is given twice: combine its conditions with || in one probe");
+        }
+        let settings = ProbeSettings {
+            args: opts.capture.args,
+            ret: opts.capture.ret,
+            latency: opts.capture.latency,
+            condition: cond.map(String::from),
+            sample: opts.capture.sample_every,
+        };
+        session
+            .set(func, &settings)
+            .map_err(|e| match (e.column, cond) {
+                (Some(col), Some(c)) => anyhow!("condition `{c}`, column {col}: {}", e.msg),
+                _ => anyhow!("probing {}: {}", cat.functions[func].name, e.msg),
+            })?;
+        order.push(func);
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -73,39 +67,36 @@ pub fn run(opts: Options) -> Result<()> {
     }
     eprintln!(
         "periscope: attached {} probe(s) to pid {} ({}); Ctrl-C to stop",
-        probes.len(),
+        order.len(),
         opts.pid,
         cat.go_version
     );
-    let by_id: HashMap<u32, usize> = probes.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let start = Instant::now();
     let mut last_alive_check = Instant::now();
     let mut target_exited = false;
+    let mut rows = Vec::new();
     loop {
-        let mut sink =
-            |raw: &[u8]| print_call(&mut out, raw, &cat, &probes, &by_id, bias, opts.json);
-        engine.drain(&mut sink);
+        session.drain(&mut rows);
+        print_calls(&mut out, &mut rows, &cat, opts.json);
         out.flush().ok();
         if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
         if last_alive_check.elapsed() > Duration::from_millis(100) {
             last_alive_check = Instant::now();
-            if !symbols::process::is_alive(opts.pid) {
+            if !session.is_alive() {
                 target_exited = true;
                 break;
             }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    for p in &probes {
-        engine.detach(p.id);
-    }
-    let mut sink = |raw: &[u8]| print_call(&mut out, raw, &cat, &probes, &by_id, bias, opts.json);
-    engine.drain(&mut sink);
-    summarize(&mut out, &engine, &probes, opts.json)?;
+    let mut finals = session.finish(&mut rows);
+    finals.sort_by_key(|f| order.iter().position(|&o| o == f.0));
+    print_calls(&mut out, &mut rows, &cat, opts.json);
+    summarize(&mut out, &cat, &finals, opts.json)?;
     out.flush().ok();
     if target_exited {
         eprintln!("periscope: pid {} exited; detached", opts.pid);
@@ -181,53 +172,42 @@ pub fn fmt_ns(ns: u64) -> String {
     }
 }
 
-fn print_call(
-    out: &mut impl Write,
-    raw: &[u8],
-    cat: &Catalog,
-    probes: &[Probe],
-    by_id: &HashMap<u32, usize>,
-    bias: u64,
-    as_json: bool,
-) {
-    let Some(id) = probes_ebpf::wire::read::<probes_ebpf::wire::psc_event>(raw, 0).map(|e| e.probe)
-    else {
-        return;
-    };
-    let Some(p) = by_id.get(&id).map(|&i| &probes[i]) else {
-        return;
-    };
-    let Some(call) = probes_ebpf::decode::decode(raw, cat, p.func, &p.plan, bias) else {
-        return;
-    };
-    let _ = if as_json {
-        serde_json::to_writer(&mut *out, &call_json(&call, &p.func.name))
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        writeln!(out, "{}", call_line(&call, &p.func.name))
-    };
+fn print_calls(out: &mut impl Write, rows: &mut Vec<Row>, cat: &Catalog, as_json: bool) {
+    for r in rows.drain(..) {
+        let name = &cat.functions[r.func].name;
+        let _ = if as_json {
+            serde_json::to_writer(&mut *out, &call_json(&r.call, name))
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+        } else {
+            writeln!(out, "{}", call_line(&r.call, name))
+        };
+    }
 }
 
-fn summarize(out: &mut impl Write, engine: &Engine, probes: &[Probe], as_json: bool) -> Result<()> {
-    for p in probes {
-        let st = engine.stats(p.id);
-        if p.plan.capture.latency {
-            let h = probes_ebpf::hist::to_hdr(&engine.histogram(p.id));
+fn summarize(
+    out: &mut impl Write,
+    cat: &Catalog,
+    finals: &[(usize, Stats, Option<Vec<u64>>)],
+    as_json: bool,
+) -> Result<()> {
+    for (func, st, buckets) in finals {
+        let name = &cat.functions[*func].name;
+        if let Some(b) = buckets {
+            let h = probes_ebpf::hist::to_hdr(b);
             let q = |x: f64| h.value_at_quantile(x);
             if as_json {
                 writeln!(
                     out,
                     "{}",
-                    json!({"type":"latency","func":p.func.name,"count":h.len(),"min_ns":h.min(),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":h.max()})
+                    json!({"type":"latency","func":name,"count":h.len(),"min_ns":h.min(),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":h.max()})
                 )?;
             } else if h.is_empty() {
-                writeln!(out, "{}: no completed calls", p.func.name)?;
+                writeln!(out, "{name}: no completed calls")?;
             } else {
                 writeln!(
                     out,
-                    "{}: {} calls  min {}  p50 {}  p90 {}  p99 {}  max {}",
-                    p.func.name,
+                    "{name}: {} calls  min {}  p50 {}  p90 {}  p99 {}  max {}",
                     h.len(),
                     fmt_ns(h.min()),
                     fmt_ns(q(0.5)),
@@ -241,13 +221,13 @@ fn summarize(out: &mut impl Write, engine: &Engine, probes: &[Probe], as_json: b
             writeln!(
                 out,
                 "{}",
-                json!({"type":"stats","func":p.func.name,"hits":st.hits,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"emitted":st.emitted,"morestack":st.morestack,"unpaired":st.unpaired})
+                json!({"type":"stats","func":name,"hits":st.hits,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"emitted":st.emitted,"morestack":st.morestack,"unpaired":st.unpaired})
             )?;
         } else {
             writeln!(
                 out,
-                "{}: {} hits, {} filtered, {} sampled out, {} lost",
-                p.func.name, st.hits, st.filtered, st.sampled_out, st.lost
+                "{name}: {} hits, {} filtered, {} sampled out, {} lost",
+                st.hits, st.filtered, st.sampled_out, st.lost
             )?;
         }
     }
