@@ -1,4 +1,5 @@
-//! Functions, parameters and types from Go's DWARF, in one linear pass over all units.
+//! Functions, parameters and types from Go's DWARF, in one linear pass over the units
+//! (two halves on two threads, merged by `dwarf_merge`).
 //! Go-specific attributes (cmd/internal/dwarf): DW_AT_go_kind 0x2900, DW_AT_go_elem
 //! 0x2902, DW_AT_go_runtime_type 0x2904.
 use std::borrow::Cow;
@@ -112,10 +113,8 @@ pub fn load(elf: &Elf) -> Result<DwarfInfo> {
         let second = s.spawn(|| walk_units(&dwarf, &units, mid..units.len()));
         (walk_units(&dwarf, &units, 0..mid), second.join())
     });
-    let second = second.map_err(|_| Error::Dwarf {
-        path: elf.path().to_path_buf(),
-        source: gimli::Error::Io,
-    })?;
+    // A panic in the other walker is a bug: let it surface as one.
+    let second = second.unwrap_or_else(|p| std::panic::resume_unwind(p));
     let part = crate::dwarf_merge::merge(
         first.map_err(|e| dwarf_err(elf, e))?,
         second.map_err(|e| dwarf_err(elf, e))?,
