@@ -63,37 +63,15 @@ pub fn decode(raw: &[u8], cat: &Catalog, f: &Function, plan: &Plan, bias: u64) -
     let d = Decoder { cat, plan, bias };
     let args = if plan.capture.args && ev.flags & PSC_EVF_ENTRY != 0 {
         let sec = parse_section(raw.get(base..base + elen)?, plan.entry_stack_off)?;
-        Some(
-            f.params
-                .iter()
-                .flatten()
-                .filter(|v| !v.is_internal())
-                .map(|v| {
-                    (
-                        v.name.clone(),
-                        d.top(&sec, v.ty, &v.location, PSC_SEC_ENTRY as u16),
-                    )
-                })
-                .collect(),
-        )
+        let params = f.params.iter().flatten().filter(|v| !v.is_internal());
+        Some(d.named(&sec, params, PSC_SEC_ENTRY as u16))
     } else {
         None
     };
     let ret = if plan.capture.ret && ev.flags & PSC_EVF_RET != 0 {
         let rb = raw.get(base + elen..base + elen + ev.ret_len as usize)?;
         let sec = parse_section(rb, plan.ret_stack_off)?;
-        Some(
-            f.results
-                .iter()
-                .flatten()
-                .map(|v| {
-                    (
-                        v.name.clone(),
-                        d.top(&sec, v.ty, &v.location, PSC_SEC_RET as u16),
-                    )
-                })
-                .collect(),
-        )
+        Some(d.named(&sec, f.results.iter().flatten(), PSC_SEC_RET as u16))
     } else {
         None
     };
@@ -135,6 +113,17 @@ struct Decoder<'a> {
 }
 
 impl Decoder<'_> {
+    /// Each value of one side of a call (the arguments or the results), by name.
+    fn named<'v>(
+        &self,
+        sec: &Section,
+        vs: impl Iterator<Item = &'v symbols::Value>,
+        s: u16,
+    ) -> Vec<(String, GoValue)> {
+        vs.map(|v| (v.name.clone(), self.top(sec, v.ty, &v.location, s)))
+            .collect()
+    }
+
     fn top(&self, sec: &Section, ty: TypeId, loc: &Location, s: u16) -> GoValue {
         let size = self.cat.types.get(ty).size as usize;
         let mut img = Image {
