@@ -40,4 +40,21 @@ fn main() {
         .expect("bindgen on periscope.h")
         .write_to_file(out.join("wire.rs"))
         .unwrap();
+    // The kernel's own UAPI structs for attaching uprobes ourselves (see uprobe.rs).
+    bindgen::Builder::default()
+        .header_contents(
+            "kernel_abi.h",
+            "#include <linux/bpf.h>\n#include <linux/perf_event.h>\n",
+        )
+        .clang_arg("-I/usr/include/x86_64-linux-gnu")
+        .allowlist_type("bpf_attr|perf_event_attr")
+        .allowlist_var("PERF_FLAG_FD_CLOEXEC")
+        .allowlist_type("bpf_cmd|bpf_attach_type")
+        .prepend_enum_name(false)
+        .derive_default(true)
+        .layout_tests(true)
+        .generate()
+        .expect("bindgen on linux/bpf.h")
+        .write_to_file(out.join("kernel_abi.rs"))
+        .unwrap();
 }

@@ -1,18 +1,18 @@
 //! Loads the BPF object once and attaches or detaches probes at any time. Everything is
 //! owned by file descriptors (perf events + BPF links): when periscope exits, even by
 //! SIGKILL, the kernel drops them all. Nothing is pinned.
-use std::collections::HashMap;
-use std::num::NonZeroU32;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use aya::programs::UProbe;
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use symbols::Function;
 use symbols::probe_points::EntryKind;
 
 use crate::error::EngineError;
+use crate::keeper::Keeper;
 use crate::plan::Plan;
 use crate::wire::*;
 
@@ -24,13 +24,19 @@ pub struct Engine {
     stats: PerCpuArray<MapData, psc_stats>,
     hist: PerCpuArray<MapData, psc_hist>,
     events: RingBuf<MapData>,
-    links: HashMap<u32, Vec<UProbeLinkId>>,
+    /// periscope's own copy of each probe's uprobe links; the keeper holds another.
+    links: HashMap<u32, Vec<OwnedFd>>,
+    keeper: Option<Keeper>,
+    /// Why there is no keeper, when there is none.
+    pub keeper_error: Option<String>,
     free: Vec<u32>,
     /// Ids handed out by `attach` and not yet detached.
-    allocated: std::collections::HashSet<u32>,
-    /// Ids whose links a background thread has closed: free again.
+    allocated: HashSet<u32>,
+    /// Without a keeper: ids whose links a background thread has closed.
     closed: Arc<Mutex<Vec<u32>>>,
     closers: Vec<std::thread::JoinHandle<()>>,
+    /// Uprobes detached and not yet gone from the kernel, by id.
+    detaching: HashMap<u32, usize>,
 }
 
 /// Counters of one probe, summed over CPUs.
@@ -48,6 +54,11 @@ pub struct Stats {
 
 impl Engine {
     pub fn new() -> Result<Engine, EngineError> {
+        // Fork the keeper first, while this process holds no BPF objects yet.
+        let (keeper, keeper_error) = match Keeper::spawn() {
+            Ok(k) => (Some(k), None),
+            Err(e) => (None, Some(format!("no keeper process ({e})"))),
+        };
         let mut ebpf = aya::EbpfLoader::new()
             .load(BPF_OBJECT)
             .map_err(EngineError::Load)?;
@@ -69,11 +80,19 @@ impl Engine {
             hist,
             events,
             links: HashMap::new(),
+            keeper,
+            keeper_error,
             free: (0..PSC_MAX_PROBES).rev().collect(),
             allocated: Default::default(),
             closed: Arc::new(Mutex::new(Vec::new())),
             closers: Vec::new(),
+            detaching: HashMap::new(),
         })
+    }
+
+    /// The keeper process's pid (see keeper.rs), when there is one.
+    pub fn keeper_pid(&self) -> Option<u32> {
+        self.keeper.as_ref().map(Keeper::pid)
     }
 
     /// Attaches `plan` to `f` in process `pid`, whose executable is `exe`; returns the
@@ -136,8 +155,8 @@ impl Engine {
         if plan.wire.flags & PSC_F_PAIRED != 0 {
             sites.extend(points.returns.iter().map(|&r| (r, PSC_POINT_RET)));
         }
-        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).expect("pid > 0"));
         let prog: &mut UProbe = self.ebpf.program_mut(PROGRAM).expect("loaded").try_into()?;
+        let prog_fd = prog.fd()?.as_fd();
         let links = self.links.entry(id).or_default();
         for (addr, kind) in sites {
             let offset = elf
@@ -146,16 +165,22 @@ impl Engine {
                     func: f.name.clone(),
                     addr,
                 })?;
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(offset),
-                cookie: Some(u64::from(id) | (u64::from(kind) << 32)),
-            };
-            let link = prog
-                .attach(point, exe, scope)
-                .map_err(|source| EngineError::Attach {
-                    func: f.name.clone(),
-                    source,
+            let cookie = u64::from(id) | (u64::from(kind) << 32);
+            let link =
+                crate::uprobe::attach(prog_fd, exe, offset, pid, cookie).map_err(|source| {
+                    EngineError::Attach {
+                        func: f.name.clone(),
+                        pid,
+                        source,
+                    }
                 })?;
+            // The keeper gets its duplicate at once: from here on, periscope dying in
+            // any way leaves the removal of this uprobe to it.
+            if let Some(k) = self.keeper.as_mut() {
+                if let Err(e) = k.hold(id, &[link.as_fd()]) {
+                    self.keeper_error = Some(format!("the keeper process is gone ({e})"));
+                }
+            }
             links.push(link);
         }
         Ok(())
@@ -169,9 +194,9 @@ impl Engine {
 
     /// Detaches several probes without waiting. Removing a perf-event uprobe waits for
     /// RCU grace periods under the kernel's event_mutex (~0.1 s per uprobe on this
-    /// machine, serialized: 520 uprobes took a minute), so the plans are disabled at
-    /// once and the links are closed by a background thread. An id is reused only after
-    /// its links are gone, so a late hit can never run under another probe's plan.
+    /// machine, serialized), so the plans are disabled at once and the keeper (or, without
+    /// one, a background thread) closes the links. An id is reused only after its links
+    /// are gone, so a late hit can never run under another probe's plan.
     pub fn detach_many(&mut self, ids: &[u32]) {
         // Only ids handed out by `attach`: freeing one twice would give it to two probes.
         let ids: Vec<u32> = ids
@@ -179,42 +204,92 @@ impl Engine {
             .copied()
             .filter(|id| self.allocated.remove(id))
             .collect();
-        let mut owned = Vec::new();
-        if let Some(Ok(prog)) = self.ebpf.program_mut(PROGRAM).map(<&mut UProbe>::try_from) {
-            for id in &ids {
-                for l in self.links.remove(id).into_iter().flatten() {
-                    if let Ok(link) = prog.take_link(l) {
-                        owned.push(link);
-                    }
-                }
-            }
-        }
         // Disable the plans first: a hit racing with the removal then does nothing.
         for &id in &ids {
             let _ = self.probes.set(id, psc_probe::default(), 0);
         }
+        let mut orphans = Vec::new();
+        for &id in &ids {
+            let links = self.links.remove(&id).unwrap_or_default();
+            self.detaching.insert(id, links.len());
+            let kept = self.keeper.as_mut().is_some_and(|k| k.release(id).is_ok());
+            if kept {
+                // Not the last reference: closing ours is instant.
+                drop(links);
+            } else {
+                orphans.push((id, links));
+            }
+        }
+        if orphans.is_empty() {
+            return;
+        }
         let closed = Arc::clone(&self.closed);
         let closer = std::thread::spawn(move || {
-            drop(owned);
-            closed.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
+            for (id, links) in orphans {
+                drop(links);
+                closed.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+            }
         });
         self.closers.push(closer);
     }
 
-    /// Waits until every detached probe's uprobes are gone from the kernel.
-    pub fn wait_detached(&mut self) {
-        for c in self.closers.drain(..) {
-            let _ = c.join();
-        }
+    /// Uprobes detached whose removal from the target is not finished yet.
+    pub fn detaching(&self) -> usize {
+        self.detaching.values().sum()
+    }
+
+    /// Waits until every detached probe's uprobes are gone from the target, calling
+    /// `progress` with the number still to go whenever it changes.
+    pub fn wait_detached(&mut self, mut progress: impl FnMut(usize)) {
         self.reclaim();
+        let mut last = usize::MAX;
+        while !self.detaching.is_empty() {
+            let n = self.detaching();
+            if n != last {
+                progress(n);
+                last = n;
+            }
+            let keeper_busy = self.keeper.as_ref().is_some_and(|k| k.releasing() > 0);
+            if keeper_busy {
+                let done = self
+                    .keeper
+                    .as_mut()
+                    .map(|k| k.poll(true))
+                    .unwrap_or_default();
+                self.free_ids(done);
+            } else {
+                for c in self.closers.drain(..) {
+                    let _ = c.join();
+                }
+            }
+            self.reclaim();
+        }
+        progress(0);
     }
 
     fn reclaim(&mut self) {
-        let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        for id in closed.drain(..) {
-            self.free.insert(0, id);
-        }
+        let done = self
+            .keeper
+            .as_mut()
+            .map(|k| k.poll(false))
+            .unwrap_or_default();
+        self.free_ids(done);
+        let closed: Vec<u32> = self
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        self.free_ids(closed);
         self.closers.retain(|c| !c.is_finished());
+    }
+
+    fn free_ids(&mut self, ids: Vec<u32>) {
+        for id in ids {
+            if self.detaching.remove(&id).is_some() {
+                self.free.insert(0, id);
+            }
+        }
     }
 
     pub fn stats(&self, id: u32) -> Stats {

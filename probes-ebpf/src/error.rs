@@ -39,14 +39,24 @@ pub enum EngineError {
     Io(#[source] std::io::Error),
     #[error("too many probes at once (limit {0})")]
     TooMany(u32),
-    #[error(
-        "attaching to {func} failed: {source} (is the process still running, and are you root?)"
-    )]
+    #[error("attaching to {func} failed: {}", attach_hint(.source, *.pid))]
     Attach {
         func: String,
+        pid: u32,
         #[source]
-        source: aya::programs::ProgramError,
+        source: std::io::Error,
     },
     #[error("{func}: the address {addr:#x} is outside the file's mapped segments")]
     NoOffset { func: String, addr: u64 },
+}
+
+/// What an attach failure means, and what to do about it.
+fn attach_hint(e: &std::io::Error, pid: u32) -> String {
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => format!("process {pid} has exited"),
+        Some(libc::EACCES) | Some(libc::EPERM) => format!(
+            "{e}: uprobes need CAP_PERFMON and CAP_BPF, and CAP_SYS_ADMIN to probe another user's process (run as root)"
+        ),
+        _ => e.to_string(),
+    }
 }

@@ -267,3 +267,98 @@ pub fn periscope_links() -> std::collections::BTreeSet<u64> {
         .filter_map(|l| l["id"].as_u64())
         .collect()
 }
+
+/// A private copy of a fixture binary, so that a uprobe leaked by one test (it stays on
+/// the file's inode) cannot affect another.
+pub fn private_copy(bin: &Path, tag: &str) -> PathBuf {
+    let dir = repo_root().join("tests/.build/private");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!(
+        "{}-{tag}-{}",
+        bin.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&out);
+    std::fs::copy(bin, &out).unwrap();
+    out
+}
+
+/// Compares the executable mappings of the target's own binary in `/proc/PID/mem` with
+/// the file, byte for byte; returns the addresses that differ (a leaked uprobe is an
+/// int3, 0xcc, left in memory).
+pub fn text_differences(pid: u32) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut file = std::fs::File::open(&exe).unwrap();
+    let mut diffs = Vec::new();
+    let mut compared = 0;
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || Path::new(f[5]) != exe || !f[1].contains('x') {
+            continue;
+        }
+        let (lo, hi) = f[0].split_once('-').unwrap();
+        let (lo, hi) = (
+            u64::from_str_radix(lo, 16).unwrap(),
+            u64::from_str_radix(hi, 16).unwrap(),
+        );
+        let off = u64::from_str_radix(f[2], 16).unwrap();
+        let mut a = vec![0u8; (hi - lo) as usize];
+        let mut b = vec![0u8; (hi - lo) as usize];
+        mem.seek(SeekFrom::Start(lo)).unwrap();
+        mem.read_exact(&mut a).unwrap();
+        file.seek(SeekFrom::Start(off)).unwrap();
+        let n = file.read(&mut b).unwrap();
+        compared += n;
+        for (i, (x, y)) in a[..n].iter().zip(&b[..n]).enumerate() {
+            if x != y {
+                diffs.push(format!(
+                    "{:#x}: memory {x:#04x}, file {y:#04x}",
+                    lo + i as u64
+                ));
+            }
+        }
+    }
+    assert!(
+        compared > 0,
+        "no executable mapping of {} found",
+        exe.display()
+    );
+    diffs
+}
+
+/// How many times the kernel has logged that it failed to remove a uprobe.
+pub fn kernel_uprobe_leaks() -> usize {
+    let out = Command::new("dmesg").output().expect("dmesg");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("leaking uprobe"))
+        .count()
+}
+
+/// Pids of running periscope keeper processes.
+pub fn keepers() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "periscope-keep")
+        })
+        .collect()
+}
+
+/// Waits up to `secs` for `done`; returns whether it came true.
+pub fn eventually(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
+}

@@ -8,4 +8,5 @@ pub mod histogram;
 pub mod session;
 pub mod shell;
 pub mod shell_complete;
+pub mod signals;
 pub mod target;

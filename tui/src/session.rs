@@ -211,10 +211,19 @@ impl Session {
         finals
     }
 
-    /// Blocks until removed probes are gone from the kernel (removal runs in the
-    /// background: see `Engine::detach_many`).
-    pub fn wait_detached(&mut self) {
-        self.engine.wait_detached();
+    /// Blocks until removed probes are gone from the target (removal runs in the
+    /// keeper process: see `Engine::detach_many`); `progress` gets the number of
+    /// uprobes still to go.
+    pub fn wait_detached(&mut self, progress: impl FnMut(usize)) {
+        self.engine.wait_detached(progress);
+    }
+
+    /// Removes every probe and waits until the target carries none of their uprobes,
+    /// saying so on stderr when that takes a while. Every way periscope stops goes
+    /// through here (or `finish`, then `wait_detached`) before the process exits.
+    pub fn close(&mut self) {
+        self.remove_all();
+        self.wait_detached(detach_progress());
     }
 
     pub fn probed(&self) -> impl Iterator<Item = usize> + '_ {
@@ -256,6 +265,25 @@ impl Session {
 
     pub fn is_alive(&self) -> bool {
         symbols::process::is_alive(self.pid)
+    }
+}
+
+/// Prints "detaching N uprobes…" on stderr when there are many to remove (the kernel
+/// takes ~0.1 s for each perf-event uprobe here), and when that is done.
+pub fn detach_progress() -> impl FnMut(usize) {
+    let mut announced = false;
+    let started = std::time::Instant::now();
+    move |left| {
+        if !announced && left >= 10 {
+            announced = true;
+            eprintln!("periscope: detaching {left} uprobes…");
+        } else if announced && left == 0 {
+            eprintln!(
+                "periscope: detached in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            announced = false;
+        }
     }
 }
 

@@ -39,6 +39,8 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 pub fn run(pid: u32) -> Result<()> {
+    // Before any thread starts: SIGINT, SIGTERM and SIGHUP go to one waiting thread.
+    crate::signals::block();
     let session = Session::open(pid)?;
     let cat = session.cat.clone();
     let shared = Arc::new(Mutex::new(Shared {
@@ -49,6 +51,24 @@ pub fn run(pid: u32) -> Result<()> {
         exited: false,
     }));
     let stop = Arc::new(AtomicBool::new(false));
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let (shared, stop, interrupt) = (shared.clone(), stop.clone(), interrupt.clone());
+        let terminal = crate::signals::SavedTerminal::save();
+        crate::signals::spawn_waiter(move |sig| {
+            if sig == crate::signals::INTERRUPT {
+                // Ctrl-C while a command runs (the line editor reads it as a key).
+                interrupt.store(true, Ordering::SeqCst);
+                return;
+            }
+            stop.store(true, Ordering::SeqCst);
+            lock(&shared).session.close();
+            terminal.restore();
+            eprintln!("periscope: stopped by signal {sig}; every probe is detached");
+            std::process::exit(0);
+        });
+    }
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let drainer = {
         let (shared, stop) = (shared.clone(), stop.clone());
         std::thread::spawn(move || drain_loop(&shared, &stop))
@@ -73,7 +93,11 @@ pub fn run(pid: u32) -> Result<()> {
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
         };
-        let _ = rl.add_history_entry(line.as_str());
+        if interactive {
+            // Commands piped in by a script are not the user's history.
+            let _ = rl.add_history_entry(line.as_str());
+        }
+        interrupt.store(false, Ordering::SeqCst);
         if lock(&shared).exited && !reported_exit {
             reported_exit = true;
             println!("pid {pid} has exited: its probes are detached; what was captured stays");
@@ -82,7 +106,7 @@ pub fn run(pid: u32) -> Result<()> {
             Ok(None) => {}
             Ok(Some(Command::Quit)) => break,
             Ok(Some(cmd)) => {
-                if let Err(e) = execute(&shared, &cat, cmd) {
+                if let Err(e) = execute(&shared, &cat, cmd, &interrupt) {
                     println!("error: {e:#}");
                 }
             }
@@ -90,10 +114,12 @@ pub fn run(pid: u32) -> Result<()> {
         }
         let _ = std::io::stdout().flush();
     }
-    let _ = rl.save_history(&history);
+    if interactive {
+        let _ = rl.save_history(&history);
+    }
     stop.store(true, Ordering::SeqCst);
     let _ = drainer.join();
-    lock(&shared).session.remove_all();
+    lock(&shared).session.close();
     Ok(())
 }
 
@@ -127,7 +153,12 @@ fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
     }
 }
 
-fn execute(shared: &Mutex<Shared>, cat: &Catalog, cmd: Command) -> Result<()> {
+fn execute(
+    shared: &Mutex<Shared>,
+    cat: &Catalog,
+    cmd: Command,
+    interrupt: &AtomicBool,
+) -> Result<()> {
     match cmd {
         Command::Funcs { regex } => {
             let re = regex
@@ -264,7 +295,16 @@ fn execute(shared: &Mutex<Shared>, cat: &Catalog, cmd: Command) -> Result<()> {
             })?;
             print_hist(&buckets);
         }
-        Command::Wait(d) => std::thread::sleep(d),
+        Command::Wait(d) => {
+            let until = Instant::now() + d;
+            while Instant::now() < until {
+                if interrupt.load(Ordering::SeqCst) {
+                    println!("interrupted");
+                    break;
+                }
+                std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+            }
+        }
         Command::Help => {
             for (_, usage) in COMMANDS {
                 println!("  {usage}");

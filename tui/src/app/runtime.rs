@@ -83,8 +83,8 @@ async fn event_loop(mut session: Session) -> Result<()> {
             break Err(e).context("drawing");
         }
     };
-    session.remove_all();
     ratatui::restore();
+    session.close();
     result
 }
 

@@ -64,6 +64,7 @@ pub fn run(opts: Options) -> Result<()> {
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
     eprintln!(
         "periscope: attached {} probe(s) to pid {} ({}); Ctrl-C to stop",
@@ -98,6 +99,7 @@ pub fn run(opts: Options) -> Result<()> {
     print_calls(&mut out, &mut rows, &cat, opts.json);
     summarize(&mut out, &cat, &finals, opts.json)?;
     out.flush().ok();
+    session.wait_detached(crate::session::detach_progress());
     if target_exited {
         eprintln!("periscope: pid {} exited; detached", opts.pid);
     }

@@ -1,0 +1,339 @@
+//! The keeper: a small process, forked when the engine starts, that holds a duplicate
+//! of every uprobe link and closes it when asked, or when periscope goes away for any
+//! reason (its end of the socket closes, even under SIGKILL).
+//!
+//! Why: closing the last descriptor of a uprobe link makes the kernel write the
+//! original instruction back into the target (through get_user_pages). That write is
+//! refused while the closing thread has a fatal signal pending: the kernel then logs
+//! "failed to unregister, leaking uprobe" and the int3 stays in the target for as long
+//! as it runs, every call trapping. A process that is exiting (exit_group, SIGKILL) has
+//! exactly that pending. The keeper is in its own session, ignores the terminal's
+//! signals and holds the last reference, so the removal always runs in a process that
+//! is not dying. periscope closes its own copies at any time: they are never the last.
+//!
+//! Protocol (SOCK_SEQPACKET, 8-byte messages): HOLD id + up to FDS_PER_MSG descriptors
+//! (SCM_RIGHTS); RELEASE id; the keeper answers RELEASED id once every link of that id
+//! is closed, i.e. once its uprobes are gone from the target.
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+const OP_HOLD: u32 = 1;
+const OP_RELEASE: u32 = 2;
+const OP_RELEASED: u32 = 3;
+const FDS_PER_MSG: usize = 64;
+/// Links the keeper can hold at once; the engine refuses to attach more.
+pub const CAPACITY: usize = 65_536;
+
+pub struct Keeper {
+    sock: OwnedFd,
+    pid: libc::pid_t,
+    /// Links handed over and not yet released, by id.
+    held: HashMap<u32, usize>,
+    /// Ids whose release was asked for, with their number of links.
+    releasing: HashMap<u32, usize>,
+    alive: bool,
+}
+
+impl Keeper {
+    /// Forks the keeper. The child allocates nothing (its tables are allocated here,
+    /// before the fork), so forking a multi-threaded process is safe.
+    pub fn spawn() -> io::Result<Keeper> {
+        let mut sv = [0 as RawFd; 2];
+        // SAFETY: socketpair writes two descriptors into the array.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                sv.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
+        let mut held: Vec<(u32, RawFd)> = Vec::with_capacity(CAPACITY);
+        let mut queue: Vec<u32> = Vec::with_capacity(CAPACITY);
+        // SAFETY: fork; the child only runs `child`, which makes raw system calls and
+        // uses memory allocated above, then _exits without returning.
+        match unsafe { libc::fork() } {
+            -1 => Err(io::Error::last_os_error()),
+            0 => child(theirs.as_raw_fd(), &mut held, &mut queue),
+            pid => Ok(Keeper {
+                sock: ours,
+                pid,
+                held: HashMap::new(),
+                releasing: HashMap::new(),
+                alive: true,
+            }),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive
+    }
+
+    /// Links held for all ids.
+    pub fn held(&self) -> usize {
+        self.held.values().sum()
+    }
+
+    /// Hands duplicates of `links` (all of probe `id`) to the keeper.
+    pub fn hold(&mut self, id: u32, links: &[BorrowedFd<'_>]) -> io::Result<()> {
+        if self.held() + links.len() > CAPACITY {
+            return Err(io::Error::other(format!(
+                "more than {CAPACITY} uprobes at once"
+            )));
+        }
+        for chunk in links.chunks(FDS_PER_MSG) {
+            let fds: Vec<RawFd> = chunk.iter().map(|f| f.as_raw_fd()).collect();
+            self.send(OP_HOLD, id, &fds)?;
+            *self.held.entry(id).or_default() += fds.len();
+        }
+        Ok(())
+    }
+
+    /// Asks the keeper to close every link of `id`; `poll` says when it has.
+    pub fn release(&mut self, id: u32) -> io::Result<()> {
+        let n = self.held.remove(&id).unwrap_or(0);
+        self.send(OP_RELEASE, id, &[])?;
+        *self.releasing.entry(id).or_default() += n;
+        Ok(())
+    }
+
+    /// Links whose release is asked for and not yet done.
+    pub fn releasing(&self) -> usize {
+        self.releasing.values().sum()
+    }
+
+    /// Ids whose links are all closed since the last call. With `block`, waits for at
+    /// least one when any release is outstanding.
+    pub fn poll(&mut self, block: bool) -> Vec<u32> {
+        let mut done = Vec::new();
+        loop {
+            let wait = block && done.is_empty() && !self.releasing.is_empty();
+            let mut msg = [0u32; 2];
+            // SAFETY: recv writes at most 8 bytes into `msg`.
+            let n = unsafe {
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    msg.as_mut_ptr().cast(),
+                    8,
+                    if wait { 0 } else { libc::MSG_DONTWAIT },
+                )
+            };
+            if n == 8 && msg[0] == OP_RELEASED {
+                if self.releasing.remove(&msg[1]).is_some() {
+                    done.push(msg[1]);
+                }
+                continue;
+            }
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => return done,
+                    _ => {}
+                }
+            }
+            // The keeper is gone (EOF or error). Whatever it held was closed when it
+            // exited; nothing more will be answered.
+            self.alive = false;
+            done.extend(self.releasing.drain().map(|(id, _)| id));
+            return done;
+        }
+    }
+
+    fn send(&mut self, op: u32, id: u32, fds: &[RawFd]) -> io::Result<()> {
+        if !self.alive {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "keeper exited"));
+        }
+        let msg = [op, id];
+        let mut iov = libc::iovec {
+            iov_base: msg.as_ptr() as *mut libc::c_void,
+            iov_len: 8,
+        };
+        let mut cbuf = [0u64; cmsg_words(FDS_PER_MSG)];
+        // SAFETY: a zeroed msghdr is valid; every pointer set below outlives sendmsg.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        if !fds.is_empty() {
+            let bytes = std::mem::size_of_val(fds) as u32;
+            hdr.msg_control = cbuf.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE is a pure size computation.
+            hdr.msg_controllen = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+            // SAFETY: the control buffer is CMSG_SPACE(bytes) long (≤ cbuf), so the
+            // first header and its data fit.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(&hdr);
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+                std::ptr::copy_nonoverlapping(
+                    fds.as_ptr(),
+                    libc::CMSG_DATA(c).cast::<RawFd>(),
+                    fds.len(),
+                );
+            }
+        }
+        loop {
+            // SAFETY: hdr and everything it points to are valid for the call.
+            let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.alive = false;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// u64 words of a control buffer for `n` descriptors (CMSG_SPACE, rounded up).
+const fn cmsg_words(n: usize) -> usize {
+    (std::mem::size_of::<libc::cmsghdr>() + n * 4 + 7) / 8 + 1
+}
+
+/// The keeper's whole life. Raw system calls only, no allocation (`held` and `queue`
+/// have their capacity already), and `_exit` at the end: nothing of the parent's state
+/// (locks, buffers, destructors) is touched after the fork.
+fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>, queue: &mut Vec<u32>) -> ! {
+    // SAFETY: plain system calls on this process's own state.
+    unsafe {
+        // Out of periscope's session and process group: Ctrl-C or a signal to the
+        // group does not reach the keeper, and it has no controlling terminal.
+        libc::setsid();
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_NAME, c"periscope-keep".as_ptr());
+        // Keep only the socket: the parent's other descriptors (its BPF maps and
+        // program, the terminal, pipes a reader waits on) must not live on here.
+        if sock > 0 {
+            libc::syscall(libc::SYS_close_range, 0u32, (sock - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (sock + 1) as u32, u32::MAX, 0u32);
+    }
+    let mut eof = false;
+    loop {
+        if !eof {
+            let idle = queue.is_empty();
+            match receive(sock, !idle, held) {
+                Received::Message(OP_RELEASE, id) => {
+                    if !queue.contains(&id) && queue.len() < queue.capacity() {
+                        queue.push(id);
+                    }
+                    continue;
+                }
+                Received::Message(..) => continue,
+                Received::Nothing => {}
+                Received::Closed => eof = true,
+            }
+        }
+        if let Some(&id) = queue.first() {
+            if let Some(pos) = held.iter().position(|h| h.0 == id) {
+                let (_, fd) = held.swap_remove(pos);
+                // SAFETY: a descriptor this process received and owns.
+                unsafe { libc::close(fd) };
+            } else {
+                queue.remove(0);
+                let msg = [OP_RELEASED, id];
+                // SAFETY: sends 8 bytes from a live array; errors (periscope gone) are
+                // of no consequence.
+                unsafe {
+                    libc::send(
+                        sock,
+                        msg.as_ptr().cast(),
+                        8,
+                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    )
+                };
+            }
+        } else if eof {
+            match held.pop() {
+                // SAFETY: as above.
+                Some((_, fd)) => unsafe {
+                    libc::close(fd);
+                },
+                // SAFETY: ends this process without running any of the parent's code.
+                None => unsafe { libc::_exit(0) },
+            }
+        }
+    }
+}
+
+enum Received {
+    Message(u32, u32),
+    Nothing,
+    Closed,
+}
+
+/// Receives one message; the descriptors of a HOLD go into `held`.
+fn receive(sock: RawFd, nonblocking: bool, held: &mut Vec<(u32, RawFd)>) -> Received {
+    let mut msg = [0u32; 2];
+    let mut iov = libc::iovec {
+        iov_base: msg.as_mut_ptr().cast(),
+        iov_len: 8,
+    };
+    let mut cbuf = [0u64; cmsg_words(FDS_PER_MSG)];
+    // SAFETY: a zeroed msghdr is valid; its pointers refer to the buffers above.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = cbuf.as_mut_ptr().cast();
+    hdr.msg_controllen = std::mem::size_of_val(&cbuf);
+    let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    // SAFETY: recvmsg writes into the buffers described by hdr.
+    let n = unsafe { libc::recvmsg(sock, &mut hdr, flags) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Received::Nothing,
+            _ => Received::Closed,
+        };
+    }
+    if n == 0 {
+        return Received::Closed;
+    }
+    // SAFETY: walking the control messages recvmsg wrote, within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    if held.len() < held.capacity() {
+                        held.push((msg[1], fd));
+                    }
+                    // Past capacity (the engine never sends that many) the descriptor
+                    // is left open: leaking a descriptor beats leaking a breakpoint.
+                }
+            }
+            c = libc::CMSG_NXTHDR(&hdr, c);
+        }
+    }
+    Received::Message(msg[0], msg[1])
+}

@@ -1,0 +1,178 @@
+//! Stopping never harms the target: after every way periscope can stop, the target's
+//! code in memory equals its file byte for byte (a uprobe the kernel failed to remove
+//! stays there as an int3), the kernel logged no "leaking uprobe", and no BPF link or
+//! keeper process is left. Each case probes hot functions with return probes on a busy
+//! private copy of the fixture, which is when removal used to fail.
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use periscope_tests::{
+    FixtureProc, eventually, fixture, keepers, kernel_uprobe_leaks, periscope, periscope_links,
+    private_copy, text_differences,
+};
+
+const PROBES: [&str; 3] = ["main.Work", "main.Hot", "main.Login"];
+
+struct Target {
+    fx: FixtureProc,
+    leaks_before: usize,
+}
+
+impl Target {
+    fn start(tag: &str) -> Target {
+        let tc = periscope_tests::newest();
+        let bin = private_copy(&fixture("kinds", &tc, periscope_tests::Variant::Plain), tag);
+        let mut fx = FixtureProc::start(&bin);
+        fx.run("busy");
+        Target {
+            fx,
+            leaks_before: kernel_uprobe_leaks(),
+        }
+    }
+
+    /// Everything is gone and the target is exactly its file again.
+    fn check(&mut self, how: &str) {
+        assert!(
+            eventually(30, || periscope_links().is_empty() && keepers().is_empty()),
+            "{how}: links {:?}, keepers {:?} remain",
+            periscope_links(),
+            keepers()
+        );
+        assert_eq!(
+            kernel_uprobe_leaks(),
+            self.leaks_before,
+            "{how}: the kernel logged a leaked uprobe"
+        );
+        if self.fx.is_running() {
+            let diffs = text_differences(self.fx.pid);
+            assert!(
+                diffs.is_empty(),
+                "{how}: the target's code differs from its file: {diffs:?}"
+            );
+            // And it still works: the busy loop is stopped by the next command.
+            assert_eq!(self.fx.run("run 1").len(), 19, "{how}");
+        }
+    }
+}
+
+fn trace(pid: u32, extra: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut args = extra.to_vec();
+    args.extend(PROBES);
+    periscope_tests::spawn_trace(pid, &args)
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+#[test]
+fn trace_stopped_any_way_leaves_the_target_untouched() {
+    // The end of --duration.
+    let mut t = Target::start("duration");
+    let out = Command::new(periscope())
+        .args([
+            "trace",
+            "--duration",
+            "300ms",
+            "--pid",
+            &t.fx.pid.to_string(),
+        ])
+        .args(PROBES)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.check("--duration");
+
+    for (sig, name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        let mut t = Target::start(name);
+        let (child, _err) = trace(t.fx.pid, &[]);
+        std::thread::sleep(Duration::from_millis(300));
+        signal(&child, sig);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{name}: {:?}", out.status);
+        t.check(name);
+    }
+
+    // SIGKILL cannot be caught: the keeper process removes the uprobes.
+    let mut t = Target::start("sigkill");
+    let (mut child, _err) = trace(t.fx.pid, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(keepers().len(), 1, "one keeper while tracing");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    t.check("SIGKILL");
+
+    // The target exits: periscope notices, detaches and exits 0.
+    let mut t = Target::start("target-exit");
+    let (child, _err) = trace(t.fx.pid, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    t.fx.send("quit");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    t.check("target exit");
+}
+
+fn shell(
+    pid: u32,
+) -> (
+    Child,
+    std::process::ChildStdin,
+    BufReader<std::process::ChildStdout>,
+) {
+    let mut child = Command::new(periscope())
+        .args(["shell", &pid.to_string()])
+        .env("PERISCOPE_HISTORY", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for (k, p) in PROBES.iter().enumerate() {
+        writeln!(stdin, "trace {p}").unwrap();
+        let mut line = String::new();
+        while !line.starts_with(&format!("probe {}:", k + 1)) {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "shell ended early");
+        }
+    }
+    (child, stdin, out)
+}
+
+#[test]
+fn shell_stopped_any_way_leaves_the_target_untouched() {
+    for how in [
+        "quit",
+        "end of input",
+        "untrace all, quit",
+        "SIGTERM",
+        "SIGHUP",
+    ] {
+        let mut t = Target::start(&how.replace([' ', ','], ""));
+        let (child, mut stdin, _out) = shell(t.fx.pid);
+        std::thread::sleep(Duration::from_millis(300));
+        match how {
+            "quit" => writeln!(stdin, "quit").unwrap(),
+            "end of input" => {}
+            "untrace all, quit" => writeln!(stdin, "untrace all\nquit").unwrap(),
+            "SIGTERM" => signal(&child, libc::SIGTERM),
+            "SIGHUP" => signal(&child, libc::SIGHUP),
+            _ => unreachable!(),
+        }
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{how}: {:?}", out.status);
+        t.check(how);
+    }
+}
