@@ -176,10 +176,8 @@ impl Engine {
                 })?;
             // The keeper gets its duplicate at once: from here on, periscope dying in
             // any way leaves the removal of this uprobe to it.
-            if let Some(k) = self.keeper.as_mut() {
-                if let Err(e) = k.hold(id, &[link.as_fd()]) {
-                    self.keeper_error = Some(format!("the keeper process is gone ({e})"));
-                }
+            if let Some(Err(e)) = self.keeper.as_mut().map(|k| k.hold(id, &[link.as_fd()])) {
+                self.keeper_error = Some(format!("the keeper process is gone ({e})"));
             }
             links.push(link);
         }

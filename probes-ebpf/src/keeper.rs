@@ -200,7 +200,7 @@ impl Keeper {
 
 /// u64 words of a control buffer for `n` descriptors (CMSG_SPACE, rounded up).
 const fn cmsg_words(n: usize) -> usize {
-    (std::mem::size_of::<libc::cmsghdr>() + n * 4 + 7) / 8 + 1
+    (std::mem::size_of::<libc::cmsghdr>() + n * 4).div_ceil(8) + 1
 }
 
 /// The keeper's whole life. Raw system calls only, no allocation (`held` and `queue`
