@@ -48,6 +48,15 @@ struct {
 	__type(value, struct psc_pending);
 } psc_pending SEC(".maps");
 
+/* Calls an entry condition rejected, while their return probe is still to come: the
+ * RET then knows the call was counted (filtered) and is not an unpaired return. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct psc_pending_key);
+	__type(value, __u64);
+} psc_filtered SEC(".maps");
+
 struct scratch {
 	__u8 buf[PSC_SCRATCH];
 	struct psc_pending pending;
@@ -411,6 +420,11 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		bits = eval_atoms(f, p, PSC_SEC_ENTRY);
 		if (!(p->flags & PSC_F_COND_RET) && !eval_prog(p, bits)) {
 			st->filtered++;
+			if ((p->flags & PSC_F_PAIRED) && !bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off))) {
+				struct psc_pending_key fk = {.g = g, .depth = hi - ctx->rsp, .probe = id};
+				__u64 ts = bpf_ktime_get_ns();
+				bpf_map_update_elem(&psc_filtered, &fk, &ts, BPF_ANY);
+			}
 			return 0;
 		}
 	}
@@ -462,9 +476,12 @@ static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f,
 	struct psc_pending_key key = {.g = g, .depth = hi - ctx->rsp, .probe = id};
 	struct psc_pending *pd = bpf_map_lookup_elem(&psc_pending, &key);
 	if (!pd || now - pd->ts_ns > PENDING_AGE_NS) {
-		st->unpaired++;
 		if (pd)
 			bpf_map_delete_elem(&psc_pending, &key);
+		/* The return of a call its entry condition rejected: counted already. */
+		if ((p->flags & PSC_F_COND) && bpf_map_delete_elem(&psc_filtered, &key) == 0)
+			return 0;
+		st->unpaired++;
 		return 0;
 	}
 	__u64 latency = now - pd->ts_ns;
@@ -485,7 +502,13 @@ static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f,
 				h->buckets[b]++;
 		}
 	}
-	if (!(p->flags & PSC_F_EVENTS) || !keep_sample(p, st)) {
+	if (!(p->flags & PSC_F_EVENTS)) {
+		/* Latency only: the histogram entry is the record of this call. */
+		st->emitted++;
+		bpf_map_delete_elem(&psc_pending, &key);
+		return 0;
+	}
+	if (!keep_sample(p, st)) {
 		bpf_map_delete_elem(&psc_pending, &key);
 		return 0;
 	}
@@ -516,6 +539,11 @@ int periscope_probe(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 id = (__u32)cookie, point = cookie >> 32, zero = 0;
+	struct psc_probe *p = bpf_map_lookup_elem(&psc_probes, &id);
+	/* A detached probe's uprobes fire until the kernel has removed them: its zeroed
+	 * plan must neither count nor emit anything. */
+	if (!p || !(p->flags & PSC_F_ACTIVE))
+		return 0;
 	struct psc_stats *st = bpf_map_lookup_elem(&psc_stats, &id);
 	if (!st)
 		return 0;
@@ -525,9 +553,8 @@ int periscope_probe(struct pt_regs *ctx)
 		st->morestack++;
 		return 0;
 	}
-	struct psc_probe *p = bpf_map_lookup_elem(&psc_probes, &id);
 	struct scratch *sc = bpf_map_lookup_elem(&psc_scratch, &zero);
-	if (!p || !sc)
+	if (!sc)
 		return 0;
 	struct frame f;
 	load_frame(&f, ctx);

@@ -80,6 +80,7 @@ struct psc_atom {
 #define PSC_F_LATENCY (1u << 2)  /* record call-to-return latency */
 #define PSC_F_COND (1u << 3)     /* prog holds a condition */
 #define PSC_F_COND_RET (1u << 4) /* the condition reads results: decide at the RET */
+#define PSC_F_ACTIVE (1u << 5)   /* set in every live plan: a zeroed (detached) one does nothing */
 
 struct psc_probe {
 	__u32 flags;
@@ -98,15 +99,16 @@ struct psc_probe {
 	struct psc_atom atoms[PSC_MAX_ATOMS];
 };
 
-/* Per-probe counters, per CPU. */
+/* Per-probe counters, per CPU. Every call is counted once:
+ * hits = emitted + filtered + sampled_out + lost + (calls still in flight). */
 struct psc_stats {
 	__u64 hits;        /* entry hits that counted as a call */
 	__u64 filtered;    /* calls whose condition was false */
 	__u64 sampled_out; /* calls dropped by 1-in-N sampling */
 	__u64 lost;        /* events the ring buffer had no room for */
-	__u64 emitted;     /* events written */
+	__u64 emitted;     /* calls recorded: an event written, or (latency only) a histogram entry */
 	__u64 morestack;   /* jbe hits dropped because the stack grows first */
-	__u64 unpaired;    /* RET hits with no stored entry (attached mid-call, evicted) */
+	__u64 unpaired;    /* RET hits with no entry seen (attached mid-call, evicted): not calls */
 	__u64 returns;     /* calls that completed at a RET */
 	__u64 matched;     /* calls whose condition held: the sampling sequence */
 };

@@ -52,6 +52,15 @@ pub struct Stats {
     pub returns: u64,
 }
 
+impl Stats {
+    /// Calls entered and not yet accounted for: running now, or never returned through
+    /// a RET (a panic, a tail jump out of the function).
+    pub fn in_flight(&self) -> u64 {
+        self.hits
+            .saturating_sub(self.emitted + self.filtered + self.sampled_out + self.lost)
+    }
+}
+
 impl Engine {
     pub fn new() -> Result<Engine, EngineError> {
         // Fork the keeper first, while this process holds no BPF objects yet.
@@ -151,10 +160,14 @@ impl Engine {
             EntryKind::StackCheckBranch => PSC_POINT_ENTRY_JBE,
             _ => PSC_POINT_ENTRY,
         };
-        let mut sites = vec![(points.entry, entry_kind)];
+        // Returns first, the entry last: a call that starts while the probe is being
+        // attached is then either not seen at all or seen whole, never entered without
+        // a return probe to complete it.
+        let mut sites = Vec::new();
         if plan.wire.flags & PSC_F_PAIRED != 0 {
             sites.extend(points.returns.iter().map(|&r| (r, PSC_POINT_RET)));
         }
+        sites.push((points.entry, entry_kind));
         let prog: &mut UProbe = self.ebpf.program_mut(PROGRAM).expect("loaded").try_into()?;
         let prog_fd = prog.fd()?.as_fd();
         let links = self.links.entry(id).or_default();
@@ -319,10 +332,15 @@ impl Engine {
         sum
     }
 
-    /// Hands every record waiting in the ring buffer to `f`; returns how many.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Hands at most `max` records waiting in the ring buffer to `f`; returns how
+    /// many. The bound is what keeps periscope's memory flat when the program produces
+    /// events faster than they are consumed: what is not drained stays in the ring
+    /// buffer, and once that is full the BPF program drops and counts (`lost`).
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
-        while let Some(item) = self.events.next() {
+        while n < max
+            && let Some(item) = self.events.next()
+        {
             f(&item);
             n += 1;
         }

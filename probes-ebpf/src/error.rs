@@ -9,6 +9,10 @@ pub enum PlanError {
     #[error("{func} has no machine code in this binary")]
     NoCode { func: String },
     #[error(
+        "{func} never returns through a RET (it ends in a tail jump, or is assembly): results and latency cannot be seen; capture its arguments (--args)"
+    )]
+    NoReturn { func: String },
+    #[error(
         "runtime.g is not described in DWARF: cannot tell goroutines apart (is the binary stripped?)"
     )]
     NoRuntimeG,

@@ -67,6 +67,12 @@ pub fn build(
             func: f.name.clone(),
         });
     }
+    let needs_ret = capture.ret || capture.latency || cond.is_some_and(|c| c.reads_results);
+    if needs_ret && f.probes.as_ref().is_some_and(|p| p.returns.is_empty()) {
+        return Err(PlanError::NoReturn {
+            func: f.name.clone(),
+        });
+    }
     let g = cat.g_offsets.ok_or(PlanError::NoRuntimeG)?;
     let mut p = Planner {
         cat,
@@ -123,7 +129,7 @@ pub fn build(
     for (i, op) in p.ops.iter().enumerate() {
         wire.ops[i] = *op;
     }
-    let mut flags = 0;
+    let mut flags = PSC_F_ACTIVE;
     if capture.args || capture.ret {
         flags |= PSC_F_EVENTS;
     }

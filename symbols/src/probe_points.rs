@@ -34,6 +34,9 @@ pub struct ProbePoints {
     pub entry: u64,
     pub entry_kind: EntryKind,
     pub returns: Vec<u64>,
+    /// Direct `jmp`s that leave the function (tail calls, mostly in assembly and
+    /// wrappers): a call that leaves that way never reaches one of `returns`.
+    pub tail_jumps: usize,
 }
 
 /// Instructions enough to see the stack check and the one after its branch.
@@ -46,14 +49,23 @@ pub fn find(code: &[u8], addr: u64) -> Option<ProbePoints> {
     // them all cost more than decoding them); RETs are noted on the way.
     let mut insns = Vec::with_capacity(PROLOGUE);
     let mut returns = Vec::new();
+    let mut tail_jumps = 0;
+    let end = addr + code.len() as u64;
     let mut ins = Instruction::default();
     while dec.can_decode() {
         dec.decode_out(&mut ins);
         if ins.is_invalid() {
             break;
         }
-        if ins.mnemonic() == Mnemonic::Ret {
-            returns.push(ins.ip());
+        match ins.mnemonic() {
+            Mnemonic::Ret => returns.push(ins.ip()),
+            Mnemonic::Jmp if matches!(ins.op0_kind(), OpKind::NearBranch64) => {
+                let target = ins.near_branch_target();
+                if target < addr || target >= end {
+                    tail_jumps += 1;
+                }
+            }
+            _ => {}
         }
         if insns.len() < PROLOGUE {
             insns.push(ins);
@@ -78,6 +90,7 @@ pub fn find(code: &[u8], addr: u64) -> Option<ProbePoints> {
         entry,
         entry_kind,
         returns,
+        tail_jumps,
     })
 }
 
@@ -124,6 +137,15 @@ mod tests {
         let p = find(&code, 0x1000).unwrap();
         assert_eq!(p.entry, 0x1004);
         assert_eq!(p.entry_kind, EntryKind::StackCheckBranch);
+    }
+
+    #[test]
+    fn jumps_out_of_the_function_are_tail_jumps() {
+        // jmp +0 (to the next instruction, inside); jmp -0x100 (outside); no RET
+        let code = [0xeb, 0x00, 0xe9, 0xf7, 0xfe, 0xff, 0xff];
+        let p = find(&code, 0x1000).unwrap();
+        assert_eq!(p.tail_jumps, 1);
+        assert!(p.returns.is_empty());
     }
 
     #[test]

@@ -94,10 +94,10 @@ fn attach_and_detach_200_probes_in_a_loop_on_a_busy_target() {
         );
         let until = Instant::now() + Duration::from_millis(300);
         while Instant::now() < until {
-            session.drain(&mut buf);
+            session.drain(&mut buf, usize::MAX);
             std::thread::sleep(Duration::from_millis(10));
         }
-        session.drain(&mut buf);
+        session.drain(&mut buf, usize::MAX);
         // Every sampled call of Hot returned x ^ y: the probes never disturbed it.
         for r in buf.drain(..).filter(|r| r.func == hot) {
             let (Some(args), Some(ret)) = (&r.call.args, &r.call.ret) else {

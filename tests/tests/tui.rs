@@ -50,8 +50,11 @@ fn perform(s: &mut State, effects: Vec<Effect>) {
                 s,
                 Action::Applied {
                     func,
-                    settings,
-                    result: Ok(()),
+                    settings: settings.clone(),
+                    result: Ok(periscope::session::SetOk {
+                        settings,
+                        note: None,
+                    }),
                 },
             );
             perform(s, more);

@@ -9,6 +9,10 @@ use anyhow::{Result, bail};
 use probes_ebpf::{Call, Capture, ConditionError, Engine, Plan, Stats};
 use symbols::Catalog;
 
+/// Events decoded at a time: a bound on what a reader holds between two looks at the
+/// clock, the keyboard or its output.
+pub const DRAIN_BATCH: usize = 8192;
+
 /// What the user asked a probe to capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSettings {
@@ -93,6 +97,14 @@ impl std::fmt::Display for SetError {
     }
 }
 
+/// A probe as it was set: the settings in force (they can differ from those asked for),
+/// and a note on the difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOk {
+    pub settings: ProbeSettings,
+    pub note: Option<String>,
+}
+
 /// A call decoded from the ring buffer, with the catalog index of its function.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -141,14 +153,41 @@ impl Session {
     }
 
     /// Sets (or replaces) the probe on function `func`; empty settings remove it. On
-    /// error the previous probe stays as it was.
-    pub fn set(&mut self, func: usize, s: &ProbeSettings) -> Result<(), SetError> {
+    /// error the previous probe stays as it was. A note says what could not be done as
+    /// asked (results of a function that never returns through a RET, say).
+    pub fn set(&mut self, func: usize, s: &ProbeSettings) -> Result<SetOk, SetError> {
         if s.is_empty() {
             self.remove(func);
-            return Ok(());
+            return Ok(SetOk {
+                settings: s.clone(),
+                note: None,
+            });
         }
         let cat = Arc::clone(&self.cat);
         let f = &cat.functions[func];
+        let mut note = None;
+        let adjusted;
+        let mut s = s;
+        if let Some(points) = &f.probes {
+            if points.returns.is_empty() && s.args && (s.ret || s.latency) {
+                // Arguments can still be seen at the entry.
+                adjusted = ProbeSettings {
+                    ret: false,
+                    latency: false,
+                    ..s.clone()
+                };
+                s = &adjusted;
+                note = Some(format!(
+                    "{}: results and latency unavailable: it never returns through a RET (tail jump or assembly); arguments only",
+                    f.name
+                ));
+            } else if points.tail_jumps > 0 && (s.ret || s.latency) {
+                note = Some(format!(
+                    "{}: {} exit(s) are tail jumps: calls that leave that way have no return and count as in flight",
+                    f.name, points.tail_jumps
+                ));
+            }
+        }
         let plain = |e: &dyn std::fmt::Display| SetError {
             msg: e.to_string(),
             column: None,
@@ -173,7 +212,10 @@ impl Session {
         self.remove(func);
         self.active.insert(func, Active { id, plan });
         self.by_id.insert(id, func);
-        Ok(())
+        Ok(SetOk {
+            settings: s.clone(),
+            note,
+        })
     }
 
     pub fn remove(&mut self, func: usize) {
@@ -190,13 +232,12 @@ impl Session {
         self.engine.detach_many(&ids);
     }
 
-    /// Stops every probe (at once: see `Engine::detach_many`), decodes the calls still
-    /// buffered into `out`, and returns each probe's final counters and, for latency
-    /// probes, its latency buckets.
-    pub fn finish(&mut self, out: &mut Vec<Row>) -> Vec<(usize, Stats, Option<Vec<u64>>)> {
+    /// Stops every probe (at once: see `Engine::detach_many`) and returns each probe's
+    /// final counters and, for latency probes, its latency buckets. The calls still
+    /// buffered stay readable through `drain` until the next `set`.
+    pub fn finish(&mut self) -> Vec<(usize, Stats, Option<Vec<u64>>)> {
         let ids: Vec<u32> = self.active.values().map(|a| a.id).collect();
         self.engine.detach_many(&ids);
-        self.drain(out);
         let mut finals: Vec<_> = self
             .active
             .iter()
@@ -206,8 +247,6 @@ impl Session {
             })
             .collect();
         finals.sort_by_key(|f| f.0);
-        self.active.clear();
-        self.by_id.clear();
         finals
     }
 
@@ -230,10 +269,11 @@ impl Session {
         self.active.keys().copied()
     }
 
-    /// Decodes every waiting event into `out`; returns how many records were read.
-    pub fn drain(&mut self, out: &mut Vec<Row>) -> usize {
+    /// Decodes at most `max` waiting events into `out`; returns how many records were
+    /// read (see `Engine::drain` for why there is a bound).
+    pub fn drain(&mut self, out: &mut Vec<Row>, max: usize) -> usize {
         let (cat, active, by_id, bias) = (&self.cat, &self.active, &self.by_id, self.bias);
-        self.engine.drain(|raw| {
+        self.engine.drain(max, |raw| {
             let Some(ev) = probes_ebpf::wire::read::<probes_ebpf::wire::psc_event>(raw, 0) else {
                 return;
             };

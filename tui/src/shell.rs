@@ -137,7 +137,7 @@ fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         {
             let mut sh = lock(shared);
-            sh.session.drain(&mut buf);
+            sh.session.drain(&mut buf, KEEP);
             sh.rows.extend(buf.drain(..));
             let excess = sh.rows.len().saturating_sub(KEEP);
             sh.rows.drain(..excess);
@@ -207,16 +207,23 @@ fn execute(
             if sh.exited {
                 return Err(anyhow!("the target has exited"));
             }
-            if let Err(e) = sh.session.set(idx, &settings) {
-                return Err(match (e.column, &settings.condition) {
-                    (Some(col), Some(c)) => anyhow!(
-                        "{}\n       if {c}\n          {}^ column {col}",
-                        e.msg,
-                        " ".repeat(col.saturating_sub(1))
-                    ),
-                    _ => anyhow!("{}", e.msg),
-                });
+            let set = match sh.session.set(idx, &settings) {
+                Ok(set) => set,
+                Err(e) => {
+                    return Err(match (e.column, &settings.condition) {
+                        (Some(col), Some(c)) => anyhow!(
+                            "{}\n       if {c}\n          {}^ column {col}",
+                            e.msg,
+                            " ".repeat(col.saturating_sub(1))
+                        ),
+                        _ => anyhow!("{}", e.msg),
+                    });
+                }
+            };
+            if let Some(note) = &set.note {
+                println!("note: {note}");
             }
+            let settings = set.settings;
             let existing = sh
                 .probes
                 .iter()
@@ -241,14 +248,15 @@ fn execute(
             for (no, (f, s)) in &sh.probes {
                 let st = sh.session.stats(*f).unwrap_or_default();
                 println!(
-                    "{no:>3}  {}  {}  hits {} emitted {} filtered {} sampled-out {} lost {}",
+                    "{no:>3}  {}  {}  hits {} recorded {} filtered {} sampled-out {} lost {} in-flight {}",
                     cat.functions[*f].name,
                     s.describe(),
                     st.hits,
                     st.emitted,
                     st.filtered,
                     st.sampled_out,
-                    st.lost
+                    st.lost,
+                    st.in_flight()
                 );
             }
         }

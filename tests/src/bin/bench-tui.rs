@@ -42,8 +42,11 @@ fn main() {
                     &mut s,
                     Action::Applied {
                         func,
-                        settings,
-                        result: Ok(()),
+                        settings: settings.clone(),
+                        result: Ok(periscope::session::SetOk {
+                            settings,
+                            note: None,
+                        }),
                     },
                 );
             }

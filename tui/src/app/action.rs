@@ -3,7 +3,7 @@
 use crossterm::event::KeyEvent;
 use probes_ebpf::Stats;
 
-use crate::session::{ProbeSettings, Row, SetError};
+use crate::session::{ProbeSettings, Row, SetError, SetOk};
 
 #[derive(Debug)]
 pub enum Action {
@@ -16,7 +16,7 @@ pub enum Action {
     Applied {
         func: usize,
         settings: ProbeSettings,
-        result: Result<(), SetError>,
+        result: Result<SetOk, SetError>,
     },
     TargetExited,
     Quit,

@@ -3,7 +3,7 @@
 //! `keys.rs`.
 use super::action::{Action, Effect, ProbeSample};
 use super::state::{EventRow, MAX_ROWS, Mode, RATE_HISTORY, State};
-use crate::session::{ProbeSettings, Row, SetError};
+use crate::session::{ProbeSettings, Row, SetError, SetOk};
 
 pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
     match action {
@@ -78,9 +78,13 @@ fn sample(s: &mut State, samples: Vec<ProbeSample>) {
     }
 }
 
-fn applied(s: &mut State, func: usize, settings: ProbeSettings, result: Result<(), SetError>) {
+fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetOk, SetError>) {
     let name = s.fn_name(func).to_string();
-    match result {
+    let (settings, note) = match &result {
+        Ok(ok) => (ok.settings.clone(), ok.note.clone()),
+        Err(_) => (asked, None),
+    };
+    match result.map(|_| ()) {
         Ok(()) if settings.is_empty() => {
             s.probes.remove(&func);
             s.views.remove(&func);
@@ -102,7 +106,10 @@ fn applied(s: &mut State, func: usize, settings: ProbeSettings, result: Result<(
             } else {
                 ""
             };
-            s.info(format!("probing {name}: {}{cost}", settings.describe()));
+            match note {
+                Some(n) => s.error(n),
+                None => s.info(format!("probing {name}: {}{cost}", settings.describe())),
+            }
             // A replaced probe starts counting again.
             s.views.remove(&func);
             s.probes.insert(func, settings.clone());

@@ -2,6 +2,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
@@ -10,7 +11,7 @@ use probes_ebpf::{Call, Capture, GoValue, Stats};
 use serde_json::json;
 use symbols::Catalog;
 
-use crate::session::{ProbeSettings, Row, Session};
+use crate::session::{DRAIN_BATCH, ProbeSettings, Row, Session};
 
 pub struct Options {
     pub pid: u32,
@@ -52,12 +53,15 @@ pub fn run(opts: Options) -> Result<()> {
             condition: cond.map(String::from),
             sample: opts.capture.sample_every,
         };
-        session
+        let set = session
             .set(func, &settings)
             .map_err(|e| match (e.column, cond) {
                 (Some(col), Some(c)) => anyhow!("condition `{c}`, column {col}: {}", e.msg),
                 _ => anyhow!("probing {}: {}", cat.functions[func].name, e.msg),
             })?;
+        if let Some(note) = set.note {
+            eprintln!("periscope: {note}");
+        }
         order.push(func);
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -72,16 +76,27 @@ pub fn run(opts: Options) -> Result<()> {
         opts.pid,
         cat.go_version
     );
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let writer = Writer::start(Arc::clone(&cat), opts.json);
     let start = Instant::now();
     let mut last_alive_check = Instant::now();
     let mut target_exited = false;
-    let mut rows = Vec::new();
+    let mut pending: Option<Vec<Row>> = None;
     loop {
-        session.drain(&mut rows);
-        print_calls(&mut out, &mut rows, &cat, opts.json);
-        out.flush().ok();
+        let mut drained = 0;
+        if pending.is_none() {
+            let mut rows = Vec::new();
+            drained = session.drain(&mut rows, DRAIN_BATCH);
+            pending = (!rows.is_empty()).then_some(rows);
+        }
+        if let Some(rows) = pending.take() {
+            match writer.tx.try_send(Out::Rows(rows)) {
+                Ok(()) => {}
+                // The reader of stdout is slower than the program: stop draining until
+                // it catches up; the ring buffer fills and the kernel counts the loss.
+                Err(TrySendError::Full(Out::Rows(rows))) => pending = Some(rows),
+                Err(_) => break, // stdout is closed (`| head`): stop as on Ctrl-C
+            }
+        }
         if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
@@ -92,18 +107,114 @@ pub fn run(opts: Options) -> Result<()> {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(5));
+        if drained < DRAIN_BATCH {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
-    let mut finals = session.finish(&mut rows);
+    // Detach first; then what is still buffered goes out, for at most a second more.
+    let mut finals = session.finish();
     finals.sort_by_key(|f| order.iter().position(|&o| o == f.0));
-    print_calls(&mut out, &mut rows, &cat, opts.json);
-    summarize(&mut out, &cat, &finals, opts.json)?;
-    out.flush().ok();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut unwritten = 0;
+    loop {
+        let rows = match pending.take() {
+            Some(rows) => rows,
+            None => {
+                let mut rows = Vec::new();
+                if session.drain(&mut rows, DRAIN_BATCH) == 0 {
+                    break;
+                }
+                rows
+            }
+        };
+        if let Err(n) = writer.send_until(Out::Rows(rows), deadline) {
+            unwritten += n;
+        }
+    }
+    let mut summary = Vec::new();
+    summarize(&mut summary, &cat, &finals, opts.json)?;
+    if writer
+        .send_until(Out::Text(summary), deadline + Duration::from_secs(1))
+        .is_err()
+    {
+        unwritten += 1;
+    }
+    let finished = writer.finish(deadline + Duration::from_secs(1));
     session.wait_detached(crate::session::detach_progress());
+    if unwritten > 0 || !finished {
+        eprintln!(
+            "periscope: stdout is not being read: {unwritten} call(s) and the summary may not have been written"
+        );
+    }
     if target_exited {
         eprintln!("periscope: pid {} exited; detached", opts.pid);
     }
     Ok(())
+}
+
+enum Out {
+    Rows(Vec<Row>),
+    Text(Vec<u8>),
+}
+
+/// Writes calls to stdout on its own thread, behind a bounded queue (a few batches of
+/// DRAIN_BATCH calls): a slow reader of stdout never makes periscope hold more.
+struct Writer {
+    tx: SyncSender<Out>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(cat: Arc<Catalog>, json: bool) -> Writer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Out>(4);
+        let thread = std::thread::spawn(move || {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for msg in rx {
+                let ok = match msg {
+                    Out::Rows(mut rows) => print_calls(&mut out, &mut rows, &cat, json),
+                    Out::Text(t) => out.write_all(&t).is_ok(),
+                };
+                if !ok || out.flush().is_err() {
+                    return; // stdout closed: dropping `rx` tells the main loop
+                }
+            }
+        });
+        Writer { tx, thread }
+    }
+
+    /// Queues `msg`, waiting until `deadline` for room; on failure returns how many
+    /// calls were not queued.
+    fn send_until(&self, mut msg: Out, deadline: Instant) -> Result<(), usize> {
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                    return Err(match m {
+                        Out::Rows(r) => r.len(),
+                        Out::Text(_) => 0,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Closes the queue and waits until `deadline` for the output to be written.
+    fn finish(self, deadline: Instant) -> bool {
+        drop(self.tx);
+        while !self.thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.thread.join();
+        true
+    }
 }
 
 /// One call as a JSON line, serialized from the decoded call without building a
@@ -174,17 +285,22 @@ pub fn fmt_ns(ns: u64) -> String {
     }
 }
 
-fn print_calls(out: &mut impl Write, rows: &mut Vec<Row>, cat: &Catalog, as_json: bool) {
+/// Writes the calls; false once stdout is closed.
+fn print_calls(out: &mut impl Write, rows: &mut Vec<Row>, cat: &Catalog, as_json: bool) -> bool {
     for r in rows.drain(..) {
         let name = &cat.functions[r.func].name;
-        let _ = if as_json {
+        let ok = if as_json {
             serde_json::to_writer(&mut *out, &call_json(&r.call, name))
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
         } else {
             writeln!(out, "{}", call_line(&r.call, name))
         };
+        if ok.is_err() {
+            return false;
+        }
     }
+    true
 }
 
 fn summarize(
@@ -223,13 +339,18 @@ fn summarize(
             writeln!(
                 out,
                 "{}",
-                json!({"type":"stats","func":name,"hits":st.hits,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"emitted":st.emitted,"morestack":st.morestack,"unpaired":st.unpaired})
+                json!({"type":"stats","func":name,"hits":st.hits,"emitted":st.emitted,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"in_flight":st.in_flight(),"morestack":st.morestack,"unpaired":st.unpaired})
             )?;
         } else {
             writeln!(
                 out,
-                "{name}: {} hits, {} filtered, {} sampled out, {} lost",
-                st.hits, st.filtered, st.sampled_out, st.lost
+                "{name}: {} hits, {} recorded, {} filtered, {} sampled out, {} lost, {} in flight",
+                st.hits,
+                st.emitted,
+                st.filtered,
+                st.sampled_out,
+                st.lost,
+                st.in_flight()
             )?;
         }
     }
