@@ -136,10 +136,19 @@ enum Expr {
     },
 }
 
+/// How deep `(` and `!` may nest, and how many comparisons a condition may hold. The
+/// parser and the tree it builds are recursive: without a bound, a condition nested
+/// thousands deep overflows periscope's stack (a BPF probe holds PSC_MAX_ATOMS
+/// comparisons anyway).
+const MAX_NESTING: usize = 64;
+const MAX_TERMS: usize = 64;
+
 struct Parser<'a> {
     text: &'a str,
     toks: Vec<(Tok, usize)>,
     i: usize,
+    depth: usize,
+    terms: usize,
 }
 
 impl Parser<'_> {
@@ -197,13 +206,31 @@ impl Parser<'_> {
         Ok(e)
     }
     fn unary(&mut self) -> Result<Expr, ConditionError> {
-        if self.eat("!") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
-        }
-        if self.eat("(") {
-            let e = self.or()?;
-            self.expect(")")?;
+        if matches!(self.peek(), Tok::Op("!" | "(")) {
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(self.err(
+                    self.col(),
+                    format!("nested too deep (more than {MAX_NESTING} levels of `(` and `!`)"),
+                ));
+            }
+            let e = if self.eat("!") {
+                Expr::Not(Box::new(self.unary()?))
+            } else {
+                self.eat("(");
+                let e = self.or()?;
+                self.expect(")")?;
+                e
+            };
+            self.depth -= 1;
             return Ok(e);
+        }
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(self.err(
+                self.col(),
+                format!("too many comparisons (more than {MAX_TERMS})"),
+            ));
         }
         if *self.peek() == Tok::Ident("startsWith".into()) {
             self.i += 1;
@@ -266,7 +293,13 @@ pub fn compile(
     text: &str,
 ) -> Result<CompiledCondition, ConditionError> {
     let toks = lex(text)?;
-    let mut p = Parser { text, toks, i: 0 };
+    let mut p = Parser {
+        text,
+        toks,
+        i: 0,
+        depth: 0,
+        terms: 0,
+    };
     let e = p.or()?;
     if *p.peek() != Tok::End {
         return Err(p.err(p.col(), "expected `&&`, `||` or the end of the condition"));
@@ -644,9 +677,41 @@ mod tests {
             text: "a == ",
             toks,
             i: 0,
+            depth: 0,
+            terms: 0,
         };
         let e = p.or().unwrap_err();
         assert_eq!(e.column, 6);
         assert!(e.to_string().contains("column 6"));
+    }
+
+    fn parse(text: &str) -> Result<Expr, ConditionError> {
+        let mut p = Parser {
+            text,
+            toks: lex(text)?,
+            i: 0,
+            depth: 0,
+            terms: 0,
+        };
+        p.or()
+    }
+
+    #[test]
+    fn deep_or_long_conditions_are_refused_not_a_stack_overflow() {
+        for text in [
+            format!("{}a{}", "(".repeat(8000), ")".repeat(8000)),
+            "(".repeat(20_000),
+            format!("{}a", "!".repeat(20_000)),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.msg.contains("nested too deep"), "{}", e.msg);
+            assert_eq!(e.column, MAX_NESTING + 1);
+        }
+        let long = vec!["a == 1"; 20_000].join(" && ");
+        let e = parse(&long).unwrap_err();
+        assert!(e.msg.contains("too many comparisons"), "{}", e.msg);
+        // Right at the bounds, it parses.
+        let ok = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(parse(&ok).is_ok());
     }
 }

@@ -180,11 +180,11 @@ impl Engine {
                 })?;
             let cookie = u64::from(id) | (u64::from(kind) << 32);
             let link =
-                crate::uprobe::attach(prog_fd, exe, offset, pid, cookie).map_err(|source| {
+                crate::uprobe::attach(prog_fd, exe, offset, pid, cookie).map_err(|error| {
                     EngineError::Attach {
                         func: f.name.clone(),
                         pid,
-                        source,
+                        error,
                     }
                 })?;
             // The keeper gets its duplicate at once: from here on, periscope dying in

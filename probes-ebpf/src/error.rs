@@ -20,7 +20,7 @@ pub enum PlanError {
 
 /// A condition that cannot be compiled, with the 1-based column it points at.
 #[derive(Debug, thiserror::Error)]
-#[error("condition `{text}`, column {column}: {msg}")]
+#[error("condition `{}`, column {column}: {msg}", shorten(text))]
 pub struct ConditionError {
     pub text: String,
     pub column: usize,
@@ -29,10 +29,10 @@ pub struct ConditionError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(
-        "loading the BPF program failed: {0} (periscope needs root, or CAP_BPF and CAP_PERFMON)"
-    )]
-    Load(#[source] aya::EbpfError),
+    // The cause is in the message already (load_hint): not a `source`, or it would be
+    // printed twice.
+    #[error("{}", load_hint(.0))]
+    Load(aya::EbpfError),
     #[error("BPF map {0} is missing from the program")]
     MissingMap(&'static str),
     #[error("BPF map error: {0}")]
@@ -43,24 +43,54 @@ pub enum EngineError {
     Io(#[source] std::io::Error),
     #[error("too many probes at once (limit {0})")]
     TooMany(u32),
-    #[error("attaching to {func} failed: {}", attach_hint(.source, *.pid))]
+    #[error("attaching to {func} failed: {}", attach_hint(.error, *.pid))]
     Attach {
         func: String,
         pid: u32,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{func}: the address {addr:#x} is outside the file's mapped segments")]
     NoOffset { func: String, addr: u64 },
 }
 
+/// The privileges periscope needs, measured on Linux 6.18: the kernel refuses to
+/// create a uprobe without CAP_SYS_ADMIN (since "perf/core: Require CAP_SYS_ADMIN for
+/// uprobes", 2025; before it CAP_PERFMON was enough), and CAP_SYS_ADMIN also covers
+/// loading the BPF program. Another user's process needs CAP_SYS_PTRACE as well.
+pub const PRIVILEGES: &str = "run periscope as root, or give it CAP_SYS_ADMIN (plus CAP_SYS_PTRACE for another user's process): this kernel refuses uprobes to CAP_BPF and CAP_PERFMON alone";
+
 /// What an attach failure means, and what to do about it.
 fn attach_hint(e: &std::io::Error, pid: u32) -> String {
     match e.raw_os_error() {
         Some(libc::ESRCH) => format!("process {pid} has exited"),
-        Some(libc::EACCES) | Some(libc::EPERM) => format!(
-            "{e}: uprobes need CAP_PERFMON and CAP_BPF, and CAP_SYS_ADMIN to probe another user's process (run as root)"
-        ),
+        Some(libc::EACCES) | Some(libc::EPERM) => format!("permission denied: {PRIVILEGES}"),
         _ => e.to_string(),
+    }
+}
+
+/// A load failure in one line: the innermost cause, and for a refusal what to do.
+fn load_hint(e: &aya::EbpfError) -> String {
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    let refused = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)));
+    if refused {
+        format!("the kernel refused periscope's BPF program ({inner}): {PRIVILEGES}")
+    } else {
+        format!("loading the BPF program failed: {inner}")
+    }
+}
+
+/// A condition as echoed in a one-line error: long ones are cut (the column still
+/// counts from the start of the whole text).
+pub fn shorten(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
     }
 }

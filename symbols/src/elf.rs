@@ -31,8 +31,17 @@ impl Elf {
         // (rebuilt in place) would give wrong symbols, not memory unsafety we act on,
         // which is the same trade-off every debugger makes.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let obj = object::File::parse(&*map).map_err(|_| Error::NotElf {
-            path: path.to_path_buf(),
+        let obj = object::File::parse(&*map).map_err(|e| {
+            if map.starts_with(b"\x7fELF") {
+                Error::BadElf {
+                    path: path.to_path_buf(),
+                    what: e.to_string(),
+                }
+            } else {
+                Error::NotElf {
+                    path: path.to_path_buf(),
+                }
+            }
         })?;
         if obj.format() != object::BinaryFormat::Elf {
             return Err(Error::NotElf {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("no such file: {path} (give the path of a Go executable, or a pid)")]
     NotFound { path: PathBuf },
-    #[error("permission denied reading {path} (run periscope as root, or with CAP_SYS_PTRACE)")]
+    #[error("permission denied reading {path} (run periscope as root)")]
     Permission { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
@@ -16,6 +16,12 @@ pub enum Error {
     },
     #[error("{path} is not an ELF executable (periscope traces Go programs built for Linux)")]
     NotElf { path: PathBuf },
+    #[error(
+        "{path} is a truncated or damaged ELF file ({what}): point periscope at the complete binary"
+    )]
+    BadElf { path: PathBuf, what: String },
+    #[error("{path} is not a regular file (give the path of a Go executable, or a pid)")]
+    NotAFile { path: PathBuf },
     #[error("{path} is a {arch} binary; periscope supports x86-64 only")]
     UnsupportedArch { path: PathBuf, arch: String },
     #[error("{path} is not a Go program (it has no .gopclntab section)")]
@@ -32,8 +38,29 @@ pub enum Error {
     },
     #[error("no process with pid {pid} (is it still running? `ps -p {pid}`)")]
     NoProcess { pid: u32 },
-    #[error("permission denied inspecting pid {pid} (run periscope as root)")]
+    #[error("{}", process_permission(*.pid))]
     ProcessPermission { pid: u32 },
+    #[error("pid {pid} is a zombie: it has exited and waits for its parent to reap it")]
+    Zombie { pid: u32 },
+    #[error("pid {pid} is a kernel thread, not a Go program")]
+    KernelThread { pid: u32 },
+}
+
+/// Why the process cannot be inspected: a user without privileges is told what to get;
+/// root is told that it is the process that refuses (the kernel checks ptrace access to
+/// /proc/PID/exe, which fails even for root when the process is not dumpable or lives
+/// in another user namespace).
+fn process_permission(pid: u32) -> String {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        format!(
+            "the kernel refuses access to pid {pid} even for root (/proc/{pid}/exe is not readable: the process is not dumpable, or in another user namespace)"
+        )
+    } else {
+        format!(
+            "permission denied inspecting pid {pid}: run periscope as root, or with CAP_SYS_ADMIN (and CAP_SYS_PTRACE for another user's process)"
+        )
+    }
 }
 
 impl Error {
@@ -42,6 +69,7 @@ impl Error {
         match source.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound { path },
             std::io::ErrorKind::PermissionDenied => Error::Permission { path },
+            _ if path.is_dir() || path.exists() && !path.is_file() => Error::NotAFile { path },
             _ => Error::Io { path, source },
         }
     }

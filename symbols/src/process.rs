@@ -7,6 +7,24 @@ use crate::error::{Error, Result};
 /// replaced (`/proc/PID/exe` reads the mapped inode).
 pub fn exe_path(pid: u32) -> Result<PathBuf> {
     let link = PathBuf::from(format!("/proc/{pid}/exe"));
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Fields after the command name: state is the first, flags the seventh.
+        let rest: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|(_, r)| r.split(' ').collect())
+            .unwrap_or_default();
+        if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
+            return Err(Error::Zombie { pid });
+        }
+        const PF_KTHREAD: u64 = 0x0020_0000;
+        if rest
+            .get(6)
+            .and_then(|f| f.parse::<u64>().ok())
+            .is_some_and(|f| f & PF_KTHREAD != 0)
+        {
+            return Err(Error::KernelThread { pid });
+        }
+    }
     match std::fs::read_link(&link) {
         Ok(_) => Ok(link),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoProcess { pid }),

@@ -164,7 +164,13 @@ pub struct FixtureProc {
 
 impl FixtureProc {
     pub fn start(bin: &Path) -> FixtureProc {
-        let mut child = Command::new(bin)
+        FixtureProc::start_cmd(Command::new(bin))
+    }
+
+    /// Starts the fixture through `cmd` (for example `setpriv … BIN`, which execs it:
+    /// the pid is the fixture's).
+    pub fn start_cmd(mut cmd: Command) -> FixtureProc {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -337,9 +337,24 @@ fn list_works_on_stripped_and_pie_binaries_and_by_pid() {
 fn bad_targets_get_one_clear_line_and_status_2() {
     let tmp = std::env::temp_dir().join(format!("periscope-notelf-{}", std::process::id()));
     std::fs::write(&tmp, "#!/bin/sh\necho hi\n").unwrap();
+    // The first 100 KB of a real Go binary.
+    let truncated = std::env::temp_dir().join(format!("periscope-trunc-{}", std::process::id()));
+    let whole =
+        std::fs::read(fixture("kinds", &periscope_tests::newest(), Variant::Plain)).unwrap();
+    std::fs::write(&truncated, &whole[..100_000]).unwrap();
+    // A zombie: a child that exited and that nobody has reaped yet.
+    let mut zombie = Command::new("true").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["/nonexistent/app".into()], "no such file"),
         (vec![tmp.to_str().unwrap().into()], "not an ELF"),
+        (vec!["/tmp".into()], "/tmp is not a regular file"),
+        (
+            vec![truncated.to_str().unwrap().into()],
+            "truncated or damaged ELF",
+        ),
+        (vec!["2".into()], "pid 2 is a kernel thread"),
+        (vec![zombie.id().to_string()], "is a zombie"),
         (vec!["/bin/true".into()], "not a Go program"),
         (vec!["999999999".into()], "no process with pid"),
         (
@@ -361,5 +376,7 @@ fn bad_targets_get_one_clear_line_and_status_2() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+    zombie.wait().unwrap();
     std::fs::remove_file(tmp).unwrap();
+    std::fs::remove_file(truncated).unwrap();
 }

@@ -292,17 +292,64 @@ fn bad_probes_get_one_clear_line() {
         ),
         (&["main.Floats if f64 > 1"], "float"),
         (&["main.inc"], "inlined at every call site"),
+        (&["main.Login if"], "the condition after `if` is empty"),
+        (
+            &["main.Login if attempts >\n \"x\""],
+            "column 13: type mismatch",
+        ),
     ];
+    let deep = [
+        format!(
+            "main.Login if {}attempts{}",
+            "(".repeat(8000),
+            ")".repeat(8000)
+        ),
+        format!("main.Login if {}", "(".repeat(20_000)),
+        format!("main.Login if {}attempts", "!".repeat(20_000)),
+    ];
+    let deep: Vec<([&str; 1], &str)> = deep
+        .iter()
+        .map(|d| ([d.as_str()], "nested too deep"))
+        .collect();
+    let cases: Vec<(&[&str], &str)> = cases
+        .iter()
+        .copied()
+        .chain(deep.iter().map(|(a, w)| (&a[..], *w)))
+        .collect();
     for (args, want) in cases {
         let out = Command::new(periscope())
             .args(["trace", "--pid", &pid])
-            .args(*args)
+            .args(args)
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(
+            err.contains(want),
+            "{}: {err}",
+            args.join(" ").chars().take(80).collect::<String>()
+        );
+        assert!(
+            err.len() < 400,
+            "a long input is not echoed whole: {} bytes",
+            err.len()
+        );
+    }
+    for bad in [
+        ["--sample", "0"],
+        ["--max-string", "0"],
+        ["--max-string", "513"],
+    ] {
+        let out = Command::new(periscope())
+            .args(["trace", "--pid", &pid])
+            .args(bad)
+            .arg("main.Login")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains("is not in"), "{bad:?}: {err}");
     }
     let out = Command::new(periscope())
         .args(["trace", "--pid", "999999999", "main.Login"])

@@ -51,7 +51,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Keep one call in N (per probe).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         sample: u32,
         /// Capture arguments.
         #[arg(long)]
@@ -62,8 +62,8 @@ enum Cmd {
         /// Record call-to-return latency.
         #[arg(long)]
         latency: bool,
-        /// Longest string captured, in bytes.
-        #[arg(long, default_value_t = 64)]
+        /// Longest string captured, in bytes (1 to 512).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
         max_string: u16,
         /// Function names, each optionally followed by `if CONDITION`.
         #[arg(required = true)]
@@ -102,9 +102,6 @@ fn main() {
                     .as_deref()
                     .map(cli::trace::parse_duration)
                     .transpose()?;
-                if max_string == 0 || max_string > 512 {
-                    anyhow::bail!("--max-string must be between 1 and 512");
-                }
                 cli::trace::run(cli::trace::Options {
                     pid,
                     duration,
@@ -127,7 +124,22 @@ fn main() {
 
 fn exit_on_error(result: anyhow::Result<()>) {
     if let Err(e) = result {
-        eprintln!("periscope: {e:#}");
+        eprintln!("periscope: {}", one_line(&e));
         std::process::exit(2);
     }
+}
+
+/// The error and its causes on one line: a cause whose text the message already holds
+/// is not repeated (library errors often print their source), and line breaks that a
+/// quoted input carried become spaces (which keeps columns pointing at the same place).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg.replace(['\n', '\r', '\t'], " ")
 }

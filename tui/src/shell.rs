@@ -212,8 +212,9 @@ fn execute(
                 Err(e) => {
                     return Err(match (e.column, &settings.condition) {
                         (Some(col), Some(c)) => anyhow!(
-                            "{}\n       if {c}\n          {}^ column {col}",
+                            "{}\n       if {}\n          {}^ column {col}",
                             e.msg,
+                            probes_ebpf::error::shorten(c),
                             " ".repeat(col.saturating_sub(1))
                         ),
                         _ => anyhow!("{}", e.msg),

@@ -27,11 +27,17 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// `main.Login if attempts > 3` → ("main.Login", Some("attempts > 3")).
+/// `main.Login if attempts > 3` → ("main.Login", Some("attempts > 3")); `main.Login if`
+/// → ("main.Login", Some("")), an empty condition the caller refuses.
 pub fn split_probe(spec: &str) -> (&str, Option<&str>) {
-    match spec.split_once(" if ") {
-        Some((f, c)) => (f.trim(), Some(c.trim())),
-        None => (spec.trim(), None),
+    let spec = spec.trim();
+    let words: Vec<(usize, &str)> = spec
+        .split_whitespace()
+        .map(|w| (w.as_ptr() as usize - spec.as_ptr() as usize, w))
+        .collect();
+    match words.iter().find(|(_, w)| *w == "if") {
+        Some(&(at, _)) => (spec[..at].trim(), Some(spec[at + 2..].trim())),
+        None => (spec, None),
     }
 }
 
@@ -42,6 +48,9 @@ pub fn run(opts: Options) -> Result<()> {
     let mut order = Vec::new();
     for spec in &opts.probes {
         let (name, cond) = split_probe(spec);
+        if cond == Some("") {
+            bail!("`{spec}`: the condition after `if` is empty (e.g. '{name} if x > 0')");
+        }
         let func = crate::session::find_function(&cat, name)?;
         if order.contains(&func) {
             bail!("{name} is given twice: combine its conditions with || in one probe");
@@ -56,7 +65,11 @@ pub fn run(opts: Options) -> Result<()> {
         let set = session
             .set(func, &settings)
             .map_err(|e| match (e.column, cond) {
-                (Some(col), Some(c)) => anyhow!("condition `{c}`, column {col}: {}", e.msg),
+                (Some(col), Some(c)) => anyhow!(
+                    "condition `{}`, column {col}: {}",
+                    probes_ebpf::error::shorten(c),
+                    e.msg
+                ),
                 _ => anyhow!("probing {}: {}", cat.functions[func].name, e.msg),
             })?;
         if let Some(note) = set.note {
