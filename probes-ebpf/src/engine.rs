@@ -223,12 +223,21 @@ impl Engine {
         for &id in &ids {
             let links = self.links.remove(&id).unwrap_or_default();
             self.detaching.insert(id, links.len());
-            let kept = self.keeper.as_mut().is_some_and(|k| k.release(id).is_ok());
-            if kept {
-                // Not the last reference: closing ours is instant.
-                drop(links);
-            } else {
-                orphans.push((id, links));
+            match self.keeper.as_mut().filter(|k| k.is_alive()) {
+                Some(k) => {
+                    // Ours first, while the keeper's copies keep the uprobes: closing
+                    // ours is then instant, and the keeper's close (after the RELEASE
+                    // below) is the last, the one that removes them.
+                    drop(links);
+                    if k.release(id).is_err() {
+                        // The keeper died: its copies closed when it exited.
+                        self.closed
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(id);
+                    }
+                }
+                None => orphans.push((id, links)),
             }
         }
         if orphans.is_empty() {
@@ -337,6 +346,9 @@ impl Engine {
     /// events faster than they are consumed: what is not drained stays in the ring
     /// buffer, and once that is full the BPF program drops and counts (`lost`).
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        // Readers call this every few milliseconds: the place to take the keeper's
+        // answers, so that they never pile up in the socket.
+        self.reclaim();
         let mut n = 0;
         while n < max
             && let Some(item) = self.events.next()

@@ -13,7 +13,8 @@
 //!
 //! Protocol (SOCK_SEQPACKET, 8-byte messages): HOLD id + up to FDS_PER_MSG descriptors
 //! (SCM_RIGHTS); RELEASE id; the keeper answers RELEASED id once every link of that id
-//! is closed, i.e. once its uprobes are gone from the target.
+//! is closed, i.e. once its uprobes are gone from the target. Messages are processed in
+//! order, so the HOLDs of an id always precede its RELEASE.
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -55,12 +56,11 @@ impl Keeper {
         // SAFETY: both descriptors are new and owned by nobody else.
         let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
         let mut held: Vec<(u32, RawFd)> = Vec::with_capacity(CAPACITY);
-        let mut queue: Vec<u32> = Vec::with_capacity(CAPACITY);
         // SAFETY: fork; the child only runs `child`, which makes raw system calls and
         // uses memory allocated above, then _exits without returning.
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),
-            0 => child(theirs.as_raw_fd(), &mut held, &mut queue),
+            0 => child(theirs.as_raw_fd(), &mut held),
             pid => Ok(Keeper {
                 sock: ours,
                 pid,
@@ -203,10 +203,14 @@ const fn cmsg_words(n: usize) -> usize {
     (std::mem::size_of::<libc::cmsghdr>() + n * 4).div_ceil(8) + 1
 }
 
-/// The keeper's whole life. Raw system calls only, no allocation (`held` and `queue`
-/// have their capacity already), and `_exit` at the end: nothing of the parent's state
-/// (locks, buffers, destructors) is touched after the fork.
-fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>, queue: &mut Vec<u32>) -> ! {
+/// The keeper's whole life. Raw system calls only, no allocation (`held` has its
+/// capacity already), and `_exit` at the end: nothing of the parent's state (locks,
+/// buffers, destructors) is touched after the fork.
+///
+/// Two threads: this one receives, a closer closes. A unix datagram socket queues only
+/// `net.unix.max_dgram_qlen` (10) messages, and one close can take the kernel ~0.1 s:
+/// were both in one thread, periscope's sends would wait behind the closing.
+fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
     // SAFETY: plain system calls on this process's own state.
     unsafe {
         // Out of periscope's session and process group: Ctrl-C or a signal to the
@@ -235,50 +239,126 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>, queue: &mut Vec<u32>) -> ! {
         }
         libc::syscall(libc::SYS_close_range, (sock + 1) as u32, u32::MAX, 0u32);
     }
-    let mut eof = false;
-    loop {
-        if !eof {
-            let idle = queue.is_empty();
-            match receive(sock, !idle, held) {
-                Received::Message(OP_RELEASE, id) => {
-                    if !queue.contains(&id) && queue.len() < queue.capacity() {
-                        queue.push(id);
-                    }
-                    continue;
-                }
-                Received::Message(..) => continue,
-                Received::Nothing => {}
-                Received::Closed => eof = true,
-            }
+    let mut pipe = [0 as RawFd; 2];
+    // SAFETY: pipe writes two descriptors.
+    if unsafe { libc::pipe(pipe.as_mut_ptr()) } != 0 {
+        // No closer: close everything now, while periscope is alive and well.
+        for &(_, fd) in held.iter() {
+            // SAFETY: descriptors this process owns.
+            unsafe { libc::close(fd) };
         }
-        if let Some(&id) = queue.first() {
-            if let Some(pos) = held.iter().position(|h| h.0 == id) {
-                let (_, fd) = held.swap_remove(pos);
-                // SAFETY: a descriptor this process received and owns.
-                unsafe { libc::close(fd) };
-            } else {
-                queue.remove(0);
-                let msg = [OP_RELEASED, id];
-                // SAFETY: sends 8 bytes from a live array; errors (periscope gone) are
-                // of no consequence.
-                unsafe {
-                    libc::send(
-                        sock,
-                        msg.as_ptr().cast(),
-                        8,
-                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                    )
-                };
+        // SAFETY: ends the process.
+        unsafe { libc::_exit(1) };
+    }
+    let table = std::sync::Mutex::new(std::mem::take(held));
+    let closer = Closer {
+        table: &table,
+        sock,
+        ids: pipe[0],
+    };
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: `closer` outlives the thread, which is joined before this function ends.
+    let started = unsafe {
+        libc::pthread_create(
+            &mut thread,
+            std::ptr::null(),
+            closer_main,
+            (&closer as *const Closer).cast_mut().cast(),
+        )
+    } == 0;
+    let tell = |id: u32| {
+        if started {
+            // SAFETY: a 4-byte write to our own pipe (64 KiB: thousands of ids).
+            unsafe { libc::write(pipe[1], (&id as *const u32).cast(), 4) };
+        } else {
+            closer.release(id);
+        }
+    };
+    loop {
+        // Received outside the lock (a receive blocks until periscope says something).
+        let mut incoming: [(u32, RawFd); FDS_PER_MSG] = [(0, -1); FDS_PER_MSG];
+        let mut n_in = 0;
+        let got = receive(sock, &mut incoming, &mut n_in);
+        let mut lock = table.lock().unwrap_or_else(|e| e.into_inner());
+        for &(id, fd) in &incoming[..n_in] {
+            if lock.len() < lock.capacity() {
+                lock.push((id, fd));
             }
-        } else if eof {
-            match held.pop() {
-                // SAFETY: as above.
-                Some((_, fd)) => unsafe {
-                    libc::close(fd);
-                },
-                // SAFETY: ends this process without running any of the parent's code.
-                None => unsafe { libc::_exit(0) },
+            // Past capacity (the engine never sends that many) the descriptor is left
+            // open: leaking a descriptor beats leaking a breakpoint.
+        }
+        drop(lock);
+        match got {
+            Received::Message(OP_RELEASE, id) => tell(id),
+            Received::Message(..) | Received::Nothing => {}
+            Received::Closed => break,
+        }
+    }
+    // periscope is gone (or closed its end): remove everything, then leave.
+    tell(ALL);
+    if started {
+        // SAFETY: joins the thread started above.
+        unsafe { libc::pthread_join(thread, std::ptr::null_mut()) };
+    }
+    // SAFETY: ends this process without running any of the parent's code.
+    unsafe { libc::_exit(0) }
+}
+
+/// "Close everything": what the receiver tells the closer when periscope is gone.
+const ALL: u32 = u32::MAX;
+
+struct Closer<'a> {
+    table: &'a std::sync::Mutex<Vec<(u32, RawFd)>>,
+    sock: RawFd,
+    ids: RawFd,
+}
+
+impl Closer<'_> {
+    /// Closes every link of `id` (of every id for ALL), one at a time outside the lock,
+    /// then answers RELEASED.
+    fn release(&self, id: u32) {
+        loop {
+            let fd = {
+                let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+                match t.iter().position(|h| id == ALL || h.0 == id) {
+                    // Keep the order of attachment: returns before entries is not
+                    // needed here (the plan is already disabled), but it costs nothing.
+                    Some(pos) => t.remove(pos).1,
+                    None => break,
+                }
+            };
+            // SAFETY: a descriptor this process received and owns. Here is where the
+            // kernel removes the uprobe from the target.
+            unsafe { libc::close(fd) };
+        }
+        if id != ALL {
+            let msg = [OP_RELEASED, id];
+            // Blocking: an answer must not be dropped (periscope waits for it), and
+            // periscope reads answers on every drain. If periscope is gone, this fails
+            // at once; the error is of no consequence.
+            // SAFETY: sends 8 bytes from a live array.
+            unsafe { libc::send(self.sock, msg.as_ptr().cast(), 8, libc::MSG_NOSIGNAL) };
+        }
+    }
+}
+
+extern "C" fn closer_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `arg` is the `Closer` that `child` keeps alive until this thread is joined.
+    let closer = unsafe { &*(arg as *const Closer<'_>) };
+    loop {
+        let mut id = 0u32;
+        // SAFETY: reads 4 bytes into a local.
+        let n = unsafe { libc::read(closer.ids, (&mut id as *mut u32).cast(), 4) };
+        if n == 4 {
+            closer.release(id);
+            if id == ALL {
+                return std::ptr::null_mut();
             }
+        } else if n == 0
+            || (n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted)
+        {
+            closer.release(ALL);
+            return std::ptr::null_mut();
         }
     }
 }
@@ -289,8 +369,8 @@ enum Received {
     Closed,
 }
 
-/// Receives one message; the descriptors of a HOLD go into `held`.
-fn receive(sock: RawFd, nonblocking: bool, held: &mut Vec<(u32, RawFd)>) -> Received {
+/// Receives one message (blocking); the descriptors of a HOLD go into `incoming`.
+fn receive(sock: RawFd, incoming: &mut [(u32, RawFd); FDS_PER_MSG], n_in: &mut usize) -> Received {
     let mut msg = [0u32; 2];
     let mut iov = libc::iovec {
         iov_base: msg.as_mut_ptr().cast(),
@@ -303,13 +383,11 @@ fn receive(sock: RawFd, nonblocking: bool, held: &mut Vec<(u32, RawFd)>) -> Rece
     hdr.msg_iovlen = 1;
     hdr.msg_control = cbuf.as_mut_ptr().cast();
     hdr.msg_controllen = std::mem::size_of_val(&cbuf);
-    let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
     // SAFETY: recvmsg writes into the buffers described by hdr.
-    let n = unsafe { libc::recvmsg(sock, &mut hdr, flags) };
+    let n = unsafe { libc::recvmsg(sock, &mut hdr, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
-        let e = io::Error::last_os_error();
-        return match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Received::Nothing,
+        return match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted => Received::Nothing,
             _ => Received::Closed,
         };
     }
@@ -323,13 +401,9 @@ fn receive(sock: RawFd, nonblocking: bool, held: &mut Vec<(u32, RawFd)>) -> Rece
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(c).cast::<RawFd>();
                 let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-                for i in 0..count {
-                    let fd = std::ptr::read_unaligned(data.add(i));
-                    if held.len() < held.capacity() {
-                        held.push((msg[1], fd));
-                    }
-                    // Past capacity (the engine never sends that many) the descriptor
-                    // is left open: leaking a descriptor beats leaking a breakpoint.
+                for i in 0..count.min(FDS_PER_MSG - *n_in) {
+                    incoming[*n_in] = (msg[1], std::ptr::read_unaligned(data.add(i)));
+                    *n_in += 1;
                 }
             }
             c = libc::CMSG_NXTHDR(&hdr, c);

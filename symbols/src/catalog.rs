@@ -47,6 +47,9 @@ pub struct Function {
     pub params: Option<Vec<Value>>,
     pub results: Option<Vec<Value>>,
     pub inlined_only: bool,
+    /// The function uses ABI0 (all values on the stack; its ELF symbol ends in
+    /// `.abi0`): assembly, and cgo wrappers before Go 1.21.
+    pub abi0: bool,
     pub probes: Option<ProbePoints>,
 }
 
@@ -156,8 +159,7 @@ impl Catalog {
                 version: go_version,
             });
         }
-        let text = elf.section_addr(".text").unwrap_or(0);
-        let pcfuncs = pclntab::functions(&pcln, text, path)?;
+        let pcfuncs = pclntab::functions(&pcln, pclntab::text_start(&elf), path)?;
         let has_dwarf = dwarf::has_dwarf(&elf);
         // Disassembling every function for its probe points needs only the function
         // table, so it runs beside the DWARF walk instead of after it.
@@ -176,7 +178,11 @@ impl Catalog {
             // Placing every function's values is independent work: split it over the
             // cores like the walk.
             let types = &info.types;
-            let fns = in_parallel(info.functions, |f| build_function(f, types, dict_ty));
+            let abi0 = abi0_entries(&elf);
+            let fns = in_parallel(info.functions, |f| {
+                let is_abi0 = abi0.contains(&f.low_pc);
+                build_function(f, types, dict_ty, is_abi0)
+            });
             (fns, info.types, info.g_offsets, info.runtime_types)
         } else {
             let fns = pcfuncs
@@ -191,6 +197,7 @@ impl Catalog {
                     params: None,
                     results: None,
                     inlined_only: false,
+                    abi0: false,
                     probes: None,
                 })
                 .collect();
@@ -303,7 +310,18 @@ pub fn package_of(name: &str) -> &str {
 
 /// A function of the catalog from its DWARF description: the hidden parameters Go
 /// leaves out of DWARF put back, and every value placed by the register ABI.
-fn build_function(f: DwarfFunction, types: &Types, dict_ty: TypeId) -> Function {
+/// Entries of functions whose symbol says they use ABI0 (`name.abi0`). The DWARF
+/// names them without the suffix, and only the symbol table tells the two apart.
+fn abi0_entries(elf: &Elf) -> rustc_hash::FxHashSet<u64> {
+    use object::{Object, ObjectSymbol};
+    elf.object()
+        .symbols()
+        .filter(|s| s.name().is_ok_and(|n| n.ends_with(".abi0")))
+        .map(|s| s.address())
+        .collect()
+}
+
+fn build_function(f: DwarfFunction, types: &Types, dict_ty: TypeId, abi0: bool) -> Function {
     let (mut params, results): (Vec<DwarfParam>, Vec<DwarfParam>) =
         f.params.into_iter().partition(|p| !p.is_result);
     // Shape-instantiated generic code takes its dictionary as a hidden
@@ -337,7 +355,12 @@ fn build_function(f: DwarfFunction, types: &Types, dict_ty: TypeId) -> Function 
         };
         params.insert(at.min(params.len()), dict);
     }
-    let a = goabi::assign(
+    let assign = if abi0 {
+        goabi::assign_abi0
+    } else {
+        goabi::assign
+    };
+    let a = assign(
         types,
         &params.iter().map(|p| p.ty).collect::<Vec<_>>(),
         &results.iter().map(|p| p.ty).collect::<Vec<_>>(),
@@ -373,6 +396,7 @@ fn build_function(f: DwarfFunction, types: &Types, dict_ty: TypeId) -> Function 
         entry: f.low_pc,
         end: f.high_pc,
         inlined_only: f.inlined_only,
+        abi0,
         probes: None,
     }
 }

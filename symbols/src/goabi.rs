@@ -81,6 +81,23 @@ pub fn assign(types: &Types, params: &[TypeId], results: &[TypeId]) -> Assignmen
     Assignment { params, results }
 }
 
+/// Locations under ABI0, the stack-based convention of assembly functions and of the cgo
+/// wrappers (`main._Cfunc_x.abi0`) of older Go: every value on the stack in order, each
+/// aligned to its type, results after the arguments from a pointer-aligned offset
+/// (src/cmd/compile/abi-internal.md, "ABI0"). Same walk as `assign`, no registers.
+pub fn assign_abi0(types: &Types, params: &[TypeId], results: &[TypeId]) -> Assignment {
+    let mut st = State {
+        types,
+        stack: 0,
+        int: INT_REGS.len() as u8,
+        float: NUM_FLOAT_REGS,
+    };
+    let params = params.iter().map(|&t| st.assign(t)).collect();
+    st.stack = align_up(st.stack, 8);
+    let results = results.iter().map(|&t| st.assign(t)).collect();
+    Assignment { params, results }
+}
+
 struct State<'a> {
     types: &'a Types,
     stack: u64,

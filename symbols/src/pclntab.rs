@@ -36,6 +36,35 @@ pub fn locate(elf: &crate::elf::Elf) -> Option<std::borrow::Cow<'_, [u8]>> {
     Some(std::borrow::Cow::Owned(ro[start..].to_vec()))
 }
 
+/// Where Go's text starts (`runtime.text`), which function entries in the table are
+/// relative to when its header's textStart reads 0 in the file (Go ≥ 1.20 leaves it to
+/// a relocation). Not the `.text` section: an externally linked binary (cgo) puts C code
+/// first there. From the symbol table, or in a stripped binary from the runtime's
+/// `firstmoduledata`, which points at the pclntab and holds `minpc` (runtime/symtab.go:
+/// pcHeader, six slices, findfunctab, then minpc at byte 160, the same from 1.18 to 1.27).
+pub fn text_start(elf: &crate::elf::Elf) -> u64 {
+    if let Some(t) = elf.symbol_addr("runtime.text") {
+        return t;
+    }
+    let text = elf.section_addr(".text").unwrap_or(0);
+    let text_end = text + elf.section_size(".text").unwrap_or(0);
+    let pcln = elf
+        .section_addr(".gopclntab")
+        .or_else(|| elf.symbol_addr("runtime.pclntab"));
+    let from_moduledata = pcln.and_then(|pcln| {
+        let data = elf.section(".noptrdata")?;
+        let word = |i: usize| {
+            data.get(i..i + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        };
+        (0..data.len().saturating_sub(200))
+            .step_by(8)
+            .filter(|&i| word(i) == Some(pcln))
+            .find_map(|i| word(i + 160).filter(|&minpc| minpc >= text && minpc < text_end))
+    });
+    from_moduledata.unwrap_or(text)
+}
+
 pub fn functions(tab: &[u8], text_fallback: u64, path: &std::path::Path) -> Result<Vec<PcFunc>> {
     let bad = |what| Error::BadPclntab {
         path: path.to_path_buf(),

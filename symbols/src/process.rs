@@ -38,6 +38,15 @@ pub fn exe_path(pid: u32) -> Result<PathBuf> {
     }
 }
 
+/// Which file a process runs: (device, inode) of its executable. It changes when the
+/// process execs another program.
+pub fn exe_identity(pid: u32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 pub fn is_alive(pid: u32) -> bool {
     // A zombie still has /proc/PID; its state letter says it is gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -81,7 +81,8 @@ pub fn fixture(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
         .env("GOTOOLCHAIN", "local")
         .env("GOPROXY", "off")
         .env("GOFLAGS", "-mod=mod")
-        .env("CGO_ENABLED", "0")
+        // Only the cgo fixture links C (with gcc); the others stay pure Go.
+        .env("CGO_ENABLED", if name == "cgo" { "1" } else { "0" })
         .env("GOCACHE", out_dir.join(format!("gocache-{}", tc.label)))
         .arg("build")
         .arg("-o")

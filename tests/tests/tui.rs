@@ -368,7 +368,7 @@ fn help_comes_from_the_keymap_and_exit_is_shown() {
     snapshot!("help", text);
     press(&mut s, KeyCode::Char('x'));
     assert_eq!(s.mode, Mode::Normal);
-    let e = update(&mut s, Action::TargetExited);
+    let e = update(&mut s, Action::TargetExited("pid 4242 exited".into()));
     assert_eq!(e, vec![Effect::DetachAll]);
     assert!(render(&s, 160, 40).contains("TARGET EXITED"));
     let e = press(&mut s, KeyCode::Char('q'));

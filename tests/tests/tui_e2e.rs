@@ -124,6 +124,7 @@ fn tui_search_probe_condition_latency_quit() {
     let bin = fixture("kinds", &newest(), Variant::Plain);
     let mut fx = FixtureProc::start(&bin);
     fx.run("steady");
+    let leaks_before = periscope_tests::kernel_uprobe_leaks();
     let status = std::env::temp_dir().join(format!("periscope-e2e-{}", std::process::id()));
     let _ = std::fs::remove_file(&status);
     let tmux = Tmux::start(&format!(
@@ -197,6 +198,14 @@ fn tui_search_probe_condition_latency_quit() {
     let _ = std::fs::remove_file(&status);
     wait_until_gone();
     assert!(fx.is_running(), "the fixture died");
+    // Quitting detached everything before periscope exited: the target's code is its
+    // file again, byte for byte, and the kernel logged no leaked uprobe.
+    let diffs = periscope_tests::text_differences(fx.pid);
+    assert!(
+        diffs.is_empty(),
+        "breakpoints left in the target: {diffs:?}"
+    );
+    assert_eq!(periscope_tests::kernel_uprobe_leaks(), leaks_before);
 
     // Everything shown matches what the fixture says it did.
     let record = fx.run("stop");

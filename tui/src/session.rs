@@ -84,6 +84,30 @@ impl ProbeSettings {
     }
 }
 
+/// What became of the target process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Running,
+    Exited,
+    /// It replaced its program (exec): the probes were on the old one.
+    Execed {
+        program: String,
+    },
+}
+
+impl Target {
+    /// "pid N exited" / "pid N exec'd /usr/bin/x", for messages.
+    pub fn describe(&self, pid: u32) -> String {
+        match self {
+            Target::Running => format!("pid {pid} is running"),
+            Target::Exited => format!("pid {pid} exited"),
+            Target::Execed { program } => {
+                format!("pid {pid} replaced its program with {program} (exec)")
+            }
+        }
+    }
+}
+
 /// Why a probe could not be set; `column` points into the condition when it is at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetError {
@@ -120,6 +144,7 @@ struct Active {
 pub struct Session {
     pub pid: u32,
     pub exe: PathBuf,
+    exe_id: Option<(u64, u64)>,
     pub cat: Arc<Catalog>,
     bias: u64,
     engine: Engine,
@@ -132,6 +157,7 @@ impl Session {
     /// Opens a running Go process: its catalog (which must have DWARF) and the BPF engine.
     pub fn open(pid: u32) -> Result<Session> {
         let exe = symbols::process::exe_path(pid)?;
+        let exe_id = symbols::process::exe_identity(pid);
         let cat = Catalog::open(&exe)?;
         if !cat.has_dwarf {
             bail!(
@@ -143,6 +169,7 @@ impl Session {
         Ok(Session {
             pid,
             exe,
+            exe_id,
             cat: Arc::new(cat),
             bias,
             engine,
@@ -303,8 +330,25 @@ impl Session {
             .map(|a| self.engine.histogram(a.id))
     }
 
+    /// Whether the target still runs the program periscope opened. A process that execs
+    /// another binary keeps its pid, but none of the probes apply to it any more.
+    pub fn target(&self) -> Target {
+        if !symbols::process::is_alive(self.pid) {
+            return Target::Exited;
+        }
+        match symbols::process::exe_identity(self.pid) {
+            Some(id) if Some(id) != self.exe_id => Target::Execed {
+                program: std::fs::read_link(&self.exe)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "another program".into()),
+            },
+            None => Target::Exited,
+            _ => Target::Running,
+        }
+    }
+
     pub fn is_alive(&self) -> bool {
-        symbols::process::is_alive(self.pid)
+        self.target() == Target::Running
     }
 }
 

@@ -32,6 +32,8 @@ struct Shared {
     probes: BTreeMap<usize, (usize, ProbeSettings)>,
     next_no: usize,
     exited: bool,
+    /// What became of the target, once it is gone.
+    gone: String,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -49,6 +51,7 @@ pub fn run(pid: u32) -> Result<()> {
         probes: BTreeMap::new(),
         next_no: 1,
         exited: false,
+        gone: String::new(),
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -100,7 +103,10 @@ pub fn run(pid: u32) -> Result<()> {
         interrupt.store(false, Ordering::SeqCst);
         if lock(&shared).exited && !reported_exit {
             reported_exit = true;
-            println!("pid {pid} has exited: its probes are detached; what was captured stays");
+            println!(
+                "{}: its probes are detached; what was captured stays",
+                lock(&shared).gone
+            );
         }
         match crate::command::parse(&line) {
             Ok(None) => {}
@@ -143,8 +149,10 @@ fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
             sh.rows.drain(..excess);
             if !sh.exited && last_check.elapsed() > Duration::from_secs(1) {
                 last_check = Instant::now();
-                if !sh.session.is_alive() {
+                let t = sh.session.target();
+                if t != crate::session::Target::Running {
                     sh.exited = true;
+                    sh.gone = t.describe(sh.session.pid);
                     sh.session.remove_all();
                 }
             }
@@ -205,7 +213,7 @@ fn execute(
             };
             let mut sh = lock(shared);
             if sh.exited {
-                return Err(anyhow!("the target has exited"));
+                return Err(anyhow!("{}: nothing to probe", sh.gone));
             }
             let set = match sh.session.set(idx, &settings) {
                 Ok(set) => set,

@@ -18,7 +18,8 @@ pub enum Action {
         settings: ProbeSettings,
         result: Result<SetOk, SetError>,
     },
-    TargetExited,
+    /// The target exited or exec'd another program: what became of it.
+    TargetExited(String),
     Quit,
 }
 

@@ -60,10 +60,11 @@ async fn event_loop(mut session: Session) -> Result<()> {
                 session.drain(&mut buf, DRAIN_PER_FRAME);
                 (!buf.is_empty()).then(|| Action::Events(std::mem::take(&mut buf)))
             }
-            _ = second.tick() => Some(if !state.target_exited && !session.is_alive() {
-                Action::TargetExited
-            } else {
-                Action::Sample(samples(&session))
+            _ = second.tick() => Some(match session.target() {
+                t if !state.target_exited && t != crate::session::Target::Running => {
+                    Action::TargetExited(t.describe(session.pid))
+                }
+                _ => Action::Sample(samples(&session)),
             }),
             _ = sigterm.recv() => Some(Action::Quit),
             _ = sigint.recv() => Some(Action::Quit),
@@ -94,7 +95,14 @@ async fn event_loop(mut session: Session) -> Result<()> {
 fn perform(session: &mut Session, state: &mut State, e: Effect) -> Vec<Effect> {
     match e {
         Effect::Set { func, settings } => {
-            let result = session.set(func, &settings);
+            let result = match &state.target_gone {
+                // Say what happened, not what attaching to a gone process fails with.
+                Some(gone) if !settings.is_empty() => Err(crate::session::SetError {
+                    msg: format!("{gone}: nothing to probe"),
+                    column: None,
+                }),
+                _ => session.set(func, &settings),
+            };
             update(
                 state,
                 Action::Applied {

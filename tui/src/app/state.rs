@@ -164,6 +164,8 @@ pub struct State {
     pub rows_this_second: u64,
     pub message: Option<(String, bool)>,
     pub target_exited: bool,
+    /// What became of the target ("pid N exited"), once it is gone.
+    pub target_gone: Option<String>,
     pub quit: bool,
     /// Wall-clock time minus the kernel's monotonic clock, to show event times.
     pub clock_offset_ns: i64,
@@ -194,6 +196,7 @@ impl State {
             rows_this_second: 0,
             message: None,
             target_exited: false,
+            target_gone: None,
             quit: false,
             clock_offset_ns: 0,
         };

@@ -24,12 +24,12 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
             applied(s, func, settings, result);
             vec![]
         }
-        Action::TargetExited => {
+        Action::TargetExited(what) => {
             s.target_exited = true;
             s.error(format!(
-                "pid {} exited: probes detached; what was captured stays until you quit (q)",
-                s.pid
+                "{what}: probes detached; what was captured stays until you quit (q)"
             ));
+            s.target_gone = Some(what);
             vec![Effect::DetachAll]
         }
         Action::Quit => quit(s),

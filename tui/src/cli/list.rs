@@ -56,6 +56,9 @@ pub fn function_line(f: &Function) -> String {
     {
         s += "  [expensive probe: no stack check]";
     }
+    if f.abi0 {
+        s += "  [ABI0: values on the stack]";
+    }
     s.trim_end().to_string()
 }
 
@@ -85,6 +88,7 @@ pub fn function_json(f: &Function) -> String {
         entry: Hex(f.entry),
         end: Hex(f.end),
         inlined_only: f.inlined_only,
+        abi: if f.abi0 { "ABI0" } else { "ABIInternal" },
         probe_entry: f.probes.as_ref().map(|p| Hex(p.entry)),
         probe_entry_kind: f.probes.as_ref().map(|p| p.entry_kind),
         returns: f
@@ -106,6 +110,8 @@ struct FunctionJson<'a> {
     entry: Hex,
     end: Hex,
     inlined_only: bool,
+    /// ABI0: every value on the stack; ABIInternal: the register ABI.
+    abi: &'static str,
     probe_entry: Option<Hex>,
     probe_entry_kind: Option<symbols::probe_points::EntryKind>,
     returns: Option<Vec<Hex>>,

@@ -92,7 +92,7 @@ pub fn run(opts: Options) -> Result<()> {
     let writer = Writer::start(Arc::clone(&cat), opts.json);
     let start = Instant::now();
     let mut last_alive_check = Instant::now();
-    let mut target_exited = false;
+    let mut target_gone = None;
     let mut pending: Option<Vec<Row>> = None;
     loop {
         let mut drained = 0;
@@ -115,8 +115,9 @@ pub fn run(opts: Options) -> Result<()> {
         }
         if last_alive_check.elapsed() > Duration::from_millis(100) {
             last_alive_check = Instant::now();
-            if !session.is_alive() {
-                target_exited = true;
+            let t = session.target();
+            if t != crate::session::Target::Running {
+                target_gone = Some(t);
                 break;
             }
         }
@@ -159,8 +160,8 @@ pub fn run(opts: Options) -> Result<()> {
             "periscope: stdout is not being read: {unwritten} call(s) and the summary may not have been written"
         );
     }
-    if target_exited {
-        eprintln!("periscope: pid {} exited; detached", opts.pid);
+    if let Some(t) = target_gone {
+        eprintln!("periscope: {}; detached", t.describe(opts.pid));
     }
     Ok(())
 }
