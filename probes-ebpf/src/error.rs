@@ -6,7 +6,9 @@ pub enum PlanError {
         "{func} is inlined at every call site: it has no code of its own to probe (probe its callers)"
     )]
     Inlined { func: String },
-    #[error("{func} has no machine code in this binary")]
+    #[error(
+        "{func} is not in Go's function table (C code linked by cgo, or code the linker dropped): periscope probes Go functions"
+    )]
     NoCode { func: String },
     #[error(
         "{func} never returns through a RET (it ends in a tail jump, or is assembly): results and latency cannot be seen; capture its arguments (--args)"

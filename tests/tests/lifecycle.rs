@@ -176,3 +176,29 @@ fn shell_stopped_any_way_leaves_the_target_untouched() {
         t.check(how);
     }
 }
+
+#[test]
+fn ctrl_c_interrupts_the_shells_wait_and_the_shell_goes_on() {
+    let mut t = Target::start("ctrl-c-wait");
+    let (child, mut stdin, mut out) = shell(t.fx.pid);
+    writeln!(stdin, "wait 20s").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    signal(&child, libc::SIGINT);
+    let mut line = String::new();
+    while !line.contains("interrupted") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the shell ended");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Still there, probes and all.
+    writeln!(stdin, "probes").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("main.Work"), "{line}");
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    let st = child.wait_with_output().unwrap();
+    assert!(st.status.success());
+    t.check("Ctrl-C during wait, then quit");
+}

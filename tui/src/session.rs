@@ -352,6 +352,16 @@ impl Session {
     }
 }
 
+/// A line on stderr, for messages after periscope has started: a reader that went away
+/// (a closed pipe) must not turn a message into a panic, least of all while detaching.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Prints "detaching N uprobes…" on stderr when there are many to remove (the kernel
 /// takes ~0.1 s for each perf-event uprobe here), and when that is done.
 pub fn detach_progress() -> impl FnMut(usize) {
@@ -360,9 +370,9 @@ pub fn detach_progress() -> impl FnMut(usize) {
     move |left| {
         if !announced && left >= 10 {
             announced = true;
-            eprintln!("periscope: detaching {left} uprobes…");
+            crate::say!("periscope: detaching {left} uprobes…");
         } else if announced && left == 0 {
-            eprintln!(
+            crate::say!(
                 "periscope: detached in {:.1} s",
                 started.elapsed().as_secs_f64()
             );

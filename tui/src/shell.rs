@@ -55,19 +55,23 @@ pub fn run(pid: u32) -> Result<()> {
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = Arc::new(AtomicBool::new(false));
+    // A command is running: Ctrl-C then interrupts it rather than ending the shell.
+    let running = Arc::new(AtomicBool::new(false));
     {
         let (shared, stop, interrupt) = (shared.clone(), stop.clone(), interrupt.clone());
+        let running = running.clone();
         let terminal = crate::signals::SavedTerminal::save();
         crate::signals::spawn_waiter(move |sig| {
-            if sig == crate::signals::INTERRUPT {
-                // Ctrl-C while a command runs (the line editor reads it as a key).
+            if sig == crate::signals::INTERRUPT && running.load(Ordering::SeqCst) {
+                // Ctrl-C while a command runs (at the prompt, the line editor reads it
+                // as a key).
                 interrupt.store(true, Ordering::SeqCst);
                 return;
             }
             stop.store(true, Ordering::SeqCst);
             lock(&shared).session.close();
             terminal.restore();
-            eprintln!("periscope: stopped by signal {sig}; every probe is detached");
+            crate::say!("periscope: stopped by signal {sig}; every probe is detached");
             std::process::exit(0);
         });
     }
@@ -112,7 +116,10 @@ pub fn run(pid: u32) -> Result<()> {
             Ok(None) => {}
             Ok(Some(Command::Quit)) => break,
             Ok(Some(cmd)) => {
-                if let Err(e) = execute(&shared, &cat, cmd, &interrupt) {
+                running.store(true, Ordering::SeqCst);
+                let result = execute(&shared, &cat, cmd, &interrupt);
+                running.store(false, Ordering::SeqCst);
+                if let Err(e) = result {
                     println!("error: {e:#}");
                 }
             }

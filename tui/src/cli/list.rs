@@ -51,6 +51,8 @@ pub fn function_line(f: &Function) -> String {
     let mut s = format!("{}  {}", f.signature(), f.location());
     if f.inlined_only {
         s += "  [inlined: not probeable]";
+    } else if f.probes.is_none() && f.params.is_some() {
+        s += "  [not in Go's function table (C code?): not probeable]";
     } else if let Some(p) = &f.probes
         && p.entry_kind.is_expensive()
     {

@@ -73,7 +73,7 @@ pub fn run(opts: Options) -> Result<()> {
                 _ => anyhow!("probing {}: {}", cat.functions[func].name, e.msg),
             })?;
         if let Some(note) = set.note {
-            eprintln!("periscope: {note}");
+            crate::say!("periscope: {note}");
         }
         order.push(func);
     }
@@ -83,7 +83,7 @@ pub fn run(opts: Options) -> Result<()> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
-    eprintln!(
+    crate::say!(
         "periscope: attached {} probe(s) to pid {} ({}); Ctrl-C to stop",
         order.len(),
         opts.pid,
@@ -156,12 +156,12 @@ pub fn run(opts: Options) -> Result<()> {
     let finished = writer.finish(deadline + Duration::from_secs(1));
     session.wait_detached(crate::session::detach_progress());
     if unwritten > 0 || !finished {
-        eprintln!(
+        crate::say!(
             "periscope: stdout is not being read: {unwritten} call(s) and the summary may not have been written"
         );
     }
     if let Some(t) = target_gone {
-        eprintln!("periscope: {}; detached", t.describe(opts.pid));
+        crate::say!("periscope: {}; detached", t.describe(opts.pid));
     }
     Ok(())
 }
