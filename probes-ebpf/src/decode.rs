@@ -3,7 +3,7 @@
 use symbols::{Catalog, Function, Kind, Loc, Location, TypeId};
 
 use crate::plan::{OpKey, Plan};
-use crate::value::GoValue;
+use crate::value::{GoValue, Missing};
 use crate::wire::*;
 use crate::word::Src;
 
@@ -180,7 +180,7 @@ impl Decoder<'_> {
         match &t.kind {
             Kind::Bool => img
                 .u64_at(off, 1)
-                .map_or(GoValue::Unavailable("not captured"), |v| {
+                .map_or(GoValue::NotCaptured(Missing::Budget), |v| {
                     GoValue::Bool(v != 0)
                 }),
             Kind::Int { signed } => match img.u64_at(off, t.size) {
@@ -189,15 +189,17 @@ impl Decoder<'_> {
                     GoValue::Int(((v << sh) as i64) >> sh)
                 }
                 Some(v) => GoValue::Uint(v),
-                None => GoValue::Unavailable("not captured"),
+                None => GoValue::NotCaptured(Missing::Budget),
             },
-            Kind::Float | Kind::Complex => GoValue::Unavailable("float in XMM register"),
+            Kind::Float | Kind::Complex => GoValue::NotCaptured(Missing::FloatRegister),
             Kind::String => {
                 let (Some(p), Some(l)) = (src.word(off, 8), src.word(off + 8, 8)) else {
-                    return GoValue::Unavailable("not captured");
+                    return GoValue::NotCaptured(Missing::Budget);
                 };
-                let len = img.u64_at(off + 8, 8).unwrap_or(0);
-                let ptr = img.u64_at(off, 8).unwrap_or(0);
+                // A header that was not captured is not an empty string.
+                let (Some(len), Some(ptr)) = (img.u64_at(off + 8, 8), img.u64_at(off, 8)) else {
+                    return GoValue::NotCaptured(Missing::Budget);
+                };
                 let key = OpKey {
                     section: s,
                     ptr: p,
@@ -214,16 +216,18 @@ impl Decoder<'_> {
                         truncated: (b.len() as u64) < len,
                     },
                     Some(_) => GoValue::Fault(ptr),
-                    None => GoValue::Unavailable("not captured"),
+                    None => GoValue::NotCaptured(Missing::Budget),
                 }
             }
             Kind::Slice(elem) => {
                 let es = types.get(*elem).size.max(1);
                 let (Some(p), Some(l)) = (src.word(off, 8), src.word(off + 8, 8)) else {
-                    return GoValue::Unavailable("not captured");
+                    return GoValue::NotCaptured(Missing::Budget);
                 };
-                let len = img.u64_at(off + 8, 8).unwrap_or(0);
-                let ptr = img.u64_at(off, 8).unwrap_or(0);
+                // A header that was not captured is not a nil slice.
+                let (Some(len), Some(ptr)) = (img.u64_at(off + 8, 8), img.u64_at(off, 8)) else {
+                    return GoValue::NotCaptured(Missing::Budget);
+                };
                 if ptr == 0 && len == 0 {
                     return GoValue::Nil;
                 }
@@ -236,7 +240,12 @@ impl Decoder<'_> {
                 };
                 match self.item(sec, &key) {
                     Some((0, b)) => {
-                        let n = (b.len() as u64 / es).min(len);
+                        let mut n = (b.len() as u64 / es).min(len);
+                        if matches!(types.get(*elem).kind, Kind::String) {
+                            // Only these elements' bytes were planned: the rest are
+                            // shown as cut, not as values that were not captured.
+                            n = n.min(crate::plan::STRING_ELEMS);
+                        }
                         let inner = Image {
                             bytes: b.to_vec(),
                             avail: vec![true; b.len()],
@@ -258,7 +267,7 @@ impl Decoder<'_> {
                         GoValue::List { items, len }
                     }
                     Some(_) => GoValue::Fault(ptr),
-                    None => GoValue::Unavailable("not captured"),
+                    None => GoValue::NotCaptured(Missing::Budget),
                 }
             }
             Kind::Struct(fields) => GoValue::Struct(
@@ -284,7 +293,7 @@ impl Decoder<'_> {
             }
             Kind::Pointer(target) => {
                 let Some(addr) = img.u64_at(off, 8) else {
-                    return GoValue::Unavailable("not captured");
+                    return GoValue::NotCaptured(Missing::Budget);
                 };
                 if addr == 0 {
                     return GoValue::Nil;
@@ -315,7 +324,7 @@ impl Decoder<'_> {
             }
             Kind::Map => {
                 let Some(addr) = img.u64_at(off, 8) else {
-                    return GoValue::Unavailable("not captured");
+                    return GoValue::NotCaptured(Missing::Budget);
                 };
                 if addr == 0 {
                     return GoValue::Nil;
@@ -340,9 +349,9 @@ impl Decoder<'_> {
             Kind::Chan | Kind::Func | Kind::UnsafePointer => match img.u64_at(off, 8) {
                 Some(0) => GoValue::Nil,
                 Some(a) => GoValue::Ptr(a),
-                None => GoValue::Unavailable("not captured"),
+                None => GoValue::NotCaptured(Missing::Budget),
             },
-            Kind::Opaque => GoValue::Unavailable("unknown type"),
+            Kind::Opaque => GoValue::NotCaptured(Missing::UnknownType),
         }
     }
 
@@ -356,13 +365,13 @@ impl Decoder<'_> {
         s: u16,
     ) -> GoValue {
         let Some(tab) = img.u64_at(off, 8) else {
-            return GoValue::Unavailable("not captured");
+            return GoValue::NotCaptured(Missing::Budget);
         };
         if tab == 0 {
             return GoValue::Nil;
         }
         let (Some(tw), Some(dw)) = (src.word(off, 8), src.word(off + 8, 8)) else {
-            return GoValue::Unavailable("not captured");
+            return GoValue::NotCaptured(Missing::Budget);
         };
         let type_addr = if empty {
             Some(tab)

@@ -163,6 +163,10 @@ pub fn build(
 
 /// Bytes read of a slice's backing array: the first elements, or for byte slices
 /// (text, mostly) as much as a string.
+/// Elements of a `[]string` whose bytes are read (each costs a byte range of the
+/// probe's budget); the decoder shows the slice cut after them.
+pub const STRING_ELEMS: u64 = 4;
+
 pub fn slice_read_size(elem_size: u64, capture: &Capture) -> u16 {
     let want = if elem_size == 1 {
         u64::from(capture.max_string)
@@ -241,7 +245,7 @@ impl Planner<'_> {
                 if let (Some(ptr), Some(len)) = (src.word(offset, 8), src.word(offset + 8, 8)) {
                     self.op(sec, ptr.clone(), Some(len), size, es as u16);
                     if depth <= 1 && matches!(types.get(elem).kind, Kind::String) {
-                        for i in 0..n.min(4) {
+                        for i in 0..n.min(STRING_ELEMS) {
                             self.value(elem, &Src::Mem(ptr.clone()), i * es, depth + 1, sec);
                         }
                     }

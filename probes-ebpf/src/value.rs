@@ -25,15 +25,37 @@ pub enum GoValue {
         value: Option<Box<GoValue>>,
     },
     Ptr(u64),
-    /// Not readable at a uprobe (floats in XMM registers) or not captured.
-    Unavailable(&'static str),
-    /// A pointer that could not be followed.
+    /// A value periscope does not have: never shown as a made-up nil, zero or "".
+    NotCaptured(Missing),
+    /// A pointer that could not be followed (unmapped memory).
     Fault(u64),
+}
+
+/// Why a value was not captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// The probe's capture budget (stack window, byte ranges, elements) ran out first.
+    Budget,
+    /// Floats live in XMM registers, which a uprobe cannot read.
+    FloatRegister,
+    /// DWARF does not say what it is.
+    UnknownType,
+}
+
+impl Missing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::Budget => "budget",
+            Missing::FloatRegister => "float register",
+            Missing::UnknownType => "unknown type",
+        }
+    }
 }
 
 /// The JSON form of a value, written straight to the output (a trace can print a
 /// million of these a second): strings as strings (cut ones end in `…`), pointers to
-/// structs as the struct's fields, nil as null, interfaces as `{"type", "value"}`.
+/// structs as the struct's fields, nil as null (only a real nil), interfaces as
+/// `{"type", "value"}`, and what was not captured as `{"not_captured": REASON}`.
 impl Serialize for GoValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -71,10 +93,15 @@ impl Serialize for GoValue {
                 m.end()
             }
             GoValue::Ptr(a) => s.collect_str(&format_args!("{a:#x}")),
-            GoValue::Unavailable(_) => s.serialize_str("unavailable"),
-            GoValue::Fault(a) => {
+            GoValue::NotCaptured(why) => {
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("fault", &format_args!("{a:#x}").to_string())?;
+                m.serialize_entry("not_captured", why.as_str())?;
+                m.end()
+            }
+            GoValue::Fault(a) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("not_captured", "fault")?;
+                m.serialize_entry("addr", &format_args!("{a:#x}").to_string())?;
                 m.end()
             }
         }
@@ -138,8 +165,8 @@ impl GoValue {
             GoValue::Iface { ty, value: Some(v) } => format!("{ty}({})", inner(v)),
             GoValue::Iface { ty, value: None } => format!("{ty}(…)"),
             GoValue::Ptr(a) => format!("{a:#x}"),
-            GoValue::Unavailable(why) => format!("<{why}>"),
-            GoValue::Fault(a) => format!("<bad pointer {a:#x}>"),
+            GoValue::NotCaptured(why) => format!("‹not captured: {}›", why.as_str()),
+            GoValue::Fault(a) => format!("‹not captured: fault at {a:#x}›"),
         }
     }
 }

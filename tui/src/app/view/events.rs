@@ -131,7 +131,7 @@ fn values_line(vs: Option<&[(String, GoValue)]>, results: bool) -> Line<'static>
             // A non-nil interface among results is almost always an error.
             GoValue::Iface { .. } if results => Style::new().fg(Color::Red),
             GoValue::Str { .. } => Style::new().fg(Color::Yellow),
-            GoValue::Unavailable(_) | GoValue::Fault(_) => Style::new().fg(Color::DarkGray),
+            GoValue::NotCaptured(_) | GoValue::Fault(_) => Style::new().fg(Color::DarkGray),
             _ => Style::new(),
         };
         spans.push(Span::styled(v.render_depth(1), style));
