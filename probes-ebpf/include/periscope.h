@@ -111,6 +111,8 @@ struct psc_stats {
 	__u64 unpaired;    /* RET hits with no entry seen (attached mid-call, evicted): not calls */
 	__u64 returns;     /* calls that completed at a RET */
 	__u64 matched;     /* calls whose condition held: the sampling sequence */
+	__u64 ret_hits;    /* every hit of a RET point, paired or not (each is a cost) */
+	__u64 prog_ns;     /* time this program spent on the probe's hits */
 };
 
 struct psc_pending_key {

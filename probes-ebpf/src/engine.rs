@@ -11,6 +11,7 @@ use aya::programs::UProbe;
 use symbols::Function;
 use symbols::probe_points::EntryKind;
 
+use crate::calibrate::HitCost;
 use crate::error::EngineError;
 use crate::keeper::Keeper;
 use crate::plan::Plan;
@@ -50,6 +51,8 @@ pub struct Stats {
     pub morestack: u64,
     pub unpaired: u64,
     pub returns: u64,
+    pub ret_hits: u64,
+    pub prog_ns: u64,
 }
 
 impl Stats {
@@ -168,9 +171,6 @@ impl Engine {
             sites.extend(points.returns.iter().map(|&r| (r, PSC_POINT_RET)));
         }
         sites.push((points.entry, entry_kind));
-        let prog: &mut UProbe = self.ebpf.program_mut(PROGRAM).expect("loaded").try_into()?;
-        let prog_fd = prog.fd()?.as_fd();
-        let links = self.links.entry(id).or_default();
         for (addr, kind) in sites {
             let offset = elf
                 .vaddr_to_offset(addr)
@@ -179,21 +179,79 @@ impl Engine {
                     addr,
                 })?;
             let cookie = u64::from(id) | (u64::from(kind) << 32);
-            let link =
-                crate::uprobe::attach(prog_fd, exe, offset, pid, cookie).map_err(|error| {
-                    EngineError::Attach {
-                        func: f.name.clone(),
-                        pid,
-                        error,
-                    }
+            self.attach_point(id, exe, offset, pid, cookie)
+                .map_err(|error| EngineError::Attach {
+                    func: f.name.clone(),
+                    pid,
+                    error,
                 })?;
-            // The keeper gets its duplicate at once: from here on, periscope dying in
-            // any way leaves the removal of this uprobe to it.
-            if let Some(Err(e)) = self.keeper.as_mut().map(|k| k.hold(id, &[link.as_fd()])) {
-                self.keeper_error = Some(format!("the keeper process is gone ({e})"));
-            }
-            links.push(link);
         }
+        Ok(())
+    }
+
+    /// Measures what a uprobe hit costs here (see calibrate.rs): probes two functions of
+    /// periscope's own under an inactive plan and times them against bare calls.
+    pub fn calibrate(&mut self) -> Result<HitCost, EngineError> {
+        self.reclaim();
+        let id = self
+            .free
+            .pop()
+            .ok_or(EngineError::TooMany(PSC_MAX_PROBES))?;
+        self.allocated.insert(id);
+        let result = self.calibrate_with(id);
+        // The links go like any probe's (through the keeper): startup does not wait.
+        self.detach(id);
+        result
+    }
+
+    fn calibrate_with(&mut self, id: u32) -> Result<HitCost, EngineError> {
+        let exe = Path::new("/proc/self/exe");
+        let pid = std::process::id();
+        let mut per_call = [0f64; 2];
+        for (k, (f, n)) in crate::calibrate::targets().into_iter().enumerate() {
+            let bare = crate::calibrate::time_per_call(f, n);
+            let offset = crate::calibrate::file_offset(f as usize).ok_or_else(|| {
+                EngineError::Io(std::io::Error::other(
+                    "calibration: periscope's own code is not in /proc/self/maps",
+                ))
+            })?;
+            self.attach_point(id, exe, offset, pid, u64::from(id))
+                .map_err(|error| EngineError::Attach {
+                    func: "periscope's calibration function".into(),
+                    pid,
+                    error,
+                })?;
+            per_call[k] = (crate::calibrate::time_per_call(f, n) - bare).max(0.0);
+        }
+        Ok(HitCost {
+            emulated_ns: per_call[0],
+            stepped_ns: per_call[1],
+        })
+    }
+
+    /// One uprobe of probe `id`, its link handed to the keeper at once.
+    fn attach_point(
+        &mut self,
+        id: u32,
+        exe: &Path,
+        offset: u64,
+        pid: u32,
+        cookie: u64,
+    ) -> std::io::Result<()> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .expect("loaded")
+            .try_into()
+            .map_err(std::io::Error::other)?;
+        let prog_fd = prog.fd().map_err(std::io::Error::other)?.as_fd();
+        let link = crate::uprobe::attach(prog_fd, exe, offset, pid, cookie)?;
+        // From here on, periscope dying in any way leaves the removal of this uprobe
+        // to the keeper.
+        if let Some(Err(e)) = self.keeper.as_mut().map(|k| k.hold(id, &[link.as_fd()])) {
+            self.keeper_error = Some(format!("the keeper process is gone ({e})"));
+        }
+        self.links.entry(id).or_default().push(link);
         Ok(())
     }
 
@@ -325,6 +383,8 @@ impl Engine {
             morestack: a.morestack + s.morestack,
             unpaired: a.unpaired + s.unpaired,
             returns: a.returns + s.returns,
+            ret_hits: a.ret_hits + s.ret_hits,
+            prog_ns: a.prog_ns + s.prog_ns,
         })
     }
 

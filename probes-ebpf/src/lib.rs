@@ -1,6 +1,8 @@
 //! The probe engine: turns symbols' function descriptions into plans for one generic
 //! BPF program, attaches them as uprobes, and decodes what they capture.
+pub mod calibrate;
 pub mod condition;
+pub mod cost;
 pub mod decode;
 pub mod engine;
 pub mod error;
@@ -12,6 +14,7 @@ pub mod value;
 pub mod wire;
 pub mod word;
 
+pub use calibrate::HitCost;
 pub use condition::CompiledCondition;
 pub use decode::Call;
 pub use engine::{Engine, Stats};

@@ -47,6 +47,17 @@ pub fn exe_identity(pid: u32) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
+/// CPU time the process has used (user + system, all threads), in nanoseconds.
+pub fn cpu_time_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks.
+    let ticks: u64 = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * (1_000_000_000 / hz))
+}
+
 pub fn is_alive(pid: u32) -> bool {
     // A zombie still has /proc/PID; its state letter says it is gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

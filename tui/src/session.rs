@@ -139,6 +139,17 @@ pub struct Row {
 struct Active {
     id: u32,
     plan: Plan,
+    /// The target's CPU time when the probe was attached (its counters start at zero).
+    cpu_at_attach: Option<u64>,
+}
+
+/// What a probe has cost the target since it was attached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeCost {
+    /// Nanoseconds added to each call, all its points together.
+    pub per_call_ns: f64,
+    /// Share of the target's CPU time spent on this probe.
+    pub overhead_pct: Option<f64>,
 }
 
 pub struct Session {
@@ -151,6 +162,8 @@ pub struct Session {
     active: HashMap<usize, Active>,
     by_id: HashMap<u32, usize>,
     pub max_string: u16,
+    /// What a uprobe hit costs here, measured at start-up; None says why not.
+    pub hit_cost: Result<probes_ebpf::HitCost, String>,
 }
 
 impl Session {
@@ -165,7 +178,8 @@ impl Session {
             );
         }
         let bias = symbols::process::load_bias(pid, cat.elf.first_load_vaddr())?;
-        let engine = Engine::new()?;
+        let mut engine = Engine::new()?;
+        let hit_cost = engine.calibrate().map_err(|e| e.to_string());
         Ok(Session {
             pid,
             exe,
@@ -176,6 +190,7 @@ impl Session {
             active: HashMap::new(),
             by_id: HashMap::new(),
             max_string: 64,
+            hit_cost,
         })
     }
 
@@ -237,7 +252,15 @@ impl Session {
             .attach(self.pid, &self.exe, &cat.elf, f, &plan)
             .map_err(|e| plain(&e))?;
         self.remove(func);
-        self.active.insert(func, Active { id, plan });
+        let cpu_at_attach = symbols::process::cpu_time_ns(self.pid);
+        self.active.insert(
+            func,
+            Active {
+                id,
+                plan,
+                cpu_at_attach,
+            },
+        );
         self.by_id.insert(id, func);
         Ok(SetOk {
             settings: s.clone(),
@@ -315,6 +338,25 @@ impl Session {
             {
                 out.push(Row { func, call });
             }
+        })
+    }
+
+    /// What the probe on `func` has cost the target since it was attached, from its
+    /// counters `st` (see probes_ebpf::cost).
+    pub fn cost(&self, func: usize, st: &Stats) -> Option<ProbeCost> {
+        let hc = self.hit_cost.as_ref().ok()?;
+        let a = self.active.get(&func)?;
+        let emulated = self.cat.functions[func]
+            .probes
+            .as_ref()
+            .is_some_and(|p| !p.entry_kind.is_expensive());
+        let c = probes_ebpf::cost::of(st, emulated, hc);
+        let cpu = symbols::process::cpu_time_ns(self.pid)
+            .zip(a.cpu_at_attach)
+            .map(|(now, then)| now.saturating_sub(then));
+        Some(ProbeCost {
+            per_call_ns: c.per_call_ns,
+            overhead_pct: cpu.and_then(|cpu| probes_ebpf::cost::overhead_pct(c.total_ns, cpu)),
         })
     }
 

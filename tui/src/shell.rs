@@ -263,8 +263,13 @@ fn execute(
             }
             for (no, (f, s)) in &sh.probes {
                 let st = sh.session.stats(*f).unwrap_or_default();
+                let cost = sh
+                    .session
+                    .cost(*f, &st)
+                    .map(|c| format!("  {}", crate::cli::trace::describe_cost(&c)))
+                    .unwrap_or_default();
                 println!(
-                    "{no:>3}  {}  {}  hits {} recorded {} filtered {} sampled-out {} lost {} in-flight {}",
+                    "{no:>3}  {}  {}  hits {} recorded {} filtered {} sampled-out {} lost {} in-flight {}{cost}",
                     cat.functions[*f].name,
                     s.describe(),
                     st.hits,

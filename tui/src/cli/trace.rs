@@ -11,7 +11,7 @@ use probes_ebpf::{Call, Capture, GoValue, Stats};
 use serde_json::json;
 use symbols::Catalog;
 
-use crate::session::{DRAIN_BATCH, ProbeSettings, Row, Session};
+use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSettings, Row, Session};
 
 pub struct Options {
     pub pid: u32,
@@ -84,10 +84,18 @@ pub fn run(opts: Options) -> Result<()> {
         libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
     crate::say!(
-        "periscope: attached {} probe(s) to pid {} ({}); Ctrl-C to stop",
+        "periscope: attached {} probe(s) to pid {} ({}){}; Ctrl-C to stop",
         order.len(),
         opts.pid,
-        cat.go_version
+        cat.go_version,
+        match &session.hit_cost {
+            Ok(hc) => format!(
+                "; a probe hit costs ~{} here, ~{} on an instruction the kernel single-steps",
+                fmt_ns(hc.emulated_ns.round() as u64),
+                fmt_ns(hc.stepped_ns.round() as u64)
+            ),
+            Err(e) => format!("; probe costs unknown ({e})"),
+        }
     );
     let writer = Writer::start(Arc::clone(&cat), opts.json);
     let start = Instant::now();
@@ -128,6 +136,10 @@ pub fn run(opts: Options) -> Result<()> {
     // Detach first; then what is still buffered goes out, for at most a second more.
     let mut finals = session.finish();
     finals.sort_by_key(|f| order.iter().position(|&o| o == f.0));
+    let costs: Vec<Option<ProbeCost>> = finals
+        .iter()
+        .map(|(func, st, _)| session.cost(*func, st))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut unwritten = 0;
     loop {
@@ -146,7 +158,7 @@ pub fn run(opts: Options) -> Result<()> {
         }
     }
     let mut summary = Vec::new();
-    summarize(&mut summary, &cat, &finals, opts.json)?;
+    summarize(&mut summary, &cat, &finals, &costs, opts.json)?;
     if writer
         .send_until(Out::Text(summary), deadline + Duration::from_secs(1))
         .is_err()
@@ -290,6 +302,15 @@ pub fn call_line(c: &Call, func: &str) -> String {
     s
 }
 
+/// `cost ~1.2µs a call, 0.8% of the target's CPU`.
+pub fn describe_cost(c: &ProbeCost) -> String {
+    let pct = c
+        .overhead_pct
+        .map(|p| format!(", {p:.1}% of the target's CPU"))
+        .unwrap_or_default();
+    format!("cost ~{} a call{pct}", fmt_ns(c.per_call_ns.round() as u64))
+}
+
 pub fn fmt_ns(ns: u64) -> String {
     match ns {
         n if n < 1_000 => format!("{n}ns"),
@@ -321,9 +342,10 @@ fn summarize(
     out: &mut impl Write,
     cat: &Catalog,
     finals: &[(usize, Stats, Option<Vec<u64>>)],
+    costs: &[Option<ProbeCost>],
     as_json: bool,
 ) -> Result<()> {
-    for (func, st, buckets) in finals {
+    for ((func, st, buckets), cost) in finals.iter().zip(costs) {
         let name = &cat.functions[*func].name;
         if let Some(b) = buckets {
             let h = probes_ebpf::hist::to_hdr(b);
@@ -353,18 +375,22 @@ fn summarize(
             writeln!(
                 out,
                 "{}",
-                json!({"type":"stats","func":name,"hits":st.hits,"emitted":st.emitted,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"in_flight":st.in_flight(),"morestack":st.morestack,"unpaired":st.unpaired})
+                json!({"type":"stats","func":name,"hits":st.hits,"emitted":st.emitted,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"in_flight":st.in_flight(),"morestack":st.morestack,"unpaired":st.unpaired,
+                    "cost_ns":cost.map(|c| c.per_call_ns.round() as u64),
+                    "overhead_pct":cost.and_then(|c| c.overhead_pct).map(|p| (p * 100.0).round() / 100.0)})
             )?;
         } else {
             writeln!(
                 out,
-                "{name}: {} hits, {} recorded, {} filtered, {} sampled out, {} lost, {} in flight",
+                "{name}: {} hits, {} recorded, {} filtered, {} sampled out, {} lost, {} in flight{}",
                 st.hits,
                 st.emitted,
                 st.filtered,
                 st.sampled_out,
                 st.lost,
-                st.in_flight()
+                st.in_flight(),
+                cost.map(|c| format!("; {}", describe_cost(&c)))
+                    .unwrap_or_default()
             )?;
         }
     }

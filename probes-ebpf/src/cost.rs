@@ -1,0 +1,66 @@
+//! What a probe costs the traced program: its hits, priced by how the kernel runs each
+//! instruction (measured by calibrate.rs), plus the BPF program's own time (measured
+//! in the program, per probe). Pure arithmetic, tested without a kernel.
+use crate::calibrate::HitCost;
+use crate::engine::Stats;
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Cost {
+    /// Nanoseconds of the target's time spent on the probe, all points together.
+    pub total_ns: f64,
+    /// Added to each call, on average.
+    pub per_call_ns: f64,
+}
+
+/// The cost of the hits counted in `st`; `entry_emulated` says whether the entry point
+/// is an instruction the kernel emulates. A RET is always single-stepped.
+pub fn of(st: &Stats, entry_emulated: bool, hc: &HitCost) -> Cost {
+    let entry_ns = if entry_emulated {
+        hc.emulated_ns
+    } else {
+        hc.stepped_ns
+    };
+    let entry_hits = (st.hits + st.morestack) as f64;
+    let total_ns = entry_hits * entry_ns + st.ret_hits as f64 * hc.stepped_ns + st.prog_ns as f64;
+    Cost {
+        total_ns,
+        per_call_ns: total_ns / st.hits.max(1) as f64,
+    }
+}
+
+/// Share of the target's CPU time that went to probes: `total_ns` over the CPU time
+/// the target used in the same interval (which includes the probes' traps).
+pub fn overhead_pct(total_ns: f64, target_cpu_ns: u64) -> Option<f64> {
+    (target_cpu_ns > 0).then(|| 100.0 * total_ns / target_cpu_ns as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_and_return_hits_are_priced_by_kind() {
+        let hc = HitCost {
+            emulated_ns: 500.0,
+            stepped_ns: 14_000.0,
+        };
+        let st = Stats {
+            hits: 100,
+            ret_hits: 100,
+            prog_ns: 30_000,
+            ..Default::default()
+        };
+        let c = of(&st, true, &hc);
+        assert_eq!(c.total_ns, 100.0 * 500.0 + 100.0 * 14_000.0 + 30_000.0);
+        assert_eq!(c.per_call_ns, 14_800.0);
+        let entry_only = Stats {
+            hits: 10,
+            morestack: 2,
+            ..Default::default()
+        };
+        // A dropped morestack hit still costs a (single-stepped) hit.
+        assert_eq!(of(&entry_only, false, &hc).total_ns, 12.0 * 14_000.0);
+        assert_eq!(overhead_pct(1e6, 1e8 as u64), Some(1.0));
+        assert_eq!(overhead_pct(1e6, 0), None);
+    }
+}
