@@ -25,7 +25,13 @@ fn catalog() -> Arc<Catalog> {
 }
 
 fn state() -> State {
-    State::new(catalog(), 4242, "kinds".into())
+    let mut s = State::new(catalog(), 4242, "kinds".into());
+    // As a calibration on this kind of VM measures it.
+    s.hit_cost = Some(probes_ebpf::HitCost {
+        emulated_ns: 500.0,
+        stepped_ns: 14_000.0,
+    });
+    s
 }
 
 fn func(s: &State, name: &str) -> usize {
@@ -182,6 +188,10 @@ fn busy_state() -> State {
                     ..Stats::default()
                 },
                 buckets: Some(buckets.clone()),
+                cost: Some(periscope::session::ProbeCost {
+                    per_call_ns: 28_600.0,
+                    overhead_pct: Some(2.4),
+                }),
             }]),
         );
     }
@@ -259,6 +269,12 @@ fn events_and_latency_screen() {
     );
     // The probe's counters, from the last sample.
     assert!(text.contains("hits 524  emitted 524  filtered 0"), "{text}");
+    // What the probe costs the target: per call in the details, in total in the bar.
+    assert!(text.contains("cost 2.4% CPU"), "{text}");
+    assert!(
+        text.contains("probe: args ret latency  ~28.6µs/call, 2.4% CPU"),
+        "{text}"
+    );
     snapshot!("events_latency", text);
 }
 

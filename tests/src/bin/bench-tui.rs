@@ -107,6 +107,7 @@ fn main() {
                         ..Stats::default()
                     },
                     buckets: Some(buckets.clone()),
+                    cost: None,
                 }]),
             );
         }

@@ -3,7 +3,7 @@
 use crossterm::event::KeyEvent;
 use probes_ebpf::Stats;
 
-use crate::session::{ProbeSettings, Row, SetError, SetOk};
+use crate::session::{ProbeCost, ProbeSettings, Row, SetError, SetOk};
 
 #[derive(Debug)]
 pub enum Action {
@@ -28,6 +28,8 @@ pub struct ProbeSample {
     pub func: usize,
     pub stats: Stats,
     pub buckets: Option<Vec<u64>>,
+    /// What the probe has cost the target since it was attached, when known.
+    pub cost: Option<ProbeCost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,6 +37,7 @@ async fn event_loop(mut session: Session) -> Result<()> {
         .unwrap_or_else(|| "?".into());
     let mut state = State::new(session.cat.clone(), session.pid, binary);
     state.clock_offset_ns = clock_offset_ns();
+    state.hit_cost = session.hit_cost.as_ref().ok().copied();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -123,10 +124,14 @@ fn perform(session: &mut Session, state: &mut State, e: Effect) -> Vec<Effect> {
 fn samples(session: &Session) -> Vec<ProbeSample> {
     session
         .probed()
-        .map(|func| ProbeSample {
-            func,
-            stats: session.stats(func).unwrap_or_default(),
-            buckets: session.histogram(func),
+        .map(|func| {
+            let stats = session.stats(func).unwrap_or_default();
+            ProbeSample {
+                func,
+                cost: session.cost(func, &stats),
+                stats,
+                buckets: session.histogram(func),
+            }
         })
         .collect()
 }

@@ -129,6 +129,7 @@ pub struct EventRow {
 #[derive(Debug, Clone, Default)]
 pub struct ProbeView {
     pub stats: Stats,
+    pub cost: Option<crate::session::ProbeCost>,
     pub buckets: Vec<u64>,
     /// Calls per second (hits), oldest first.
     pub rates: VecDeque<u64>,
@@ -164,6 +165,8 @@ pub struct State {
     pub rows_this_second: u64,
     pub message: Option<(String, bool)>,
     pub target_exited: bool,
+    /// What a probe hit costs on this machine (measured at start-up), when known.
+    pub hit_cost: Option<probes_ebpf::HitCost>,
     /// What became of the target ("pid N exited"), once it is gone.
     pub target_gone: Option<String>,
     pub quit: bool,
@@ -196,6 +199,7 @@ impl State {
             rows_this_second: 0,
             message: None,
             target_exited: false,
+            hit_cost: None,
             target_gone: None,
             quit: false,
             clock_offset_ns: 0,

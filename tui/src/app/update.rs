@@ -72,6 +72,7 @@ fn sample(s: &mut State, samples: Vec<ProbeSample>) {
             v.rates.pop_front();
         }
         v.stats = p.stats;
+        v.cost = p.cost;
         if let Some(b) = p.buckets {
             v.buckets = b;
         }
@@ -98,13 +99,20 @@ fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetO
                 .probes
                 .as_ref()
                 .is_some_and(|p| p.entry_kind.is_expensive());
-            // The cost of a probe is the user's to weigh during an incident: say it.
+            // The cost of a probe is the user's to weigh during an incident: say it, as
+            // measured on this machine.
+            let stepped = s.hit_cost.map_or("a trap".to_string(), |h| {
+                format!(
+                    "~{} a hit here",
+                    crate::cli::trace::fmt_ns(h.stepped_ns as u64)
+                )
+            });
             let cost = if expensive {
-                " (no stack check: its first instruction is single-stepped, ~14 µs a call)"
+                format!(" (no stack check: its first instruction is single-stepped, {stepped})")
             } else if settings.ret || settings.latency {
-                " (returns are single-stepped: ~14 µs a call)"
+                format!(" (returns are single-stepped, {stepped})")
             } else {
-                ""
+                String::new()
             };
             match note {
                 Some(n) => s.error(n),

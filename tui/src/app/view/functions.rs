@@ -104,10 +104,31 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
     values("result", &fun.results, &mut lines);
     match s.probes.get(&func) {
         Some(p) => {
-            lines.push(Line::styled(
+            // What it costs the target, measured here (calibration + the program's own
+            // time), beside what it captures: red past the 5% the founding promise allows.
+            let mut probe_line = vec![Span::styled(
                 format!("probe: {}", p.describe()),
                 Style::new().fg(Color::Green),
-            ));
+            )];
+            if let Some(c) = s.views.get(&func).and_then(|v| v.cost) {
+                let heavy = c.overhead_pct.is_some_and(|p| p > 5.0);
+                let pct = c
+                    .overhead_pct
+                    .map(|p| format!(", {p:.1}% CPU"))
+                    .unwrap_or_default();
+                probe_line.push(Span::styled(
+                    format!(
+                        "  ~{}/call{pct}",
+                        crate::cli::trace::fmt_ns(c.per_call_ns.round() as u64)
+                    ),
+                    if heavy {
+                        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+                    } else {
+                        dim
+                    },
+                ));
+            }
+            lines.push(Line::from(probe_line));
             // Its counters, so that nothing is dropped silently.
             if let Some(v) = s.views.get(&func) {
                 let st = &v.stats;

@@ -76,10 +76,13 @@ pub(crate) fn window(offset: &mut usize, sel: usize, len: usize, height: usize) 
 }
 
 fn status_bar(f: &mut Frame, area: Rect, s: &State) {
-    let (mut lost, mut filtered) = (0, 0);
+    let (mut lost, mut filtered, mut overhead) = (0, 0, None::<f64>);
     for v in s.views.values() {
         lost += v.stats.lost;
         filtered += v.stats.filtered;
+        if let Some(p) = v.cost.and_then(|c| c.overhead_pct) {
+            *overhead.get_or_insert(0.0) += p;
+        }
     }
     let key = Style::new().fg(Color::Black).bg(Color::Cyan);
     let item = Style::new().fg(Color::White).bg(Color::DarkGray);
@@ -100,6 +103,17 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
         ),
         Span::styled(format!(" filtered {filtered} "), item),
     ];
+    if let Some(p) = overhead {
+        // The probes' share of the target's CPU, all together.
+        spans.push(Span::styled(
+            format!(" cost {p:.1}% CPU "),
+            if p > 5.0 {
+                Style::new().fg(Color::White).bg(Color::Red)
+            } else {
+                item
+            },
+        ));
+    }
     if s.target_exited {
         spans.push(Span::styled(
             " TARGET EXITED ",
