@@ -117,12 +117,7 @@ impl Engine {
         f: &Function,
         plan: &Plan,
     ) -> Result<u32, EngineError> {
-        self.reclaim();
-        let id = self
-            .free
-            .pop()
-            .ok_or(EngineError::TooMany(PSC_MAX_PROBES))?;
-        self.allocated.insert(id);
+        let id = self.allocate_id()?;
         match self.attach_id(id, pid, exe, elf, f, plan) {
             Ok(()) => Ok(id),
             Err(e) => {
@@ -130,6 +125,17 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// A free probe id (one whose uprobes are all gone), now handed out.
+    fn allocate_id(&mut self) -> Result<u32, EngineError> {
+        self.reclaim();
+        let id = self
+            .free
+            .pop()
+            .ok_or(EngineError::TooMany(PSC_MAX_PROBES))?;
+        self.allocated.insert(id);
+        Ok(id)
     }
 
     fn attach_id(
@@ -192,12 +198,7 @@ impl Engine {
     /// Measures what a uprobe hit costs here (see calibrate.rs): probes two functions of
     /// periscope's own under an inactive plan and times them against bare calls.
     pub fn calibrate(&mut self) -> Result<HitCost, EngineError> {
-        self.reclaim();
-        let id = self
-            .free
-            .pop()
-            .ok_or(EngineError::TooMany(PSC_MAX_PROBES))?;
-        self.allocated.insert(id);
+        let id = self.allocate_id()?;
         let result = self.calibrate_with(id);
         // The links go like any probe's (through the keeper): startup does not wait.
         self.detach(id);

@@ -163,8 +163,9 @@ fn a_flood_read_slowly_keeps_memory_bounded_and_duration_on_time() {
     let took = started.elapsed();
     let out = lines(&reader.join().unwrap());
     assert!(peak < 256 << 20, "peak resident memory {} MB", peak >> 20);
-    // 4 s, plus at most a second to write what is buffered, plus detaching.
-    assert!(took < Duration::from_secs(7), "took {took:?}");
+    // 4 s, plus at most a second to write what is buffered, plus detaching; generous
+    // for a noisy machine, and far from the 29 s it once took.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     let st = out
         .iter()
         .find(|v| v["type"] == "stats")
