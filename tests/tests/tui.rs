@@ -463,3 +463,22 @@ fn every_screen_draws_at_any_size() {
         }
     }
 }
+
+#[test]
+fn a_new_search_selects_its_best_match_before_any_key_acts() {
+    let mut s = state();
+    select(&mut s, "main.SetInfo");
+    // "in" matches main.SetInfo too: the selection must still move to the best match,
+    // so that `a` right after the search probes what the search found.
+    press(&mut s, KeyCode::Char('/'));
+    typed(&mut s, "in");
+    press(&mut s, KeyCode::Enter);
+    assert_eq!(s.fn_sel, 0);
+    let best = s.selected_fn().unwrap();
+    assert_eq!(best, s.visible[0]);
+    let effects = press(&mut s, KeyCode::Char('a'));
+    assert!(
+        matches!(&effects[..], [Effect::Set { func, .. }] if *func == best),
+        "{effects:?}"
+    );
+}

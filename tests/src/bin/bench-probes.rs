@@ -57,8 +57,17 @@ fn main() {
     ] {
         let tracer = Tracer::start(fx.pid, &args);
         let ns = ns_per_call(&mut fx, n) - base;
-        tracer.stop();
+        let (_, stats) = tracer.stop();
         row(what, ns);
+        // What periscope itself reported for the same calls (calibration + the BPF
+        // program's time), against the slowdown measured here.
+        if let Some(reported) = stats["cost_ns"].as_f64() {
+            println!(
+                "  {:<58} {reported:>9.0} ns  {:>5.2}x the measured slowdown (target 0.67-1.5x)",
+                "  cost periscope reported for it",
+                reported / ns.max(1.0)
+            );
+        }
         results.push(ns);
     }
     println!(

@@ -36,7 +36,10 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 _ => {
                     if edit(&mut input, &k) {
                         s.filter = input.text.clone();
+                        // A new query selects its best match: `a r l` right after a
+                        // search must never toggle a probe on the previous function.
                         s.refilter();
+                        s.fn_sel = 0;
                     }
                     s.mode = Mode::Search(input);
                 }

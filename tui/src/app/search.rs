@@ -1,6 +1,6 @@
 //! The function list's filter: the user's own code first, fuzzy search with nucleo.
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
-use nucleo_matcher::{Config, Matcher};
+use nucleo_matcher::{Config, Matcher, Utf32Str};
 use symbols::{Catalog, Function};
 
 /// The program's own code: `main` and packages under a domain-like module path
@@ -32,18 +32,51 @@ pub fn filter(cat: &Catalog, query: &str, show_std: bool) -> Vec<usize> {
     }
     let pattern = Pattern::parse(query, CaseMatching::Smart, Normalization::Smart);
     let mut matcher = Matcher::new(Config::DEFAULT);
-    // match_list sorts stably by score, so equal scores stay in name order.
-    pattern
-        .match_list(names.into_iter().map(Named), &mut matcher)
+    let (mut buf, mut own_buf) = (Vec::new(), Vec::new());
+    // A match in the function's own name (`driver.(*webInterface).render`) ranks above
+    // one spread over its package path: in a large program, "render" matches every
+    // function of a package whose path holds r-e-n-d-e-r.
+    let mut scored: Vec<(bool, u32, usize)> = names
         .into_iter()
-        .map(|(n, _)| n.0.0)
-        .collect()
+        .filter_map(|(i, name)| {
+            let full = pattern.score(Utf32Str::new(name, &mut buf), &mut matcher)?;
+            let own = pattern.score(Utf32Str::new(own_name(name), &mut own_buf), &mut matcher);
+            Some((own.is_some(), own.unwrap_or(full), i))
+        })
+        .collect();
+    // Stable: equal ranks stay in name order.
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    scored.into_iter().map(|(_, _, i)| i).collect()
 }
 
-struct Named<'a>((usize, &'a str));
+/// The last element of a function's package path with the function:
+/// `cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render` →
+/// `driver.(*webInterface).render`.
+pub fn own_name(name: &str) -> &str {
+    // Package paths end at the last '/' before the first '.' after it.
+    let head = name
+        .find(".(")
+        .or_else(|| name.rfind('.'))
+        .unwrap_or(name.len());
+    match name[..head].rfind('/') {
+        Some(slash) => &name[slash + 1..],
+        None => name,
+    }
+}
 
-impl AsRef<str> for Named<'_> {
-    fn as_ref(&self) -> &str {
-        self.0.1
+#[cfg(test)]
+mod tests {
+    use super::own_name;
+
+    #[test]
+    fn own_name_keeps_the_last_package_element_and_the_function() {
+        let long = "cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render";
+        assert_eq!(own_name(long), "driver.(*webInterface).render");
+        assert_eq!(own_name("main.Login"), "main.Login");
+        assert_eq!(
+            own_name("net/http.(*ServeMux).ServeHTTP"),
+            "http.(*ServeMux).ServeHTTP"
+        );
+        assert_eq!(own_name("a/b.c/d.F"), "d.F");
     }
 }
