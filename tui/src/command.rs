@@ -87,7 +87,7 @@ pub fn parse(line: &str) -> Result<Option<Command>> {
         "hist" => {
             Command::Hist(arg.ok_or_else(|| anyhow!("hist takes a function or a probe number"))?)
         }
-        "wait" | "sleep" => Command::Wait(crate::cli::trace::parse_duration(if rest.is_empty() {
+        "wait" | "sleep" => Command::Wait(crate::format::parse_duration(if rest.is_empty() {
             "1s"
         } else {
             rest

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod command;
+pub mod format;
 pub mod histogram;
 pub mod session;
 pub mod shell;

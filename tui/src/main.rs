@@ -100,7 +100,7 @@ fn main() {
             (|| {
                 let duration = duration
                     .as_deref()
-                    .map(cli::trace::parse_duration)
+                    .map(periscope::format::parse_duration)
                     .transpose()?;
                 cli::trace::run(cli::trace::Options {
                     pid,

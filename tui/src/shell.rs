@@ -18,8 +18,8 @@ use rustyline::{Context, Editor, Helper};
 use symbols::Catalog;
 
 use crate::app::search;
-use crate::cli::trace::{call_line, fmt_ns};
 use crate::command::{COMMANDS, Command};
+use crate::format::{call_line, fmt_ns};
 use crate::session::{ProbeSettings, Row, Session};
 
 /// Calls kept for `events`.
@@ -266,7 +266,7 @@ fn execute(
                 let cost = sh
                     .session
                     .cost(*f, &st)
-                    .map(|c| format!("  {}", crate::cli::trace::describe_cost(&c)))
+                    .map(|c| format!("  {}", crate::format::describe_cost(&c)))
                     .unwrap_or_default();
                 println!(
                     "{no:>3}  {}  {}  hits {} recorded {} filtered {} sampled-out {} lost {} in-flight {}{cost}",
@@ -296,10 +296,14 @@ fn execute(
             }
         }
         Command::Events(n) => {
+            let offset = crate::format::clock_offset_ns();
             let sh = lock(shared);
             let skip = sh.rows.len().saturating_sub(n);
             for r in sh.rows.iter().skip(skip) {
-                println!("{}", call_line(&r.call, &cat.functions[r.func].name));
+                println!(
+                    "{}",
+                    call_line(&r.call, &cat.functions[r.func].name, offset)
+                );
             }
             if sh.rows.is_empty() {
                 println!("no calls captured yet");

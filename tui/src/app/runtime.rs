@@ -36,7 +36,7 @@ async fn event_loop(mut session: Session) -> Result<()> {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "?".into());
     let mut state = State::new(session.cat.clone(), session.pid, binary);
-    state.clock_offset_ns = clock_offset_ns();
+    state.clock_offset_ns = crate::format::clock_offset_ns();
     state.hit_cost = session.hit_cost.as_ref().ok().copied();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -134,18 +134,4 @@ fn samples(session: &Session) -> Vec<ProbeSample> {
             }
         })
         .collect()
-}
-
-/// CLOCK_REALTIME − CLOCK_MONOTONIC: BPF timestamps are monotonic.
-pub fn clock_offset_ns() -> i64 {
-    let now = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec through a valid pointer.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-    };
-    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
 }

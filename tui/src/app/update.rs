@@ -102,10 +102,7 @@ fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetO
             // The cost of a probe is the user's to weigh during an incident: say it, as
             // measured on this machine.
             let stepped = s.hit_cost.map_or("a trap".to_string(), |h| {
-                format!(
-                    "~{} a hit here",
-                    crate::cli::trace::fmt_ns(h.stepped_ns as u64)
-                )
+                format!("~{} a hit here", crate::format::fmt_ns(h.stepped_ns as u64))
             });
             let cost = if expensive {
                 format!(" (no stack check: its first instruction is single-stepped, {stepped})")

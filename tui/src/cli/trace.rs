@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use probes_ebpf::value::Fields;
-use probes_ebpf::{Call, Capture, GoValue, Stats};
+use probes_ebpf::{Call, Capture, Stats};
 use serde_json::json;
 use symbols::Catalog;
 
+use crate::format::{call_line, describe_cost, fmt_ns};
 use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSettings, Row, Session};
 
 pub struct Options {
@@ -97,7 +98,11 @@ pub fn run(opts: Options) -> Result<()> {
             Err(e) => format!("; probe costs unknown ({e})"),
         }
     );
-    let writer = Writer::start(Arc::clone(&cat), opts.json);
+    let writer = Writer::start(
+        Arc::clone(&cat),
+        opts.json,
+        crate::format::clock_offset_ns(),
+    );
     let start = Instant::now();
     let mut last_alive_check = Instant::now();
     let mut target_gone = None;
@@ -191,14 +196,16 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(cat: Arc<Catalog>, json: bool) -> Writer {
+    fn start(cat: Arc<Catalog>, json: bool, clock_offset_ns: i64) -> Writer {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Out>(4);
         let thread = std::thread::spawn(move || {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             for msg in rx {
                 let ok = match msg {
-                    Out::Rows(mut rows) => print_calls(&mut out, &mut rows, &cat, json),
+                    Out::Rows(mut rows) => {
+                        print_calls(&mut out, &mut rows, &cat, json, clock_offset_ns)
+                    }
                     Out::Text(t) => out.write_all(&t).is_ok(),
                 };
                 if !ok || out.flush().is_err() {
@@ -253,6 +260,9 @@ pub struct CallJson<'a> {
     pid: u32,
     tid: u32,
     goid: u64,
+    /// Unix time of the call's entry, in nanoseconds (for lining up with logs).
+    ts: u64,
+    /// The kernel's monotonic clock at entry (orders calls exactly).
     ts_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     args: Option<Fields<'a>>,
@@ -264,13 +274,14 @@ pub struct CallJson<'a> {
     truncated: bool,
 }
 
-pub fn call_json<'a>(c: &'a Call, func: &'a str) -> CallJson<'a> {
+pub fn call_json<'a>(c: &'a Call, func: &'a str, clock_offset_ns: i64) -> CallJson<'a> {
     CallJson {
         kind: "call",
         func,
         pid: c.pid,
         tid: c.tid,
         goid: c.goid,
+        ts: crate::format::unix_ns(c.ts_ns, clock_offset_ns),
         ts_ns: c.ts_ns,
         args: c.args.as_deref().map(Fields),
         ret: c.ret.as_deref().map(Fields),
@@ -279,57 +290,22 @@ pub fn call_json<'a>(c: &'a Call, func: &'a str) -> CallJson<'a> {
     }
 }
 
-pub fn call_line(c: &Call, func: &str) -> String {
-    let join = |vs: &[(String, GoValue)]| {
-        vs.iter()
-            .map(|(k, v)| format!("{k}={}", v.render()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    // Seconds.microseconds, in integers: float formatting showed up in profiles.
-    let (secs, micros) = (c.ts_ns / 1_000_000_000, c.ts_ns % 1_000_000_000 / 1000);
-    let mut s = format!("{secs:>7}.{micros:06} g{:<6} {func}(", c.goid);
-    if let Some(a) = &c.args {
-        s += &join(a);
-    }
-    s += ")";
-    if let Some(r) = &c.ret {
-        s += &format!(" → ({})", join(r));
-    }
-    if let Some(l) = c.latency_ns {
-        s += &format!("  {}", fmt_ns(l));
-    }
-    s
-}
-
-/// `cost ~1.2µs a call, 0.8% of the target's CPU`.
-pub fn describe_cost(c: &ProbeCost) -> String {
-    let pct = c
-        .overhead_pct
-        .map(|p| format!(", {p:.1}% of the target's CPU"))
-        .unwrap_or_default();
-    format!("cost ~{} a call{pct}", fmt_ns(c.per_call_ns.round() as u64))
-}
-
-pub fn fmt_ns(ns: u64) -> String {
-    match ns {
-        n if n < 1_000 => format!("{n}ns"),
-        n if n < 1_000_000 => format!("{:.1}µs", n as f64 / 1e3),
-        n if n < 1_000_000_000 => format!("{:.2}ms", n as f64 / 1e6),
-        n => format!("{:.2}s", n as f64 / 1e9),
-    }
-}
-
 /// Writes the calls; false once stdout is closed.
-fn print_calls(out: &mut impl Write, rows: &mut Vec<Row>, cat: &Catalog, as_json: bool) -> bool {
+fn print_calls(
+    out: &mut impl Write,
+    rows: &mut Vec<Row>,
+    cat: &Catalog,
+    as_json: bool,
+    clock_offset_ns: i64,
+) -> bool {
     for r in rows.drain(..) {
         let name = &cat.functions[r.func].name;
         let ok = if as_json {
-            serde_json::to_writer(&mut *out, &call_json(&r.call, name))
+            serde_json::to_writer(&mut *out, &call_json(&r.call, name, clock_offset_ns))
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
         } else {
-            writeln!(out, "{}", call_line(&r.call, name))
+            writeln!(out, "{}", call_line(&r.call, name, clock_offset_ns))
         };
         if ok.is_err() {
             return false;
@@ -395,22 +371,4 @@ fn summarize(
         }
     }
     Ok(())
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("bad duration {s:?} (use e.g. 10s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => bail!("bad duration {s:?} (use e.g. 10s, 500ms, 2m)"),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }

@@ -9,7 +9,7 @@ use ratatui::widgets::{Cell, Row, Table};
 
 use super::{ViewCache, pane_block, window};
 use crate::app::state::{EventRow, Pane, State};
-use crate::cli::trace::fmt_ns;
+use crate::format::fmt_ns;
 
 pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
     let mut title = " Events ".to_string();
@@ -141,13 +141,5 @@ fn values_line(vs: Option<&[(String, GoValue)]>, results: bool) -> Line<'static>
 
 /// `HH:MM:SS.mmm` (UTC) of a kernel monotonic timestamp.
 pub fn clock(ts_ns: u64, offset_ns: i64) -> String {
-    let unix = (ts_ns as i64).saturating_add(offset_ns).max(0) as u64;
-    let ms = unix / 1_000_000;
-    let (h, m, sec, milli) = (
-        (ms / 3_600_000) % 24,
-        (ms / 60_000) % 60,
-        (ms / 1000) % 60,
-        ms % 1000,
-    );
-    format!("{h:02}:{m:02}:{sec:02}.{milli:03}")
+    crate::format::wall_clock(ts_ns, offset_ns, 3)
 }

@@ -119,7 +119,7 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                 probe_line.push(Span::styled(
                     format!(
                         "  ~{}/call{pct}",
-                        crate::cli::trace::fmt_ns(c.per_call_ns.round() as u64)
+                        crate::format::fmt_ns(c.per_call_ns.round() as u64)
                     ),
                     if heavy {
                         Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)

@@ -9,7 +9,7 @@ use ratatui::widgets::{Paragraph, Sparkline};
 use super::pane_block;
 use crate::app::state::{Pane, ProbeView, State};
 use crate::app::view::events::short;
-use crate::cli::trace::fmt_ns;
+use crate::format::fmt_ns;
 
 pub fn pane(f: &mut Frame, area: Rect, s: &State) {
     let probes = s.latency_probes();

@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use super::{centered, clock, dim, line_of};
 use crate::app::keymap::{KEYS, Scope};
 use crate::app::state::{Mode, Pane, State};
-use crate::cli::trace::fmt_ns;
+use crate::format::fmt_ns;
 
 pub fn draw(f: &mut Frame, s: &State) {
     match &s.mode {

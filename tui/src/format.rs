@@ -1,0 +1,127 @@
+//! How periscope writes times, durations, costs and calls as text: one module that
+//! `trace`, the shell and the TUI all use.
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use probes_ebpf::{Call, GoValue};
+
+use crate::session::ProbeCost;
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC: BPF timestamps are monotonic; adding this makes
+/// them Unix time.
+pub fn clock_offset_ns() -> i64 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec through a valid pointer.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+}
+
+/// Unix nanoseconds of a monotonic BPF timestamp.
+pub fn unix_ns(ts_ns: u64, offset_ns: i64) -> u64 {
+    (ts_ns as i64).saturating_add(offset_ns).max(0) as u64
+}
+
+/// Wall-clock time (UTC, as servers and containers log) of a monotonic BPF timestamp:
+/// `15:04:05.123456` (`digits` of the second's fraction, 3 or 6), so that a call lines
+/// up with the service's own logs.
+pub fn wall_clock(ts_ns: u64, offset_ns: i64, digits: u32) -> String {
+    let unix = unix_ns(ts_ns, offset_ns);
+    let secs = (unix / 1_000_000_000) as libc::time_t;
+    // SAFETY: gmtime_r fills a zeroed tm from a valid time_t; both are locals.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::gmtime_r(&secs, &mut tm);
+        tm
+    };
+    let frac = (unix % 1_000_000_000) / 10u64.pow(9 - digits.min(9));
+    format!(
+        "{:02}:{:02}:{:02}.{frac:0width$}",
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        width = digits as usize
+    )
+}
+
+/// One call as a line: `15:04:05.123456 g42    main.Login(…) → (…)  1.2ms`. `offset_ns`
+/// turns the kernel's monotonic timestamps into wall-clock time (see `clock_offset_ns`).
+pub fn call_line(c: &Call, func: &str, offset_ns: i64) -> String {
+    let join = |vs: &[(String, GoValue)]| {
+        vs.iter()
+            .map(|(k, v)| format!("{k}={}", v.render()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!(
+        "{} g{:<6} {func}(",
+        wall_clock(c.ts_ns, offset_ns, 6),
+        c.goid
+    );
+    if let Some(a) = &c.args {
+        s += &join(a);
+    }
+    s += ")";
+    if let Some(r) = &c.ret {
+        s += &format!(" → ({})", join(r));
+    }
+    if let Some(l) = c.latency_ns {
+        s += &format!("  {}", fmt_ns(l));
+    }
+    s
+}
+
+/// `cost ~1.2µs a call, 0.8% of the target's CPU`.
+pub fn describe_cost(c: &ProbeCost) -> String {
+    let pct = c
+        .overhead_pct
+        .map(|p| format!(", {p:.1}% of the target's CPU"))
+        .unwrap_or_default();
+    format!("cost ~{} a call{pct}", fmt_ns(c.per_call_ns.round() as u64))
+}
+
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{:.1}µs", n as f64 / 1e3),
+        n if n < 1_000_000_000 => format!("{:.2}ms", n as f64 / 1e6),
+        n => format!("{:.2}s", n as f64 / 1e9),
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("bad duration {s:?} (use e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("bad duration {s:?} (use e.g. 10s, 500ms, 2m)"),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_clock_is_utc_with_the_fraction_asked_for() {
+        // 1700000000 s is 2023-11-14 22:13:20 UTC.
+        let offset = 1_700_000_000_123_456_789i64;
+        assert_eq!(wall_clock(0, offset, 6), "22:13:20.123456");
+        assert_eq!(wall_clock(1_000_000_000, offset, 3), "22:13:21.123");
+        assert_eq!(unix_ns(5, offset), 1_700_000_000_123_456_794);
+    }
+}
