@@ -19,6 +19,7 @@
 #define PSC_SCRATCH 8192
 #define PSC_HIST_BUCKETS 1280
 #define PSC_VERSION 1
+#define PSC_TIME_EVERY 16   /* time one probe hit in this many (a power of two) */
 
 /* Attach cookie: probe id in the low 32 bits, point kind above. */
 enum psc_point {
@@ -112,7 +113,7 @@ struct psc_stats {
 	__u64 returns;     /* calls that completed at a RET */
 	__u64 matched;     /* calls whose condition held: the sampling sequence */
 	__u64 ret_hits;    /* every hit of a RET point, paired or not (each is a cost) */
-	__u64 prog_ns;     /* time this program spent on the probe's hits */
+	__u64 prog_ns;     /* time this program spent on the probe's hits (sampled, scaled) */
 };
 
 struct psc_pending_key {

@@ -41,17 +41,17 @@ fn main() {
     for (what, args, n) in [
         (
             "periscope entry probe, 2 arguments",
-            vec!["--args", WORK],
+            vec!["--json", "--args", WORK],
             1_000_000,
         ),
         (
             "periscope entry+return, latency",
-            vec!["--latency", WORK],
+            vec!["--json", "--latency", WORK],
             200_000,
         ),
         (
             "periscope entry probe, condition false (x < 0)",
-            vec!["--args", "main.Work if x < 0"],
+            vec!["--json", "--args", "main.Work if x < 0"],
             1_000_000,
         ),
     ] {
