@@ -389,6 +389,15 @@ impl Session {
         }
     }
 
+    /// Set when periscope runs without its keeper process (it could not be forked, or
+    /// died): stopping normally is still safe, but a `kill -9` of periscope could leave
+    /// breakpoints in the target.
+    pub fn keeper_warning(&self) -> Option<String> {
+        self.engine.keeper_error.as_ref().map(|e| {
+            format!("{e}: a kill -9 of periscope could leave breakpoints in the target; stop it with q, Ctrl-C or SIGTERM")
+        })
+    }
+
     pub fn is_alive(&self) -> bool {
         self.target() == Target::Running
     }

@@ -92,6 +92,9 @@ pub fn run(pid: u32) -> Result<()> {
         cat.go_version,
         cat.functions.len()
     );
+    if let Some(w) = lock(&shared).session.keeper_warning() {
+        println!("warning: {w}");
+    }
     let mut reported_exit = false;
     loop {
         let line = match rl.readline("periscope> ") {

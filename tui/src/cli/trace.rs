@@ -98,6 +98,9 @@ pub fn run(opts: Options) -> Result<()> {
             Err(e) => format!("; probe costs unknown ({e})"),
         }
     );
+    if let Some(w) = session.keeper_warning() {
+        crate::say!("periscope: warning: {w}");
+    }
     let writer = Writer::start(
         Arc::clone(&cat),
         opts.json,
