@@ -167,17 +167,19 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let mut summary = Vec::new();
     summarize(&mut summary, &cat, &finals, &costs, opts.json)?;
-    if writer
+    let summary_queued = writer
         .send_until(Out::Text(summary), deadline + Duration::from_secs(1))
-        .is_err()
-    {
-        unwritten += 1;
-    }
+        .is_ok();
     let finished = writer.finish(deadline + Duration::from_secs(1));
     session.wait_detached(crate::session::detach_progress());
-    if unwritten > 0 || !finished {
+    if unwritten > 0 || !summary_queued || !finished {
         crate::say!(
-            "periscope: stdout is not being read: {unwritten} call(s) and the summary may not have been written"
+            "periscope: stdout is not being read: {unwritten} call(s) were not written{}",
+            if summary_queued && finished {
+                ""
+            } else {
+                ", and the summary may not have been"
+            }
         );
     }
     if let Some(t) = target_gone {
