@@ -96,7 +96,8 @@ pub enum Target {
 }
 
 impl Target {
-    /// "pid N exited" / "pid N exec'd /usr/bin/x", for messages.
+    /// "pid N exited" / "pid N replaced its program with /usr/bin/x (exec)", for
+    /// messages.
     pub fn describe(&self, pid: u32) -> String {
         match self {
             Target::Running => format!("pid {pid} is running"),
@@ -162,7 +163,7 @@ pub struct Session {
     active: HashMap<usize, Active>,
     by_id: HashMap<u32, usize>,
     pub max_string: u16,
-    /// What a uprobe hit costs here, measured at start-up; None says why not.
+    /// What a uprobe hit costs here, measured at start-up; the error says why not.
     pub hit_cost: Result<probes_ebpf::HitCost, String>,
 }
 
