@@ -330,12 +330,7 @@ impl Engine {
             }
             let keeper_busy = self.keeper.as_ref().is_some_and(|k| k.releasing() > 0);
             if keeper_busy {
-                let done = self
-                    .keeper
-                    .as_mut()
-                    .map(|k| k.poll(true))
-                    .unwrap_or_default();
-                self.free_ids(done);
+                self.take_released(true);
             } else {
                 for c in self.closers.drain(..) {
                     let _ = c.join();
@@ -346,13 +341,18 @@ impl Engine {
         progress(0);
     }
 
-    fn reclaim(&mut self) {
+    /// Frees the ids whose links the keeper reports closed (waiting for one with `block`).
+    fn take_released(&mut self, block: bool) {
         let done = self
             .keeper
             .as_mut()
-            .map(|k| k.poll(false))
+            .map(|k| k.poll(block))
             .unwrap_or_default();
         self.free_ids(done);
+    }
+
+    fn reclaim(&mut self) {
+        self.take_released(false);
         let closed: Vec<u32> = self
             .closed
             .lock()
