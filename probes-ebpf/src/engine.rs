@@ -38,6 +38,24 @@ pub struct Engine {
     closers: Vec<std::thread::JoinHandle<()>>,
     /// Uprobes detached and not yet gone from the kernel, by id.
     detaching: HashMap<u32, usize>,
+    /// Uprobes attached, by id.
+    uprobes: HashMap<u32, usize>,
+    /// The program loaded again for uprobe_multi links (multi.rs), where the kernel
+    /// has them; otherwise each uprobe is a perf event of its own.
+    multi: Option<OwnedFd>,
+    /// Why uprobes are not batched, when they are not.
+    pub multi_error: Option<String>,
+    /// A multi link has been made: an EINVAL from now on is about the offsets given.
+    multi_proven: bool,
+}
+
+/// Errors that mean "this kernel cannot make uprobe_multi links", as opposed to a bad
+/// offset or a target that is gone.
+fn is_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+    )
 }
 
 /// Counters of one probe, summed over CPUs.
@@ -79,6 +97,17 @@ impl Engine {
             .ok_or(EngineError::MissingMap(PROGRAM))?
             .try_into()?;
         prog.load()?;
+        // PERISCOPE_UPROBE_MULTI=off forces one perf event per uprobe, as on kernels
+        // older than 6.6: how the fallback is tested and benchmarked here.
+        let forced_off = std::env::var_os("PERISCOPE_UPROBE_MULTI").is_some_and(|v| v == "off");
+        let (multi, multi_error) = if forced_off {
+            (None, Some("PERISCOPE_UPROBE_MULTI=off".to_string()))
+        } else {
+            match crate::multi::load(&ebpf, BPF_OBJECT, PROGRAM) {
+                Ok(fd) => (Some(fd), None),
+                Err(e) => (None, Some(format!("no uprobe_multi links ({e})"))),
+            }
+        };
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(EngineError::MissingMap(name));
         let probes = Array::try_from(take("psc_probes")?)?;
@@ -99,6 +128,10 @@ impl Engine {
             closed: Arc::new(Mutex::new(Vec::new())),
             closers: Vec::new(),
             detaching: HashMap::new(),
+            uprobes: HashMap::new(),
+            multi,
+            multi_error,
+            multi_proven: false,
         })
     }
 
@@ -177,6 +210,7 @@ impl Engine {
             sites.extend(points.returns.iter().map(|&r| (r, PSC_POINT_RET)));
         }
         sites.push((points.entry, entry_kind));
+        let mut offsets = Vec::with_capacity(sites.len());
         for (addr, kind) in sites {
             let offset = elf
                 .vaddr_to_offset(addr)
@@ -184,15 +218,14 @@ impl Engine {
                     func: f.name.clone(),
                     addr,
                 })?;
-            let cookie = u64::from(id) | (u64::from(kind) << 32);
-            self.attach_point(id, exe, offset, pid, cookie)
-                .map_err(|error| EngineError::Attach {
-                    func: f.name.clone(),
-                    pid,
-                    error,
-                })?;
+            offsets.push((offset, u64::from(id) | (u64::from(kind) << 32)));
         }
-        Ok(())
+        self.attach_points(id, exe, pid, &offsets)
+            .map_err(|error| EngineError::Attach {
+                func: f.name.clone(),
+                pid,
+                error,
+            })
     }
 
     /// Measures what a uprobe hit costs here (see calibrate.rs): probes two functions of
@@ -216,7 +249,7 @@ impl Engine {
                     "calibration: periscope's own code is not in /proc/self/maps",
                 ))
             })?;
-            self.attach_point(id, exe, offset, pid, u64::from(id))
+            self.attach_points(id, exe, pid, &[(offset, u64::from(id))])
                 .map_err(|error| EngineError::Attach {
                     func: "periscope's calibration function".into(),
                     pid,
@@ -230,15 +263,32 @@ impl Engine {
         })
     }
 
-    /// One uprobe of probe `id`, its link handed to the keeper at once.
-    fn attach_point(
+    /// Uprobes of probe `id` at `points` (file offset, cookie), registered in the order
+    /// given: one uprobe_multi link where the kernel has them, else a perf-event link
+    /// each. Every link goes to the keeper at once.
+    fn attach_points(
         &mut self,
         id: u32,
         exe: &Path,
-        offset: u64,
         pid: u32,
-        cookie: u64,
+        points: &[(u64, u64)],
     ) -> std::io::Result<()> {
+        if let Some(multi) = &self.multi {
+            match crate::multi::attach(multi.as_fd(), exe, pid, points) {
+                Ok(link) => {
+                    self.multi_proven = true;
+                    self.keep(id, link, points.len());
+                    return Ok(());
+                }
+                // A kernel that loads the program but refuses the link: one perf event
+                // per uprobe from now on.
+                Err(e) if !self.multi_proven && is_unsupported(&e) => {
+                    self.multi = None;
+                    self.multi_error = Some(format!("uprobe_multi links refused ({e})"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let prog: &mut UProbe = self
             .ebpf
             .program_mut(PROGRAM)
@@ -246,14 +296,35 @@ impl Engine {
             .try_into()
             .map_err(std::io::Error::other)?;
         let prog_fd = prog.fd().map_err(std::io::Error::other)?.as_fd();
-        let link = crate::uprobe::attach(prog_fd, exe, offset, pid, cookie)?;
-        // From here on, periscope dying in any way leaves the removal of this uprobe
-        // to the keeper.
+        let links = points
+            .iter()
+            .map(|&(offset, cookie)| crate::uprobe::attach(prog_fd, exe, offset, pid, cookie))
+            .collect::<Vec<_>>();
+        let mut first_error = None;
+        for link in links {
+            match link {
+                Ok(link) => self.keep(id, link, 1),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Hands a duplicate of `link` to the keeper and keeps the original: from here on,
+    /// periscope dying in any way leaves the removal of these uprobes to the keeper.
+    fn keep(&mut self, id: u32, link: OwnedFd, uprobes: usize) {
         if let Some(Err(e)) = self.keeper.as_mut().map(|k| k.hold(id, &[link.as_fd()])) {
             self.keeper_error = Some(format!("the keeper process is gone ({e})"));
         }
         self.links.entry(id).or_default().push(link);
-        Ok(())
+        *self.uprobes.entry(id).or_default() += uprobes;
+    }
+
+    /// Whether uprobes are batched into uprobe_multi links (else one perf event each).
+    pub fn batched(&self) -> bool {
+        self.multi.is_some()
     }
 
     /// Detaches every uprobe of a probe. Its counters and histogram stay readable until
@@ -281,7 +352,8 @@ impl Engine {
         let mut orphans = Vec::new();
         for &id in &ids {
             let links = self.links.remove(&id).unwrap_or_default();
-            self.detaching.insert(id, links.len());
+            let uprobes = self.uprobes.remove(&id).unwrap_or_default();
+            self.detaching.insert(id, uprobes);
             match self.keeper.as_mut().filter(|k| k.is_alive()) {
                 Some(k) => {
                     // Ours first, while the keeper's copies keep the uprobes: closing

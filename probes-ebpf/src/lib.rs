@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod hist;
 pub mod keeper;
+pub mod multi;
 pub mod plan;
 pub mod uprobe;
 pub mod value;

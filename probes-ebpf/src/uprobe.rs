@@ -16,7 +16,7 @@ use std::sync::OnceLock;
     dead_code,
     clippy::all
 )]
-mod abi {
+pub(crate) mod abi {
     include!(concat!(env!("OUT_DIR"), "/kernel_abi.rs"));
 }
 

@@ -202,3 +202,64 @@ fn ctrl_c_interrupts_the_shells_wait_and_the_shell_goes_on() {
     assert!(st.status.success());
     t.check("Ctrl-C during wait, then quit");
 }
+
+/// The types of the BPF links of periscope's programs ("uprobe_multi", "perf_event").
+fn link_types() -> Vec<String> {
+    let ids = periscope_links();
+    let out = Command::new("bpftool")
+        .args(["link", "show", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .map(|l| match &l["type"] {
+            // bpftool older than the kernel prints the number: 12 is uprobe_multi.
+            serde_json::Value::Number(n) if n.as_u64() == Some(12) => "uprobe_multi".into(),
+            t => t.as_str().unwrap_or("?").to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn batched_and_single_uprobes_both_attach_and_leave_nothing() {
+    // Batched (this kernel has uprobe_multi): one link per probe. Forced off, as on
+    // kernels before 6.6: one perf-event link per uprobe. Both stop cleanly on SIGTERM
+    // and on SIGKILL (the keeper).
+    for (mode, want) in [("on", "uprobe_multi"), ("off", "perf_event")] {
+        for sig in [libc::SIGTERM, libc::SIGKILL] {
+            let how = format!("PERISCOPE_UPROBE_MULTI={mode}, signal {sig}");
+            let mut t = Target::start(&format!("multi-{mode}-{sig}"));
+            let mut child = Command::new(periscope())
+                .env("PERISCOPE_UPROBE_MULTI", mode)
+                .args(["trace", "--latency", "--pid", &t.fx.pid.to_string()])
+                .args(PROBES)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut err = BufReader::new(child.stderr.take().unwrap());
+            let mut line = String::new();
+            err.read_line(&mut line).unwrap();
+            assert!(line.contains("attached"), "{how}: {line}");
+            // (The calibration's own link may still be on its way out at first.)
+            let ok = |types: &[String]| {
+                types.iter().all(|t| t == want)
+                    && match mode {
+                        "on" => types.len() == PROBES.len(),
+                        _ => types.len() >= 2 * PROBES.len(),
+                    }
+            };
+            assert!(
+                eventually(10, || ok(&link_types())),
+                "{how}: links {:?}",
+                link_types()
+            );
+            signal(&child, sig);
+            child.wait().unwrap();
+            t.check(&how);
+        }
+    }
+}

@@ -399,6 +399,14 @@ impl Session {
         })
     }
 
+    /// Set when uprobes are not batched into uprobe_multi links (kernels before 6.6):
+    /// each uprobe is then a perf event, which the kernel takes ~0.1 s to remove.
+    pub fn batching_note(&self) -> Option<String> {
+        self.engine.multi_error.as_ref().map(|e| {
+            format!("one perf event per uprobe ({e}): removing each takes the kernel ~0.1 s, so stopping many probes is slow")
+        })
+    }
+
     pub fn is_alive(&self) -> bool {
         self.target() == Target::Running
     }

@@ -95,6 +95,9 @@ pub fn run(pid: u32) -> Result<()> {
     if let Some(w) = lock(&shared).session.keeper_warning() {
         println!("warning: {w}");
     }
+    if let Some(n) = lock(&shared).session.batching_note() {
+        println!("note: {n}");
+    }
     let mut reported_exit = false;
     loop {
         let line = match rl.readline("periscope> ") {

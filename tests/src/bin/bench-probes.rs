@@ -10,6 +10,9 @@
 //! 3. The demo HTTP service under wrk on loopback: requests per second without probes
 //!    and with an arguments probe and a latency probe on two functions of its request
 //!    path, alternated, and the throughput drop.
+//! 4. Exit with about 300 uprobes attached (latency probes on the demo's net/http
+//!    functions with the most RETs): the time from SIGTERM to exit with uprobe_multi
+//!    links, against one perf event per uprobe (`PERISCOPE_UPROBE_MULTI=off`).
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -245,6 +248,7 @@ fn demo_throughput() {
         a.stop();
         l.stop();
     }
+    exit_time(pid);
     let _ = demo.kill();
     let _ = demo.wait();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -252,5 +256,62 @@ fn demo_throughput() {
     println!(
         "demo service under wrk (/login, 16 connections, 3 alternating rounds of 4 s): {p:.0} req/s without probes, {q:.0} req/s with an args probe on Login and a latency probe on SetInfo: {:.1}% drop (target < 5%)",
         (1.0 - q / p) * 100.0
+    );
+}
+
+/// Latency probes on the `net/http` functions of `pid` with the most RETs, until about
+/// 300 uprobes; then SIGTERM, timed to exit, batched and not.
+fn exit_time(pid: u32) {
+    let out = Command::new(periscope_tests::periscope())
+        .args(["list", "--json", &pid.to_string(), r"^net/http\."])
+        .output()
+        .unwrap();
+    let mut funcs: Vec<(String, usize)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|f| f["probe_entry"].is_string() && f["inlined_only"] == false)
+        .map(|f| {
+            let rets = f["returns"].as_array().map_or(0, Vec::len);
+            (f["name"].as_str().unwrap_or("").to_string(), rets + 1)
+        })
+        .collect();
+    funcs.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let (mut names, mut uprobes) = (vec!["--latency".to_string()], 0);
+    for (name, n) in funcs {
+        if uprobes >= 300 {
+            break;
+        }
+        names.push(name);
+        uprobes += n;
+    }
+    let probes = names.len() - 1;
+    let time_exit = |multi: &str| -> f64 {
+        let mut child = Command::new(periscope_tests::periscope())
+            .env("PERISCOPE_UPROBE_MULTI", multi)
+            .args(["trace", "--pid", &pid.to_string()])
+            .args(&names)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("attached"),
+            "periscope did not attach: {line}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let t0 = std::time::Instant::now();
+        // SAFETY: kill(2) on a child we own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        t0.elapsed().as_secs_f64()
+    };
+    let batched = time_exit("on");
+    let single = time_exit("off");
+    println!(
+        "exit with {uprobes} uprobes attached ({probes} latency probes on net/http functions): {batched:.1} s with uprobe_multi links, {single:.1} s with one perf event per uprobe: {:.0}x faster (target < 5 s)",
+        single / batched.max(1e-3)
     );
 }

@@ -38,6 +38,9 @@ async fn event_loop(mut session: Session) -> Result<()> {
     let mut state = State::new(session.cat.clone(), session.pid, binary);
     state.clock_offset_ns = crate::format::clock_offset_ns();
     state.hit_cost = session.hit_cost.as_ref().ok().copied();
+    if let Some(n) = session.batching_note() {
+        state.info(n);
+    }
     if let Some(w) = session.keeper_warning() {
         state.error(w);
     }

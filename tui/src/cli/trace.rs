@@ -101,6 +101,9 @@ pub fn run(opts: Options) -> Result<()> {
     if let Some(w) = session.keeper_warning() {
         crate::say!("periscope: warning: {w}");
     }
+    if let Some(n) = session.batching_note() {
+        crate::say!("periscope: note: {n}");
+    }
     let writer = Writer::start(
         Arc::clone(&cat),
         opts.json,
