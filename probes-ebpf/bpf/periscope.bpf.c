@@ -416,11 +416,16 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	bpf_probe_read_user(&goid, 8, (void *)(g + p->goid_off));
 	st->hits++;
 	__u32 bits = 0;
+	/* The budget has this probe's return points detached: the call is seen at its
+	 * entry only (arguments, counts, entry conditions), and says so. */
+	int unwatched = (p->flags & PSC_F_PAIRED) && (p->flags & PSC_F_WINDOWED) && !(p->flags & PSC_F_WATCHING);
+	if (unwatched)
+		st->unwatched++;
 	if (p->flags & PSC_F_COND) {
 		bits = eval_atoms(f, p, PSC_SEC_ENTRY);
 		if (!(p->flags & PSC_F_COND_RET) && !eval_prog(p, bits)) {
 			st->filtered++;
-			if ((p->flags & PSC_F_PAIRED) && !bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off))) {
+			if ((p->flags & PSC_F_PAIRED) && !unwatched && !bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off))) {
 				struct psc_pending_key fk = {.g = g, .depth = hi - ctx->rsp, .probe = id};
 				__u64 ts = bpf_ktime_get_ns();
 				bpf_map_update_elem(&psc_filtered, &fk, &ts, BPF_ANY);
@@ -428,9 +433,18 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 			return 0;
 		}
 	}
-	/* With a condition on results the sampling decision waits for the RET. */
-	if (!(p->flags & PSC_F_COND_RET) && !(p->flags & PSC_F_LATENCY) && !keep_sample(p, st))
+	if (unwatched) {
+		/* Nothing to record without the return: a latency, or a condition on results. */
+		if (!(p->flags & PSC_F_EVENTS) || (p->flags & PSC_F_COND_RET)) {
+			st->unrecorded++;
+			return 0;
+		}
+		if (!keep_sample(p, st))
+			return 0;
+	} else if (!(p->flags & PSC_F_COND_RET) && !(p->flags & PSC_F_LATENCY) && !keep_sample(p, st)) {
+		/* With a condition on results the sampling decision waits for the RET. */
 		return 0;
+	}
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u32 truncated = 0, len = 0;
 	struct psc_event *ev = (void *)sc->buf;
@@ -439,11 +453,11 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		truncated = len >> 31;
 		len &= ~SECTION_TRUNCATED;
 	}
-	if (!(p->flags & PSC_F_PAIRED)) {
+	if (!(p->flags & PSC_F_PAIRED) || unwatched) {
 		fill_header(ev, id, goid, tid);
 		ev->ts_ns = bpf_ktime_get_ns();
 		ev->latency_ns = 0;
-		ev->flags = PSC_EVF_ENTRY | (truncated ? PSC_EVF_TRUNCATED : 0);
+		ev->flags = PSC_EVF_ENTRY | (truncated ? PSC_EVF_TRUNCATED : 0) | (unwatched ? PSC_EVF_UNWATCHED : 0);
 		ev->entry_len = len;
 		ev->ret_len = 0;
 		emit(sc, sizeof(struct psc_event) + len, st);
@@ -484,7 +498,9 @@ static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f,
 		st->unpaired++;
 		return 0;
 	}
+	/* Less the probe's own time between the two clock reads (calibrated), never below 0. */
 	__u64 latency = now - pd->ts_ns;
+	latency = latency > p->latency_floor_ns ? latency - p->latency_floor_ns : 0;
 	if (p->flags & PSC_F_COND_RET) {
 		__u32 bits = (pd->bits & 0x7fffffff) | eval_atoms(f, p, PSC_SEC_RET);
 		if (!eval_prog(p, bits)) {

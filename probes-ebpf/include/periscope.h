@@ -82,6 +82,8 @@ struct psc_atom {
 #define PSC_F_COND (1u << 3)     /* prog holds a condition */
 #define PSC_F_COND_RET (1u << 4) /* the condition reads results: decide at the RET */
 #define PSC_F_ACTIVE (1u << 5)   /* set in every live plan: a zeroed (detached) one does nothing */
+#define PSC_F_WINDOWED (1u << 6) /* the budget attaches the return points in time windows */
+#define PSC_F_WATCHING (1u << 7) /* a window is open: the return points are attached */
 
 struct psc_probe {
 	__u32 flags;
@@ -94,14 +96,14 @@ struct psc_probe {
 	__u16 entry_stack_len;
 	__u16 ret_stack_off;
 	__u16 ret_stack_len;
-	__u32 _pad;
+	__u32 latency_floor_ns; /* the probe's own time inside a measured latency: subtracted */
 	__u8 prog[PSC_MAX_PROG];
 	struct psc_op ops[PSC_MAX_OPS];
 	struct psc_atom atoms[PSC_MAX_ATOMS];
 };
 
 /* Per-probe counters, per CPU. Every call is counted once:
- * hits = emitted + filtered + sampled_out + lost + (calls still in flight). */
+ * hits = emitted + filtered + sampled_out + lost + unrecorded + (calls still in flight). */
 struct psc_stats {
 	__u64 hits;        /* entry hits that counted as a call */
 	__u64 filtered;    /* calls whose condition was false */
@@ -114,6 +116,8 @@ struct psc_stats {
 	__u64 matched;     /* calls whose condition held: the sampling sequence */
 	__u64 ret_hits;    /* every hit of a RET point, paired or not (each is a cost) */
 	__u64 prog_ns;     /* time this program spent on the probe's hits (sampled, scaled) */
+	__u64 unwatched;   /* calls entered while the budget had the return points detached */
+	__u64 unrecorded;  /* unwatched calls with nothing to record (latency, result conditions) */
 };
 
 struct psc_pending_key {
@@ -137,6 +141,7 @@ struct psc_pending {
 #define PSC_EVF_ENTRY (1u << 0)
 #define PSC_EVF_RET (1u << 1)
 #define PSC_EVF_TRUNCATED (1u << 2)
+#define PSC_EVF_UNWATCHED (1u << 3) /* entry only: the budget had the return points detached */
 
 struct psc_event {
 	__u16 version;

@@ -3,7 +3,9 @@
 //! on bare metal, ~30x here). periscope probes two functions of its own, one whose first
 //! instruction the kernel emulates (`nop`) and one it single-steps (`mov`), and times
 //! them probed against bare. The probe's plan is inactive, so this is the cost of the
-//! hit itself; the BPF program's own time is measured per probe while it runs.
+//! hit itself; the BPF program's own time is measured per probe while it runs. Last, a
+//! latency probe on an empty function gives the floor that the probe itself adds to
+//! every latency it measures.
 use std::time::{Duration, Instant};
 
 // Plain functions with a known first instruction (Rust's own code gives no such
@@ -25,11 +27,55 @@ core::arch::global_asm!(
     "mov rax, rdi",
     "ret",
     ".size periscope_calib_stepped, . - periscope_calib_stepped",
+    // A call of an empty function, as Go code makes one: R14 holds the goroutine (here
+    // a fake `g` whose address comes in RDI), the callee's entry (`nop`) is emulated and
+    // its RET single-stepped. A latency probe on the callee measures nothing but the
+    // probe's own time between its two clock reads.
+    ".p2align 4",
+    ".globl periscope_calib_call",
+    ".type periscope_calib_call,@function",
+    "periscope_calib_call:",
+    "push r14",
+    "mov r14, rdi",
+    "call periscope_calib_empty",
+    "pop r14",
+    "ret",
+    ".size periscope_calib_call, . - periscope_calib_call",
+    ".p2align 4",
+    ".globl periscope_calib_empty",
+    ".type periscope_calib_empty,@function",
+    "periscope_calib_empty:",
+    "nop",
+    "ret",
+    ".size periscope_calib_empty, . - periscope_calib_empty",
 );
 
 unsafe extern "C" {
     fn periscope_calib_emulated(x: u64) -> u64;
     fn periscope_calib_stepped(x: u64) -> u64;
+    fn periscope_calib_call(g: *const u64) -> u64;
+    fn periscope_calib_empty();
+}
+
+/// The fake goroutine of `periscope_calib_call`: goid at offset 0, stack.hi at 8 (the
+/// pairing key needs only a stack top above the stack pointer).
+pub(crate) static FAKE_G: [u64; 2] = [1, u64::MAX];
+
+/// Calls of the empty function that the latency floor is measured on.
+pub(crate) const FLOOR_CALLS: u64 = 400;
+
+/// The empty function's entry (`nop`) and its RET (the byte after it).
+pub(crate) fn floor_points() -> (usize, usize) {
+    let entry = periscope_calib_empty as *const () as usize;
+    (entry, entry + 1)
+}
+
+/// Makes the calls the latency floor is measured on.
+pub(crate) fn floor_calls() {
+    for _ in 0..FLOOR_CALLS {
+        // SAFETY: the function saves and restores R14 and only calls an empty function.
+        std::hint::black_box(unsafe { periscope_calib_call(FAKE_G.as_ptr()) });
+    }
 }
 
 /// Nanoseconds a uprobe hit adds to the probed instruction, by how the kernel runs it.
@@ -37,6 +83,10 @@ unsafe extern "C" {
 pub struct HitCost {
     pub emulated_ns: f64,
     pub stepped_ns: f64,
+    /// What a latency probe measures for a call that takes no time: its own time
+    /// between the entry's clock read and the return's (the median of FLOOR_CALLS).
+    /// Subtracted from every latency.
+    pub latency_floor_ns: f64,
 }
 
 /// The two calibration functions: (address, calls to time them with).

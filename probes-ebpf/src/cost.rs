@@ -43,6 +43,7 @@ mod tests {
         let hc = HitCost {
             emulated_ns: 500.0,
             stepped_ns: 14_000.0,
+            latency_floor_ns: 600.0,
         };
         let st = Stats {
             hits: 100,

@@ -25,7 +25,8 @@ pub struct Engine {
     stats: PerCpuArray<MapData, psc_stats>,
     hist: PerCpuArray<MapData, psc_hist>,
     events: RingBuf<MapData>,
-    /// periscope's own copy of each probe's uprobe links; the keeper holds another.
+    /// periscope's own copy of the uprobe links, by key (see `window_key`); the keeper
+    /// holds another.
     links: HashMap<u32, Vec<OwnedFd>>,
     keeper: Option<Keeper>,
     /// Why there is no keeper, when there is none.
@@ -33,13 +34,19 @@ pub struct Engine {
     free: Vec<u32>,
     /// Ids handed out by `attach` and not yet detached.
     allocated: HashSet<u32>,
-    /// Without a keeper: ids whose links a background thread has closed.
+    /// Without a keeper: keys whose links a background thread has closed.
     closed: Arc<Mutex<Vec<u32>>>,
     closers: Vec<std::thread::JoinHandle<()>>,
-    /// Uprobes detached and not yet gone from the kernel, by id.
-    detaching: HashMap<u32, usize>,
-    /// Uprobes attached, by id.
+    /// Keys released whose uprobes are not yet gone from the kernel, with their count.
+    releasing: HashMap<u32, usize>,
+    /// Ids detached whose keys are not all released yet.
+    detached: HashSet<u32>,
+    /// Uprobes attached, by key.
     uprobes: HashMap<u32, usize>,
+    /// Each live probe's plan as written to the kernel (its WATCHING flag changes).
+    plans: HashMap<u32, psc_probe>,
+    /// The points of each probe that the budget attaches in windows, by group.
+    windows: HashMap<(u32, Group), Window>,
     /// The program loaded again for uprobe_multi links (multi.rs), where the kernel
     /// has them; otherwise each uprobe is a perf event of its own.
     multi: Option<OwnedFd>,
@@ -47,6 +54,41 @@ pub struct Engine {
     pub multi_error: Option<String>,
     /// A multi link has been made: an EINVAL from now on is about the offsets given.
     multi_proven: bool,
+}
+
+/// The two groups of a probe's points that the budget attaches and detaches apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// An entry the kernel emulates (~0.5-1 µs a hit): counts, arguments, conditions.
+    Entry = 0,
+    /// Every RET, and an entry the kernel single-steps (~5-15 µs a hit).
+    Costly = 1,
+}
+
+/// One group of a probe's points: attached while its window is open, under a key of
+/// its own.
+struct Window {
+    exe: std::path::PathBuf,
+    pid: u32,
+    points: Vec<(u64, u64)>,
+    /// The key of the open window's link, if one is open.
+    open: Option<u32>,
+    generation: u32,
+}
+
+/// Keys of the keeper's table: a probe id for its permanent links, and for each window
+/// a key of its own (a window reopened while the last one's release is still pending
+/// must not have its new links closed with the old).
+const WINDOW_KEY: u32 = 1 << 31;
+
+fn window_key(id: u32, group: Group, generation: u32) -> u32 {
+    WINDOW_KEY | ((group as u32) << 30) | ((generation & 0x3fff) << 16) | id
+}
+
+const _: () = assert!(PSC_MAX_PROBES <= 1 << 16);
+
+fn id_of(key: u32) -> u32 {
+    key & 0xffff
 }
 
 /// Errors that mean "this kernel cannot make uprobe_multi links", as opposed to a bad
@@ -71,14 +113,17 @@ pub struct Stats {
     pub returns: u64,
     pub ret_hits: u64,
     pub prog_ns: u64,
+    pub unwatched: u64,
+    pub unrecorded: u64,
 }
 
 impl Stats {
     /// Calls entered and not yet accounted for: running now, or never returned through
     /// a RET (a panic, a tail jump out of the function).
     pub fn in_flight(&self) -> u64 {
-        self.hits
-            .saturating_sub(self.emitted + self.filtered + self.sampled_out + self.lost)
+        self.hits.saturating_sub(
+            self.emitted + self.filtered + self.sampled_out + self.lost + self.unrecorded,
+        )
     }
 }
 
@@ -127,8 +172,11 @@ impl Engine {
             allocated: Default::default(),
             closed: Arc::new(Mutex::new(Vec::new())),
             closers: Vec::new(),
-            detaching: HashMap::new(),
+            releasing: HashMap::new(),
+            detached: HashSet::new(),
             uprobes: HashMap::new(),
+            plans: HashMap::new(),
+            windows: HashMap::new(),
             multi,
             multi_error,
             multi_proven: false,
@@ -149,9 +197,10 @@ impl Engine {
         elf: &symbols::elf::Elf,
         f: &Function,
         plan: &Plan,
+        windowed: bool,
     ) -> Result<u32, EngineError> {
         let id = self.allocate_id()?;
-        match self.attach_id(id, pid, exe, elf, f, plan) {
+        match self.attach_id(id, pid, exe, elf, f, plan, windowed) {
             Ok(()) => Ok(id),
             Err(e) => {
                 self.detach(id);
@@ -171,6 +220,10 @@ impl Engine {
         Ok(id)
     }
 
+    /// With `windowed`, the points are attached in two groups (see `Group`), each under
+    /// a window key that `set_window` detaches and attaches again for the budget; both
+    /// windows start open.
+    #[allow(clippy::too_many_arguments)]
     fn attach_id(
         &mut self,
         id: u32,
@@ -179,8 +232,20 @@ impl Engine {
         elf: &symbols::elf::Elf,
         f: &Function,
         plan: &Plan,
+        windowed: bool,
     ) -> Result<(), EngineError> {
-        self.probes.set(id, plan.wire, 0)?;
+        let points = f.probes.as_ref().ok_or_else(|| EngineError::NoOffset {
+            func: f.name.clone(),
+            addr: f.entry,
+        })?;
+        let paired = plan.wire.flags & PSC_F_PAIRED != 0;
+        let expensive_entry = points.entry_kind.is_expensive();
+        let mut wire = plan.wire;
+        if windowed && paired {
+            wire.flags |= PSC_F_WINDOWED | PSC_F_WATCHING;
+        }
+        self.probes.set(id, wire, 0)?;
+        self.plans.insert(id, wire);
         let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
         self.stats.set(
             id,
@@ -194,38 +259,156 @@ impl Engine {
                 0,
             )?;
         }
-        let points = f.probes.as_ref().ok_or_else(|| EngineError::NoOffset {
-            func: f.name.clone(),
-            addr: f.entry,
-        })?;
         let entry_kind = match points.entry_kind {
             EntryKind::StackCheckBranch => PSC_POINT_ENTRY_JBE,
             _ => PSC_POINT_ENTRY,
         };
-        // Returns first, the entry last: a call that starts while the probe is being
-        // attached is then either not seen at all or seen whole, never entered without
-        // a return probe to complete it.
-        let mut sites = Vec::new();
-        if plan.wire.flags & PSC_F_PAIRED != 0 {
-            sites.extend(points.returns.iter().map(|&r| (r, PSC_POINT_RET)));
-        }
-        sites.push((points.entry, entry_kind));
-        let mut offsets = Vec::with_capacity(sites.len());
-        for (addr, kind) in sites {
-            let offset = elf
-                .vaddr_to_offset(addr)
+        let offset = |addr: u64| {
+            elf.vaddr_to_offset(addr)
                 .ok_or_else(|| EngineError::NoOffset {
                     func: f.name.clone(),
                     addr,
-                })?;
-            offsets.push((offset, u64::from(id) | (u64::from(kind) << 32)));
+                })
+        };
+        let cookie = |kind: u32| u64::from(id) | (u64::from(kind) << 32);
+        // Returns first, the entry last: a call that starts while the probe is being
+        // attached is then either not seen at all or seen whole, never entered without
+        // a return probe to complete it.
+        let mut rets = Vec::new();
+        if paired {
+            for &r in &points.returns {
+                rets.push((offset(r)?, cookie(PSC_POINT_RET)));
+            }
         }
-        self.attach_points(id, exe, pid, &offsets)
-            .map_err(|error| EngineError::Attach {
-                func: f.name.clone(),
+        let entry = (offset(points.entry)?, cookie(entry_kind));
+        let attach_err = |error| EngineError::Attach {
+            func: f.name.clone(),
+            pid,
+            error,
+        };
+        if !windowed {
+            rets.push(entry);
+            return self.attach_points(id, exe, pid, &rets).map_err(attach_err);
+        }
+        let mut costly = rets;
+        let mut cheap = Vec::new();
+        if expensive_entry {
+            costly.push(entry);
+        } else {
+            cheap.push(entry);
+        }
+        for (group, points) in [(Group::Costly, costly), (Group::Entry, cheap)] {
+            if points.is_empty() {
+                continue;
+            }
+            let w = Window {
+                exe: exe.to_path_buf(),
                 pid,
-                error,
-            })
+                points,
+                open: None,
+                generation: 0,
+            };
+            self.windows.insert((id, group), w);
+            self.open_window(id, group).map_err(attach_err)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the probe has points in `group` (attached in windows).
+    pub fn has_group(&self, id: u32, group: Group) -> bool {
+        self.windows.contains_key(&(id, group))
+    }
+
+    /// Opens or closes a window of a probe. For the costly group, opening attaches the
+    /// points and then tells the program (every entry it then pairs has its return
+    /// watched); closing tells it first, and `release_window` detaches after the calls
+    /// entered in the window have had time to return. The entry group attaches and
+    /// detaches at once.
+    pub fn set_window(&mut self, id: u32, group: Group, open: bool) -> Result<(), EngineError> {
+        let Some(w) = self.windows.get(&(id, group)) else {
+            return Ok(());
+        };
+        if open == w.open.is_some() {
+            return Ok(());
+        }
+        let pid = w.pid;
+        if open {
+            if let Err(error) = self.open_window(id, group) {
+                // What did attach goes again at once.
+                if let Some(key) = self
+                    .windows
+                    .get_mut(&(id, group))
+                    .and_then(|w| w.open.take())
+                {
+                    self.release_keys(&[key]);
+                }
+                return Err(EngineError::Attach {
+                    func: format!("probe {id}"),
+                    pid,
+                    error,
+                });
+            }
+            if group == Group::Costly {
+                self.set_watching(id, true)?;
+            }
+            Ok(())
+        } else if group == Group::Costly {
+            self.set_watching(id, false)
+        } else {
+            self.release_window(id, group);
+            Ok(())
+        }
+    }
+
+    /// Detaches the points of a window closed by `set_window(id, group, false)`.
+    pub fn release_window(&mut self, id: u32, group: Group) {
+        let watching = self
+            .plans
+            .get(&id)
+            .is_some_and(|p| p.flags & PSC_F_WATCHING != 0);
+        if group == Group::Costly && watching {
+            return;
+        }
+        if let Some(key) = self
+            .windows
+            .get_mut(&(id, group))
+            .and_then(|w| w.open.take())
+        {
+            self.release_keys(&[key]);
+        }
+    }
+
+    /// Whether a window of this group is still being removed (the next waits for it,
+    /// so that windows never pile up in the kernel).
+    pub fn window_busy(&self, id: u32, group: Group) -> bool {
+        self.releasing
+            .keys()
+            .any(|&k| k & WINDOW_KEY != 0 && id_of(k) == id && (k >> 30) & 1 == group as u32)
+    }
+
+    fn open_window(&mut self, id: u32, group: Group) -> std::io::Result<()> {
+        let w = self
+            .windows
+            .get_mut(&(id, group))
+            .expect("a windowed group");
+        w.generation = w.generation.wrapping_add(1);
+        let key = window_key(id, group, w.generation);
+        let (exe, pid, points) = (w.exe.clone(), w.pid, w.points.clone());
+        w.open = Some(key);
+        self.attach_points(key, &exe, pid, &points)
+    }
+
+    fn set_watching(&mut self, id: u32, on: bool) -> Result<(), EngineError> {
+        let Some(wire) = self.plans.get_mut(&id) else {
+            return Ok(());
+        };
+        if on {
+            wire.flags |= PSC_F_WATCHING;
+        } else {
+            wire.flags &= !PSC_F_WATCHING;
+        }
+        self.probes.set(id, *wire, 0)?;
+        Ok(())
     }
 
     /// Measures what a uprobe hit costs here (see calibrate.rs): probes two functions of
@@ -260,6 +443,60 @@ impl Engine {
         Ok(HitCost {
             emulated_ns: per_call[0],
             stepped_ns: per_call[1],
+            latency_floor_ns: self.calibrate_floor()?,
+        })
+    }
+
+    /// The median latency a probe measures on an empty function (calibrate.rs).
+    fn calibrate_floor(&mut self) -> Result<f64, EngineError> {
+        let id = self.allocate_id()?;
+        let result = self.calibrate_floor_with(id);
+        self.detach(id);
+        result
+    }
+
+    fn calibrate_floor_with(&mut self, id: u32) -> Result<f64, EngineError> {
+        let exe = Path::new("/proc/self/exe");
+        let pid = std::process::id();
+        let plan = psc_probe {
+            flags: PSC_F_ACTIVE | PSC_F_PAIRED | PSC_F_LATENCY,
+            sample_every: 1,
+            goid_off: 0,
+            stack_hi_off: 8,
+            ..Default::default()
+        };
+        self.probes.set(id, plan, 0)?;
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
+        self.hist.set(
+            id,
+            PerCpuValues::try_from(vec![psc_hist::default(); ncpu]).map_err(EngineError::Io)?,
+            0,
+        )?;
+        let (entry, ret) = crate::calibrate::floor_points();
+        let offset = |a| {
+            crate::calibrate::file_offset(a).ok_or_else(|| {
+                EngineError::Io(std::io::Error::other(
+                    "calibration: periscope's own code is not in /proc/self/maps",
+                ))
+            })
+        };
+        let cookie = |kind: u32| u64::from(id) | (u64::from(kind) << 32);
+        let points = [
+            (offset(ret)?, cookie(PSC_POINT_RET)),
+            (offset(entry)?, cookie(PSC_POINT_ENTRY)),
+        ];
+        self.attach_points(id, exe, pid, &points)
+            .map_err(|error| EngineError::Attach {
+                func: "periscope's calibration function".into(),
+                pid,
+                error,
+            })?;
+        crate::calibrate::floor_calls();
+        let h = crate::hist::to_hdr(&self.histogram(id));
+        Ok(if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(0.5) as f64
         })
     }
 
@@ -268,7 +505,7 @@ impl Engine {
     /// each. Every link goes to the keeper at once.
     fn attach_points(
         &mut self,
-        id: u32,
+        key: u32,
         exe: &Path,
         pid: u32,
         points: &[(u64, u64)],
@@ -277,7 +514,7 @@ impl Engine {
             match crate::multi::attach(multi.as_fd(), exe, pid, points) {
                 Ok(link) => {
                     self.multi_proven = true;
-                    self.keep(id, link, points.len());
+                    self.keep(key, link, points.len());
                     return Ok(());
                 }
                 // A kernel that loads the program but refuses the link: one perf event
@@ -303,7 +540,7 @@ impl Engine {
         let mut first_error = None;
         for link in links {
             match link {
-                Ok(link) => self.keep(id, link, 1),
+                Ok(link) => self.keep(key, link, 1),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -314,12 +551,12 @@ impl Engine {
 
     /// Hands a duplicate of `link` to the keeper and keeps the original: from here on,
     /// periscope dying in any way leaves the removal of these uprobes to the keeper.
-    fn keep(&mut self, id: u32, link: OwnedFd, uprobes: usize) {
-        if let Some(Err(e)) = self.keeper.as_mut().map(|k| k.hold(id, &[link.as_fd()])) {
+    fn keep(&mut self, key: u32, link: OwnedFd, uprobes: usize) {
+        if let Some(Err(e)) = self.keeper.as_mut().map(|k| k.hold(key, &[link.as_fd()])) {
             self.keeper_error = Some(format!("the keeper process is gone ({e})"));
         }
-        self.links.entry(id).or_default().push(link);
-        *self.uprobes.entry(id).or_default() += uprobes;
+        self.links.entry(key).or_default().push(link);
+        *self.uprobes.entry(key).or_default() += uprobes;
     }
 
     /// Whether uprobes are batched into uprobe_multi links (else one perf event each).
@@ -348,27 +585,44 @@ impl Engine {
         // Disable the plans first: a hit racing with the removal then does nothing.
         for &id in &ids {
             let _ = self.probes.set(id, psc_probe::default(), 0);
+            self.plans.remove(&id);
         }
-        let mut orphans = Vec::new();
+        let mut keys = Vec::new();
         for &id in &ids {
-            let links = self.links.remove(&id).unwrap_or_default();
-            let uprobes = self.uprobes.remove(&id).unwrap_or_default();
-            self.detaching.insert(id, uprobes);
+            self.detached.insert(id);
+            keys.push(id);
+            for group in [Group::Costly, Group::Entry] {
+                if let Some(key) = self.windows.remove(&(id, group)).and_then(|w| w.open) {
+                    keys.push(key);
+                }
+            }
+        }
+        self.release_keys(&keys);
+    }
+
+    /// Closes the links of `keys` without waiting (the keeper, or without one a
+    /// background thread, closes them).
+    fn release_keys(&mut self, keys: &[u32]) {
+        let mut orphans = Vec::new();
+        for &key in keys {
+            let links = self.links.remove(&key).unwrap_or_default();
+            let uprobes = self.uprobes.remove(&key).unwrap_or_default();
+            self.releasing.insert(key, uprobes);
             match self.keeper.as_mut().filter(|k| k.is_alive()) {
                 Some(k) => {
                     // Ours first, while the keeper's copies keep the uprobes: closing
                     // ours is then instant, and the keeper's close (after the RELEASE
                     // below) is the last, the one that removes them.
                     drop(links);
-                    if k.release(id).is_err() {
+                    if k.release(key).is_err() {
                         // The keeper died: its copies closed when it exited.
                         self.closed
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .push(id);
+                            .push(key);
                     }
                 }
-                None => orphans.push((id, links)),
+                None => orphans.push((key, links)),
             }
         }
         if orphans.is_empty() {
@@ -376,9 +630,9 @@ impl Engine {
         }
         let closed = Arc::clone(&self.closed);
         let closer = std::thread::spawn(move || {
-            for (id, links) in orphans {
+            for (key, links) in orphans {
                 drop(links);
-                closed.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                closed.lock().unwrap_or_else(|e| e.into_inner()).push(key);
             }
         });
         self.closers.push(closer);
@@ -386,7 +640,7 @@ impl Engine {
 
     /// Uprobes detached whose removal from the target is not finished yet.
     pub fn detaching(&self) -> usize {
-        self.detaching.values().sum()
+        self.releasing.values().sum()
     }
 
     /// Waits until every detached probe's uprobes are gone from the target, calling
@@ -394,7 +648,7 @@ impl Engine {
     pub fn wait_detached(&mut self, mut progress: impl FnMut(usize)) {
         self.reclaim();
         let mut last = usize::MAX;
-        while !self.detaching.is_empty() {
+        while !self.releasing.is_empty() {
             let n = self.detaching();
             if n != last {
                 progress(n);
@@ -435,9 +689,14 @@ impl Engine {
         self.closers.retain(|c| !c.is_finished());
     }
 
-    fn free_ids(&mut self, ids: Vec<u32>) {
-        for id in ids {
-            if self.detaching.remove(&id).is_some() {
+    /// Takes note of released keys, and frees each detached id none of whose keys is
+    /// still being released.
+    fn free_ids(&mut self, keys: Vec<u32>) {
+        for key in keys {
+            self.releasing.remove(&key);
+            let id = id_of(key);
+            let busy = self.releasing.keys().any(|&k| id_of(k) == id);
+            if !busy && self.detached.remove(&id) {
                 self.free.insert(0, id);
             }
         }
@@ -458,6 +717,8 @@ impl Engine {
             returns: a.returns + s.returns,
             ret_hits: a.ret_hits + s.ret_hits,
             prog_ns: a.prog_ns + s.prog_ns,
+            unwatched: a.unwatched + s.unwatched,
+            unrecorded: a.unrecorded + s.unrecorded,
         })
     }
 

@@ -30,6 +30,7 @@ fn state() -> State {
     s.hit_cost = Some(probes_ebpf::HitCost {
         emulated_ns: 500.0,
         stepped_ns: 14_000.0,
+        latency_floor_ns: 600.0,
     });
     s
 }
@@ -191,6 +192,7 @@ fn busy_state() -> State {
                 cost: Some(periscope::session::ProbeCost {
                     per_call_ns: 28_600.0,
                     overhead_pct: Some(2.4),
+                    watch: None,
                 }),
             }]),
         );

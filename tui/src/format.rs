@@ -82,7 +82,24 @@ pub fn describe_cost(c: &ProbeCost) -> String {
         .overhead_pct
         .map(|p| format!(", {p:.1}% of the target's CPU"))
         .unwrap_or_default();
-    format!("cost ~{} a call{pct}", fmt_ns(c.per_call_ns.round() as u64))
+    let observed = c
+        .watch
+        .filter(|w| w.observed_pct < 99.95)
+        .map(|w| format!("; observed {} of calls (budget)", pct1(w.observed_pct)))
+        .unwrap_or_default();
+    format!(
+        "cost ~{} a call{pct}{observed}",
+        fmt_ns(c.per_call_ns.round() as u64)
+    )
+}
+
+/// `12%`, `0.4%`: one decimal below 10.
+pub fn pct1(p: f64) -> String {
+    if p < 10.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
 }
 
 pub fn fmt_ns(ns: u64) -> String {

@@ -2,9 +2,11 @@
 //! `Session` (a target process and its probes). Split from main.rs so that tests can
 //! drive the TUI's `update` and render its `view` directly.
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod command;
 pub mod format;
+pub mod governor;
 pub mod histogram;
 pub mod session;
 pub mod shell;

@@ -18,8 +18,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     /// Open the full-screen debugger on this process.
     pid: Option<u32>,
+    /// Most of the target's CPU time the probes may take (5%, 0.5%, off): past it,
+    /// return points are attached part of the time, and every summary says what share
+    /// of calls it saw.
+    #[arg(long, global = true, default_value = "5%", value_parser = parse_budget)]
+    budget: Budget,
     #[command(subcommand)]
     cmd: Option<Cmd>,
+}
+
+#[derive(Clone, Copy)]
+struct Budget(Option<f64>);
+
+fn parse_budget(s: &str) -> Result<Budget, String> {
+    periscope::budget::parse(s).map(Budget)
 }
 
 #[derive(Subcommand)]
@@ -75,11 +87,11 @@ fn main() {
     let cli = Cli::parse();
     let Some(cmd) = cli.cmd else {
         let pid = cli.pid.expect("clap requires a pid or a command");
-        exit_on_error(app::runtime::run(pid));
+        exit_on_error(app::runtime::run(pid, cli.budget.0));
         return;
     };
     let result = match cmd {
-        Cmd::Shell { pid } => periscope::shell::run(pid),
+        Cmd::Shell { pid } => periscope::shell::run(pid, cli.budget.0),
         Cmd::List {
             target,
             regex,
@@ -106,6 +118,7 @@ fn main() {
                     pid,
                     duration,
                     json,
+                    budget: cli.budget.0,
                     capture: probes_ebpf::Capture {
                         args: all || args,
                         ret: all || ret,

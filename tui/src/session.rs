@@ -9,6 +9,8 @@ use anyhow::{Result, bail};
 use probes_ebpf::{Call, Capture, ConditionError, Engine, Plan, Stats};
 use symbols::Catalog;
 
+use crate::governor::{Governor, Note, Watch};
+
 /// Events decoded at a time: a bound on what a reader holds between two looks at the
 /// clock, the keyboard or its output.
 pub const DRAIN_BATCH: usize = 8192;
@@ -151,6 +153,8 @@ pub struct ProbeCost {
     pub per_call_ns: f64,
     /// Share of the target's CPU time spent on this probe.
     pub overhead_pct: Option<f64>,
+    /// What the budget does with it.
+    pub watch: Option<Watch>,
 }
 
 pub struct Session {
@@ -165,6 +169,7 @@ pub struct Session {
     pub max_string: u16,
     /// What a uprobe hit costs here, measured at start-up; the error says why not.
     pub hit_cost: Result<probes_ebpf::HitCost, String>,
+    gov: Governor,
 }
 
 impl Session {
@@ -192,6 +197,7 @@ impl Session {
             by_id: HashMap::new(),
             max_string: 64,
             hit_cost,
+            gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
         })
     }
 
@@ -244,15 +250,38 @@ impl Session {
             )?),
             _ => None,
         };
-        let plan = probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())
-            .map_err(|e| plain(&e))?;
+        let mut plan =
+            probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())
+                .map_err(|e| plain(&e))?;
+        plan.wire.latency_floor_ns = self.latency_floor_ns() as u32;
         // Attach the new probe before detaching the old one, so a failed attach leaves
-        // the old probe running.
+        // the old probe running. Expensive points go in windows that the budget opens
+        // and closes (governor.rs); they start open.
         let id = self
             .engine
-            .attach(self.pid, &self.exe, &cat.elf, f, &plan)
+            .attach(self.pid, &self.exe, &cat.elf, f, &plan, true)
             .map_err(|e| plain(&e))?;
         self.remove(func);
+        let stepped = f
+            .probes
+            .as_ref()
+            .is_some_and(|p| p.entry_kind.is_expensive());
+        let cpu = symbols::process::cpu_time_ns(self.pid);
+        self.gov.add(func, id, &f.name, &self.engine, stepped, cpu);
+        if cond.is_some() && plan.wire.flags & probes_ebpf::wire::PSC_F_PAIRED != 0 {
+            let ret = self
+                .hit_cost
+                .as_ref()
+                .map(|hc| format!(" (~{} each)", crate::format::fmt_ns(hc.stepped_ns as u64)))
+                .unwrap_or_default();
+            let paying = format!(
+                "calls the condition filters out still pay for the return point{ret}: only results and latency need it"
+            );
+            note = Some(match note {
+                Some(n) => format!("{n}; {paying}"),
+                None => format!("{}: {paying}", f.name),
+            });
+        }
         let cpu_at_attach = symbols::process::cpu_time_ns(self.pid);
         self.active.insert(
             func,
@@ -270,6 +299,7 @@ impl Session {
     }
 
     pub fn remove(&mut self, func: usize) {
+        self.gov.remove(func);
         if let Some(a) = self.active.remove(&func) {
             self.engine.detach(a.id);
             self.by_id.remove(&a.id);
@@ -278,6 +308,7 @@ impl Session {
 
     /// Removes every probe at once (the engine closes their links in the background).
     pub fn remove_all(&mut self) {
+        self.gov.clear();
         let ids: Vec<u32> = self.active.drain().map(|(_, a)| a.id).collect();
         self.by_id.clear();
         self.engine.detach_many(&ids);
@@ -287,6 +318,7 @@ impl Session {
     /// final counters and, for latency probes, its latency buckets. The calls still
     /// buffered stay readable through `drain` until the next `set`.
     pub fn finish(&mut self) -> Vec<(usize, Stats, Option<Vec<u64>>)> {
+        self.gov.freeze();
         let ids: Vec<u32> = self.active.values().map(|a| a.id).collect();
         self.engine.detach_many(&ids);
         let mut finals: Vec<_> = self
@@ -323,6 +355,8 @@ impl Session {
     /// Decodes at most `max` waiting events into `out`; returns how many records were
     /// read (see `Engine::drain` for why there is a bound).
     pub fn drain(&mut self, out: &mut Vec<Row>, max: usize) -> usize {
+        // Readers call this every few milliseconds: the budget's clock.
+        self.tick();
         let (cat, active, by_id, bias) = (&self.cat, &self.active, &self.by_id, self.bias);
         self.engine.drain(max, |raw| {
             let Some(ev) = probes_ebpf::wire::read::<probes_ebpf::wire::psc_event>(raw, 0) else {
@@ -342,6 +376,45 @@ impl Session {
         })
     }
 
+    /// Opens and closes the budget's windows that are due (see governor.rs).
+    pub fn tick(&mut self) {
+        let cpu = symbols::process::cpu_time_ns(self.pid);
+        self.gov
+            .tick(&mut self.engine, self.hit_cost.as_ref().ok(), cpu);
+    }
+
+    /// The budget: a share of the target's CPU time in %, or None (off).
+    pub fn budget(&self) -> Option<f64> {
+        self.gov.budget
+    }
+
+    pub fn set_budget(&mut self, budget: Option<f64>) {
+        self.gov.set_budget(budget);
+    }
+
+    /// What the budget does with the probe on `func`.
+    pub fn watch(&self, func: usize) -> Option<Watch> {
+        let st = self.stats(func)?;
+        self.gov.watch(func, &st)
+    }
+
+    /// Changes in what the budget does, since the last call.
+    pub fn take_budget_notes(&mut self) -> Vec<Note> {
+        self.gov.take_notes()
+    }
+
+    /// When the cheap points alone cost more than the budget: their share of the
+    /// target's CPU, in %.
+    pub fn entries_over_budget(&self) -> Option<f64> {
+        self.gov.entries_over
+    }
+
+    /// The probe's own time inside each latency it measures (calibrated at start-up),
+    /// subtracted from every latency.
+    pub fn latency_floor_ns(&self) -> f64 {
+        self.hit_cost.as_ref().map_or(0.0, |hc| hc.latency_floor_ns)
+    }
+
     /// What the probe on `func` has cost the target since it was attached, from its
     /// counters `st` (see probes_ebpf::cost).
     pub fn cost(&self, func: usize, st: &Stats) -> Option<ProbeCost> {
@@ -358,6 +431,7 @@ impl Session {
         Some(ProbeCost {
             per_call_ns: c.per_call_ns,
             overhead_pct: cpu.and_then(|cpu| probes_ebpf::cost::overhead_pct(c.total_ns, cpu)),
+            watch: self.gov.watch(func, st),
         })
     }
 

@@ -40,10 +40,11 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn run(pid: u32) -> Result<()> {
+pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
     // Before any thread starts: SIGINT, SIGTERM and SIGHUP go to one waiting thread.
     crate::signals::block();
-    let session = Session::open(pid)?;
+    let mut session = Session::open(pid)?;
+    session.set_budget(budget);
     let cat = session.cat.clone();
     let shared = Arc::new(Mutex::new(Shared {
         session,

@@ -20,9 +20,10 @@ const FRAME: Duration = Duration::from_millis(50);
 /// beyond that the ring buffer fills and the kernel counts the rest as lost.
 const DRAIN_PER_FRAME: usize = 20_000;
 
-pub fn run(pid: u32) -> Result<()> {
+pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
     // Everything that can fail for a bad target fails here, before the screen changes.
-    let session = Session::open(pid)?;
+    let mut session = Session::open(pid)?;
+    session.set_budget(budget);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

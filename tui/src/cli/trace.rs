@@ -18,6 +18,8 @@ pub struct Options {
     pub pid: u32,
     pub duration: Option<Duration>,
     pub json: bool,
+    /// Share of the target's CPU time the probes may take, in % (None: no limit).
+    pub budget: Option<f64>,
     pub capture: Capture,
     pub probes: Vec<String>,
 }
@@ -45,6 +47,7 @@ pub fn split_probe(spec: &str) -> (&str, Option<&str>) {
 pub fn run(opts: Options) -> Result<()> {
     let mut session = Session::open(opts.pid)?;
     session.max_string = opts.capture.max_string;
+    session.set_budget(opts.budget);
     let cat = Arc::clone(&session.cat);
     let mut order = Vec::new();
     for spec in &opts.probes {
@@ -85,10 +88,11 @@ pub fn run(opts: Options) -> Result<()> {
         libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
     crate::say!(
-        "periscope: attached {} probe(s) to pid {} ({}){}; Ctrl-C to stop",
+        "periscope: attached {} probe(s) to pid {} ({}); budget {}{}; Ctrl-C to stop",
         order.len(),
         opts.pid,
         cat.go_version,
+        crate::budget::describe(opts.budget),
         match &session.hit_cost {
             Ok(hc) => format!(
                 "; a probe hit costs ~{} here, ~{} on an instruction the kernel single-steps",
@@ -119,6 +123,19 @@ pub fn run(opts: Options) -> Result<()> {
             let mut rows = Vec::new();
             drained = session.drain(&mut rows, DRAIN_BATCH);
             pending = (!rows.is_empty()).then_some(rows);
+        }
+        for note in session.take_budget_notes() {
+            crate::say!("periscope: {}", note.text);
+            if opts.json {
+                let line = json!({"type":"budget","func":note.func,"mode":mode_name(note.mode),
+                    "watch_pct":round2(note.watch_pct),"full_cost_pct":note.full_pct.map(round2),
+                    "budget_pct":note.budget_pct});
+                // Beside the calls, in order; a full queue waits like the calls do.
+                let _ = writer.send_until(
+                    Out::Text(format!("{line}\n").into_bytes()),
+                    Instant::now() + Duration::from_secs(1),
+                );
+            }
         }
         if let Some(rows) = pending.take() {
             match writer.tx.try_send(Out::Rows(rows)) {
@@ -189,6 +206,18 @@ pub fn run(opts: Options) -> Result<()> {
         crate::say!("periscope: {}; detached", t.describe(opts.pid));
     }
     Ok(())
+}
+
+fn round2(p: f64) -> f64 {
+    (p * 100.0).round() / 100.0
+}
+
+fn mode_name(m: crate::budget::Mode) -> &'static str {
+    match m {
+        crate::budget::Mode::Full => "full",
+        crate::budget::Mode::Windowed => "windowed",
+        crate::budget::Mode::Off => "off",
+    }
 }
 
 enum Out {
@@ -361,17 +390,24 @@ fn summarize(
                 "{}",
                 json!({"type":"stats","func":name,"hits":st.hits,"emitted":st.emitted,"filtered":st.filtered,"sampled_out":st.sampled_out,"lost":st.lost,"in_flight":st.in_flight(),"morestack":st.morestack,"unpaired":st.unpaired,
                     "cost_ns":cost.map(|c| c.per_call_ns.round() as u64),
-                    "overhead_pct":cost.and_then(|c| c.overhead_pct).map(|p| (p * 100.0).round() / 100.0)})
+                    "overhead_pct":cost.and_then(|c| c.overhead_pct).map(round2),
+                    "observed_pct":cost.and_then(|c| c.watch).map(|w| round2(w.observed_pct)),
+                    "unwatched":st.unwatched,"unrecorded":st.unrecorded})
             )?;
         } else {
             writeln!(
                 out,
-                "{name}: {} hits, {} recorded, {} filtered, {} sampled out, {} lost, {} in flight{}",
+                "{name}: {} hits, {} recorded, {} filtered, {} sampled out, {} lost,{} {} in flight{}",
                 st.hits,
                 st.emitted,
                 st.filtered,
                 st.sampled_out,
                 st.lost,
+                if st.unrecorded > 0 {
+                    format!(" {} unrecorded (budget),", st.unrecorded)
+                } else {
+                    String::new()
+                },
                 st.in_flight(),
                 cost.map(|c| format!("; {}", describe_cost(&c)))
                     .unwrap_or_default()

@@ -1,0 +1,574 @@
+//! Keeps the probes within the budget while they run (the arithmetic is in budget.rs).
+//! Every period it prices each probe's points from their hits and the calibrated hit
+//! costs, against the target's own CPU time over the same period, and decides for how
+//! much of the next period each group of points stays attached; between decisions it
+//! opens and closes those windows on time.
+//!
+//! Costly points (RETs, single-stepped entries) go first: while the cheap entries fit
+//! in the budget they stay attached, and the costly points share what is left. When
+//! even the cheap entries do not fit, whole probes are attached part of the time, so
+//! that the calls seen are seen whole (with latency and results).
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use probes_ebpf::{Engine, Group, HitCost, Stats};
+
+use crate::budget::{self, Mode};
+
+/// Windows open at the start of each period.
+const PERIOD: Duration = Duration::from_secs(1);
+/// A new probe is priced this soon, so that a costly one is cut within a fraction of a
+/// second.
+const FIRST_LOOK: Duration = Duration::from_millis(100);
+/// After a costly window closes, its return points stay attached this long so that the
+/// calls entered in it can return (a call still running then stays "in flight").
+const GRACE: Duration = Duration::from_millis(10);
+/// A group that is off gets a short window every this many periods, to see whether
+/// the load has dropped.
+const RETRY_PERIODS: u32 = 5;
+/// The share of the budget the windows are sized for.
+const TARGET_SHARE: f64 = 0.9;
+/// Shortest open time that gives a usable measure of a group's rate.
+const MIN_MEASURE: Duration = Duration::from_millis(15);
+
+#[derive(Debug, Clone, Copy)]
+enum Win {
+    Open(Instant),
+    /// Closed for the program, the points still attached: (opened, closed).
+    Closing(Instant, Instant),
+    Closed,
+}
+
+/// One group of points of a probe and its windows.
+struct Windowed {
+    group: Group,
+    duty: f64,
+    win: Win,
+    /// Whether a window has opened in the current period.
+    opened_this_period: bool,
+    /// Time attached since the last evaluation, and since the probe was attached.
+    open_recent: Duration,
+    open_total: Duration,
+    /// ns per second the group costs while attached, last measured.
+    rate: Option<f64>,
+    periods_off: u32,
+}
+
+impl Windowed {
+    fn new(group: Group, now: Instant) -> Windowed {
+        Windowed {
+            group,
+            duty: 1.0,
+            win: Win::Open(now),
+            opened_this_period: true,
+            open_recent: Duration::ZERO,
+            open_total: Duration::ZERO,
+            rate: None,
+            periods_off: 0,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(self.win, Win::Open(_))
+    }
+
+    fn open_total(&self, now: Instant) -> Duration {
+        self.open_total
+            + match self.win {
+                Win::Open(t) => now.duration_since(t),
+                _ => Duration::ZERO,
+            }
+    }
+
+    fn new_period(&mut self) {
+        self.opened_this_period = false;
+        if self.duty <= 0.0 {
+            self.periods_off += 1;
+        }
+    }
+
+    /// Closes this group's window when its time is up (for a costly group whose entry
+    /// is still open: not yet, `may_close` is false). `cap`: the most this group may
+    /// be open (the costly points never longer than the entry).
+    fn step_close(
+        &mut self,
+        id: u32,
+        engine: &mut Engine,
+        now: Instant,
+        last_eval: Instant,
+        cap: f64,
+        may_close: bool,
+    ) {
+        let duty = self.duty.min(cap);
+        // The costly points stay attached GRACE longer than the program watches them:
+        // that time is part of their share.
+        let grace = if self.group == Group::Costly {
+            GRACE
+        } else {
+            Duration::ZERO
+        };
+        match self.win {
+            Win::Open(since)
+                if may_close
+                    && duty < 1.0
+                    && now.duration_since(since) + grace >= PERIOD.mul_f64(duty) =>
+            {
+                let _ = engine.set_window(id, self.group, false);
+                match self.group {
+                    Group::Costly => self.win = Win::Closing(since, now),
+                    Group::Entry => self.closed(since, now, last_eval),
+                }
+            }
+            Win::Closing(since, closed) if now.duration_since(closed) >= GRACE => {
+                engine.release_window(id, self.group);
+                self.closed(since, now, last_eval);
+            }
+            _ => {}
+        }
+    }
+
+    /// Opens this group's window when one is due in this period; `may_open` is false
+    /// while the window this one depends on is not open.
+    fn step_open(&mut self, id: u32, engine: &mut Engine, now: Instant, cap: f64, may_open: bool) {
+        let duty = self.duty.min(cap);
+        if !matches!(self.win, Win::Closed) || !may_open || (duty < 1.0 && self.opened_this_period)
+        {
+            return;
+        }
+        let retry = duty <= 0.0 && self.periods_off % RETRY_PERIODS == RETRY_PERIODS - 1;
+        if (duty > 0.0 || retry) && !engine.window_busy(id, self.group) {
+            if retry {
+                // Measure again, with the shortest window.
+                self.duty = budget::MIN_DUTY;
+            }
+            if engine.set_window(id, self.group, true).is_ok() {
+                self.win = Win::Open(now);
+                self.opened_this_period = true;
+            }
+        }
+    }
+
+    /// The points went at `now`, attached since `since`: their time counts as open
+    /// (a RET hit during the grace period costs like any other).
+    fn closed(&mut self, since: Instant, now: Instant, last_eval: Instant) {
+        self.open_recent += now.duration_since(since.max(last_eval));
+        self.open_total += now.duration_since(since);
+        self.win = Win::Closed;
+    }
+
+    /// Time attached since `since` (the last evaluation); then counts again from zero.
+    fn take_recent(&mut self, now: Instant, since: Instant) -> Duration {
+        let open = self.open_recent
+            + match self.win {
+                Win::Open(t) | Win::Closing(t, _) => now.duration_since(t.max(since)),
+                Win::Closed => Duration::ZERO,
+            };
+        self.open_recent = Duration::ZERO;
+        open
+    }
+}
+
+struct Probe {
+    id: u32,
+    name: String,
+    entry: Option<Windowed>,
+    costly: Option<Windowed>,
+    /// The entry is single-stepped: it is in the costly group.
+    entry_stepped: bool,
+    mode: Mode,
+    attached_at: Instant,
+    last: Stats,
+    /// What it would cost with every point attached all the time, and what it cost over
+    /// the last period, in % of the target's CPU.
+    full_pct: Option<f64>,
+    recent_pct: Option<f64>,
+}
+
+impl Probe {
+    /// Share of the time the probe's entry was attached.
+    fn entry_share(&self, now: Instant) -> f64 {
+        let g = if self.entry_stepped {
+            self.costly.as_ref()
+        } else {
+            self.entry.as_ref()
+        };
+        g.map_or(1.0, |g| {
+            g.open_total(now).as_secs_f64()
+                / now.duration_since(self.attached_at).as_secs_f64().max(1e-9)
+        })
+        .min(1.0)
+    }
+
+    /// Share of the time the costly points were attached.
+    fn watch_share(&self) -> f64 {
+        let c = self.costly.as_ref().map_or(1.0, |c| c.duty);
+        let e = self.entry.as_ref().map_or(1.0, |e| e.duty);
+        c.min(e)
+    }
+}
+
+/// What the budget is doing with one probe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Watch {
+    /// Share of the time the return points are attached, in %.
+    pub watch_pct: f64,
+    /// Share of calls seen whole (entry and return), in %: calls while the entry was
+    /// detached are not seen at all, calls while only the return was detached are seen
+    /// with their arguments.
+    pub observed_pct: f64,
+    /// What attaching every point all the time would cost, in % of the target's CPU.
+    pub full_pct: Option<f64>,
+    /// What the probe cost over the last period, in % of the target's CPU.
+    pub recent_pct: Option<f64>,
+    pub mode: Mode,
+}
+
+/// A change in what the budget does, for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub func: String,
+    pub mode: Mode,
+    pub watch_pct: f64,
+    pub full_pct: Option<f64>,
+    pub budget_pct: f64,
+    pub text: String,
+}
+
+pub struct Governor {
+    pub budget: Option<f64>,
+    probes: HashMap<usize, Probe>,
+    period_start: Instant,
+    next_eval: Instant,
+    last_eval: Instant,
+    cpu_at_eval: Option<u64>,
+    notes: Vec<Note>,
+    /// The cheap entries alone cost more than the budget: their share, in %.
+    pub entries_over: Option<f64>,
+    frozen: bool,
+    /// Feedback on what the windows really cost against what they were sized for
+    /// (points take the kernel a few ms to come and go, windows close on the reader's
+    /// clock): the budget they are sized with is scaled by this, in (0, 1].
+    correction: f64,
+}
+
+impl Governor {
+    pub fn new(budget: Option<f64>) -> Governor {
+        let now = Instant::now();
+        Governor {
+            budget,
+            probes: HashMap::new(),
+            period_start: now,
+            next_eval: now + PERIOD,
+            last_eval: now,
+            cpu_at_eval: None,
+            notes: Vec::new(),
+            entries_over: None,
+            frozen: false,
+            correction: 1.0,
+        }
+    }
+
+    /// A probe just attached by the engine, with all its windows open.
+    /// `cpu_ns`: the target's CPU time now.
+    pub fn add(
+        &mut self,
+        func: usize,
+        id: u32,
+        name: &str,
+        engine: &Engine,
+        entry_stepped: bool,
+        cpu_ns: Option<u64>,
+    ) {
+        let now = Instant::now();
+        self.frozen = false;
+        if self.probes.is_empty() {
+            // The first probe: the target's CPU rate is measured from here.
+            self.last_eval = now;
+            self.cpu_at_eval = cpu_ns;
+            self.next_eval = now + FIRST_LOOK;
+        }
+        let group = |g| engine.has_group(id, g).then(|| Windowed::new(g, now));
+        self.probes.insert(
+            func,
+            Probe {
+                id,
+                name: name.to_string(),
+                entry: group(Group::Entry),
+                costly: group(Group::Costly),
+                entry_stepped,
+                mode: Mode::Full,
+                attached_at: now,
+                last: Stats::default(),
+                full_pct: None,
+                recent_pct: None,
+            },
+        );
+        self.next_eval = self.next_eval.min(now + FIRST_LOOK);
+    }
+
+    pub fn remove(&mut self, func: usize) {
+        self.probes.remove(&func);
+    }
+
+    pub fn clear(&mut self) {
+        self.probes.clear();
+    }
+
+    /// The probes are detached: stop opening windows, keep what is known of them.
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
+    /// Changes the budget; the next tick applies it.
+    pub fn set_budget(&mut self, budget: Option<f64>) {
+        self.budget = budget;
+        self.next_eval = Instant::now();
+    }
+
+    /// Changes in what the budget does since the last call.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+
+    pub fn watch(&self, func: usize, st: &Stats) -> Option<Watch> {
+        let p = self.probes.get(&func)?;
+        let now = Instant::now();
+        let whole = if st.hits == 0 {
+            1.0
+        } else {
+            st.hits.saturating_sub(st.unwatched) as f64 / st.hits as f64
+        };
+        Some(Watch {
+            watch_pct: 100.0 * p.watch_share(),
+            observed_pct: (100.0 * p.entry_share(now) * whole).min(100.0),
+            full_pct: p.full_pct,
+            recent_pct: p.recent_pct,
+            mode: p.mode,
+        })
+    }
+
+    /// Opens and closes windows that are due, and every period prices the probes
+    /// again. `cpu_ns` is the target's CPU time so far.
+    pub fn tick(&mut self, engine: &mut Engine, hc: Option<&HitCost>, cpu_ns: Option<u64>) {
+        if self.frozen {
+            return;
+        }
+        let now = Instant::now();
+        if now >= self.next_eval {
+            if let Some(hc) = hc {
+                self.evaluate(engine, hc, cpu_ns, now);
+            }
+            self.next_eval = now + PERIOD;
+        }
+        let new_period = now.duration_since(self.period_start) >= PERIOD;
+        if new_period {
+            self.period_start = now;
+        }
+        let last_eval = self.last_eval;
+        for p in self.probes.values_mut() {
+            if new_period {
+                p.entry
+                    .iter_mut()
+                    .chain(p.costly.iter_mut())
+                    .for_each(Windowed::new_period);
+            }
+            let entry_duty = p.entry.as_ref().map_or(1.0, |e| e.duty);
+            // Closing, the entry goes first and the costly points after it: every call
+            // entered while the entry was attached has its return watched. Opening, the
+            // other way round. The costly points never stay open longer than the entry
+            // (returns without entries would be cost for nothing).
+            if let Some(e) = &mut p.entry {
+                e.step_close(p.id, engine, now, last_eval, 1.0, true);
+            }
+            // (An entry link takes the kernel a few ms to remove: the costly points wait
+            // for that too.)
+            let entry_closed = p.entry.as_ref().is_none_or(|e| {
+                e.duty >= 1.0 || (!e.is_open() && !engine.window_busy(p.id, Group::Entry))
+            });
+            if let Some(c) = &mut p.costly {
+                c.step_close(p.id, engine, now, last_eval, entry_duty, entry_closed);
+                c.step_open(p.id, engine, now, entry_duty, true);
+            }
+            let returns_ready = p
+                .costly
+                .as_ref()
+                .is_none_or(|c| c.is_open() || c.duty.min(entry_duty) <= 0.0 || c.duty >= 1.0);
+            if let Some(e) = &mut p.entry {
+                e.step_open(p.id, engine, now, 1.0, returns_ready);
+            }
+        }
+    }
+
+    fn evaluate(&mut self, engine: &mut Engine, hc: &HitCost, cpu_ns: Option<u64>, now: Instant) {
+        let prev = self.last_eval;
+        let secs = now.duration_since(prev).as_secs_f64().max(1e-3);
+        let cpu_rate = match (cpu_ns, self.cpu_at_eval) {
+            (Some(c), Some(then)) => {
+                Some(c.saturating_sub(then) as f64 / secs).filter(|&c| c > 0.0)
+            }
+            _ => None,
+        };
+        self.last_eval = now;
+        self.cpu_at_eval = cpu_ns;
+        let mut funcs = Vec::new();
+        let mut spent = 0.0;
+        for (&func, p) in self.probes.iter_mut() {
+            let st = engine.stats(p.id);
+            let d = delta(&st, &p.last);
+            p.last = st;
+            // Each group's cost over the interval: its hits at their calibrated price,
+            // plus the program's own time shared out by hits.
+            let entry_hits = (d.hits + d.morestack) as f64;
+            let all_hits = (entry_hits + d.ret_hits as f64).max(1.0);
+            let entry_ns = if p.entry_stepped {
+                hc.stepped_ns
+            } else {
+                hc.emulated_ns
+            };
+            let entry_cost = entry_hits * entry_ns + d.prog_ns as f64 * entry_hits / all_hits;
+            let ret_cost =
+                d.ret_hits as f64 * hc.stepped_ns + d.prog_ns as f64 * d.ret_hits as f64 / all_hits;
+            let (cheap, costly) = if p.entry_stepped {
+                (0.0, entry_cost + ret_cost)
+            } else {
+                (entry_cost, ret_cost)
+            };
+            for (g, cost) in [(&mut p.entry, cheap), (&mut p.costly, costly)] {
+                if let Some(g) = g {
+                    let open = g.take_recent(now, prev);
+                    if open >= MIN_MEASURE {
+                        g.rate = Some(cost / open.as_secs_f64());
+                    }
+                }
+            }
+            let full = p.entry.as_ref().and_then(|g| g.rate).unwrap_or(0.0)
+                + p.costly.as_ref().and_then(|g| g.rate).unwrap_or(0.0);
+            p.full_pct = cpu_rate.map(|c| 100.0 * full / c);
+            p.recent_pct = cpu_rate.map(|c| 100.0 * (cheap + costly) / secs / c);
+            spent += (cheap + costly) / secs;
+            funcs.push(func);
+        }
+        let rate = |p: &Probe, g: Group| {
+            let w = match g {
+                Group::Entry => p.entry.as_ref(),
+                Group::Costly => p.costly.as_ref(),
+            };
+            w.and_then(|w| w.rate).unwrap_or(0.0)
+        };
+        let entries: Vec<f64> = funcs
+            .iter()
+            .map(|f| rate(&self.probes[f], Group::Entry))
+            .collect();
+        let costly: Vec<f64> = funcs
+            .iter()
+            .map(|f| rate(&self.probes[f], Group::Costly))
+            .collect();
+        let (entry_duty, costly_duty) = match (self.budget, cpu_rate) {
+            (None, _) => {
+                self.entries_over = None;
+                (vec![1.0; funcs.len()], vec![1.0; funcs.len()])
+            }
+            // The target's CPU time is unknown this period: keep things as they are.
+            (Some(_), None) => return,
+            (Some(b), Some(cpu)) => {
+                // Aim a little under: windows open and close on the reader's clock, and
+                // the kernel takes a few ms to remove points.
+                let goal = TARGET_SHARE * b / 100.0 * cpu;
+                let windowing = self.probes.values().any(|p| p.watch_share() < 1.0);
+                if windowing && spent > 0.0 {
+                    // Damped (square root), and never above the plain sizing.
+                    self.correction = (self.correction * (goal / spent).sqrt()).clamp(0.05, 1.0);
+                } else if !windowing {
+                    self.correction = 1.0;
+                }
+                let allowed = goal * self.correction;
+                let e_total: f64 = entries.iter().sum();
+                if e_total <= allowed {
+                    self.entries_over = None;
+                    (
+                        vec![1.0; funcs.len()],
+                        budget::duties(&costly, allowed - e_total),
+                    )
+                } else {
+                    // Whole probes in windows: a call is seen with both its ends or not
+                    // at all, so latency and results keep coming from the windows.
+                    self.entries_over = Some(100.0 * e_total / cpu);
+                    let whole: Vec<f64> = entries.iter().zip(&costly).map(|(e, c)| e + c).collect();
+                    let d = budget::duties(&whole, allowed);
+                    (d.clone(), d)
+                }
+            }
+        };
+        let budget_pct = self.budget.unwrap_or(100.0);
+        for (i, func) in funcs.into_iter().enumerate() {
+            let p = self.probes.get_mut(&func).expect("probe");
+            if let Some(e) = &mut p.entry {
+                e.duty = entry_duty[i];
+                if e.duty >= 1.0 {
+                    e.periods_off = 0;
+                }
+            }
+            if let Some(c) = &mut p.costly {
+                c.duty = costly_duty[i];
+                if c.duty >= 1.0 {
+                    c.periods_off = 0;
+                }
+            }
+            let mode = Mode::of(p.watch_share());
+            if mode != p.mode {
+                p.mode = mode;
+                self.notes.push(Note {
+                    func: p.name.clone(),
+                    mode,
+                    watch_pct: 100.0 * p.watch_share(),
+                    full_pct: p.full_pct,
+                    budget_pct,
+                    text: describe_change(p, budget_pct),
+                });
+            }
+        }
+    }
+}
+
+fn describe_change(p: &Probe, budget_pct: f64) -> String {
+    let b = budget::describe(Some(budget_pct));
+    let would = p
+        .full_pct
+        .map(|f| format!(" (with every point attached all the time it would cost {f:.0}% of the target's CPU)"))
+        .unwrap_or_default();
+    let entry_duty = p.entry.as_ref().map_or(1.0, |e| e.duty);
+    let name = &p.name;
+    if p.mode == Mode::Full {
+        return format!("budget {b}: {name}: every point attached all the time again");
+    }
+    if entry_duty < 1.0 || p.entry_stepped {
+        let share = if p.entry_stepped {
+            p.watch_share()
+        } else {
+            entry_duty
+        };
+        return format!(
+            "budget {b}: {name}: attached {:.0}% of the time{would}; calls in between are not seen",
+            100.0 * share
+        );
+    }
+    match p.mode {
+        Mode::Windowed => format!(
+            "budget {b}: {name}: return points attached {:.0}% of the time{would}; calls in between are counted, with arguments but no results or latency",
+            100.0 * p.watch_share()
+        ),
+        _ => format!(
+            "budget {b}: {name}: return points detached{would}; calls are counted, with arguments but no results or latency"
+        ),
+    }
+}
+
+fn delta(now: &Stats, then: &Stats) -> Stats {
+    Stats {
+        hits: now.hits.saturating_sub(then.hits),
+        morestack: now.morestack.saturating_sub(then.morestack),
+        ret_hits: now.ret_hits.saturating_sub(then.ret_hits),
+        prog_ns: now.prog_ns.saturating_sub(then.prog_ns),
+        ..Stats::default()
+    }
+}
