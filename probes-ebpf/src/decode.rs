@@ -18,6 +18,8 @@ pub struct Call {
     pub args: Option<Vec<(String, GoValue)>>,
     pub ret: Option<Vec<(String, GoValue)>>,
     pub truncated: bool,
+    /// Seen at its entry only: the CPU budget had the return points detached.
+    pub unwatched: bool,
 }
 
 /// One side (entry or return) of an event, borrowed from the ring-buffer record: the
@@ -68,10 +70,21 @@ pub fn decode(raw: &[u8], cat: &Catalog, f: &Function, plan: &Plan, bias: u64) -
     } else {
         None
     };
+    let unwatched = ev.flags & PSC_EVF_UNWATCHED != 0;
     let ret = if plan.capture.ret && ev.flags & PSC_EVF_RET != 0 {
         let rb = raw.get(base + elen..base + elen + ev.ret_len as usize)?;
         let sec = parse_section(rb, plan.ret_stack_off)?;
         Some(d.named(&sec, f.results.iter().flatten(), PSC_SEC_RET as u16))
+    } else if plan.capture.ret && unwatched {
+        // Asked for, never seen: each result says why.
+        let why = GoValue::NotCaptured(Missing::ReturnUnwatched);
+        Some(
+            f.results
+                .iter()
+                .flatten()
+                .map(|v| (v.name.clone(), why.clone()))
+                .collect(),
+        )
     } else {
         None
     };
@@ -85,6 +98,7 @@ pub fn decode(raw: &[u8], cat: &Catalog, f: &Function, plan: &Plan, bias: u64) -
         args,
         ret,
         truncated: ev.flags & PSC_EVF_TRUNCATED != 0,
+        unwatched,
     })
 }
 

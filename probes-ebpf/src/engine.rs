@@ -281,9 +281,11 @@ impl Engine {
             }
         }
         let entry = (offset(points.entry)?, cookie(entry_kind));
+        let batched = self.multi.is_some();
         let attach_err = |error| EngineError::Attach {
             func: f.name.clone(),
             pid,
+            batched,
             error,
         };
         if !windowed {
@@ -345,6 +347,7 @@ impl Engine {
                 return Err(EngineError::Attach {
                     func: format!("probe {id}"),
                     pid,
+                    batched: self.multi.is_some(),
                     error,
                 });
             }
@@ -436,6 +439,7 @@ impl Engine {
                 .map_err(|error| EngineError::Attach {
                     func: "periscope's calibration function".into(),
                     pid,
+                    batched: self.multi.is_some(),
                     error,
                 })?;
             per_call[k] = (crate::calibrate::time_per_call(f, n) - bare).max(0.0);
@@ -489,6 +493,7 @@ impl Engine {
             .map_err(|error| EngineError::Attach {
                 func: "periscope's calibration function".into(),
                 pid,
+                batched: self.multi.is_some(),
                 error,
             })?;
         crate::calibrate::floor_calls();

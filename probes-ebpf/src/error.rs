@@ -45,27 +45,36 @@ pub enum EngineError {
     Io(#[source] std::io::Error),
     #[error("too many probes at once (limit {0})")]
     TooMany(u32),
-    #[error("attaching to {func} failed: {}", attach_hint(.error, *.pid))]
+    #[error("attaching to {func} failed: {}", attach_hint(.error, *.pid, *.batched))]
     Attach {
         func: String,
         pid: u32,
+        /// Through uprobe_multi links (else perf events).
+        batched: bool,
         error: std::io::Error,
     },
     #[error("{func}: the address {addr:#x} is outside the file's mapped segments")]
     NoOffset { func: String, addr: u64 },
 }
 
-/// The privileges periscope needs, measured on Linux 6.18: the kernel refuses to
-/// create a uprobe without CAP_SYS_ADMIN (since "perf/core: Require CAP_SYS_ADMIN for
-/// uprobes", 2025; before it CAP_PERFMON was enough), and CAP_SYS_ADMIN also covers
-/// loading the BPF program. Another user's process needs CAP_SYS_PTRACE as well.
-pub const PRIVILEGES: &str = "run periscope as root, or give it CAP_SYS_ADMIN (plus CAP_SYS_PTRACE for another user's process): this kernel refuses uprobes to CAP_BPF and CAP_PERFMON alone";
+/// The privileges periscope needs, measured on Linux 6.18 (tests/tests/privileges.rs):
+/// CAP_BPF and CAP_PERFMON load the program and make uprobe_multi links (kernels >=
+/// 6.6). A uprobe made as a perf event, the fallback without them, needs CAP_SYS_ADMIN
+/// since "perf/core: Require CAP_SYS_ADMIN for uprobes" (2025). Another user's process
+/// needs CAP_SYS_PTRACE as well (to read its /proc files).
+pub const PRIVILEGES: &str = "run periscope as root, or give it CAP_BPF and CAP_PERFMON (plus CAP_SYS_PTRACE for another user's process; CAP_SYS_ADMIN too on kernels without uprobe_multi links, before 6.6)";
+
+/// The same, when uprobes are perf events (no uprobe_multi links).
+const PRIVILEGES_PERF: &str = "one perf event per uprobe (no uprobe_multi links) needs CAP_SYS_ADMIN: run periscope as root, or give it CAP_SYS_ADMIN (plus CAP_SYS_PTRACE for another user's process)";
 
 /// What an attach failure means, and what to do about it.
-fn attach_hint(e: &std::io::Error, pid: u32) -> String {
+fn attach_hint(e: &std::io::Error, pid: u32, batched: bool) -> String {
     match e.raw_os_error() {
         Some(libc::ESRCH) => format!("process {pid} has exited"),
-        Some(libc::EACCES) | Some(libc::EPERM) => format!("permission denied: {PRIVILEGES}"),
+        Some(libc::EACCES) | Some(libc::EPERM) if batched => {
+            format!("permission denied: {PRIVILEGES}")
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => format!("permission denied: {PRIVILEGES_PERF}"),
         _ => e.to_string(),
     }
 }

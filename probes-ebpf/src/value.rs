@@ -40,6 +40,8 @@ pub enum Missing {
     FloatRegister,
     /// DWARF does not say what it is.
     UnknownType,
+    /// A result of a call made while the CPU budget had the return points detached.
+    ReturnUnwatched,
 }
 
 impl Missing {
@@ -48,6 +50,7 @@ impl Missing {
             Missing::Budget => "budget",
             Missing::FloatRegister => "float register",
             Missing::UnknownType => "unknown type",
+            Missing::ReturnUnwatched => "return not watched (cpu budget)",
         }
     }
 }

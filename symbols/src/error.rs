@@ -58,7 +58,7 @@ fn process_permission(pid: u32) -> String {
         )
     } else {
         format!(
-            "permission denied inspecting pid {pid}: run periscope as root, or with CAP_SYS_ADMIN (and CAP_SYS_PTRACE for another user's process)"
+            "permission denied inspecting pid {pid}: run periscope as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE (another user's process)"
         )
     }
 }

@@ -138,20 +138,34 @@ pub fn periscope() -> PathBuf {
 /// Starts `periscope trace --pid PID ARGS...` with piped output and waits until it
 /// says it attached; returns the child and the rest of its stderr.
 pub fn spawn_trace(pid: u32, args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
+    // Tests that compare every call with the fixture's record run without a CPU budget
+    // (which may see some calls at their entry only); tests of the budget ask for one.
+    let budget: &[&str] = if args.contains(&"--budget") {
+        &[]
+    } else {
+        &["--budget", "off"]
+    };
     let mut child = Command::new(periscope())
         .args(["trace", "--pid", &pid.to_string()])
+        .args(budget)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(
-        line.contains("attached"),
-        "periscope did not attach: {line}"
-    );
+    // Notes on the probes (what a condition costs, say) may come first.
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("periscope did not attach: {said}");
+        }
+        said.push_str(&line);
+        if line.contains("periscope: attached") {
+            break;
+        }
+    }
     (child, err)
 }
 

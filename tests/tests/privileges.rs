@@ -1,8 +1,9 @@
 //! Which privileges periscope needs, checked with a real unprivileged user that the test
-//! creates. Measured on Linux 6.18: the kernel creates a uprobe only for CAP_SYS_ADMIN
-//! ("perf/core: Require CAP_SYS_ADMIN for uprobes", 2025), which also covers loading the
-//! BPF program; another user's process needs CAP_SYS_PTRACE as well. CAP_BPF and
-//! CAP_PERFMON alone load the program but cannot attach.
+//! creates. Measured on Linux 6.18: CAP_BPF and CAP_PERFMON load the program and make
+//! uprobe_multi links; another user's process needs CAP_SYS_PTRACE as well (its /proc
+//! files). Without multi links (kernels before 6.6; forced here with
+//! PERISCOPE_UPROBE_MULTI=off) each uprobe is a perf event, which the kernel creates only
+//! for CAP_SYS_ADMIN ("perf/core: Require CAP_SYS_ADMIN for uprobes", 2025).
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -63,10 +64,23 @@ fn as_user(caps: &str) -> Command {
 
 /// Traces main.Work in `fx` as the test user with `caps` while the fixture calls it 100
 /// times; returns the exit status, stdout and stderr.
-fn trace(caps: &str, periscope: &Path, fx: &mut FixtureProc) -> (Option<i32>, String, String) {
+fn trace(
+    caps: &str,
+    multi: &str,
+    periscope: &Path,
+    fx: &mut FixtureProc,
+) -> (Option<i32>, String, String) {
     let mut child = as_user(caps)
+        .env("PERISCOPE_UPROBE_MULTI", multi)
         .arg(periscope)
-        .args(["trace", "--json", "--pid", &fx.pid.to_string()])
+        .args([
+            "trace",
+            "--json",
+            "--budget",
+            "off",
+            "--pid",
+            &fx.pid.to_string(),
+        ])
         .arg("main.Work")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -104,20 +118,29 @@ fn the_privileges_the_readme_names_are_exactly_the_ones_needed() {
         FixtureProc::start_cmd(c)
     };
     let mut roots = FixtureProc::start(&kinds);
-    for (caps, target, want) in [
-        ("", "own", Err("CAP_SYS_ADMIN")),
-        ("+bpf,+perfmon", "own", Err("CAP_BPF and CAP_PERFMON alone")),
-        ("+sys_admin", "own", Ok(())),
-        ("+sys_admin", "root's", Err("CAP_SYS_PTRACE")),
-        ("+sys_admin,+sys_ptrace", "root's", Ok(())),
+    for (caps, multi, target, want) in [
+        ("", "on", "own", Err("CAP_BPF and CAP_PERFMON")),
+        ("+bpf,+perfmon", "on", "own", Ok(())),
+        ("+bpf,+perfmon", "on", "root's", Err("CAP_SYS_PTRACE")),
+        ("+bpf,+perfmon,+sys_ptrace", "on", "root's", Ok(())),
+        // Without uprobe_multi links, as on kernels before 6.6:
+        (
+            "+bpf,+perfmon,+sys_ptrace",
+            "off",
+            "own",
+            Err("CAP_SYS_ADMIN"),
+        ),
+        ("+sys_admin", "off", "own", Ok(())),
+        ("+sys_admin", "off", "root's", Err("CAP_SYS_PTRACE")),
+        ("+sys_admin,+sys_ptrace", "off", "root's", Ok(())),
     ] {
         let fx = if target == "own" {
             &mut mine
         } else {
             &mut roots
         };
-        let what = format!("caps [{caps}] on its {target} process");
-        let (code, out, err) = trace(caps, &periscope, fx);
+        let what = format!("caps [{caps}], uprobe_multi {multi}, on its {target} process");
+        let (code, out, err) = trace(caps, multi, &periscope, fx);
         match want {
             Err(needle) => {
                 assert_eq!(code, Some(2), "{what}: {err}");

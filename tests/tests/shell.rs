@@ -15,7 +15,8 @@ fn shell_traces_filters_lists_and_shows_latency() {
     let history = std::env::temp_dir().join(format!("periscope-shell-{}", std::process::id()));
     let _ = std::fs::remove_file(&history);
     let mut shell = Command::new(periscope())
-        .args(["shell", &fx.pid.to_string()])
+        // Every call is checked whole against the record: no CPU budget.
+        .args(["shell", "--budget", "off", &fx.pid.to_string()])
         .env("PERISCOPE_HISTORY", &history)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

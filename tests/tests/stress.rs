@@ -29,6 +29,8 @@ fn attach_and_detach_200_probes_in_a_loop_on_a_busy_target() {
     // A warm-up round so that the standard library functions below have run once.
     fx.run("run 1");
     let mut session = Session::open(fx.pid).expect("open the fixture");
+    // Every sampled call of Hot is checked whole: no CPU budget cutting returns.
+    session.set_budget(None);
     let cat = session.cat.clone();
     let hot = cat
         .functions

@@ -145,6 +145,7 @@ fn login(s: &State, i: u64, user: &str, attempts: i64) -> Row {
                 ),
             ]),
             truncated: false,
+            unwatched: false,
         },
     }
 }
@@ -483,4 +484,34 @@ fn a_new_search_selects_its_best_match_before_any_key_acts() {
         matches!(&effects[..], [Effect::Set { func, .. }] if *func == best),
         "{effects:?}"
     );
+}
+
+#[test]
+fn b_sets_the_budget_and_budget_notes_show() {
+    let mut s = state();
+    assert_eq!(s.budget, Some(5.0));
+    press(&mut s, KeyCode::Char('b'));
+    assert!(matches!(s.mode, Mode::Budget { .. }));
+    // The prompt starts with the budget in force; replace it.
+    for _ in 0..4 {
+        press(&mut s, KeyCode::Backspace);
+    }
+    typed(&mut s, "2%");
+    let e = press(&mut s, KeyCode::Enter);
+    assert_eq!(e, vec![Effect::SetBudget(Some(2.0))]);
+    assert_eq!(s.mode, Mode::Normal);
+    update(&mut s, Action::BudgetSet(Some(2.0)));
+    assert_eq!(s.budget, Some(2.0));
+    assert!(render(&s, 160, 44).contains("budget 2%"));
+    // A bad budget says what to write and keeps the prompt.
+    press(&mut s, KeyCode::Char('b'));
+    typed(&mut s, "x");
+    assert!(press(&mut s, KeyCode::Enter).is_empty());
+    assert!(render(&s, 160, 44).contains("such as 5% or 0.5%, or off"));
+    press(&mut s, KeyCode::Esc);
+    update(
+        &mut s,
+        Action::BudgetNote("budget 2%: main.Login: return points attached 40% of the time".into()),
+    );
+    assert!(render(&s, 160, 44).contains("return points attached 40% of the time"));
 }

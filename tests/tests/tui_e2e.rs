@@ -127,8 +127,10 @@ fn tui_search_probe_condition_latency_quit() {
     let leaks_before = periscope_tests::kernel_uprobe_leaks();
     let status = std::env::temp_dir().join(format!("periscope-e2e-{}", std::process::id()));
     let _ = std::fs::remove_file(&status);
+    // Every row is checked against the record: no CPU budget (which may show some
+    // calls without their results).
     let tmux = Tmux::start(&format!(
-        "{} {}; echo $? > {}; sleep 60",
+        "{} --budget off {}; echo $? > {}; sleep 60",
         periscope().display(),
         fx.pid,
         status.display()

@@ -1,7 +1,7 @@
 //! The shell's command language: text → `Command`, with errors a user can act on.
 use anyhow::{Result, anyhow, bail};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Funcs {
         regex: Option<String>,
@@ -19,6 +19,8 @@ pub enum Command {
     Events(usize),
     Hist(String),
     Wait(std::time::Duration),
+    /// `budget`: show it; `budget 2%` / `budget off`: set it.
+    Budget(Option<Option<f64>>),
     Help,
     Quit,
 }
@@ -51,6 +53,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "wait",
         "wait DURATION            let calls arrive (2s, 500ms)",
+    ),
+    (
+        "budget",
+        "budget [N%|off]          share of the target's CPU the probes may take",
     ),
     ("help", "help                     this list"),
     (
@@ -92,6 +98,10 @@ pub fn parse(line: &str) -> Result<Option<Command>> {
         } else {
             rest
         })?),
+        "budget" => Command::Budget(match rest {
+            "" => None,
+            b => Some(crate::budget::parse(b).map_err(|e| anyhow!(e))?),
+        }),
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,
         other => bail!("unknown command `{other}` (try `help`)"),
@@ -173,5 +183,15 @@ mod tests {
         assert!(parse("untrace x").is_err());
         assert_eq!(parse("  ").unwrap(), None);
         assert_eq!(parse("untrace all").unwrap(), Some(Command::Untrace(None)));
+        assert_eq!(
+            parse("budget 2%").unwrap(),
+            Some(Command::Budget(Some(Some(2.0))))
+        );
+        assert_eq!(
+            parse("budget off").unwrap(),
+            Some(Command::Budget(Some(None)))
+        );
+        assert_eq!(parse("budget").unwrap(), Some(Command::Budget(None)));
+        assert!(parse("budget lots").unwrap_err().to_string().contains("5%"));
     }
 }

@@ -26,6 +26,10 @@ const GRACE: Duration = Duration::from_millis(10);
 /// A group that is off gets a short window every this many periods, to see whether
 /// the load has dropped.
 const RETRY_PERIODS: u32 = 5;
+/// The budget applies to a target using at least this much CPU (2% of a core): below
+/// it, what a probe costs is too small to matter (1 ms of CPU a second at the default
+/// 5%), and a nearly idle service keeps every call.
+const MIN_TARGET_CPU: f64 = 0.02e9;
 /// The share of the budget the windows are sized for.
 const TARGET_SHARE: f64 = 0.9;
 /// Shortest open time that gives a usable measure of a group's rate.
@@ -473,7 +477,7 @@ impl Governor {
             (Some(b), Some(cpu)) => {
                 // Aim a little under: windows open and close on the reader's clock, and
                 // the kernel takes a few ms to remove points.
-                let goal = TARGET_SHARE * b / 100.0 * cpu;
+                let goal = TARGET_SHARE * b / 100.0 * cpu.max(MIN_TARGET_CPU);
                 let windowing = self.probes.values().any(|p| p.watch_share() < 1.0);
                 if windowing && spent > 0.0 {
                     // Damped (square root), and never above the plain sizing.

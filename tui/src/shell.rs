@@ -34,6 +34,8 @@ struct Shared {
     exited: bool,
     /// What became of the target, once it is gone.
     gone: String,
+    /// Changes in what the budget does, not printed yet.
+    notes: Vec<String>,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -53,6 +55,7 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
         next_no: 1,
         exited: false,
         gone: String::new(),
+        notes: Vec::new(),
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -126,6 +129,7 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
                 running.store(true, Ordering::SeqCst);
                 let result = execute(&shared, &cat, cmd, &interrupt);
                 running.store(false, Ordering::SeqCst);
+                print_notes(&shared);
                 if let Err(e) = result {
                     println!("error: {e:#}");
                 }
@@ -141,6 +145,14 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
     let _ = drainer.join();
     lock(&shared).session.close();
     Ok(())
+}
+
+/// What the budget did since the last look (collected by the drain thread).
+fn print_notes(shared: &Mutex<Shared>) {
+    let notes = std::mem::take(&mut lock(shared).notes);
+    for n in notes {
+        println!("note: {n}");
+    }
 }
 
 fn history_path() -> PathBuf {
@@ -159,6 +171,8 @@ fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
             let mut sh = lock(shared);
             sh.session.drain(&mut buf, KEEP);
             sh.rows.extend(buf.drain(..));
+            let notes = sh.session.take_budget_notes();
+            sh.notes.extend(notes.into_iter().map(|n| n.text));
             let excess = sh.rows.len().saturating_sub(KEEP);
             sh.rows.drain(..excess);
             if !sh.exited && last_check.elapsed() > Duration::from_secs(1) {
@@ -342,8 +356,24 @@ fn execute(
                     println!("interrupted");
                     break;
                 }
+                print_notes(shared);
                 std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
             }
+        }
+        Command::Budget(set) => {
+            let mut sh = lock(shared);
+            if let Some(b) = set {
+                sh.session.set_budget(b);
+            }
+            let b = sh.session.budget();
+            println!(
+                "budget {}{}",
+                crate::budget::describe(b),
+                match b {
+                    Some(_) => ": past it, return points are attached part of the time",
+                    None => ": every point stays attached, whatever it costs",
+                }
+            );
         }
         Command::Help => {
             for (_, usage) in COMMANDS {

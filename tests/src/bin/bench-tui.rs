@@ -89,6 +89,7 @@ fn main() {
                             ("r1".into(), GoValue::Nil),
                         ]),
                         truncated: false,
+                        unwatched: false,
                     },
                 }
             })

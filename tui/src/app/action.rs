@@ -20,6 +20,10 @@ pub enum Action {
     },
     /// The target exited or exec'd another program: what became of it.
     TargetExited(String),
+    /// The budget now in force (the answer to `Effect::SetBudget`).
+    BudgetSet(Option<f64>),
+    /// A change in what the budget does with a probe, in words.
+    BudgetNote(String),
     Quit,
 }
 
@@ -32,7 +36,7 @@ pub struct ProbeSample {
     pub cost: Option<ProbeCost>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Attach, replace or (with empty settings) remove the probe on a function.
     Set {
@@ -40,5 +44,7 @@ pub enum Effect {
         settings: ProbeSettings,
     },
     DetachAll,
+    /// Change the budget (a share of the target's CPU in %, None: off).
+    SetBudget(Option<f64>),
     Quit,
 }

@@ -36,6 +36,7 @@ pub enum Cmd {
     FilterFunction,
     PrevProbe,
     NextProbe,
+    SetBudget,
 }
 
 pub struct Binding {
@@ -77,6 +78,7 @@ pub const KEYS: &[Binding] = &[
     b(Scope::Global, &[KeyCode::PageDown], "PgDn", Cmd::PageDown, "page down"),
     b(Scope::Global, &[Home, Char('g')], "Home g", Cmd::Top, "first"),
     b(Scope::Global, &[End, Char('G')], "End G", Cmd::Bottom, "last (events: follow the newest)"),
+    b(Scope::Global, &[Char('b')], "b", Cmd::SetBudget, "budget: the CPU share probes may take"),
     b(Scope::In(Functions), &[Char('/')], "/", Cmd::Search, "fuzzy search functions"),
     b(Scope::In(Functions), &[Esc], "Esc", Cmd::ClearSearch, "clear the search"),
     b(Scope::In(Functions), &[Char('s')], "s", Cmd::ToggleStd, "show or hide runtime and standard library"),

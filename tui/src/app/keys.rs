@@ -52,6 +52,27 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             error,
             completions,
         } => condition_key(s, func, &mut input, error, completions, k),
+        Mode::Budget { mut input } => match k.code {
+            KeyCode::Esc => {
+                s.mode = Mode::Normal;
+                vec![]
+            }
+            KeyCode::Enter => match crate::budget::parse(&input.text) {
+                Ok(b) => {
+                    s.mode = Mode::Normal;
+                    vec![Effect::SetBudget(b)]
+                }
+                Err(e) => {
+                    s.error(e);
+                    vec![]
+                }
+            },
+            _ => {
+                edit(&mut input, &k);
+                s.mode = Mode::Budget { input };
+                vec![]
+            }
+        },
         Mode::Sample { func, mut input } => match k.code {
             KeyCode::Esc => {
                 s.mode = Mode::Normal;
@@ -265,6 +286,11 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                     input: Input::new(&n.to_string()),
                 };
             }
+        }
+        Cmd::SetBudget => {
+            s.mode = Mode::Budget {
+                input: Input::new(&crate::budget::describe(s.budget)),
+            };
         }
         Cmd::RemoveProbe => {
             if let Some(func) = s.selected_fn().filter(|f| s.probes.contains_key(f)) {

@@ -39,6 +39,7 @@ async fn event_loop(mut session: Session) -> Result<()> {
     let mut state = State::new(session.cat.clone(), session.pid, binary);
     state.clock_offset_ns = crate::format::clock_offset_ns();
     state.hit_cost = session.hit_cost.as_ref().ok().copied();
+    state.budget = session.budget();
     if let Some(n) = session.batching_note() {
         state.info(n);
     }
@@ -78,15 +79,16 @@ async fn event_loop(mut session: Session) -> Result<()> {
             _ = sigint.recv() => Some(Action::Quit),
             _ = sighup.recv() => Some(Action::Quit),
         };
-        if let Some(a) = action {
-            let mut effects = update(&mut state, a);
-            while !effects.is_empty() {
-                let mut next = Vec::new();
-                for e in effects {
-                    next.extend(perform(&mut session, &mut state, e));
-                }
-                effects = next;
+        let mut effects = action.map(|a| update(&mut state, a)).unwrap_or_default();
+        for n in session.take_budget_notes() {
+            effects.extend(update(&mut state, Action::BudgetNote(n.text)));
+        }
+        while !effects.is_empty() {
+            let mut next = Vec::new();
+            for e in effects {
+                next.extend(perform(&mut session, &mut state, e));
             }
+            effects = next;
         }
         if state.quit {
             break Ok(());
@@ -123,6 +125,10 @@ fn perform(session: &mut Session, state: &mut State, e: Effect) -> Vec<Effect> {
         Effect::DetachAll => {
             session.remove_all();
             vec![]
+        }
+        Effect::SetBudget(b) => {
+            session.set_budget(b);
+            update(state, Action::BudgetSet(b))
         }
         Effect::Quit => vec![],
     }

@@ -111,6 +111,10 @@ pub enum Mode {
         func: usize,
         input: Input,
     },
+    /// `b`: the budget.
+    Budget {
+        input: Input,
+    },
     Help,
     /// Enter on the events table: one call in full.
     Detail {
@@ -166,6 +170,8 @@ pub struct State {
     pub message: Option<(String, bool)>,
     pub target_exited: bool,
     /// What a probe hit costs on this machine (measured at start-up), when known.
+    /// The share of the target's CPU the probes may take, in % (None: no limit).
+    pub budget: Option<f64>,
     pub hit_cost: Option<probes_ebpf::HitCost>,
     /// What became of the target ("pid N exited"), once it is gone.
     pub target_gone: Option<String>,
@@ -200,6 +206,7 @@ impl State {
             message: None,
             target_exited: false,
             hit_cost: None,
+            budget: Some(crate::budget::DEFAULT_PCT),
             target_gone: None,
             quit: false,
             clock_offset_ns: 0,

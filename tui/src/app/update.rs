@@ -32,6 +32,21 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
             s.target_gone = Some(what);
             vec![Effect::DetachAll]
         }
+        Action::BudgetSet(b) => {
+            s.budget = b;
+            s.info(match b {
+                Some(_) => format!(
+                    "budget {}: past it, return points are attached part of the time",
+                    crate::budget::describe(b)
+                ),
+                None => "budget off: every point stays attached, whatever it costs".into(),
+            });
+            vec![]
+        }
+        Action::BudgetNote(text) => {
+            s.info(text);
+            vec![]
+        }
         Action::Quit => quit(s),
     }
 }

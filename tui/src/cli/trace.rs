@@ -309,6 +309,9 @@ pub struct CallJson<'a> {
     latency_ns: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
+    /// Seen at its entry only (the budget had the return points detached).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unwatched: bool,
 }
 
 pub fn call_json<'a>(c: &'a Call, func: &'a str, clock_offset_ns: i64) -> CallJson<'a> {
@@ -324,6 +327,7 @@ pub fn call_json<'a>(c: &'a Call, func: &'a str, clock_offset_ns: i64) -> CallJs
         ret: c.ret.as_deref().map(Fields),
         latency_ns: c.latency_ns,
         truncated: c.truncated,
+        unwatched: c.unwatched,
     }
 }
 

@@ -111,11 +111,15 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                 Style::new().fg(Color::Green),
             )];
             if let Some(c) = s.views.get(&func).and_then(|v| v.cost) {
-                let heavy = c.overhead_pct.is_some_and(|p| p > 5.0);
-                let pct = c
-                    .overhead_pct
-                    .map(|p| format!(", {p:.1}% CPU"))
-                    .unwrap_or_default();
+                let now = c.watch.and_then(|w| w.recent_pct).or(c.overhead_pct);
+                let heavy = now.is_some_and(|p| p > s.budget.unwrap_or(5.0));
+                let mut pct = now.map(|p| format!(", {p:.1}% CPU")).unwrap_or_default();
+                if let Some(w) = c.watch.filter(|w| w.observed_pct < 99.95) {
+                    pct.push_str(&format!(
+                        "; budget: observed {} of calls",
+                        crate::format::pct1(w.observed_pct)
+                    ));
+                }
                 probe_line.push(Span::styled(
                     format!(
                         "  ~{}/call{pct}",

@@ -37,12 +37,20 @@ pub fn pane(f: &mut Frame, area: Rect, s: &State) {
         Layout::horizontal([Constraint::Fill(3), Constraint::Length(30)]).areas(inner);
     f.render_widget(Paragraph::new(histogram_lines(&v.buckets, bars)), bars);
     let [stats, spark_title, spark] = Layout::vertical([
-        Constraint::Length(7),
+        Constraint::Length(8),
         Constraint::Length(1),
         Constraint::Fill(1),
     ])
     .areas(side);
-    f.render_widget(Paragraph::new(stats_lines(&v.buckets)), stats);
+    let mut lines = stats_lines(&v.buckets);
+    if let Some(hc) = s.hit_cost {
+        // The probe's own time inside each latency, already subtracted (calibrated).
+        lines.push(Line::styled(
+            format!("floor ~{} (subtracted)", fmt_ns(hc.latency_floor_ns as u64)),
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    f.render_widget(Paragraph::new(lines), stats);
     let now = v.rates.back().copied().unwrap_or(0);
     f.render_widget(
         Line::styled(

@@ -77,11 +77,20 @@ pub(crate) fn window(offset: &mut usize, sel: usize, len: usize, height: usize) 
 
 fn status_bar(f: &mut Frame, area: Rect, s: &State) {
     let (mut lost, mut filtered, mut overhead) = (0, 0, None::<f64>);
+    let mut observed = None::<f64>;
     for v in s.views.values() {
         lost += v.stats.lost;
         filtered += v.stats.filtered;
-        if let Some(p) = v.cost.and_then(|c| c.overhead_pct) {
+        // The last second's cost where the budget measured it, else since attach.
+        let watch = v.cost.and_then(|c| c.watch);
+        if let Some(p) = watch
+            .and_then(|w| w.recent_pct)
+            .or(v.cost.and_then(|c| c.overhead_pct))
+        {
             *overhead.get_or_insert(0.0) += p;
+        }
+        if let Some(w) = watch.filter(|w| w.observed_pct < 99.95) {
+            observed = Some(observed.map_or(w.observed_pct, |o| o.min(w.observed_pct)));
         }
     }
     let key = Style::new().fg(Color::Black).bg(Color::Cyan);
@@ -104,14 +113,25 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
         Span::styled(format!(" filtered {filtered} "), item),
     ];
     if let Some(p) = overhead {
-        // The probes' share of the target's CPU, all together.
+        // The probes' share of the target's CPU, all together, against the budget.
+        let limit = s.budget.unwrap_or(5.0);
         spans.push(Span::styled(
-            format!(" cost {p:.1}% CPU "),
-            if p > 5.0 {
+            format!(
+                " cost {p:.1}% CPU / budget {} ",
+                crate::budget::describe(s.budget)
+            ),
+            if p > limit {
                 Style::new().fg(Color::White).bg(Color::Red)
             } else {
                 item
             },
+        ));
+    }
+    if let Some(o) = observed {
+        // The budget has some probe's points in windows: not every call is seen whole.
+        spans.push(Span::styled(
+            format!(" observed {} ", crate::format::pct1(o)),
+            Style::new().fg(Color::Black).bg(Color::Yellow),
         ));
     }
     if s.target_exited {

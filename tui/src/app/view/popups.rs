@@ -40,6 +40,16 @@ pub fn draw(f: &mut Frame, s: &State) {
             f.render_widget(Paragraph::new(lines), area);
             f.set_cursor_position(Position::new(area.x + 3 + input.cursor as u16, area.y + 1));
         }
+        Mode::Budget { input } => {
+            let area = popup(f, 66, 5, " Budget ");
+            let lines = vec![
+                Line::raw("share of the target's CPU the probes may take (5%, 0.5%, off)"),
+                Line::raw(format!("budget: {}", input.text)),
+                Line::styled("Enter sets it · Esc cancels", dim()),
+            ];
+            f.render_widget(Paragraph::new(lines), area);
+            f.set_cursor_position(Position::new(area.x + 8 + input.cursor as u16, area.y + 1));
+        }
         Mode::Normal | Mode::Search(_) => {}
     }
 }
