@@ -128,7 +128,8 @@ fn ns_per_call(fx: &mut FixtureProc, calls: u64) -> f64 {
 /// `periscope trace` in the background, attached when it says so.
 struct Tracer {
     child: Child,
-    lines: mpsc::Receiver<(u64, serde_json::Value)>,
+    /// (lines printed, the last stats object, the last latency object).
+    lines: mpsc::Receiver<(u64, serde_json::Value, serde_json::Value)>,
 }
 
 impl Tracer {
@@ -143,20 +144,32 @@ impl Tracer {
         // Read everything as it comes so the pipe never slows periscope down; keep the
         // count of lines and the last stats object.
         std::thread::spawn(move || {
-            let (mut n, mut stats) = (0u64, serde_json::Value::Null);
+            let (mut n, mut stats, mut latency) = (0u64, Default::default(), Default::default());
             for l in out.lines().map_while(Result::ok) {
                 n += 1;
                 if l.contains("\"type\":\"stats\"") {
                     stats = serde_json::from_str(&l).unwrap_or_default();
+                } else if l.contains("\"type\":\"latency\"") {
+                    latency = serde_json::from_str(&l).unwrap_or_default();
                 }
             }
-            let _ = tx.send((n, stats));
+            let _ = tx.send((n, stats, latency));
         });
         Tracer { child, lines: rx }
     }
 
     /// SIGINT, then (lines printed, the stats object).
-    fn stop(mut self) -> (u64, serde_json::Value) {
+    fn stop(self) -> (u64, serde_json::Value) {
+        let (n, stats, _) = self.stop_all();
+        (n, stats)
+    }
+
+    /// SIGINT, then the latency object.
+    fn stop_latency(self) -> serde_json::Value {
+        self.stop_all().2
+    }
+
+    fn stop_all(mut self) -> (u64, serde_json::Value, serde_json::Value) {
         // SAFETY: kill(2) on a child we own.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait().unwrap();
@@ -227,17 +240,7 @@ fn demo_throughput() {
         .to_string();
     let target = format!("{url}/login?user=alice&attempts=0&address=1+Main+St");
     let pid = demo.id();
-    let rps = || -> f64 {
-        let out = Command::new("wrk")
-            .args(["-t1", "-c16", "-d4s", &target])
-            .output()
-            .expect("wrk (run `make setup`)");
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find_map(|l| l.strip_prefix("Requests/sec:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("wrk said: {text}"))
-    };
+    let rps = || wrk(&target, "4s");
     rps(); // warm-up
     let (mut plain, mut probed) = (Vec::new(), Vec::new());
     for _ in 0..3 {
@@ -248,15 +251,64 @@ fn demo_throughput() {
         a.stop();
         l.stop();
     }
-    exit_time(pid);
-    let _ = demo.kill();
-    let _ = demo.wait();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (p, q) = (mean(&plain), mean(&probed));
     println!(
         "demo service under wrk (/login, 16 connections, 3 alternating rounds of 4 s): {p:.0} req/s without probes, {q:.0} req/s with an args probe on Login and a latency probe on SetInfo: {:.1}% drop (target < 5%)",
         (1.0 - q / p) * 100.0
     );
+
+    // The budget, on the allocator: a condition false on every call, with latency and
+    // results on, so every call still pays for a (single-stepped) RET.
+    let spec = "runtime.mallocgc if size > 1000000000";
+    let (mut base, mut off, mut on) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = serde_json::Value::Null;
+    for _ in 0..3 {
+        base.push(rps());
+        let t = Tracer::start(pid, &["--json", "--budget", "off", spec]);
+        off.push(rps());
+        t.stop();
+        let t = Tracer::start(pid, &["--json", "--budget", "5%", spec]);
+        on.push(rps());
+        last = t.stop().1;
+    }
+    let (b, x, y) = (mean(&base), mean(&off), mean(&on));
+    println!(
+        "budget (demo under wrk, 3 alternating rounds of 4 s; `{spec}`): {b:.0} req/s without probes; every point attached (--budget off): {x:.0} req/s, {:.1}% drop; default budget 5%: {y:.0} req/s, {:.1}% drop, periscope reporting {}% of the target's CPU and {}% of calls observed",
+        (1.0 - x / b) * 100.0,
+        (1.0 - y / b) * 100.0,
+        last["overhead_pct"],
+        last["observed_pct"]
+    );
+
+    // Honest latency: what a probe reports for a function that takes nanoseconds.
+    let t = Tracer::start(pid, &["--json", "--latency", "main.PriceOf"]);
+    wrk(
+        &format!("{url}/order?user=alice&item=apple&item=pear"),
+        "2s",
+    );
+    let lat = t.stop_latency();
+    println!(
+        "latency of main.PriceOf (a few ns of work; the probe's own time, the calibrated floor, subtracted): p50 {} ns, p99 {} ns",
+        lat["p50_ns"], lat["p99_ns"]
+    );
+
+    exit_time(pid);
+    let _ = demo.kill();
+    let _ = demo.wait();
+}
+
+/// Requests per second that wrk gets from `target` in `secs`.
+fn wrk(target: &str, secs: &str) -> f64 {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c16", &format!("-d{secs}"), target])
+        .output()
+        .expect("wrk (run `make setup`)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wrk said: {text}"))
 }
 
 /// Latency probes on the `net/http` functions of `pid` with the most RETs, until about
