@@ -256,18 +256,30 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
         sock,
         ids: pipe[0],
     };
-    let mut thread: libc::pthread_t = 0;
-    // SAFETY: `closer` outlives the thread, which is joined before this function ends.
-    let started = unsafe {
-        libc::pthread_create(
-            &mut thread,
-            std::ptr::null(),
-            closer_main,
-            (&closer as *const Closer).cast_mut().cast(),
-        )
-    } == 0;
+    // Several closers: closing a uprobe_multi link waits for RCU grace periods (tens of
+    // ms), and the links released after it (the return points of a budget window, say)
+    // would stay attached, and cost, all that time.
+    let mut threads: [libc::pthread_t; CLOSERS] = [0; CLOSERS];
+    let mut started = 0;
+    for t in threads.iter_mut() {
+        // SAFETY: `closer` outlives the threads, which are joined before this function
+        // ends.
+        if unsafe {
+            libc::pthread_create(
+                t,
+                std::ptr::null(),
+                closer_main,
+                (&closer as *const Closer).cast_mut().cast(),
+            )
+        } == 0
+        {
+            started += 1;
+        } else {
+            break;
+        }
+    }
     let tell = |id: u32| {
-        if started {
+        if started > 0 {
             // SAFETY: a 4-byte write to our own pipe (64 KiB: thousands of ids).
             unsafe { libc::write(pipe[1], (&id as *const u32).cast(), 4) };
         } else {
@@ -294,18 +306,24 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
             Received::Closed => break,
         }
     }
-    // periscope is gone (or closed its end): remove everything, then leave.
-    tell(ALL);
-    if started {
-        // SAFETY: joins the thread started above.
-        unsafe { libc::pthread_join(thread, std::ptr::null_mut()) };
+    // periscope is gone (or closed its end): remove everything, then leave. Each
+    // closer takes one ALL (they share the work) and ends.
+    for _ in 0..started.max(1) {
+        tell(ALL);
+    }
+    for &t in &threads[..started] {
+        // SAFETY: joins a thread started above.
+        unsafe { libc::pthread_join(t, std::ptr::null_mut()) };
     }
     // SAFETY: ends this process without running any of the parent's code.
     unsafe { libc::_exit(0) }
 }
 
-/// "Close everything": what the receiver tells the closer when periscope is gone.
+/// "Close everything": what the receiver tells the closers when periscope is gone.
 const ALL: u32 = u32::MAX;
+
+/// Closer threads of the keeper.
+const CLOSERS: usize = 4;
 
 struct Closer<'a> {
     table: &'a std::sync::Mutex<Vec<(u32, RawFd)>>,

@@ -142,3 +142,58 @@ fn shell_tab_completes_commands_functions_options_fields_and_probes() {
     assert_eq!(names, ["u.Name"]);
     assert_eq!(complete("untrace ").1, ["3", "7", "all"]);
 }
+
+#[test]
+fn the_shell_keeps_a_budget_and_says_what_it_does() {
+    // Login a thousand times a second, probed whole: past a 0.5% budget the shell says
+    // what the budget did, and `probes` what share of calls was seen whole.
+    let mut fx = FixtureProc::start(&fixture("kinds", &newest(), Variant::Plain));
+    fx.run("steady");
+    let mut shell = Command::new(periscope())
+        .args(["shell", &fx.pid.to_string()])
+        .env("PERISCOPE_HISTORY", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = shell.stdin.take().unwrap();
+        for line in [
+            "budget",
+            "budget lots",
+            "budget 0.5%",
+            "trace main.Login",
+            "wait 3s",
+            "probes",
+            "budget off",
+            "quit",
+        ] {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = shell.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("budget 5%: past it"), "{text}");
+    assert!(
+        text.contains("error: bad budget \"lots\": give a share of the target's CPU time such as 5% or 0.5%, or off"),
+        "{text}"
+    );
+    assert!(text.contains("budget 0.5%: past it"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("note: budget 0.5%: main.Login: ") && l.contains("of the time")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("main.Login") && l.contains("of calls (budget)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("budget off: every point stays attached"),
+        "{text}"
+    );
+    fx.run("stop");
+}

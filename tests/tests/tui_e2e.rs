@@ -285,3 +285,35 @@ fn tui_keeps_what_it_captured_when_the_target_exits() {
     tmux.keys(&["C-c"]);
     wait_until_gone();
 }
+
+#[test]
+fn tui_keeps_a_budget_and_says_so() {
+    // Login a thousand times a second under a 0.5% budget: the TUI says what the budget
+    // does, shows the share of calls observed, and `b` changes the budget.
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let mut fx = FixtureProc::start(&bin);
+    fx.run("steady");
+    let tmux = Tmux::start(&format!(
+        "{} --budget 0.5% {}; sleep 60",
+        periscope().display(),
+        fx.pid
+    ));
+    tmux.wait_for("the function list", |s| s.contains("main.Login("));
+    tmux.keys(&["/"]);
+    tmux.text("main.Login");
+    tmux.keys(&["Enter", "l"]);
+    let screen = tmux.wait_for("the budget's message", |s| {
+        s.contains("budget 0.5%: main.Login:") && s.contains("of the time")
+    });
+    assert!(screen.contains("budget 0.5%"), "{screen}");
+    tmux.wait_for("the share observed", |s| s.contains(" observed "));
+    tmux.keys(&["b"]);
+    tmux.wait_for("the budget prompt", |s| s.contains("budget: 0.5%"));
+    tmux.keys(&["BSpace", "BSpace", "BSpace", "BSpace"]);
+    tmux.text("off");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the budget off", |s| s.contains("/ budget off"));
+    tmux.keys(&["q"]);
+    wait_until_gone();
+    fx.run("stop");
+}

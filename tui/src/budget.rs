@@ -12,9 +12,9 @@
 /// Default budget: 5% of the target's CPU time.
 pub const DEFAULT_PCT: f64 = 5.0;
 
-/// A window shorter than this is not worth attaching (the kernel takes a few ms to
-/// register uprobes): below it, a probe's returns stay off.
-pub const MIN_DUTY: f64 = 0.02;
+/// Below this share of the time (a 50 ms window every 20 s) a group of points is off:
+/// it then gets just such a window to measure again.
+pub const MIN_DUTY: f64 = 0.0025;
 
 /// `--budget 2%`, `--budget 2`, `--budget off`.
 pub fn parse(s: &str) -> Result<Option<f64>, String> {

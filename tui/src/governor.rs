@@ -19,19 +19,23 @@ use crate::budget::{self, Mode};
 const PERIOD: Duration = Duration::from_secs(1);
 /// A new probe is priced this soon, so that a costly one is cut within a fraction of a
 /// second.
-const FIRST_LOOK: Duration = Duration::from_millis(100);
+const FIRST_LOOK: Duration = Duration::from_millis(30);
 /// After a costly window closes, its return points stay attached this long so that the
 /// calls entered in it can return (a call still running then stays "in flight").
 const GRACE: Duration = Duration::from_millis(10);
-/// A group that is off gets a short window every this many periods, to see whether
-/// the load has dropped.
-const RETRY_PERIODS: u32 = 5;
+/// A group that is off gets a short window this often, to see whether the load has
+/// dropped.
+const RETRY_EVERY: Duration = Duration::from_secs(20);
+/// The shortest window (see `schedule`).
+const MIN_WINDOW: Duration = Duration::from_millis(50);
 /// The budget applies to a target using at least this much CPU (2% of a core): below
 /// it, what a probe costs is too small to matter (1 ms of CPU a second at the default
 /// 5%), and a nearly idle service keeps every call.
 const MIN_TARGET_CPU: f64 = 0.02e9;
 /// The share of the budget the windows are sized for.
 const TARGET_SHARE: f64 = 0.9;
+/// How often the hard cap is checked.
+const GUARD_EVERY: Duration = Duration::from_millis(10);
 /// Shortest open time that gives a usable measure of a group's rate.
 const MIN_MEASURE: Duration = Duration::from_millis(15);
 
@@ -43,19 +47,31 @@ enum Win {
     Closed,
 }
 
+/// How long a window stays open, and how often one opens, for a share `duty` of the
+/// time: windows of PERIOD × duty each PERIOD, but never shorter than MIN_WINDOW
+/// (attaching and removing points costs the target too: short windows would be mostly
+/// that), so a small share opens less often. A group that is off (duty 0) gets a
+/// MIN_WINDOW every RETRY_EVERY, to measure again.
+fn schedule(duty: f64) -> (Duration, Duration) {
+    if duty <= 0.0 {
+        return (MIN_WINDOW, RETRY_EVERY);
+    }
+    let len = PERIOD.mul_f64(duty.min(1.0)).max(MIN_WINDOW);
+    (len, len.div_f64(duty.min(1.0)).max(PERIOD))
+}
+
 /// One group of points of a probe and its windows.
 struct Windowed {
     group: Group,
     duty: f64,
     win: Win,
-    /// Whether a window has opened in the current period.
-    opened_this_period: bool,
+    /// When the next window may open.
+    next_open: Instant,
     /// Time attached since the last evaluation, and since the probe was attached.
     open_recent: Duration,
     open_total: Duration,
     /// ns per second the group costs while attached, last measured.
     rate: Option<f64>,
-    periods_off: u32,
 }
 
 impl Windowed {
@@ -64,11 +80,10 @@ impl Windowed {
             group,
             duty: 1.0,
             win: Win::Open(now),
-            opened_this_period: true,
+            next_open: now + PERIOD,
             open_recent: Duration::ZERO,
             open_total: Duration::ZERO,
             rate: None,
-            periods_off: 0,
         }
     }
 
@@ -84,16 +99,10 @@ impl Windowed {
             }
     }
 
-    fn new_period(&mut self) {
-        self.opened_this_period = false;
-        if self.duty <= 0.0 {
-            self.periods_off += 1;
-        }
-    }
-
     /// Closes this group's window when its time is up (for a costly group whose entry
     /// is still open: not yet, `may_close` is false). `cap`: the most this group may
-    /// be open (the costly points never longer than the entry).
+    /// be open (the costly points never longer than the entry; 0 once the period's
+    /// budget is spent).
     fn step_close(
         &mut self,
         id: u32,
@@ -111,11 +120,12 @@ impl Windowed {
         } else {
             Duration::ZERO
         };
+        let (len, _) = schedule(duty);
         match self.win {
             Win::Open(since)
                 if may_close
                     && duty < 1.0
-                    && now.duration_since(since) + grace >= PERIOD.mul_f64(duty) =>
+                    && (cap <= 0.0 || now.duration_since(since) + grace >= len) =>
             {
                 let _ = engine.set_window(id, self.group, false);
                 match self.group {
@@ -131,24 +141,17 @@ impl Windowed {
         }
     }
 
-    /// Opens this group's window when one is due in this period; `may_open` is false
-    /// while the window this one depends on is not open.
+    /// Opens this group's window when the next one is due; `may_open` is false while
+    /// the window this one depends on is not open, or the period's budget is spent.
     fn step_open(&mut self, id: u32, engine: &mut Engine, now: Instant, cap: f64, may_open: bool) {
         let duty = self.duty.min(cap);
-        if !matches!(self.win, Win::Closed) || !may_open || (duty < 1.0 && self.opened_this_period)
-        {
+        let due = duty >= 1.0 || now >= self.next_open;
+        if !matches!(self.win, Win::Closed) || !may_open || !due {
             return;
         }
-        let retry = duty <= 0.0 && self.periods_off % RETRY_PERIODS == RETRY_PERIODS - 1;
-        if (duty > 0.0 || retry) && !engine.window_busy(id, self.group) {
-            if retry {
-                // Measure again, with the shortest window.
-                self.duty = budget::MIN_DUTY;
-            }
-            if engine.set_window(id, self.group, true).is_ok() {
-                self.win = Win::Open(now);
-                self.opened_this_period = true;
-            }
+        if !engine.window_busy(id, self.group) && engine.set_window(id, self.group, true).is_ok() {
+            self.win = Win::Open(now);
+            self.next_open = now + schedule(duty).1;
         }
     }
 
@@ -180,8 +183,12 @@ struct Probe {
     /// The entry is single-stepped: it is in the costly group.
     entry_stepped: bool,
     mode: Mode,
+    /// The share of the time last said in a note.
+    noted_share: f64,
     attached_at: Instant,
     last: Stats,
+    /// Its counters when the current period started (for the hard cap).
+    at_period_start: Stats,
     /// What it would cost with every point attached all the time, and what it cost over
     /// the last period, in % of the target's CPU.
     full_pct: Option<f64>,
@@ -189,6 +196,26 @@ struct Probe {
 }
 
 impl Probe {
+    /// What the hits counted in `d` cost, in ns: (cheap group, costly group). Each hit
+    /// at its calibrated price, plus the program's own time shared out by hits.
+    fn price(&self, d: &Stats, hc: &HitCost) -> (f64, f64) {
+        let entry_hits = (d.hits + d.morestack) as f64;
+        let all_hits = (entry_hits + d.ret_hits as f64).max(1.0);
+        let entry_ns = if self.entry_stepped {
+            hc.stepped_ns
+        } else {
+            hc.emulated_ns
+        };
+        let entry_cost = entry_hits * entry_ns + d.prog_ns as f64 * entry_hits / all_hits;
+        let ret_cost =
+            d.ret_hits as f64 * hc.stepped_ns + d.prog_ns as f64 * d.ret_hits as f64 / all_hits;
+        if self.entry_stepped {
+            (0.0, entry_cost + ret_cost)
+        } else {
+            (entry_cost, ret_cost)
+        }
+    }
+
     /// Share of the time the probe's entry was attached.
     fn entry_share(&self, now: Instant) -> f64 {
         let g = if self.entry_stepped {
@@ -234,7 +261,8 @@ pub struct Note {
     pub mode: Mode,
     pub watch_pct: f64,
     pub full_pct: Option<f64>,
-    pub budget_pct: f64,
+    /// The budget in force, in % (None: off).
+    pub budget_pct: Option<f64>,
     pub text: String,
 }
 
@@ -249,6 +277,11 @@ pub struct Governor {
     /// The cheap entries alone cost more than the budget: their share, in %.
     pub entries_over: Option<f64>,
     frozen: bool,
+    /// The target's CPU time a second, last measured (at least MIN_TARGET_CPU).
+    cpu_rate: Option<f64>,
+    /// This period's budget is spent: every window stays closed until the next.
+    capped: bool,
+    last_guard: Instant,
     /// Feedback on what the windows really cost against what they were sized for
     /// (points take the kernel a few ms to come and go, windows close on the reader's
     /// clock): the budget they are sized with is scaled by this, in (0, 1].
@@ -268,6 +301,9 @@ impl Governor {
             notes: Vec::new(),
             entries_over: None,
             frozen: false,
+            cpu_rate: None,
+            capped: false,
+            last_guard: now,
             correction: 1.0,
         }
     }
@@ -301,8 +337,10 @@ impl Governor {
                 costly: group(Group::Costly),
                 entry_stepped,
                 mode: Mode::Full,
+                noted_share: 1.0,
                 attached_at: now,
                 last: Stats::default(),
+                at_period_start: Stats::default(),
                 full_pct: None,
                 recent_pct: None,
             },
@@ -352,53 +390,82 @@ impl Governor {
     }
 
     /// Opens and closes windows that are due, and every period prices the probes
-    /// again. `cpu_ns` is the target's CPU time so far.
-    pub fn tick(&mut self, engine: &mut Engine, hc: Option<&HitCost>, cpu_ns: Option<u64>) {
-        if self.frozen {
+    /// again. `cpu_ns` reads the target's CPU time so far (only when it is needed:
+    /// readers call this every few milliseconds).
+    pub fn tick(
+        &mut self,
+        engine: &mut Engine,
+        hc: Option<&HitCost>,
+        cpu_ns: impl FnOnce() -> Option<u64>,
+    ) {
+        if self.frozen || self.probes.is_empty() {
             return;
         }
         let now = Instant::now();
         if now >= self.next_eval {
             if let Some(hc) = hc {
-                self.evaluate(engine, hc, cpu_ns, now);
+                self.evaluate(engine, hc, cpu_ns(), now);
             }
             self.next_eval = now + PERIOD;
         }
         let new_period = now.duration_since(self.period_start) >= PERIOD;
         if new_period {
             self.period_start = now;
+            self.capped = false;
+            for p in self.probes.values_mut() {
+                p.at_period_start = engine.stats(p.id);
+            }
+        } else if !self.capped
+            && now.duration_since(self.last_guard) >= GUARD_EVERY
+            && let (Some(b), Some(hc), Some(cpu)) = (self.budget, hc, self.cpu_rate)
+        {
+            // The hard cap: whatever the estimates said, the probes never spend more
+            // than the budget of this period. Past it, every window closes until the
+            // next period, and the estimates are made again at once.
+            self.last_guard = now;
+            let spent: f64 = self
+                .probes
+                .values()
+                .map(|p| {
+                    let (a, c) = p.price(&delta(&engine.stats(p.id), &p.at_period_start), hc);
+                    a + c
+                })
+                .sum();
+            if spent > b / 100.0 * cpu * PERIOD.as_secs_f64() {
+                self.capped = true;
+                self.next_eval = now;
+            }
         }
+        let capped = self.capped;
         let last_eval = self.last_eval;
         for p in self.probes.values_mut() {
-            if new_period {
-                p.entry
-                    .iter_mut()
-                    .chain(p.costly.iter_mut())
-                    .for_each(Windowed::new_period);
-            }
             let entry_duty = p.entry.as_ref().map_or(1.0, |e| e.duty);
             // Closing, the entry goes first and the costly points after it: every call
             // entered while the entry was attached has its return watched. Opening, the
             // other way round. The costly points never stay open longer than the entry
             // (returns without entries would be cost for nothing).
+            let cap = if capped { 0.0 } else { 1.0 };
             if let Some(e) = &mut p.entry {
-                e.step_close(p.id, engine, now, last_eval, 1.0, true);
+                e.step_close(p.id, engine, now, last_eval, cap, true);
             }
-            // (An entry link takes the kernel a few ms to remove: the costly points wait
-            // for that too.)
-            let entry_closed = p.entry.as_ref().is_none_or(|e| {
-                e.duty >= 1.0 || (!e.is_open() && !engine.window_busy(p.id, Group::Entry))
-            });
+            // (The entry link takes the kernel a few ms more to go: calls entered then
+            // are seen at their entry only, and marked so. Waiting for it would keep the
+            // RETs, the costly part, attached longer for nothing.)
+            let entry_closed = p
+                .entry
+                .as_ref()
+                .is_none_or(|e| e.duty >= 1.0 || !e.is_open());
             if let Some(c) = &mut p.costly {
-                c.step_close(p.id, engine, now, last_eval, entry_duty, entry_closed);
-                c.step_open(p.id, engine, now, entry_duty, true);
+                let cap = if capped { 0.0 } else { entry_duty };
+                c.step_close(p.id, engine, now, last_eval, cap, entry_closed);
+                c.step_open(p.id, engine, now, cap, !capped);
             }
             let returns_ready = p
                 .costly
                 .as_ref()
                 .is_none_or(|c| c.is_open() || c.duty.min(entry_duty) <= 0.0 || c.duty >= 1.0);
             if let Some(e) = &mut p.entry {
-                e.step_open(p.id, engine, now, 1.0, returns_ready);
+                e.step_open(p.id, engine, now, cap, returns_ready && !capped);
             }
         }
     }
@@ -406,37 +473,25 @@ impl Governor {
     fn evaluate(&mut self, engine: &mut Engine, hc: &HitCost, cpu_ns: Option<u64>, now: Instant) {
         let prev = self.last_eval;
         let secs = now.duration_since(prev).as_secs_f64().max(1e-3);
+        // The target's CPU time a second (None: unreadable), counted as at least
+        // MIN_TARGET_CPU: the budget is a share of that.
         let cpu_rate = match (cpu_ns, self.cpu_at_eval) {
             (Some(c), Some(then)) => {
-                Some(c.saturating_sub(then) as f64 / secs).filter(|&c| c > 0.0)
+                Some((c.saturating_sub(then) as f64 / secs).max(MIN_TARGET_CPU))
             }
             _ => None,
         };
         self.last_eval = now;
         self.cpu_at_eval = cpu_ns;
+        if cpu_rate.is_some() {
+            self.cpu_rate = cpu_rate;
+        }
         let mut funcs = Vec::new();
         let mut spent = 0.0;
         for (&func, p) in self.probes.iter_mut() {
             let st = engine.stats(p.id);
-            let d = delta(&st, &p.last);
+            let (cheap, costly) = p.price(&delta(&st, &p.last), hc);
             p.last = st;
-            // Each group's cost over the interval: its hits at their calibrated price,
-            // plus the program's own time shared out by hits.
-            let entry_hits = (d.hits + d.morestack) as f64;
-            let all_hits = (entry_hits + d.ret_hits as f64).max(1.0);
-            let entry_ns = if p.entry_stepped {
-                hc.stepped_ns
-            } else {
-                hc.emulated_ns
-            };
-            let entry_cost = entry_hits * entry_ns + d.prog_ns as f64 * entry_hits / all_hits;
-            let ret_cost =
-                d.ret_hits as f64 * hc.stepped_ns + d.prog_ns as f64 * d.ret_hits as f64 / all_hits;
-            let (cheap, costly) = if p.entry_stepped {
-                (0.0, entry_cost + ret_cost)
-            } else {
-                (entry_cost, ret_cost)
-            };
             for (g, cost) in [(&mut p.entry, cheap), (&mut p.costly, costly)] {
                 if let Some(g) = g {
                     let open = g.take_recent(now, prev);
@@ -477,9 +532,12 @@ impl Governor {
             (Some(b), Some(cpu)) => {
                 // Aim a little under: windows open and close on the reader's clock, and
                 // the kernel takes a few ms to remove points.
-                let goal = TARGET_SHARE * b / 100.0 * cpu.max(MIN_TARGET_CPU);
+                let goal = TARGET_SHARE * b / 100.0 * cpu;
                 let windowing = self.probes.values().any(|p| p.watch_share() < 1.0);
-                if windowing && spent > 0.0 {
+                // Corrected over whole periods only: a short interval (after the hard cap
+                // fired) says nothing about how windows are sized.
+                let whole_period = secs >= 0.9 * PERIOD.as_secs_f64();
+                if windowing && spent > 0.0 && whole_period {
                     // Damped (square root), and never above the plain sizing.
                     self.correction = (self.correction * (goal / spent).sqrt()).clamp(0.05, 1.0);
                 } else if !windowing {
@@ -503,65 +561,66 @@ impl Governor {
                 }
             }
         };
-        let budget_pct = self.budget.unwrap_or(100.0);
+        let budget_pct = self.budget;
         for (i, func) in funcs.into_iter().enumerate() {
             let p = self.probes.get_mut(&func).expect("probe");
             if let Some(e) = &mut p.entry {
                 e.duty = entry_duty[i];
-                if e.duty >= 1.0 {
-                    e.periods_off = 0;
-                }
             }
             if let Some(c) = &mut p.costly {
                 c.duty = costly_duty[i];
-                if c.duty >= 1.0 {
-                    c.periods_off = 0;
-                }
             }
-            let mode = Mode::of(p.watch_share());
-            if mode != p.mode {
+            // Said when the mode changes, and when the windows widen or narrow by half
+            // or more.
+            let (share, mode) = (p.watch_share(), Mode::of(p.watch_share()));
+            let moved = mode == Mode::Windowed
+                && (share > p.noted_share * 1.5 || share < p.noted_share / 1.5);
+            if mode != p.mode || moved {
+                let was = (mode == p.mode).then_some(p.noted_share);
                 p.mode = mode;
+                p.noted_share = share;
                 self.notes.push(Note {
                     func: p.name.clone(),
                     mode,
-                    watch_pct: 100.0 * p.watch_share(),
+                    watch_pct: 100.0 * share,
                     full_pct: p.full_pct,
                     budget_pct,
-                    text: describe_change(p, budget_pct),
+                    text: describe_change(p, self.budget, was),
                 });
             }
         }
     }
 }
 
-fn describe_change(p: &Probe, budget_pct: f64) -> String {
-    let b = budget::describe(Some(budget_pct));
-    let would = p
-        .full_pct
-        .map(|f| format!(" (with every point attached all the time it would cost {f:.0}% of the target's CPU)"))
-        .unwrap_or_default();
-    let entry_duty = p.entry.as_ref().map_or(1.0, |e| e.duty);
+/// What the budget now does with `p`, in words; `was`: the share of the time it had
+/// when last said, if the mode is the same.
+fn describe_change(p: &Probe, budget: Option<f64>, was: Option<f64>) -> String {
+    let b = budget::describe(budget);
     let name = &p.name;
     if p.mode == Mode::Full {
         return format!("budget {b}: {name}: every point attached all the time again");
     }
-    if entry_duty < 1.0 || p.entry_stepped {
-        let share = if p.entry_stepped {
-            p.watch_share()
-        } else {
-            entry_duty
-        };
-        return format!(
-            "budget {b}: {name}: attached {:.0}% of the time{would}; calls in between are not seen",
-            100.0 * share
-        );
-    }
-    match p.mode {
-        Mode::Windowed => format!(
-            "budget {b}: {name}: return points attached {:.0}% of the time{would}; calls in between are counted, with arguments but no results or latency",
-            100.0 * p.watch_share()
+    let would = p
+        .full_pct
+        .map(|f| format!(" (with every point attached all the time it would cost {f:.0}% of the target's CPU)"))
+        .unwrap_or_default();
+    let was = was
+        .map(|w| format!(", was {}", crate::format::pct1(100.0 * w)))
+        .unwrap_or_default();
+    let share = crate::format::pct1(100.0 * p.watch_share());
+    let whole = p.entry_stepped || p.entry.as_ref().is_some_and(|e| e.duty < 1.0);
+    match (whole, p.mode) {
+        (true, Mode::Windowed) => format!(
+            "budget {b}: {name}: attached {share} of the time{was}{would}; calls in between are not seen"
         ),
-        _ => format!(
+        (true, _) => format!(
+            "budget {b}: {name}: detached{would}; no calls are seen (a short window every {} s measures again)",
+            RETRY_EVERY.as_secs()
+        ),
+        (false, Mode::Windowed) => format!(
+            "budget {b}: {name}: return points attached {share} of the time{was}{would}; calls in between are counted, with arguments but no results or latency"
+        ),
+        (false, _) => format!(
             "budget {b}: {name}: return points detached{would}; calls are counted, with arguments but no results or latency"
         ),
     }

@@ -378,9 +378,11 @@ impl Session {
 
     /// Opens and closes the budget's windows that are due (see governor.rs).
     pub fn tick(&mut self) {
-        let cpu = symbols::process::cpu_time_ns(self.pid);
+        let pid = self.pid;
         self.gov
-            .tick(&mut self.engine, self.hit_cost.as_ref().ok(), cpu);
+            .tick(&mut self.engine, self.hit_cost.as_ref().ok(), || {
+                symbols::process::cpu_time_ns(pid)
+            });
     }
 
     /// The budget: a share of the target's CPU time in %, or None (off).

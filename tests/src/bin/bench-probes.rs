@@ -57,6 +57,11 @@ fn main() {
             vec!["--json", "--args", "main.Work if x < 0"],
             1_000_000,
         ),
+        (
+            "periscope args probe on a leaf without a stack check (main.Hot)",
+            vec!["--json", "--args", "main.Hot"],
+            200_000,
+        ),
     ] {
         let tracer = Tracer::start(fx.pid, &args);
         let ns = ns_per_call(&mut fx, n) - base;
@@ -128,8 +133,14 @@ fn ns_per_call(fx: &mut FixtureProc, calls: u64) -> f64 {
 /// `periscope trace` in the background, attached when it says so.
 struct Tracer {
     child: Child,
-    /// (lines printed, the last stats object, the last latency object).
-    lines: mpsc::Receiver<(u64, serde_json::Value, serde_json::Value)>,
+    lines: mpsc::Receiver<Printed>,
+}
+
+/// What a tracer printed: how many lines, every stats object, the last latency object.
+struct Printed {
+    lines: u64,
+    stats: Vec<serde_json::Value>,
+    latency: serde_json::Value,
 }
 
 impl Tracer {
@@ -144,32 +155,36 @@ impl Tracer {
         // Read everything as it comes so the pipe never slows periscope down; keep the
         // count of lines and the last stats object.
         std::thread::spawn(move || {
-            let (mut n, mut stats, mut latency) = (0u64, Default::default(), Default::default());
+            let mut p = Printed {
+                lines: 0,
+                stats: Vec::new(),
+                latency: Default::default(),
+            };
             for l in out.lines().map_while(Result::ok) {
-                n += 1;
+                p.lines += 1;
                 if l.contains("\"type\":\"stats\"") {
-                    stats = serde_json::from_str(&l).unwrap_or_default();
+                    p.stats.push(serde_json::from_str(&l).unwrap_or_default());
                 } else if l.contains("\"type\":\"latency\"") {
-                    latency = serde_json::from_str(&l).unwrap_or_default();
+                    p.latency = serde_json::from_str(&l).unwrap_or_default();
                 }
             }
-            let _ = tx.send((n, stats, latency));
+            let _ = tx.send(p);
         });
         Tracer { child, lines: rx }
     }
 
     /// SIGINT, then (lines printed, the stats object).
     fn stop(self) -> (u64, serde_json::Value) {
-        let (n, stats, _) = self.stop_all();
-        (n, stats)
+        let p = self.stop_all();
+        (p.lines, p.stats.last().cloned().unwrap_or_default())
     }
 
     /// SIGINT, then the latency object.
     fn stop_latency(self) -> serde_json::Value {
-        self.stop_all().2
+        self.stop_all().latency
     }
 
-    fn stop_all(mut self) -> (u64, serde_json::Value, serde_json::Value) {
+    fn stop_all(mut self) -> Printed {
         // SAFETY: kill(2) on a child we own.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait().unwrap();
@@ -258,27 +273,45 @@ fn demo_throughput() {
         (1.0 - q / p) * 100.0
     );
 
-    // The budget, on the allocator: a condition false on every call, with latency and
-    // results on, so every call still pays for a (single-stepped) RET.
-    let spec = "runtime.mallocgc if size > 1000000000";
+    // The budget: latency probes on the allocator (called many times a request) and on
+    // two request handlers. Every RET is a single-stepped hit.
+    let probes = [
+        "--latency",
+        "runtime.mallocgc",
+        "main.(*Store).Login",
+        "main.(*Store).SetInfo",
+    ];
     let (mut base, mut off, mut on) = (Vec::new(), Vec::new(), Vec::new());
-    let mut last = serde_json::Value::Null;
+    let mut stats = Vec::new();
     for _ in 0..3 {
         base.push(rps());
-        let t = Tracer::start(pid, &["--json", "--budget", "off", spec]);
+        let t = Tracer::start(pid, &[&["--json", "--budget", "off"], &probes[..]].concat());
         off.push(rps());
         t.stop();
-        let t = Tracer::start(pid, &["--json", "--budget", "5%", spec]);
+        let t = Tracer::start(pid, &[&["--json", "--budget", "5%"], &probes[..]].concat());
         on.push(rps());
-        last = t.stop().1;
+        stats = t.stop_all().stats;
     }
+    let overhead: f64 = stats
+        .iter()
+        .filter_map(|s| s["overhead_pct"].as_f64())
+        .sum();
+    let observed: Vec<String> = stats
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}%",
+                s["func"].as_str().unwrap_or("?"),
+                s["observed_pct"]
+            )
+        })
+        .collect();
     let (b, x, y) = (mean(&base), mean(&off), mean(&on));
     println!(
-        "budget (demo under wrk, 3 alternating rounds of 4 s; `{spec}`): {b:.0} req/s without probes; every point attached (--budget off): {x:.0} req/s, {:.1}% drop; default budget 5%: {y:.0} req/s, {:.1}% drop, periscope reporting {}% of the target's CPU and {}% of calls observed",
+        "budget (demo under wrk, 3 alternating rounds of 4 s; latency probes on runtime.mallocgc, Login and SetInfo): {b:.0} req/s without probes; every point attached (--budget off): {x:.0} req/s, {:.1}% drop; default budget 5%: {y:.0} req/s, {:.1}% drop (target < 5%); periscope reported {overhead:.1}% of the target's CPU in all (last round) and observed {}",
         (1.0 - x / b) * 100.0,
         (1.0 - y / b) * 100.0,
-        last["overhead_pct"],
-        last["observed_pct"]
+        observed.join(", ")
     );
 
     // Honest latency: what a probe reports for a function that takes nanoseconds.
@@ -289,7 +322,7 @@ fn demo_throughput() {
     );
     let lat = t.stop_latency();
     println!(
-        "latency of main.PriceOf (a few ns of work; the probe's own time, the calibrated floor, subtracted): p50 {} ns, p99 {} ns",
+        "latency of main.PriceOf (a few ns of work; the probe's own time, the calibrated floor, subtracted): p50 {} ns, p99 {} ns (target < 2 µs)",
         lat["p50_ns"], lat["p99_ns"]
     );
 
