@@ -48,6 +48,24 @@ core::arch::global_asm!(
     "nop",
     "ret",
     ".size periscope_calib_empty, . - periscope_calib_empty",
+    // The same with a first instruction the kernel single-steps: a leaf's entry.
+    ".p2align 4",
+    ".globl periscope_calib_call_stepped",
+    ".type periscope_calib_call_stepped,@function",
+    "periscope_calib_call_stepped:",
+    "push r14",
+    "mov r14, rdi",
+    "call periscope_calib_empty_stepped",
+    "pop r14",
+    "ret",
+    ".size periscope_calib_call_stepped, . - periscope_calib_call_stepped",
+    ".p2align 4",
+    ".globl periscope_calib_empty_stepped",
+    ".type periscope_calib_empty_stepped,@function",
+    "periscope_calib_empty_stepped:",
+    "mov rax, rdi",
+    "ret",
+    ".size periscope_calib_empty_stepped, . - periscope_calib_empty_stepped",
 );
 
 unsafe extern "C" {
@@ -55,6 +73,8 @@ unsafe extern "C" {
     fn periscope_calib_stepped(x: u64) -> u64;
     fn periscope_calib_call(g: *const u64) -> u64;
     fn periscope_calib_empty();
+    fn periscope_calib_call_stepped(g: *const u64) -> u64;
+    fn periscope_calib_empty_stepped();
 }
 
 /// The fake goroutine of `periscope_calib_call`: goid at offset 0, stack.hi at 8 (the
@@ -64,17 +84,29 @@ pub(crate) static FAKE_G: [u64; 2] = [1, u64::MAX];
 /// Calls of the empty function that the latency floor is measured on.
 pub(crate) const FLOOR_CALLS: u64 = 400;
 
-/// The empty function's entry (`nop`) and its RET (the byte after it).
-pub(crate) fn floor_points() -> (usize, usize) {
-    let entry = periscope_calib_empty as *const () as usize;
-    (entry, entry + 1)
+/// The empty function's entry and its RET: with `stepped`, the one whose entry the
+/// kernel single-steps (`mov rax, rdi`: 3 bytes), else the one it emulates (`nop`).
+pub(crate) fn floor_points(stepped: bool) -> (usize, usize) {
+    if stepped {
+        let entry = periscope_calib_empty_stepped as *const () as usize;
+        (entry, entry + 3)
+    } else {
+        let entry = periscope_calib_empty as *const () as usize;
+        (entry, entry + 1)
+    }
 }
 
 /// Makes the calls the latency floor is measured on.
-pub(crate) fn floor_calls() {
+pub(crate) fn floor_calls(stepped: bool) {
     for _ in 0..FLOOR_CALLS {
-        // SAFETY: the function saves and restores R14 and only calls an empty function.
-        std::hint::black_box(unsafe { periscope_calib_call(FAKE_G.as_ptr()) });
+        // SAFETY: the functions save and restore R14 and only call an empty function.
+        std::hint::black_box(unsafe {
+            if stepped {
+                periscope_calib_call_stepped(FAKE_G.as_ptr())
+            } else {
+                periscope_calib_call(FAKE_G.as_ptr())
+            }
+        });
     }
 }
 
@@ -87,6 +119,9 @@ pub struct HitCost {
     /// between the entry's clock read and the return's (the median of FLOOR_CALLS).
     /// Subtracted from every latency.
     pub latency_floor_ns: f64,
+    /// The same when the entry is single-stepped (a leaf without a stack check): the
+    /// single step of the entry happens after its clock read.
+    pub latency_floor_stepped_ns: f64,
 }
 
 /// The two calibration functions: (address, calls to time them with).

@@ -44,6 +44,7 @@ mod tests {
             emulated_ns: 500.0,
             stepped_ns: 14_000.0,
             latency_floor_ns: 600.0,
+            latency_floor_stepped_ns: 6_000.0,
         };
         let st = Stats {
             hits: 100,

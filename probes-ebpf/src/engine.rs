@@ -447,19 +447,20 @@ impl Engine {
         Ok(HitCost {
             emulated_ns: per_call[0],
             stepped_ns: per_call[1],
-            latency_floor_ns: self.calibrate_floor()?,
+            latency_floor_ns: self.calibrate_floor(false)?,
+            latency_floor_stepped_ns: self.calibrate_floor(true)?,
         })
     }
 
     /// The median latency a probe measures on an empty function (calibrate.rs).
-    fn calibrate_floor(&mut self) -> Result<f64, EngineError> {
+    fn calibrate_floor(&mut self, stepped: bool) -> Result<f64, EngineError> {
         let id = self.allocate_id()?;
-        let result = self.calibrate_floor_with(id);
+        let result = self.calibrate_floor_with(id, stepped);
         self.detach(id);
         result
     }
 
-    fn calibrate_floor_with(&mut self, id: u32) -> Result<f64, EngineError> {
+    fn calibrate_floor_with(&mut self, id: u32, stepped: bool) -> Result<f64, EngineError> {
         let exe = Path::new("/proc/self/exe");
         let pid = std::process::id();
         let plan = psc_probe {
@@ -476,7 +477,7 @@ impl Engine {
             PerCpuValues::try_from(vec![psc_hist::default(); ncpu]).map_err(EngineError::Io)?,
             0,
         )?;
-        let (entry, ret) = crate::calibrate::floor_points();
+        let (entry, ret) = crate::calibrate::floor_points(stepped);
         let offset = |a| {
             crate::calibrate::file_offset(a).ok_or_else(|| {
                 EngineError::Io(std::io::Error::other(
@@ -496,7 +497,7 @@ impl Engine {
                 batched: self.multi.is_some(),
                 error,
             })?;
-        crate::calibrate::floor_calls();
+        crate::calibrate::floor_calls(stepped);
         let h = crate::hist::to_hdr(&self.histogram(id));
         Ok(if h.is_empty() {
             0.0

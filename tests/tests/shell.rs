@@ -56,7 +56,7 @@ fn shell_traces_filters_lists_and_shows_latency() {
         "{text}"
     );
     assert!(
-        text.contains(r#"probe 1: main.Login (args ret latency if username == "carol")"#),
+        text.contains(r#"probe 1: main.Login (args ret latency if username == "carol"; ~"#),
         "{text}"
     );
     assert!(text.contains("probe 2: main.Work (latency)"), "{text}");

@@ -31,6 +31,7 @@ fn state() -> State {
         emulated_ns: 500.0,
         stepped_ns: 14_000.0,
         latency_floor_ns: 600.0,
+        latency_floor_stepped_ns: 6_000.0,
     });
     s
 }

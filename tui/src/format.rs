@@ -93,6 +93,17 @@ pub fn describe_cost(c: &ProbeCost) -> String {
     )
 }
 
+/// What a probe will add to each call, from the calibration: its entry (emulated or
+/// single-stepped) and, for results or latency, a single-stepped RET.
+pub fn estimate_per_call(hc: &probes_ebpf::HitCost, stepped_entry: bool, paired: bool) -> f64 {
+    let entry = if stepped_entry {
+        hc.stepped_ns
+    } else {
+        hc.emulated_ns
+    };
+    entry + if paired { hc.stepped_ns } else { 0.0 }
+}
+
 /// `12%`, `0.4%`: one decimal below 10.
 pub fn pct1(p: f64) -> String {
     if p < 10.0 {

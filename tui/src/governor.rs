@@ -19,7 +19,7 @@ use crate::budget::{self, Mode};
 const PERIOD: Duration = Duration::from_secs(1);
 /// A new probe is priced this soon, so that a costly one is cut within a fraction of a
 /// second.
-const FIRST_LOOK: Duration = Duration::from_millis(30);
+const FIRST_LOOK: Duration = Duration::from_millis(20);
 /// After a costly window closes, its return points stay attached this long so that the
 /// calls entered in it can return (a call still running then stays "in flight").
 const GRACE: Duration = Duration::from_millis(10);
@@ -431,7 +431,7 @@ impl Governor {
                     a + c
                 })
                 .sum();
-            if spent > b / 100.0 * cpu * PERIOD.as_secs_f64() {
+            if spent > TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64() {
                 self.capped = true;
                 self.next_eval = now;
             }
@@ -538,8 +538,10 @@ impl Governor {
                 // fired) says nothing about how windows are sized.
                 let whole_period = secs >= 0.9 * PERIOD.as_secs_f64();
                 if windowing && spent > 0.0 && whole_period {
-                    // Damped (square root), and never above the plain sizing.
-                    self.correction = (self.correction * (goal / spent).sqrt()).clamp(0.05, 1.0);
+                    // At most halved or doubled at a time, and never above the plain
+                    // sizing.
+                    self.correction =
+                        (self.correction * (goal / spent).clamp(0.5, 2.0)).clamp(0.05, 1.0);
                 } else if !windowing {
                     self.correction = 1.0;
                 }

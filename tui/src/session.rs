@@ -253,7 +253,11 @@ impl Session {
         let mut plan =
             probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())
                 .map_err(|e| plain(&e))?;
-        plan.wire.latency_floor_ns = self.latency_floor_ns() as u32;
+        let stepped_entry = f
+            .probes
+            .as_ref()
+            .is_some_and(|p| p.entry_kind.is_expensive());
+        plan.wire.latency_floor_ns = self.latency_floor_ns(stepped_entry) as u32;
         // Attach the new probe before detaching the old one, so a failed attach leaves
         // the old probe running. Expensive points go in windows that the budget opens
         // and closes (governor.rs); they start open.
@@ -411,10 +415,16 @@ impl Session {
         self.gov.entries_over
     }
 
-    /// The probe's own time inside each latency it measures (calibrated at start-up),
-    /// subtracted from every latency.
-    pub fn latency_floor_ns(&self) -> f64 {
-        self.hit_cost.as_ref().map_or(0.0, |hc| hc.latency_floor_ns)
+    /// The probe's own time inside each latency it measures (calibrated at start-up,
+    /// for an entry the kernel emulates or single-steps), subtracted from every latency.
+    pub fn latency_floor_ns(&self, stepped_entry: bool) -> f64 {
+        self.hit_cost.as_ref().map_or(0.0, |hc| {
+            if stepped_entry {
+                hc.latency_floor_stepped_ns
+            } else {
+                hc.latency_floor_ns
+            }
+        })
     }
 
     /// What the probe on `func` has cost the target since it was attached, from its

@@ -119,10 +119,19 @@ fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetO
             let stepped = s.hit_cost.map_or("a trap".to_string(), |h| {
                 format!("~{} a hit here", crate::format::fmt_ns(h.stepped_ns as u64))
             });
+            let paired = settings.ret || settings.latency;
+            let per_call = s.hit_cost.map_or(String::new(), |h| {
+                let ns = crate::format::estimate_per_call(&h, expensive, paired);
+                format!("~{} a call here; ", crate::format::fmt_ns(ns as u64))
+            });
             let cost = if expensive {
-                format!(" (no stack check: its first instruction is single-stepped, {stepped})")
-            } else if settings.ret || settings.latency {
-                format!(" (returns are single-stepped, {stepped})")
+                format!(
+                    " ({per_call}no stack check: its first instruction is single-stepped, {stepped})"
+                )
+            } else if paired {
+                format!(" ({per_call}returns are single-stepped, {stepped})")
+            } else if !per_call.is_empty() {
+                format!(" ({})", per_call.trim_end_matches("; "))
             } else {
                 String::new()
             };

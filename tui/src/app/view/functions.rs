@@ -38,6 +38,23 @@ pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                 None if !fun.probeable() => Span::styled("  ~ ", Style::new().fg(Color::DarkGray)),
                 None => Span::raw("    "),
             };
+            // What each probe costs the target now (the last second where the budget
+            // measured it), red past the budget.
+            let cost = match s.views.get(&func).and_then(|v| v.cost) {
+                Some(c) => {
+                    let pct = c.watch.and_then(|w| w.recent_pct).or(c.overhead_pct);
+                    let over = pct.is_some_and(|p| p > s.budget.unwrap_or(f64::INFINITY));
+                    Span::styled(
+                        pct.map_or("     ".into(), |p| format!("{:>5}", crate::format::pct1(p))),
+                        if over {
+                            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+                        } else {
+                            Style::new().fg(Color::DarkGray)
+                        },
+                    )
+                }
+                None => Span::raw("     "),
+            };
             let mut style = Style::new();
             if !fun.probeable() {
                 style = style.fg(Color::DarkGray);
@@ -47,6 +64,7 @@ pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
             }
             Line::from(vec![
                 marker,
+                cost,
                 Span::raw(" "),
                 Span::styled(fun.signature(), style),
             ])

@@ -45,8 +45,17 @@ pub fn pane(f: &mut Frame, area: Rect, s: &State) {
     let mut lines = stats_lines(&v.buckets);
     if let Some(hc) = s.hit_cost {
         // The probe's own time inside each latency, already subtracted (calibrated).
+        let stepped = s.cat.functions[func]
+            .probes
+            .as_ref()
+            .is_some_and(|p| p.entry_kind.is_expensive());
+        let floor = if stepped {
+            hc.latency_floor_stepped_ns
+        } else {
+            hc.latency_floor_ns
+        };
         lines.push(Line::styled(
-            format!("floor ~{} (subtracted)", fmt_ns(hc.latency_floor_ns as u64)),
+            format!("floor ~{} (subtracted)", fmt_ns(floor as u64)),
             Style::new().fg(Color::DarkGray),
         ));
     }
