@@ -81,7 +81,10 @@ struct frame {
 	__u64 rsp;
 };
 
-static __always_inline void load_frame(struct frame *f, struct pt_regs *ctx)
+/* `sp_adjust`: at a call site the callee's frame starts 8 bytes lower (the return
+ * address is not pushed yet), and after it returns 8 bytes higher than at its RET: the
+ * frame's RSP is the callee's as at its entry or RET, so plans and pairing are one. */
+static __always_inline void load_frame(struct frame *f, struct pt_regs *ctx, __u64 sp_adjust)
 {
 	f->regs[0] = ctx->rax;
 	f->regs[1] = ctx->rbx;
@@ -92,7 +95,7 @@ static __always_inline void load_frame(struct frame *f, struct pt_regs *ctx)
 	f->regs[6] = ctx->r9;
 	f->regs[7] = ctx->r10;
 	f->regs[8] = ctx->r11;
-	f->rsp = ctx->rsp;
+	f->rsp = ctx->rsp - sp_adjust;
 }
 
 static __always_inline __u64 mask_width(__u64 v, __u8 width)
@@ -426,7 +429,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		if (!(p->flags & PSC_F_COND_RET) && !eval_prog(p, bits)) {
 			st->filtered++;
 			if ((p->flags & PSC_F_PAIRED) && !unwatched && !bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off))) {
-				struct psc_pending_key fk = {.g = g, .depth = hi - ctx->rsp, .probe = id};
+				struct psc_pending_key fk = {.g = g, .depth = hi - f->rsp, .probe = id};
 				__u64 ts = bpf_ktime_get_ns();
 				bpf_map_update_elem(&psc_filtered, &fk, &ts, BPF_ANY);
 			}
@@ -465,7 +468,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	}
 	if (bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off)))
 		return 0;
-	struct psc_pending_key key = {.g = g, .depth = hi - ctx->rsp, .probe = id};
+	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id};
 	struct psc_pending *pd = &sc->pending;
 	if (len > PSC_ENTRY_MAX) {
 		len = 0;
@@ -487,7 +490,7 @@ static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f,
 	__u64 now = bpf_ktime_get_ns(), g = ctx->r14, hi = 0;
 	if (bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off)))
 		return 0;
-	struct psc_pending_key key = {.g = g, .depth = hi - ctx->rsp, .probe = id};
+	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id};
 	struct psc_pending *pd = bpf_map_lookup_elem(&psc_pending, &key);
 	if (!pd || now - pd->ts_ns > PENDING_AGE_NS) {
 		if (pd)
@@ -554,7 +557,8 @@ SEC("uprobe")
 int periscope_probe(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u32 id = (__u32)cookie, point = cookie >> 32, zero = 0;
+	__u32 id = (__u32)cookie, zero = 0;
+	__u32 point = (cookie >> PSC_COOKIE_KIND_SHIFT) & PSC_COOKIE_KIND_MASK;
 	struct psc_probe *p = bpf_map_lookup_elem(&psc_probes, &id);
 	/* A detached probe's uprobes fire until the kernel has removed them: its zeroed
 	 * plan must neither count nor emit anything. */
@@ -567,6 +571,8 @@ int periscope_probe(struct pt_regs *ctx)
 	 * of the hits themselves to show what the probe costs the target. Reading the clock
 	 * twice costs ~0.3 µs a hit in a VM, so one hit in PSC_TIME_EVERY (per CPU) is
 	 * timed and counts for all of them. */
+	if (cookie & PSC_COOKIE_STEPPED)
+		st->stepped_hits++;
 	__u64 seen = st->hits + st->ret_hits + st->morestack;
 	int timed = (seen & (PSC_TIME_EVERY - 1)) == 0;
 	__u64 t0 = timed ? bpf_ktime_get_ns() : 0;
@@ -582,8 +588,9 @@ int periscope_probe(struct pt_regs *ctx)
 	if (!sc)
 		return 0;
 	struct frame f;
-	load_frame(&f, ctx);
-	if (point == PSC_POINT_RET) {
+	int at_call = point == PSC_POINT_CALLSITE || point == PSC_POINT_AFTERCALL;
+	load_frame(&f, ctx, at_call ? 8 : 0);
+	if (point == PSC_POINT_RET || point == PSC_POINT_AFTERCALL) {
 		st->ret_hits++;
 		on_return(ctx, &f, p, id, st, sc);
 	} else {

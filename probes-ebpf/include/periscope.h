@@ -21,12 +21,17 @@
 #define PSC_VERSION 1
 #define PSC_TIME_EVERY 16   /* time one probe hit in this many (a power of two) */
 
-/* Attach cookie: probe id in the low 32 bits, point kind above. */
+/* Attach cookie: probe id in the low 32 bits, point kind in the next 8, then flags. */
 enum psc_point {
 	PSC_POINT_ENTRY = 0,      /* emulated entry after the stack check, or first insn */
 	PSC_POINT_ENTRY_JBE = 1,  /* the stack check's jbe: drop when morestack follows */
 	PSC_POINT_RET = 2,
+	PSC_POINT_CALLSITE = 3,   /* entry at a `call` to the function: RSP is 8 higher */
+	PSC_POINT_AFTERCALL = 4,  /* return seen after a call site: RSP is 8 higher */
 };
+#define PSC_COOKIE_KIND_SHIFT 32
+#define PSC_COOKIE_KIND_MASK 0xff
+#define PSC_COOKIE_STEPPED (1ull << 40) /* the kernel single-steps this point's instruction */
 
 enum psc_base { PSC_BASE_NONE = 0, PSC_BASE_REG = 1, PSC_BASE_STACK = 2 };
 
@@ -118,6 +123,7 @@ struct psc_stats {
 	__u64 prog_ns;     /* time this program spent on the probe's hits (sampled, scaled) */
 	__u64 unwatched;   /* calls entered while the budget had the return points detached */
 	__u64 unrecorded;  /* unwatched calls with nothing to record (latency, result conditions) */
+	__u64 stepped_hits; /* hits of points the kernel single-steps (priced apart) */
 };
 
 struct psc_pending_key {

@@ -12,16 +12,14 @@ pub struct Cost {
     pub per_call_ns: f64,
 }
 
-/// The cost of the hits counted in `st`; `entry_emulated` says whether the entry point
-/// is an instruction the kernel emulates. A RET is always single-stepped.
-pub fn of(st: &Stats, entry_emulated: bool, hc: &HitCost) -> Cost {
-    let entry_ns = if entry_emulated {
-        hc.emulated_ns
-    } else {
-        hc.stepped_ns
-    };
-    let entry_hits = (st.hits + st.morestack) as f64;
-    let total_ns = entry_hits * entry_ns + st.ret_hits as f64 * hc.stepped_ns + st.prog_ns as f64;
+/// The cost of the hits counted in `st`: the program counts apart the hits of points
+/// the kernel single-steps (a RET, a first instruction) and the others.
+pub fn of(st: &Stats, hc: &HitCost) -> Cost {
+    let all = st.hits + st.morestack + st.ret_hits;
+    let stepped = st.stepped_hits.min(all);
+    let total_ns = (all - stepped) as f64 * hc.emulated_ns
+        + stepped as f64 * hc.stepped_ns
+        + st.prog_ns as f64;
     Cost {
         total_ns,
         per_call_ns: total_ns / st.hits.max(1) as f64,
@@ -49,19 +47,28 @@ mod tests {
         let st = Stats {
             hits: 100,
             ret_hits: 100,
+            stepped_hits: 100,
             prog_ns: 30_000,
             ..Default::default()
         };
-        let c = of(&st, true, &hc);
+        let c = of(&st, &hc);
         assert_eq!(c.total_ns, 100.0 * 500.0 + 100.0 * 14_000.0 + 30_000.0);
         assert_eq!(c.per_call_ns, 14_800.0);
         let entry_only = Stats {
             hits: 10,
             morestack: 2,
+            stepped_hits: 12,
             ..Default::default()
         };
-        // A dropped morestack hit still costs a (single-stepped) hit.
-        assert_eq!(of(&entry_only, false, &hc).total_ns, 12.0 * 14_000.0);
+        // A dropped morestack hit still costs a hit.
+        assert_eq!(of(&entry_only, &hc).total_ns, 12.0 * 14_000.0);
+        // Returns after call sites, emulated: no single-stepped hit at all.
+        let sites = Stats {
+            hits: 10,
+            ret_hits: 10,
+            ..Default::default()
+        };
+        assert_eq!(of(&sites, &hc).total_ns, 20.0 * 500.0);
         assert_eq!(overhead_pct(1e6, 1e8 as u64), Some(1.0));
         assert_eq!(overhead_pct(1e6, 0), None);
     }

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use aya::programs::UProbe;
 use symbols::Function;
-use symbols::probe_points::EntryKind;
 
 use crate::calibrate::HitCost;
 use crate::error::EngineError;
 use crate::keeper::Keeper;
 use crate::plan::Plan;
+use crate::points::{Point, Points};
 use crate::wire::*;
 
 const PROGRAM: &str = "periscope_probe";
@@ -115,6 +115,7 @@ pub struct Stats {
     pub prog_ns: u64,
     pub unwatched: u64,
     pub unrecorded: u64,
+    pub stepped_hits: u64,
 }
 
 impl Stats {
@@ -197,10 +198,10 @@ impl Engine {
         elf: &symbols::elf::Elf,
         f: &Function,
         plan: &Plan,
-        windowed: bool,
+        points: &Points,
     ) -> Result<u32, EngineError> {
         let id = self.allocate_id()?;
-        match self.attach_id(id, pid, exe, elf, f, plan, windowed) {
+        match self.attach_id(id, pid, exe, elf, f, plan, points) {
             Ok(()) => Ok(id),
             Err(e) => {
                 self.detach(id);
@@ -220,9 +221,10 @@ impl Engine {
         Ok(id)
     }
 
-    /// With `windowed`, the points are attached in two groups (see `Group`), each under
-    /// a window key that `set_window` detaches and attaches again for the budget; both
-    /// windows start open.
+    /// The points are attached in two groups (see `Group`), each under a window key that
+    /// `set_window` detaches and attaches again for the budget; both windows start open. The costly group holds the single-stepped points, and all
+    /// the returns when any of them is single-stepped (a call is paired only if its
+    /// return is watched wherever it returns).
     #[allow(clippy::too_many_arguments)]
     fn attach_id(
         &mut self,
@@ -232,16 +234,12 @@ impl Engine {
         elf: &symbols::elf::Elf,
         f: &Function,
         plan: &Plan,
-        windowed: bool,
+        points: &Points,
     ) -> Result<(), EngineError> {
-        let points = f.probes.as_ref().ok_or_else(|| EngineError::NoOffset {
-            func: f.name.clone(),
-            addr: f.entry,
-        })?;
         let paired = plan.wire.flags & PSC_F_PAIRED != 0;
-        let expensive_entry = points.entry_kind.is_expensive();
+        let returns_costly = points.returns.iter().any(|p| p.stepped);
         let mut wire = plan.wire;
-        if windowed && paired {
+        if paired && returns_costly {
             wire.flags |= PSC_F_WINDOWED | PSC_F_WATCHING;
         }
         self.probes.set(id, wire, 0)?;
@@ -259,28 +257,14 @@ impl Engine {
                 0,
             )?;
         }
-        let entry_kind = match points.entry_kind {
-            EntryKind::StackCheckBranch => PSC_POINT_ENTRY_JBE,
-            _ => PSC_POINT_ENTRY,
-        };
-        let offset = |addr: u64| {
-            elf.vaddr_to_offset(addr)
+        let offset = |p: &Point| {
+            elf.vaddr_to_offset(p.addr)
+                .map(|o| (o, p.cookie(id)))
                 .ok_or_else(|| EngineError::NoOffset {
                     func: f.name.clone(),
-                    addr,
+                    addr: p.addr,
                 })
         };
-        let cookie = |kind: u32| u64::from(id) | (u64::from(kind) << 32);
-        // Returns first, the entry last: a call that starts while the probe is being
-        // attached is then either not seen at all or seen whole, never entered without
-        // a return probe to complete it.
-        let mut rets = Vec::new();
-        if paired {
-            for &r in &points.returns {
-                rets.push((offset(r)?, cookie(PSC_POINT_RET)));
-            }
-        }
-        let entry = (offset(points.entry)?, cookie(entry_kind));
         let batched = self.multi.is_some();
         let attach_err = |error| EngineError::Attach {
             func: f.name.clone(),
@@ -288,16 +272,19 @@ impl Engine {
             batched,
             error,
         };
-        if !windowed {
-            rets.push(entry);
-            return self.attach_points(id, exe, pid, &rets).map_err(attach_err);
-        }
-        let mut costly = rets;
-        let mut cheap = Vec::new();
-        if expensive_entry {
-            costly.push(entry);
-        } else {
-            cheap.push(entry);
+        let returns: &[Point] = if paired { &points.returns } else { &[] };
+        // Returns first, the entries last: a call that starts while the probe is being
+        // attached is then either not seen at all or seen whole, never entered without
+        // a return probe to complete it.
+        let ordered = returns.iter().chain(&points.entries);
+        let (mut costly, mut cheap) = (Vec::new(), Vec::new());
+        for p in ordered {
+            let is_ret = returns.contains(p);
+            if p.stepped || (is_ret && returns_costly) {
+                costly.push(offset(p)?);
+            } else {
+                cheap.push(offset(p)?);
+            }
         }
         for (group, points) in [(Group::Costly, costly), (Group::Entry, cheap)] {
             if points.is_empty() {
@@ -725,6 +712,7 @@ impl Engine {
             prog_ns: a.prog_ns + s.prog_ns,
             unwatched: a.unwatched + s.unwatched,
             unrecorded: a.unrecorded + s.unrecorded,
+            stepped_hits: a.stepped_hits + s.stepped_hits,
         })
     }
 

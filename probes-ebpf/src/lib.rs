@@ -10,6 +10,7 @@ pub mod hist;
 pub mod keeper;
 pub mod multi;
 pub mod plan;
+pub mod points;
 pub mod uprobe;
 pub mod value;
 pub mod wire;

@@ -2,6 +2,7 @@
 //! where each value lives under the register ABI, and where to attach cheap probes.
 //! No BPF and no terminal here: data flows symbols → probes → tui.
 pub mod buildinfo;
+pub mod callsites;
 pub mod catalog;
 pub mod dwarf;
 mod dwarf_merge;

@@ -59,7 +59,7 @@ fn shell_traces_filters_lists_and_shows_latency() {
         text.contains(r#"probe 1: main.Login (args ret latency if username == "carol"; ~"#),
         "{text}"
     );
-    assert!(text.contains("probe 2: main.Work (latency)"), "{text}");
+    assert!(text.contains("probe 2: main.Work (latency; ~"), "{text}");
     // Errors say what is wrong and where, and the session goes on.
     assert!(
         text.contains("error: type mismatch: attempts is int"),

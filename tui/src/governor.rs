@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use probes_ebpf::points::Points;
 use probes_ebpf::{Engine, Group, HitCost, Stats};
 
 use crate::budget::{self, Mode};
@@ -182,6 +183,8 @@ struct Probe {
     costly: Option<Windowed>,
     /// The entry is single-stepped: it is in the costly group.
     entry_stepped: bool,
+    /// Some return point is single-stepped: the returns are in the costly group.
+    returns_costly: bool,
     mode: Mode,
     /// The share of the time last said in a note.
     noted_share: f64,
@@ -201,19 +204,28 @@ impl Probe {
     fn price(&self, d: &Stats, hc: &HitCost) -> (f64, f64) {
         let entry_hits = (d.hits + d.morestack) as f64;
         let all_hits = (entry_hits + d.ret_hits as f64).max(1.0);
-        let entry_ns = if self.entry_stepped {
-            hc.stepped_ns
+        let (entry_ns, stepped_rets) = if self.entry_stepped {
+            (hc.stepped_ns, d.stepped_hits as f64 - entry_hits)
         } else {
-            hc.emulated_ns
+            (hc.emulated_ns, d.stepped_hits as f64)
         };
+        let stepped_rets = stepped_rets.clamp(0.0, d.ret_hits as f64);
         let entry_cost = entry_hits * entry_ns + d.prog_ns as f64 * entry_hits / all_hits;
-        let ret_cost =
-            d.ret_hits as f64 * hc.stepped_ns + d.prog_ns as f64 * d.ret_hits as f64 / all_hits;
-        if self.entry_stepped {
-            (0.0, entry_cost + ret_cost)
+        let ret_cost = stepped_rets * hc.stepped_ns
+            + (d.ret_hits as f64 - stepped_rets) * hc.emulated_ns
+            + d.prog_ns as f64 * d.ret_hits as f64 / all_hits;
+        let (mut cheap, mut costly) = (0.0, 0.0);
+        *(if self.entry_stepped {
+            &mut costly
         } else {
-            (entry_cost, ret_cost)
-        }
+            &mut cheap
+        }) += entry_cost;
+        *(if self.returns_costly {
+            &mut costly
+        } else {
+            &mut cheap
+        }) += ret_cost;
+        (cheap, costly)
     }
 
     /// Share of the time the probe's entry was attached.
@@ -308,7 +320,7 @@ impl Governor {
         }
     }
 
-    /// A probe just attached by the engine, with all its windows open.
+    /// A probe just attached by the engine at `points`, with all its windows open.
     /// `cpu_ns`: the target's CPU time now.
     pub fn add(
         &mut self,
@@ -316,9 +328,11 @@ impl Governor {
         id: u32,
         name: &str,
         engine: &Engine,
-        entry_stepped: bool,
+        points: &Points,
         cpu_ns: Option<u64>,
     ) {
+        let entry_stepped = points.entries.iter().any(|p| p.stepped);
+        let returns_costly = points.returns.iter().any(|p| p.stepped);
         let now = Instant::now();
         self.frozen = false;
         if self.probes.is_empty() {
@@ -336,6 +350,7 @@ impl Governor {
                 entry: group(Group::Entry),
                 costly: group(Group::Costly),
                 entry_stepped,
+                returns_costly,
                 mode: Mode::Full,
                 noted_share: 1.0,
                 attached_at: now,
@@ -634,6 +649,7 @@ fn delta(now: &Stats, then: &Stats) -> Stats {
         morestack: now.morestack.saturating_sub(then.morestack),
         ret_hits: now.ret_hits.saturating_sub(then.ret_hits),
         prog_ns: now.prog_ns.saturating_sub(then.prog_ns),
+        stepped_hits: now.stepped_hits.saturating_sub(then.stepped_hits),
         ..Stats::default()
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
+use probes_ebpf::points::Points;
 use probes_ebpf::{Call, Capture, ConditionError, Engine, Plan, Stats};
 use symbols::Catalog;
 
@@ -144,6 +145,7 @@ struct Active {
     plan: Plan,
     /// The target's CPU time when the probe was attached (its counters start at zero).
     cpu_at_attach: Option<u64>,
+    points: Points,
 }
 
 /// What a probe has cost the target since it was attached.
@@ -170,6 +172,8 @@ pub struct Session {
     /// What a uprobe hit costs here, measured at start-up; the error says why not.
     pub hit_cost: Result<probes_ebpf::HitCost, String>,
     gov: Governor,
+    /// Every direct call and taken address of the binary, built on the first probe.
+    callgraph: std::sync::OnceLock<symbols::callsites::CallGraph>,
 }
 
 impl Session {
@@ -198,6 +202,7 @@ impl Session {
             max_string: 64,
             hit_cost,
             gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
+            callgraph: std::sync::OnceLock::new(),
         })
     }
 
@@ -253,25 +258,23 @@ impl Session {
         let mut plan =
             probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())
                 .map_err(|e| plain(&e))?;
-        let stepped_entry = f
-            .probes
-            .as_ref()
-            .is_some_and(|p| p.entry_kind.is_expensive());
+        let paired = s.ret || s.latency;
+        let points = self.points(f, paired, s.ret).ok_or_else(|| SetError {
+            msg: format!("{}: no code to probe", f.name),
+            column: None,
+        })?;
+        let stepped_entry = points.entries.iter().any(|p| p.stepped);
         plan.wire.latency_floor_ns = self.latency_floor_ns(stepped_entry) as u32;
         // Attach the new probe before detaching the old one, so a failed attach leaves
         // the old probe running. Expensive points go in windows that the budget opens
         // and closes (governor.rs); they start open.
         let id = self
             .engine
-            .attach(self.pid, &self.exe, &cat.elf, f, &plan, true)
+            .attach(self.pid, &self.exe, &cat.elf, f, &plan, &points)
             .map_err(|e| plain(&e))?;
         self.remove(func);
-        let stepped = f
-            .probes
-            .as_ref()
-            .is_some_and(|p| p.entry_kind.is_expensive());
         let cpu = symbols::process::cpu_time_ns(self.pid);
-        self.gov.add(func, id, &f.name, &self.engine, stepped, cpu);
+        self.gov.add(func, id, &f.name, &self.engine, &points, cpu);
         if cond.is_some() && plan.wire.flags & probes_ebpf::wire::PSC_F_PAIRED != 0 {
             let ret = self
                 .hit_cost
@@ -293,6 +296,7 @@ impl Session {
                 id,
                 plan,
                 cpu_at_attach,
+                points,
             },
         );
         self.by_id.insert(id, func);
@@ -380,6 +384,22 @@ impl Session {
         })
     }
 
+    /// Where a probe on `f` sits (probes_ebpf::points): at its call sites where every
+    /// call is one of them (symbols::callsites, indexed once per session), else in the
+    /// function. `results`: results are read at the return points.
+    pub fn points(&self, f: &symbols::Function, paired: bool, results: bool) -> Option<Points> {
+        let graph = self
+            .callgraph
+            .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat));
+        let sites = graph.plan(&self.cat, f, results);
+        Points::choose(f, paired, Some(&sites))
+    }
+
+    /// Where the probe on `func` sits, in words (`entry: 3 call site(s); …`).
+    pub fn describe_points(&self, func: usize) -> Option<&str> {
+        self.active.get(&func).map(|a| a.points.describe.as_str())
+    }
+
     /// Opens and closes the budget's windows that are due (see governor.rs).
     pub fn tick(&mut self) {
         let pid = self.pid;
@@ -432,11 +452,7 @@ impl Session {
     pub fn cost(&self, func: usize, st: &Stats) -> Option<ProbeCost> {
         let hc = self.hit_cost.as_ref().ok()?;
         let a = self.active.get(&func)?;
-        let emulated = self.cat.functions[func]
-            .probes
-            .as_ref()
-            .is_some_and(|p| !p.entry_kind.is_expensive());
-        let c = probes_ebpf::cost::of(st, emulated, hc);
+        let c = probes_ebpf::cost::of(st, hc);
         let cpu = symbols::process::cpu_time_ns(self.pid)
             .zip(a.cpu_at_attach)
             .map(|(now, then)| now.saturating_sub(then));

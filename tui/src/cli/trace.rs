@@ -79,6 +79,9 @@ pub fn run(opts: Options) -> Result<()> {
         if let Some(note) = set.note {
             crate::say!("periscope: {note}");
         }
+        if let Some(points) = session.describe_points(func) {
+            crate::say!("periscope: {}: {points}", cat.functions[func].name);
+        }
         order.push(func);
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.

@@ -1,0 +1,140 @@
+//! The instructions a probe sits on: at the function's entry and RETs, or at its call
+//! sites and after them (symbols::callsites), each with what the kernel does there.
+use symbols::Function;
+use symbols::callsites::SitePlan;
+use symbols::probe_points::EntryKind;
+
+use crate::wire::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    pub addr: u64,
+    /// A PSC_POINT_* kind.
+    pub kind: u32,
+    /// The kernel single-steps the instruction (~10x the cost of one it emulates).
+    pub stepped: bool,
+}
+
+impl Point {
+    /// The attach cookie of this point for probe `id`.
+    pub fn cookie(&self, id: u32) -> u64 {
+        u64::from(id)
+            | (u64::from(self.kind) << PSC_COOKIE_KIND_SHIFT)
+            | if self.stepped { PSC_COOKIE_STEPPED } else { 0 }
+    }
+}
+
+/// Where a probe's entries and returns are seen, and why there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Points {
+    pub entries: Vec<Point>,
+    /// Empty when the probe needs no return.
+    pub returns: Vec<Point>,
+    /// For `list` and the TUI: `entry: 3 call sites; return: after 3 call sites`.
+    pub describe: String,
+}
+
+impl Points {
+    /// The points for `f`: its own entry and RETs, with what `sites` (its call sites,
+    /// when every call is one) makes cheaper: the returns after the call sites (always,
+    /// when usable), the entry at the call sites when its own is single-stepped.
+    /// `paired`: results or latency are asked for. None when `f` has no code.
+    pub fn choose(
+        f: &Function,
+        paired: bool,
+        sites: Option<&Result<SitePlan, String>>,
+    ) -> Option<Points> {
+        let own = f.probes.as_ref()?;
+        let own_entry = Point {
+            addr: own.entry,
+            kind: match own.entry_kind {
+                EntryKind::StackCheckBranch => PSC_POINT_ENTRY_JBE,
+                _ => PSC_POINT_ENTRY,
+            },
+            stepped: own.entry_kind.is_expensive(),
+        };
+        let plan = sites.and_then(|s| s.as_ref().ok());
+        let why_not = match sites {
+            Some(Err(why)) => format!(" ({why})"),
+            _ => String::new(),
+        };
+        let (entries, entry_says) = match plan {
+            Some(p) if own_entry.stepped => (
+                p.entries
+                    .iter()
+                    .map(|&addr| Point {
+                        addr,
+                        kind: PSC_POINT_CALLSITE,
+                        stepped: false,
+                    })
+                    .collect(),
+                format!("entry: {} call site(s)", p.entries.len()),
+            ),
+            _ => (
+                vec![own_entry],
+                match own.entry_kind {
+                    EntryKind::PushAfterCheck => "entry: after the stack check".to_string(),
+                    EntryKind::StackCheckBranch => "entry: the stack check's branch".to_string(),
+                    EntryKind::FirstInstruction { emulated: true } => {
+                        "entry: first instruction".to_string()
+                    }
+                    EntryKind::FirstInstruction { emulated: false } => {
+                        format!("entry: first instruction, single-stepped{why_not}")
+                    }
+                },
+            ),
+        };
+        let (returns, ret_says) = if !paired {
+            (Vec::new(), String::new())
+        } else {
+            match plan.map(|p| &p.returns) {
+                Some(Ok(after)) => {
+                    let stepped = after.iter().filter(|a| !a.emulated).count();
+                    (
+                        after
+                            .iter()
+                            .map(|a| Point {
+                                addr: a.addr,
+                                kind: PSC_POINT_AFTERCALL,
+                                stepped: !a.emulated,
+                            })
+                            .collect(),
+                        if stepped == 0 {
+                            format!("; return: after {} call site(s)", after.len())
+                        } else {
+                            format!(
+                                "; return: after {} call site(s), {stepped} single-stepped",
+                                after.len()
+                            )
+                        },
+                    )
+                }
+                other => {
+                    let why = match other {
+                        Some(Err(why)) => format!(" ({why})"),
+                        _ => why_not.clone(),
+                    };
+                    (
+                        own.returns
+                            .iter()
+                            .map(|&addr| Point {
+                                addr,
+                                kind: PSC_POINT_RET,
+                                stepped: true,
+                            })
+                            .collect(),
+                        format!(
+                            "; return: {} RET(s), single-stepped{why}",
+                            own.returns.len()
+                        ),
+                    )
+                }
+            }
+        };
+        Some(Points {
+            entries,
+            returns,
+            describe: format!("{entry_says}{ret_says}"),
+        })
+    }
+}
