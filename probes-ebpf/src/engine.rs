@@ -221,10 +221,11 @@ impl Engine {
         Ok(id)
     }
 
-    /// The points are attached in two groups (see `Group`), each under a window key that
-    /// `set_window` detaches and attaches again for the budget; both windows start open. The costly group holds the single-stepped points, and all
-    /// the returns when any of them is single-stepped (a call is paired only if its
-    /// return is watched wherever it returns).
+    /// The points are attached in two groups (see `Group`), each under a window key
+    /// that `set_window` detaches and attaches again for the budget; both windows start
+    /// open. The costly group holds the single-stepped points, and all the returns when
+    /// any of them is single-stepped (a call is paired only if its return is watched
+    /// wherever it returns).
     #[allow(clippy::too_many_arguments)]
     fn attach_id(
         &mut self,
