@@ -190,6 +190,7 @@ fn busy_state() -> State {
                     emitted: hits,
                     ..Stats::default()
                 },
+                points: None,
                 buckets: Some(buckets.clone()),
                 cost: Some(periscope::session::ProbeCost {
                     per_call_ns: 28_600.0,

@@ -294,6 +294,9 @@ fn execute(
                 cat.functions[idx].name,
                 settings.describe()
             );
+            if let Some(p) = sh.session.describe_points(idx) {
+                println!("  points: {p}");
+            }
         }
         Command::Probes => {
             let sh = lock(shared);

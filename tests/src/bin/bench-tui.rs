@@ -107,6 +107,7 @@ fn main() {
                         emitted: n,
                         ..Stats::default()
                     },
+                    points: None,
                     buckets: Some(buckets.clone()),
                     cost: None,
                 }]),

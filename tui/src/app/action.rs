@@ -34,6 +34,8 @@ pub struct ProbeSample {
     pub buckets: Option<Vec<u64>>,
     /// What the probe has cost the target since it was attached, when known.
     pub cost: Option<ProbeCost>,
+    /// Where it sits (`entry: 3 call site(s); return: after 3 call site(s)`).
+    pub points: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -137,6 +137,8 @@ pub struct ProbeView {
     pub buckets: Vec<u64>,
     /// Calls per second (hits), oldest first.
     pub rates: VecDeque<u64>,
+    /// Where the probe sits, and why there.
+    pub points: Option<String>,
 }
 
 pub struct State {

@@ -88,6 +88,7 @@ fn sample(s: &mut State, samples: Vec<ProbeSample>) {
         }
         v.stats = p.stats;
         v.cost = p.cost;
+        v.points = p.points;
         if let Some(b) = p.buckets {
             v.buckets = b;
         }

@@ -151,6 +151,9 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                 ));
             }
             lines.push(Line::from(probe_line));
+            if let Some(p) = s.views.get(&func).and_then(|v| v.points.as_deref()) {
+                lines.push(Line::styled(format!("points: {p}"), dim));
+            }
             // Its counters, so that nothing is dropped silently.
             if let Some(v) = s.views.get(&func) {
                 let st = &v.stats;
