@@ -79,7 +79,7 @@ impl Points {
                         "entry: first instruction".to_string()
                     }
                     EntryKind::FirstInstruction { emulated: false } => {
-                        format!("entry: first instruction, single-stepped{why_not}")
+                        "entry: first instruction, single-stepped".to_string()
                     }
                 },
             ),
@@ -112,7 +112,7 @@ impl Points {
                 other => {
                     let why = match other {
                         Some(Err(why)) => format!(" ({why})"),
-                        _ => why_not.clone(),
+                        _ => String::new(),
                     };
                     (
                         own.returns
@@ -131,10 +131,13 @@ impl Points {
                 }
             }
         };
+        // Why the call sites are not used, said once, where it cost something.
+        let costly = entries.iter().chain(&returns).any(|p| p.stepped);
+        let why = if costly { why_not } else { String::new() };
         Some(Points {
             entries,
             returns,
-            describe: format!("{entry_says}{ret_says}"),
+            describe: format!("{entry_says}{ret_says}{why}"),
         })
     }
 }

@@ -154,19 +154,26 @@ pub fn spawn_trace(pid: u32, args: &[&str]) -> (Child, BufReader<std::process::C
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    // Notes on the probes (what a condition costs, say) may come first.
+    let (attached, said) = read_until_attached(&mut err);
+    assert!(attached, "periscope did not attach: {said}");
+    (child, err)
+}
+
+/// Reads `periscope trace`'s stderr up to its "attached" line: notes on the probes
+/// (where each sits, what a condition costs) come first. Returns whether it attached,
+/// and everything read.
+pub fn read_until_attached(err: &mut impl BufRead) -> (bool, String) {
     let mut said = String::new();
     loop {
         let mut line = String::new();
-        if err.read_line(&mut line).unwrap() == 0 {
-            panic!("periscope did not attach: {said}");
+        if err.read_line(&mut line).unwrap_or(0) == 0 {
+            return (false, said);
         }
         said.push_str(&line);
         if line.contains("periscope: attached") {
-            break;
+            return (true, said);
         }
     }
-    (child, err)
 }
 
 /// A running fixture, driven through its stdin protocol.

@@ -93,8 +93,14 @@ fn a_costly_probe_is_held_to_its_budget_and_marks_what_it_did_not_see() {
     assert_eq!(st["emitted"].as_u64().unwrap(), whole + partial, "{st}");
     assert_eq!(st["unwatched"].as_u64().unwrap(), partial, "{st}");
     assert!(st["observed_pct"].as_f64().unwrap() < 100.0, "{st}");
-    let hits = st["hits"].as_u64().unwrap();
-    assert!(hits > whole, "{st}: the budget kept every call");
+    // Far fewer calls were seen whole than made while the probe was attached (most of
+    // the fixture's run): the rest were seen at their entry only, or (when even the
+    // entries do not fit) not at all between windows.
+    let made = steady["calls"].as_u64().unwrap();
+    assert!(
+        2 * whole < made,
+        "{st}: {whole} of the {made} calls seen whole"
+    );
 }
 
 #[test]

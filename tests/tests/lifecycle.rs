@@ -225,7 +225,7 @@ fn link_types() -> Vec<String> {
 
 #[test]
 fn batched_and_single_uprobes_both_attach_and_leave_nothing() {
-    // Batched (this kernel has uprobe_multi): one link per probe. Forced off, as on
+    // Batched (this kernel has uprobe_multi): a link or two per probe. Forced off, as on
     // kernels before 6.6: one perf-event link per uprobe. Both stop cleanly on SIGTERM
     // and on SIGKILL (the keeper).
     for (mode, want) in [("on", "uprobe_multi"), ("off", "perf_event")] {
@@ -241,14 +241,14 @@ fn batched_and_single_uprobes_both_attach_and_leave_nothing() {
                 .spawn()
                 .unwrap();
             let mut err = BufReader::new(child.stderr.take().unwrap());
-            let mut line = String::new();
-            err.read_line(&mut line).unwrap();
-            assert!(line.contains("attached"), "{how}: {line}");
+            let (attached, said) = periscope_tests::read_until_attached(&mut err);
+            assert!(attached, "{how}: {said}");
             // (The calibration's own link may still be on its way out at first.)
             let ok = |types: &[String]| {
                 types.iter().all(|t| t == want)
                     && match mode {
-                        "on" => types.len() == PROBES.len(),
+                        // A link per group of points (cheap, costly) of each probe.
+                        "on" => (PROBES.len()..=2 * PROBES.len()).contains(&types.len()),
                         _ => types.len() >= 2 * PROBES.len(),
                     }
             };

@@ -4,7 +4,7 @@
 //! files). Without multi links (kernels before 6.6; forced here with
 //! PERISCOPE_UPROBE_MULTI=off) each uprobe is a perf event, which the kernel creates only
 //! for CAP_SYS_ADMIN ("perf/core: Require CAP_SYS_ADMIN for uprobes", 2025).
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -87,9 +87,8 @@ fn trace(
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    err.read_line(&mut first).unwrap();
-    if first.contains("attached") {
+    let (attached, first) = periscope_tests::read_until_attached(&mut err);
+    if attached {
         fx.run("work 100");
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -100,11 +99,7 @@ fn trace(
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        if first.contains("attached") {
-            rest
-        } else {
-            first + &rest
-        },
+        if attached { rest } else { first + &rest },
     )
 }
 

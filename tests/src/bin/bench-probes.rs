@@ -23,6 +23,7 @@ use periscope_tests::{FixtureProc, Variant, fixture, newest};
 const WORK: &str = "main.Work";
 
 fn main() {
+    callgraph_cost();
     let bin = fixture("kinds", &newest(), Variant::Plain);
     let mut fx = FixtureProc::start(&bin);
     let base = ns_per_call(&mut fx, 3_000_000);
@@ -48,9 +49,9 @@ fn main() {
             1_000_000,
         ),
         (
-            "periscope entry+return, latency",
+            "periscope entry+return, latency (target <= 0.15x)",
             vec!["--json", "--latency", WORK],
-            200_000,
+            1_000_000,
         ),
         (
             "periscope entry probe, condition false (x < 0)",
@@ -58,9 +59,14 @@ fn main() {
             1_000_000,
         ),
         (
-            "periscope args probe on a leaf without a stack check (main.Hot)",
+            "periscope args probe on a leaf, no stack check (target <= 0.1x)",
             vec!["--json", "--args", "main.Hot"],
-            200_000,
+            1_000_000,
+        ),
+        (
+            "periscope args+results+latency on that leaf (target <= 0.2x)",
+            vec!["--json", "main.Hot"],
+            1_000_000,
         ),
     ] {
         let tracer = Tracer::start(fx.pid, &args);
@@ -380,12 +386,8 @@ fn exit_time(pid: u32) {
             .spawn()
             .unwrap();
         let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("attached"),
-            "periscope did not attach: {line}"
-        );
+        let (attached, line) = periscope_tests::read_until_attached(&mut err);
+        assert!(attached, "periscope did not attach: {line}");
         std::thread::sleep(Duration::from_secs(1));
         let t0 = std::time::Instant::now();
         // SAFETY: kill(2) on a child we own.
@@ -398,5 +400,31 @@ fn exit_time(pid: u32) {
     println!(
         "exit with {uprobes} uprobes attached ({probes} latency probes on net/http functions): {batched:.1} s with uprobe_multi links, {single:.1} s with one perf event per uprobe: {:.0}x faster (target < 5 s)",
         single / batched.max(1e-3)
+    );
+}
+
+/// What indexing every call and taken address of cmd/go costs (once per session, on
+/// the first probe): the price of call-site probes.
+fn callgraph_cost() {
+    let bin = periscope_tests::repo_root().join("tests/.build/bench-cmd-go");
+    let Ok(cat) = symbols::Catalog::open(&bin) else {
+        println!(
+            "call graph: {} missing (part 1 of make bench builds it)",
+            bin.display()
+        );
+        return;
+    };
+    let best = (0..3)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            std::hint::black_box(symbols::callsites::CallGraph::build(&cat));
+            t.elapsed()
+        })
+        .min()
+        .unwrap();
+    println!(
+        "call graph of cmd/go ({} functions: every direct call and taken address, built on the first probe), best of 3: {} ms",
+        cat.functions.len(),
+        best.as_millis()
     );
 }

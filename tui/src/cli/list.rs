@@ -22,16 +22,32 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
             cat.elf.path().display()
         );
     }
+    // Where a probe with results and latency would sit (call sites or the function's
+    // own points), for the functions a pattern picks: indexing the calls costs a scan of
+    // the whole binary, which listing everything does without.
+    let graph = re
+        .as_ref()
+        .map(|_| symbols::callsites::CallGraph::build(&cat));
+    let points = |f: &Function| {
+        let g = graph.as_ref()?;
+        f.probeable().then_some(())?;
+        let sites = g.plan(&cat, f, true);
+        probes_ebpf::points::Points::choose(f, true, Some(&sites)).map(|p| p.describe)
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for f in &cat.functions {
         if re.as_ref().is_some_and(|re| !re.is_match(&f.name)) {
             continue;
         }
+        let p = points(f);
         let r = if as_json {
-            writeln!(out, "{}", function_json(f))
+            writeln!(out, "{}", function_json(f, p.as_deref()))
         } else {
-            writeln!(out, "{}", function_line(f))
+            match p {
+                Some(p) => writeln!(out, "{}  [{p}]", function_line(f)),
+                None => writeln!(out, "{}", function_line(f)),
+            }
         };
         if r.is_err() {
             return Ok(()); // reader went away (`| head`)
@@ -79,7 +95,7 @@ fn values_json(vs: &Option<Vec<symbols::Value>>) -> Option<Vec<ValueJson<'_>>> {
     })
 }
 
-pub fn function_json(f: &Function) -> String {
+pub fn function_json(f: &Function, points: Option<&str>) -> String {
     let j = FunctionJson {
         name: &f.name,
         package: &f.package,
@@ -97,6 +113,7 @@ pub fn function_json(f: &Function) -> String {
             .probes
             .as_ref()
             .map(|p| p.returns.iter().map(|&a| Hex(a)).collect()),
+        points,
     };
     serde_json::to_string(&j).expect("plain data serializes")
 }
@@ -117,6 +134,9 @@ struct FunctionJson<'a> {
     probe_entry: Option<Hex>,
     probe_entry_kind: Option<symbols::probe_points::EntryKind>,
     returns: Option<Vec<Hex>>,
+    /// Where a probe with results and latency would sit (with a pattern only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    points: Option<&'a str>,
 }
 
 #[derive(Serialize)]
