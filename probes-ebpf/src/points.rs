@@ -39,10 +39,13 @@ impl Points {
     /// when every call is one) makes cheaper: the returns after the call sites (always,
     /// when usable), the entry at the call sites when its own is single-stepped.
     /// `paired`: results or latency are asked for. None when `f` has no code.
+    /// `straight`: where the calls cannot be used and the entry is single-stepped, the
+    /// first emulated instruction on its straight path (CallGraph::straight_entry).
     pub fn choose(
         f: &Function,
         paired: bool,
         sites: Option<&Result<SitePlan, String>>,
+        straight: Option<u64>,
     ) -> Option<Points> {
         let own = f.probes.as_ref()?;
         let own_entry = Point {
@@ -70,6 +73,20 @@ impl Points {
                     .collect(),
                 format!("entry: {} call site(s)", p.entries.len()),
             ),
+            _ if own_entry.stepped && straight.is_some() => {
+                let addr = straight.expect("checked");
+                (
+                    vec![Point {
+                        addr,
+                        kind: PSC_POINT_ENTRY,
+                        stepped: false,
+                    }],
+                    format!(
+                        "entry: first emulated instruction (+{:#x})",
+                        addr - own.entry
+                    ),
+                )
+            }
             _ => (
                 vec![own_entry],
                 match own.entry_kind {

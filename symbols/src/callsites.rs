@@ -27,7 +27,7 @@ use crate::goabi::Loc;
 pub const MAX_SITES: usize = 64;
 
 /// Instructions looked at after a call for a cheap return point.
-const LOOKAHEAD: usize = 8;
+const LOOKAHEAD: usize = 24;
 
 /// Why a function's address may be taken (so it may be called through a register).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +303,41 @@ impl CallGraph {
 }
 
 impl CallGraph {
+    /// For a function whose first instruction the kernel single-steps: the first
+    /// instruction on the straight path from its entry that the kernel emulates (a
+    /// `jcc` of an early check, say), reached once per call (nothing branches to it or
+    /// before it) with the arguments still in place (nothing before it writes an
+    /// argument register or the stack pointer). None when there is no such point.
+    pub fn straight_entry(&self, cat: &Catalog, f: &Function) -> Option<u64> {
+        let code = cat.elf.bytes_at(f.entry, (f.end - f.entry) as usize)?;
+        let targets = self.branch_targets(cat, f);
+        let args = registers_of(f.params.iter().flatten());
+        let mut info = InstructionInfoFactory::new();
+        let mut dec = Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE);
+        for _ in 0..LOOKAHEAD {
+            if !dec.can_decode() {
+                return None;
+            }
+            let ins = dec.decode();
+            // (The entry itself is where every call arrives.)
+            if ins.is_invalid() || (ins.ip() != f.entry && targets.contains(&ins.ip())) {
+                return None;
+            }
+            if emulated(&ins) {
+                return (ins.ip() != f.entry).then_some(ins.ip());
+            }
+            let used = info.info(&ins);
+            let clobbers = used.used_registers().iter().any(|r| {
+                let reg = r.register().full_register();
+                is_write(r.access()) && (reg == Register::RSP || args.contains(&reg))
+            });
+            if clobbers || ins.flow_control() != FlowControl::Next {
+                return None;
+            }
+        }
+        None
+    }
+
     /// Every address `caller` may branch to: its own jumps' targets, and code
     /// addresses in data that fall inside it (a switch's jump table).
     fn branch_targets(&self, cat: &Catalog, caller: &Function) -> HashSet<u64> {
@@ -357,6 +392,11 @@ pub fn emulated(ins: &Instruction) -> bool {
 
 /// The registers that hold `f`'s results when it returns (Go's register ABI).
 fn result_registers(f: &Function) -> HashSet<Register> {
+    registers_of(f.results.iter().flatten())
+}
+
+/// The integer registers that hold `values` (Go's register ABI order).
+fn registers_of<'a>(values: impl Iterator<Item = &'a crate::catalog::Value>) -> HashSet<Register> {
     const REGS: [Register; 9] = [
         Register::RAX,
         Register::RBX,
@@ -368,9 +408,7 @@ fn result_registers(f: &Function) -> HashSet<Register> {
         Register::R10,
         Register::R11,
     ];
-    f.results
-        .iter()
-        .flatten()
+    values
         .flat_map(|v| v.location.pieces.iter())
         .filter_map(|p| match p.loc {
             Loc::Reg(r) => REGS.get(r as usize).copied(),

@@ -1,8 +1,9 @@
 //! Call-site probes, exact: every call of each function of the sites fixture is seen once,
 //! with the arguments and results the program itself recorded, on Go 1.19, 1.21, 1.27 and
 //! a PIE, whichever points periscope chose: entries at the call sites of a leaf, returns
-//! after them (a jcc, or the return address itself when the call ends its caller), and
-//! the function's own points where its address is taken (a func value, an interface).
+//! after them (a jcc, or the return address itself when the call ends its caller), the
+//! function's own points where its address is taken (a func value, an interface), and
+//! for such a leaf the first emulated instruction of its early check.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -10,7 +11,8 @@ use std::process::{Command, Stdio};
 use periscope_tests::{FixtureProc, Toolchain, Variant, fixture, periscope, toolchains};
 use serde_json::{Value, json};
 
-const FUNCS: [&str; 7] = [
+const FUNCS: [&str; 8] = [
+    "main.Checked",
     "main.Leaf3",
     "main.ViaValue",
     "main.(*Square).Area",
@@ -97,6 +99,7 @@ fn check(tc: &Toolchain, variant: Variant) {
     says("main.Leaf3", "return: after 3 call site(s)");
     says("main.ViaValue", "address taken");
     says("main.(*Square).Area", "address taken");
+    says("main.Checked", "entry: first emulated instruction");
     for f in ["main.Tail", "main.Grow", "main.Fib", "main.Risky"] {
         says(f, "return: after");
     }

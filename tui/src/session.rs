@@ -392,7 +392,8 @@ impl Session {
             .callgraph
             .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat));
         let sites = graph.plan(&self.cat, f, results);
-        Points::choose(f, paired, Some(&sites))
+        let straight = graph.straight_entry(&self.cat, f);
+        Points::choose(f, paired, Some(&sites), straight)
     }
 
     /// Where the probe on `func` sits, in words (`entry: 3 call site(s); …`).

@@ -32,7 +32,8 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
         let g = graph.as_ref()?;
         f.probeable().then_some(())?;
         let sites = g.plan(&cat, f, true);
-        probes_ebpf::points::Points::choose(f, true, Some(&sites)).map(|p| p.describe)
+        let straight = g.straight_entry(&cat, f);
+        probes_ebpf::points::Points::choose(f, true, Some(&sites), straight).map(|p| p.describe)
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
