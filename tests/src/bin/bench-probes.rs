@@ -84,6 +84,38 @@ fn main() {
         }
         results.push(ns);
     }
+    // Call-site probes where they apply: main.Hot2, a leaf whose one call site checks
+    // its result at once, so both ends of a call are seen at emulated instructions.
+    let base2 = ns_per_call_of(&mut fx, "checked", 3_000_000);
+    println!(
+        "call-site probes on main.Hot2 (a leaf; its call site compares the result and branches; bare call {base2:.1} ns), against the same baseline:"
+    );
+    for (what, args) in [
+        (
+            "(a) args probe on the leaf, entry at the call site (target <= 0.1x)",
+            vec!["--json", "--args", "main.Hot2"],
+        ),
+        (
+            "(b) latency probe, return after the call site (target <= 0.15x)",
+            vec!["--json", "--latency", "main.Hot2"],
+        ),
+        (
+            "(c) args + results + latency (target <= 0.2x)",
+            vec!["--json", "main.Hot2"],
+        ),
+    ] {
+        let tracer = Tracer::start(fx.pid, &args);
+        let ns = ns_per_call_of(&mut fx, "checked", 1_000_000) - base2;
+        let (_, stats) = tracer.stop();
+        row(what, ns);
+        if let Some(reported) = stats["cost_ns"].as_f64() {
+            println!(
+                "  {:<58} {reported:>9.0} ns  {:>5.2}x the measured slowdown (target 0.67-1.5x)",
+                "  cost periscope reported for it",
+                reported / ns.max(1.0)
+            );
+        }
+    }
     println!(
         "  target: entry probe < 0.25x the baseline (goal 0.1x): {}",
         if results[0] < 0.25 * tracefs {
@@ -128,9 +160,14 @@ fn children_cpu_secs() -> f64 {
 
 /// Runs the fixture's loop; best of three, in ns per call.
 fn ns_per_call(fx: &mut FixtureProc, calls: u64) -> f64 {
+    ns_per_call_of(fx, "work", calls)
+}
+
+/// The same with another of the fixture's timed loops (`checked`: main.Hot2).
+fn ns_per_call_of(fx: &mut FixtureProc, cmd: &str, calls: u64) -> f64 {
     (0..3)
         .map(|_| {
-            let rec = fx.run(&format!("work {calls}"));
+            let rec = fx.run(&format!("{cmd} {calls}"));
             rec[0]["ns"].as_f64().unwrap() / calls as f64
         })
         .fold(f64::INFINITY, f64::min)
