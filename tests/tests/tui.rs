@@ -62,6 +62,11 @@ fn perform(s: &mut State, effects: Vec<Effect>) {
                     result: Ok(periscope::session::SetOk {
                         settings,
                         note: None,
+                        per_call_ns: Some(28_000.0),
+                        points: Some(
+                            "entry: first instruction, single-stepped; return: 2 RET(s), single-stepped"
+                                .into(),
+                        ),
                     }),
                 },
             );

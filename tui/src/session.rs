@@ -127,10 +127,14 @@ impl std::fmt::Display for SetError {
 
 /// A probe as it was set: the settings in force (they can differ from those asked for),
 /// and a note on the difference.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SetOk {
     pub settings: ProbeSettings,
     pub note: Option<String>,
+    /// What the probe will add to each call, from the calibration and its points.
+    pub per_call_ns: Option<f64>,
+    /// Where it sits, in words.
+    pub points: Option<String>,
 }
 
 /// A call decoded from the ring buffer, with the catalog index of its function.
@@ -215,6 +219,8 @@ impl Session {
             return Ok(SetOk {
                 settings: s.clone(),
                 note: None,
+                per_call_ns: None,
+                points: None,
             });
         }
         let cat = Arc::clone(&self.cat);
@@ -300,9 +306,33 @@ impl Session {
             },
         );
         self.by_id.insert(id, func);
+        let (per_call_ns, points) = match self.active.get(&func) {
+            Some(a) => (
+                self.hit_cost.as_ref().ok().map(|hc| {
+                    let stepped = a.points.entries.iter().any(|p| p.stepped);
+                    let ret_stepped = a.points.returns.iter().any(|p| p.stepped);
+                    let ret = if a.points.returns.is_empty() {
+                        0.0
+                    } else if ret_stepped {
+                        hc.stepped_ns
+                    } else {
+                        hc.emulated_ns
+                    };
+                    (if stepped {
+                        hc.stepped_ns
+                    } else {
+                        hc.emulated_ns
+                    }) + ret
+                }),
+                Some(a.points.describe.clone()),
+            ),
+            None => (None, None),
+        };
         Ok(SetOk {
             settings: s.clone(),
             note,
+            per_call_ns,
+            points,
         })
     }
 

@@ -271,23 +271,10 @@ fn execute(
                 sh.next_no - 1
             });
             sh.probes.insert(no, (idx, settings.clone()));
-            // What it will add to each call, from the calibration.
-            let stepped = cat.functions[idx]
-                .probes
-                .as_ref()
-                .is_some_and(|p| p.entry_kind.is_expensive());
-            let est = sh
-                .session
-                .hit_cost
-                .as_ref()
-                .map(|hc| {
-                    let ns = crate::format::estimate_per_call(
-                        hc,
-                        stepped,
-                        settings.ret || settings.latency,
-                    );
-                    format!("; ~{} a call here", crate::format::fmt_ns(ns as u64))
-                })
+            // What it will add to each call, from the calibration and its points.
+            let est = set
+                .per_call_ns
+                .map(|ns| format!("; ~{} a call here", crate::format::fmt_ns(ns as u64)))
                 .unwrap_or_default();
             println!(
                 "probe {no}: {} ({}{est})",

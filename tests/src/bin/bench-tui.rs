@@ -46,6 +46,8 @@ fn main() {
                         result: Ok(periscope::session::SetOk {
                             settings,
                             note: None,
+                            per_call_ns: None,
+                            points: None,
                         }),
                     },
                 );

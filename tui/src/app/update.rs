@@ -97,9 +97,14 @@ fn sample(s: &mut State, samples: Vec<ProbeSample>) {
 
 fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetOk, SetError>) {
     let name = s.fn_name(func).to_string();
-    let (settings, note) = match &result {
-        Ok(ok) => (ok.settings.clone(), ok.note.clone()),
-        Err(_) => (asked, None),
+    let (settings, note, per_call, points) = match &result {
+        Ok(ok) => (
+            ok.settings.clone(),
+            ok.note.clone(),
+            ok.per_call_ns,
+            ok.points.clone(),
+        ),
+        Err(_) => (asked, None, None, None),
     };
     match result.map(|_| ()) {
         Ok(()) if settings.is_empty() => {
@@ -111,30 +116,14 @@ fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetO
             s.info(format!("removed the probe on {name}"));
         }
         Ok(()) => {
-            let expensive = s.cat.functions[func]
-                .probes
-                .as_ref()
-                .is_some_and(|p| p.entry_kind.is_expensive());
             // The cost of a probe is the user's to weigh during an incident: say it, as
-            // measured on this machine.
-            let stepped = s.hit_cost.map_or("a trap".to_string(), |h| {
-                format!("~{} a hit here", crate::format::fmt_ns(h.stepped_ns as u64))
-            });
-            let paired = settings.ret || settings.latency;
-            let per_call = s.hit_cost.map_or(String::new(), |h| {
-                let ns = crate::format::estimate_per_call(&h, expensive, paired);
-                format!("~{} a call here; ", crate::format::fmt_ns(ns as u64))
-            });
-            let cost = if expensive {
-                format!(
-                    " ({per_call}no stack check: its first instruction is single-stepped, {stepped})"
-                )
-            } else if paired {
-                format!(" ({per_call}returns are single-stepped, {stepped})")
-            } else if !per_call.is_empty() {
-                format!(" ({})", per_call.trim_end_matches("; "))
-            } else {
-                String::new()
+            // measured on this machine, with where the probe sits.
+            let cost = match (&per_call, &points) {
+                (Some(ns), Some(p)) => {
+                    format!(" (~{} a call here; {p})", crate::format::fmt_ns(*ns as u64))
+                }
+                (None, Some(p)) => format!(" ({p})"),
+                _ => String::new(),
             };
             match note {
                 Some(n) => s.error(n),
