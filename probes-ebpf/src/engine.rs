@@ -91,6 +91,15 @@ fn id_of(key: u32) -> u32 {
     key & 0xffff
 }
 
+/// The file offset of code of periscope's own (calibration).
+fn own_offset(addr: usize) -> Result<u64, EngineError> {
+    crate::calibrate::file_offset(addr).ok_or_else(|| {
+        EngineError::Io(std::io::Error::other(
+            "calibration: periscope's own code is not in /proc/self/maps",
+        ))
+    })
+}
+
 /// Errors that mean "this kernel cannot make uprobe_multi links", as opposed to a bad
 /// offset or a target that is gone.
 fn is_unsupported(e: &std::io::Error) -> bool {
@@ -413,23 +422,10 @@ impl Engine {
     }
 
     fn calibrate_with(&mut self, id: u32) -> Result<HitCost, EngineError> {
-        let exe = Path::new("/proc/self/exe");
-        let pid = std::process::id();
         let mut per_call = [0f64; 2];
         for (k, (f, n)) in crate::calibrate::targets().into_iter().enumerate() {
             let bare = crate::calibrate::time_per_call(f, n);
-            let offset = crate::calibrate::file_offset(f as usize).ok_or_else(|| {
-                EngineError::Io(std::io::Error::other(
-                    "calibration: periscope's own code is not in /proc/self/maps",
-                ))
-            })?;
-            self.attach_points(id, exe, pid, &[(offset, u64::from(id))])
-                .map_err(|error| EngineError::Attach {
-                    func: "periscope's calibration function".into(),
-                    pid,
-                    batched: self.multi.is_some(),
-                    error,
-                })?;
+            self.attach_own(id, &[(own_offset(f as usize)?, u64::from(id))])?;
             per_call[k] = (crate::calibrate::time_per_call(f, n) - bare).max(0.0);
         }
         Ok(HitCost {
@@ -449,8 +445,6 @@ impl Engine {
     }
 
     fn calibrate_floor_with(&mut self, id: u32, stepped: bool) -> Result<f64, EngineError> {
-        let exe = Path::new("/proc/self/exe");
-        let pid = std::process::id();
         let plan = psc_probe {
             flags: PSC_F_ACTIVE | PSC_F_PAIRED | PSC_F_LATENCY,
             sample_every: 1,
@@ -466,25 +460,12 @@ impl Engine {
             0,
         )?;
         let (entry, ret) = crate::calibrate::floor_points(stepped);
-        let offset = |a| {
-            crate::calibrate::file_offset(a).ok_or_else(|| {
-                EngineError::Io(std::io::Error::other(
-                    "calibration: periscope's own code is not in /proc/self/maps",
-                ))
-            })
-        };
-        let cookie = |kind: u32| u64::from(id) | (u64::from(kind) << 32);
+        let cookie = |kind: u32| u64::from(id) | (u64::from(kind) << PSC_COOKIE_KIND_SHIFT);
         let points = [
-            (offset(ret)?, cookie(PSC_POINT_RET)),
-            (offset(entry)?, cookie(PSC_POINT_ENTRY)),
+            (own_offset(ret)?, cookie(PSC_POINT_RET)),
+            (own_offset(entry)?, cookie(PSC_POINT_ENTRY)),
         ];
-        self.attach_points(id, exe, pid, &points)
-            .map_err(|error| EngineError::Attach {
-                func: "periscope's calibration function".into(),
-                pid,
-                batched: self.multi.is_some(),
-                error,
-            })?;
+        self.attach_own(id, &points)?;
         crate::calibrate::floor_calls(stepped);
         let h = crate::hist::to_hdr(&self.histogram(id));
         Ok(if h.is_empty() {
@@ -492,6 +473,18 @@ impl Engine {
         } else {
             h.value_at_quantile(0.5) as f64
         })
+    }
+
+    /// Uprobes in periscope's own process (calibration).
+    fn attach_own(&mut self, id: u32, points: &[(u64, u64)]) -> Result<(), EngineError> {
+        let pid = std::process::id();
+        self.attach_points(id, Path::new("/proc/self/exe"), pid, points)
+            .map_err(|error| EngineError::Attach {
+                func: "periscope's calibration function".into(),
+                pid,
+                batched: self.multi.is_some(),
+                error,
+            })
     }
 
     /// Uprobes of probe `id` at `points` (file offset, cookie), registered in the order

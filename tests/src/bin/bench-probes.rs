@@ -73,15 +73,7 @@ fn main() {
         let ns = ns_per_call(&mut fx, n) - base;
         let (_, stats) = tracer.stop();
         row(what, ns);
-        // What periscope itself reported for the same calls (calibration + the BPF
-        // program's time), against the slowdown measured here.
-        if let Some(reported) = stats["cost_ns"].as_f64() {
-            println!(
-                "  {:<58} {reported:>9.0} ns  {:>5.2}x the measured slowdown (target 0.67-1.5x)",
-                "  cost periscope reported for it",
-                reported / ns.max(1.0)
-            );
-        }
+        reported(&stats, ns);
         results.push(ns);
     }
     // Call-site probes where they apply: main.Hot2, a leaf whose one call site checks
@@ -108,13 +100,7 @@ fn main() {
         let ns = ns_per_call_of(&mut fx, "checked", 1_000_000) - base2;
         let (_, stats) = tracer.stop();
         row(what, ns);
-        if let Some(reported) = stats["cost_ns"].as_f64() {
-            println!(
-                "  {:<58} {reported:>9.0} ns  {:>5.2}x the measured slowdown (target 0.67-1.5x)",
-                "  cost periscope reported for it",
-                reported / ns.max(1.0)
-            );
-        }
+        reported(&stats, ns);
     }
     println!(
         "  target: entry probe < 0.25x the baseline (goal 0.1x): {}",
@@ -147,6 +133,18 @@ fn main() {
     drop(fx);
 
     demo_throughput();
+}
+
+/// What periscope itself reported for the calls just timed (calibration + the BPF
+/// program's time), against the slowdown `ns` measured here.
+fn reported(stats: &serde_json::Value, ns: f64) {
+    if let Some(r) = stats["cost_ns"].as_f64() {
+        println!(
+            "  {:<58} {r:>9.0} ns  {:>5.2}x the measured slowdown (target 0.67-1.5x)",
+            "  cost periscope reported for it",
+            r / ns.max(1.0)
+        );
+    }
 }
 
 /// User + system CPU seconds of every child waited for so far.
