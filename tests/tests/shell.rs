@@ -30,7 +30,8 @@ fn shell_traces_filters_lists_and_shows_latency() {
         "trace main.Login if attempts == \"x\"",
         "trace main.Lgoin",
         "wait 1s",
-        "events 5",
+        "events --last 5",
+        "events 1 --last 3",
         "probes",
         "hist main.Login",
         "untrace all",
@@ -67,7 +68,8 @@ fn shell_traces_filters_lists_and_shows_latency() {
     );
     assert!(text.contains("column 13"), "{text}");
     assert!(
-        text.contains("unknown function main.Lgoin (closest: main.Login"),
+        text.contains("unknown function main.Lgoin (closest: main.Login")
+            && text.contains("`funcs REGEX` lists them"),
         "{text}"
     );
     assert!(

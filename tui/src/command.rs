@@ -16,7 +16,12 @@ pub enum Command {
     },
     Probes,
     Untrace(Option<usize>),
-    Events(usize),
+    /// `events [PROBE] [--last N]`: the last N calls (20), of one probe (a number or a
+    /// function name) or of all.
+    Events {
+        probe: Option<String>,
+        last: usize,
+    },
     Hist(String),
     Wait(std::time::Duration),
     /// `budget`: show it; `budget 2%` / `budget off`: set it.
@@ -44,7 +49,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "events",
-        "events [N]               the last N calls (default 20)",
+        "events [PROBE] [--last N] the last N calls (20), of one probe or all",
     ),
     (
         "hist",
@@ -84,12 +89,7 @@ pub fn parse(line: &str) -> Result<Option<Command>> {
                     .map_err(|_| anyhow!("untrace takes a probe number or `all` (see `probes`)"))?,
             ),
         }),
-        "events" => Command::Events(match rest {
-            "" => 20,
-            n => n
-                .parse()
-                .map_err(|_| anyhow!("events takes a number of calls, e.g. `events 50`"))?,
-        }),
+        "events" => events(rest)?,
         "hist" => {
             Command::Hist(arg.ok_or_else(|| anyhow!("hist takes a function or a probe number"))?)
         }
@@ -106,6 +106,29 @@ pub fn parse(line: &str) -> Result<Option<Command>> {
         "quit" | "exit" | "q" => Command::Quit,
         other => bail!("unknown command `{other}` (try `help`)"),
     }))
+}
+
+fn events(rest: &str) -> Result<Command> {
+    let mut words = rest.split_whitespace();
+    let (mut probe, mut last) = (None, 20);
+    while let Some(w) = words.next() {
+        match w {
+            "--last" => {
+                last = words
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        anyhow!("--last takes a number of calls, e.g. `events --last 50`")
+                    })?
+            }
+            p if probe.is_none() && !p.starts_with("--") => probe = Some(p.to_string()),
+            other => bail!(
+                "unexpected `{other}`: write `events [PROBE] [--last N]` (PROBE: a number from `probes`, or a function)"
+            ),
+        }
+    }
+    Ok(Command::Events { probe, last })
 }
 
 fn trace(rest: &str) -> Result<Command> {
@@ -183,6 +206,21 @@ mod tests {
         assert!(parse("untrace x").is_err());
         assert_eq!(parse("  ").unwrap(), None);
         assert_eq!(parse("untrace all").unwrap(), Some(Command::Untrace(None)));
+        assert_eq!(
+            parse("events 2 --last 5").unwrap(),
+            Some(Command::Events {
+                probe: Some("2".into()),
+                last: 5
+            })
+        );
+        assert_eq!(
+            parse("events").unwrap(),
+            Some(Command::Events {
+                probe: None,
+                last: 20
+            })
+        );
+        assert!(parse("events --last x").is_err());
         assert_eq!(
             parse("budget 2%").unwrap(),
             Some(Command::Budget(Some(Some(2.0))))

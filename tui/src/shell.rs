@@ -147,6 +147,17 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
     Ok(())
 }
 
+/// In the shell the catalog is listed with `funcs`, not `periscope list`.
+fn shell_hint(e: anyhow::Error) -> anyhow::Error {
+    anyhow!(
+        "{}",
+        e.to_string().replace(
+            "`periscope list PID REGEX` lists them all",
+            "`funcs REGEX` lists them"
+        )
+    )
+}
+
 /// What the budget did since the last look (collected by the drain thread).
 fn print_notes(shared: &Mutex<Shared>) {
     let notes = std::mem::take(&mut lock(shared).notes);
@@ -231,7 +242,7 @@ fn execute(
             sample,
             condition,
         } => {
-            let idx = crate::session::find_function(cat, &func)?;
+            let idx = crate::session::find_function(cat, &func).map_err(shell_hint)?;
             let settings = ProbeSettings {
                 args,
                 ret,
@@ -324,17 +335,32 @@ fn execute(
                 }
             }
         }
-        Command::Events(n) => {
+        Command::Events { probe, last } => {
             let offset = crate::format::clock_offset_ns();
             let sh = lock(shared);
-            let skip = sh.rows.len().saturating_sub(n);
-            for r in sh.rows.iter().skip(skip) {
+            let only = match probe.as_deref() {
+                None => None,
+                Some(p) => Some(match p.parse::<usize>() {
+                    Ok(no) => sh
+                        .probes
+                        .get(&no)
+                        .map(|p| p.0)
+                        .ok_or_else(|| anyhow!("no probe {no} (see `probes`)"))?,
+                    Err(_) => crate::session::find_function(cat, p).map_err(shell_hint)?,
+                }),
+            };
+            let rows: Vec<_> = sh
+                .rows
+                .iter()
+                .filter(|r| only.is_none_or(|f| r.func == f))
+                .collect();
+            for r in &rows[rows.len().saturating_sub(last)..] {
                 println!(
                     "{}",
                     call_line(&r.call, &cat.functions[r.func].name, offset)
                 );
             }
-            if sh.rows.is_empty() {
+            if rows.is_empty() {
                 println!("no calls captured yet");
             }
         }
@@ -346,7 +372,7 @@ fn execute(
                     .get(&no)
                     .map(|p| p.0)
                     .ok_or_else(|| anyhow!("no probe {no} (see `probes`)"))?,
-                Err(_) => crate::session::find_function(cat, &which)?,
+                Err(_) => crate::session::find_function(cat, &which).map_err(shell_hint)?,
             };
             let buckets = sh.session.histogram(func).ok_or_else(|| {
                 anyhow!(
