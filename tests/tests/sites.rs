@@ -5,7 +5,7 @@
 //! function's own points where its address is taken (a func value, an interface), and
 //! for such a leaf the first emulated instruction of its early check.
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::process::{Command, Stdio};
 
 use periscope_tests::{FixtureProc, Toolchain, Variant, fixture, periscope, toolchains};
@@ -61,21 +61,13 @@ fn check(tc: &Toolchain, variant: Variant) {
         .unwrap();
     // Which points each probe uses, said before "attached".
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut points = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        assert!(err.read_line(&mut line).unwrap() > 0, "{label}: no attach");
-        if line.contains("periscope: attached") {
-            break;
-        }
-        if let Some((f, p)) = line
-            .trim()
-            .strip_prefix("periscope: ")
-            .and_then(|l| l.split_once(": entry"))
-        {
-            points.insert(f.to_string(), format!("entry{p}"));
-        }
-    }
+    let (attached, said) = periscope_tests::read_until_attached(&mut err);
+    assert!(attached, "{label}: {said}");
+    let points: BTreeMap<String, String> = said
+        .lines()
+        .filter_map(|l| l.strip_prefix("periscope: ")?.split_once(": entry"))
+        .map(|(f, p)| (f.to_string(), format!("entry{p}")))
+        .collect();
     let record = fx.run(&format!("run {ROUNDS}"));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
