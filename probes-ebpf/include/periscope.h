@@ -120,7 +120,8 @@ struct psc_stats {
 	__u64 returns;     /* calls that completed at a RET */
 	__u64 matched;     /* calls whose condition held: the sampling sequence */
 	__u64 ret_hits;    /* every hit of a RET point, paired or not (each is a cost) */
-	__u64 prog_ns;     /* time this program spent on the probe's hits (sampled, scaled) */
+	__u64 prog_ns;     /* time this program spent on the timed hits (one in PSC_TIME_EVERY) */
+	__u64 timed;       /* hits timed: prog_ns / timed is the program's time a hit */
 	__u64 unwatched;   /* calls entered while the budget had the return points detached */
 	__u64 unrecorded;  /* unwatched calls with nothing to record (latency, result conditions) */
 	__u64 stepped_hits; /* hits of points the kernel single-steps (priced apart) */

@@ -327,6 +327,37 @@ pub fn compile(
     })
 }
 
+/// Checks a `--capture` path (`r.URL.Path`: the condition syntax's paths) against the
+/// function, and returns its names.
+pub fn capture_path(
+    cat: &Catalog,
+    f: &Function,
+    text: &str,
+) -> Result<Vec<String>, ConditionError> {
+    let toks = lex(text)?;
+    let mut p = Parser {
+        text,
+        toks,
+        i: 0,
+        depth: 0,
+        terms: 0,
+    };
+    let path = p.path()?;
+    if *p.peek() != Tok::End {
+        return Err(p.err(p.col(), "expected `.field` or the end of the path"));
+    }
+    let mut c = Compiler {
+        cat,
+        f,
+        text,
+        atoms: Vec::new(),
+        prog: Vec::new(),
+        reads_results: false,
+    };
+    c.resolve(&path)?;
+    Ok(path.into_iter().map(|(name, _)| name).collect())
+}
+
 struct Compiler<'a> {
     cat: &'a Catalog,
     f: &'a Function,

@@ -17,9 +17,8 @@ pub struct Cost {
 pub fn of(st: &Stats, hc: &HitCost) -> Cost {
     let all = st.hits + st.morestack + st.ret_hits;
     let stepped = st.stepped_hits.min(all);
-    let total_ns = (all - stepped) as f64 * hc.emulated_ns
-        + stepped as f64 * hc.stepped_ns
-        + st.prog_ns as f64;
+    let total_ns =
+        (all - stepped) as f64 * hc.emulated_ns + stepped as f64 * hc.stepped_ns + st.prog_ns_all();
     Cost {
         total_ns,
         per_call_ns: total_ns / st.hits.max(1) as f64,
@@ -48,7 +47,8 @@ mod tests {
             hits: 100,
             ret_hits: 100,
             stepped_hits: 100,
-            prog_ns: 30_000,
+            prog_ns: 3_000,
+            timed: 20,
             ..Default::default()
         };
         let c = of(&st, &hc);

@@ -1,11 +1,11 @@
 //! Raw events → calls with decoded Go values, using the plan that produced them.
 
-use symbols::{Catalog, Function, Kind, Loc, Location, TypeId};
+use symbols::{Catalog, Kind, Loc};
 
-use crate::plan::{OpKey, Plan};
+use crate::plan::Plan;
+use crate::recipe::{How, Node, Read, Top};
 use crate::value::{GoValue, Missing};
 use crate::wire::*;
-use crate::word::Src;
 
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -55,18 +55,17 @@ fn parse_section(b: &[u8], stack_off: u32) -> Option<Section<'_>> {
 }
 
 /// Decodes one ring-buffer record. `bias` is the target's load bias (PIE).
-pub fn decode(raw: &[u8], cat: &Catalog, f: &Function, plan: &Plan, bias: u64) -> Option<Call> {
+pub fn decode(raw: &[u8], cat: &Catalog, plan: &Plan, bias: u64) -> Option<Call> {
     let ev: psc_event = crate::wire::read(raw, 0)?;
     if u32::from(ev.kind) != PSC_EV_CALL || u32::from(ev.version) != PSC_VERSION {
         return None;
     }
     let base = std::mem::size_of::<psc_event>();
     let elen = ev.entry_len as usize;
-    let d = Decoder { cat, plan, bias };
+    let d = Decoder { cat, bias };
     let args = if plan.capture.args && ev.flags & PSC_EVF_ENTRY != 0 {
         let sec = parse_section(raw.get(base..base + elen)?, plan.entry_stack_off)?;
-        let params = f.params.iter().flatten().filter(|v| !v.is_internal());
-        Some(d.named(&sec, params, PSC_SEC_ENTRY as u16))
+        Some(d.named(&sec, &plan.recipe.args))
     } else {
         None
     };
@@ -74,15 +73,15 @@ pub fn decode(raw: &[u8], cat: &Catalog, f: &Function, plan: &Plan, bias: u64) -
     let ret = if plan.capture.ret && ev.flags & PSC_EVF_RET != 0 {
         let rb = raw.get(base + elen..base + elen + ev.ret_len as usize)?;
         let sec = parse_section(rb, plan.ret_stack_off)?;
-        Some(d.named(&sec, f.results.iter().flatten(), PSC_SEC_RET as u16))
+        Some(d.named(&sec, &plan.recipe.results))
     } else if plan.capture.ret && unwatched {
         // Asked for, never seen: each result says why.
         let why = GoValue::NotCaptured(Missing::ReturnUnwatched);
         Some(
-            f.results
+            plan.recipe
+                .results
                 .iter()
-                .flatten()
-                .map(|v| (v.name.clone(), why.clone()))
+                .map(|t| (t.name.clone(), why.clone()))
                 .collect(),
         )
     } else {
@@ -102,49 +101,79 @@ pub fn decode(raw: &[u8], cat: &Catalog, f: &Function, plan: &Plan, bias: u64) -
     })
 }
 
-/// A value's bytes, and which of them could be read.
-struct Image {
-    bytes: Vec<u8>,
-    avail: Vec<bool>,
+/// A value's bytes, which of them could be read, and why the others could not.
+struct Image<'b> {
+    bytes: std::borrow::Cow<'b, [u8]>,
+    avail: Option<Vec<bool>>,
+    why: Missing,
 }
 
-impl Image {
-    fn u64_at(&self, off: u64, size: u64) -> Option<u64> {
+impl<'b> Image<'b> {
+    /// Bytes read whole from memory; a value past their end was too long to read.
+    fn read(bytes: &'b [u8]) -> Self {
+        Image {
+            bytes: std::borrow::Cow::Borrowed(bytes),
+            avail: None,
+            why: Missing::TooLong,
+        }
+    }
+
+    fn u64_at(&self, off: u64, size: u64) -> Result<u64, Missing> {
         let (o, s) = (off as usize, size as usize);
-        if o + s > self.bytes.len() || !self.avail[o..o + s].iter().all(|&a| a) {
-            return None;
+        let end = o
+            .checked_add(s)
+            .filter(|&e| e <= self.bytes.len() && s <= 8);
+        let Some(end) = end else {
+            return Err(self.why);
+        };
+        if let Some(avail) = &self.avail
+            && !avail[o..end].iter().all(|&a| a)
+        {
+            return Err(self.why);
         }
         let mut b = [0u8; 8];
-        b[..s].copy_from_slice(&self.bytes[o..o + s]);
-        Some(u64::from_le_bytes(b))
+        b[..s].copy_from_slice(&self.bytes[o..end]);
+        Ok(u64::from_le_bytes(b))
     }
 }
 
 struct Decoder<'a> {
     cat: &'a Catalog,
-    plan: &'a Plan,
     bias: u64,
+}
+
+/// What a read brought: its bytes, a fault, or why it was not made.
+enum Got<'s> {
+    Bytes(&'s [u8]),
+    Fault,
+    Not(Missing),
+}
+
+fn got<'s>(sec: &Section<'s>, r: Read) -> Got<'s> {
+    match r {
+        Read::Not(why) => Got::Not(why),
+        Read::Op(op) => match sec.items.iter().find(|it| it.0 == op) {
+            Some(&(_, 0, b)) => Got::Bytes(b),
+            Some(_) => Got::Fault,
+            // Planned, but the event was full before the kernel reached it.
+            None => Got::Not(Missing::Budget),
+        },
+    }
 }
 
 impl Decoder<'_> {
     /// Each value of one side of a call (the arguments or the results), by name.
-    fn named<'v>(
-        &self,
-        sec: &Section,
-        vs: impl Iterator<Item = &'v symbols::Value>,
-        s: u16,
-    ) -> Vec<(String, GoValue)> {
-        vs.map(|v| (v.name.clone(), self.top(sec, v.ty, &v.location, s)))
+    fn named(&self, sec: &Section, tops: &[Top]) -> Vec<(String, GoValue)> {
+        tops.iter()
+            .map(|t| (t.name.clone(), self.top(sec, t)))
             .collect()
     }
 
-    fn top(&self, sec: &Section, ty: TypeId, loc: &Location, s: u16) -> GoValue {
-        let size = self.cat.types.get(ty).size as usize;
-        let mut img = Image {
-            bytes: vec![0; size],
-            avail: vec![false; size],
-        };
-        for p in &loc.pieces {
+    fn top(&self, sec: &Section, t: &Top) -> GoValue {
+        let size = self.cat.types.get(t.node.ty).size as usize;
+        let mut bytes = vec![0; size];
+        let mut avail = vec![false; size];
+        for p in &t.loc.pieces {
             let (o, n) = (p.offset as usize, p.size as usize);
             if o + n > size {
                 continue;
@@ -162,312 +191,192 @@ impl Decoder<'_> {
                 Loc::Xmm(_) => None,
             };
             if let Some(b) = src {
-                img.bytes[o..o + b.len()].copy_from_slice(b);
-                img.avail[o..o + b.len()].iter_mut().for_each(|a| *a = true);
+                bytes[o..o + b.len()].copy_from_slice(b);
+                avail[o..o + b.len()].iter_mut().for_each(|a| *a = true);
             }
         }
-        self.value(sec, ty, &img, 0, &Src::Direct(loc.clone()), 0, s)
+        let img = Image {
+            bytes: std::borrow::Cow::Owned(bytes),
+            avail: Some(avail),
+            // Held at the probe point but outside the stack window it reads.
+            why: Missing::Budget,
+        };
+        self.value(sec, &t.node, &img)
     }
 
-    fn item<'s>(&self, sec: &Section<'s>, key: &OpKey) -> Option<(u16, &'s [u8])> {
-        let op = *self.plan.ops.get(key)?;
-        sec.items
-            .iter()
-            .find(|it| it.0 == op)
-            .map(|&(_, flags, bytes)| (flags, bytes))
+    fn value(&self, sec: &Section, n: &Node, img: &Image) -> GoValue {
+        let word = |off: u64| img.u64_at(off, 8);
+        let res = match &n.how {
+            How::Bool => img.u64_at(n.off, 1).map(|v| GoValue::Bool(v != 0)),
+            How::Int { signed, size } => {
+                let size = u64::from(*size);
+                img.u64_at(n.off, size).map(|v| int(v, size, *signed))
+            }
+            How::Float => Err(Missing::FloatRegister),
+            How::Opaque => Err(Missing::UnknownType),
+            How::Addr => word(n.off).map(|a| {
+                if a == 0 {
+                    GoValue::Nil
+                } else {
+                    GoValue::Ptr(a)
+                }
+            }),
+            How::Str { bytes } => (|| {
+                // A header that was not captured is not an empty string.
+                let (ptr, len) = (word(n.off)?, word(n.off + 8)?);
+                Ok(match got(sec, *bytes) {
+                    _ if len == 0 => text(b"", 0),
+                    Got::Bytes(b) => text(b, len),
+                    Got::Fault => GoValue::Fault(ptr),
+                    Got::Not(why) => GoValue::NotCaptured(why),
+                })
+            })(),
+            How::Slice {
+                elem_size,
+                bytes_as_text,
+                bytes,
+                elems,
+            } => (|| {
+                // A header that was not captured is not a nil slice.
+                let (ptr, len) = (word(n.off)?, word(n.off + 8)?);
+                if ptr == 0 && len == 0 {
+                    return Ok(GoValue::Nil);
+                }
+                Ok(match got(sec, *bytes) {
+                    Got::Bytes(b) => {
+                        let shown = (b.len() as u64 / elem_size).min(len) as usize;
+                        if *bytes_as_text && let Ok(s) = std::str::from_utf8(&b[..shown]) {
+                            return Ok(GoValue::Str {
+                                s: s.to_string(),
+                                truncated: (shown as u64) < len,
+                            });
+                        }
+                        let inner = Image::read(b);
+                        let items = if *bytes_as_text {
+                            b[..shown]
+                                .iter()
+                                .map(|&x| GoValue::Uint(x.into()))
+                                .collect()
+                        } else {
+                            elems
+                                .iter()
+                                .take(shown)
+                                .map(|e| self.value(sec, e, &inner))
+                                .collect()
+                        };
+                        GoValue::List { items, len }
+                    }
+                    Got::Fault => GoValue::Fault(ptr),
+                    Got::Not(why) => GoValue::NotCaptured(why),
+                })
+            })(),
+            How::Array { len, items } => Ok(GoValue::List {
+                items: items.iter().map(|e| self.value(sec, e, img)).collect(),
+                len: *len,
+            }),
+            How::Struct(fields) => Ok(GoValue::Struct(
+                fields
+                    .iter()
+                    .map(|(k, e)| (k.clone(), self.value(sec, e, img)))
+                    .collect(),
+            )),
+            How::Ptr { target, inner } => word(n.off).map(|addr| {
+                if addr == 0 {
+                    return GoValue::Nil;
+                }
+                match got(sec, *target) {
+                    Got::Bytes(b) => self.value(sec, inner, &Image::read(b)),
+                    Got::Fault => GoValue::Fault(addr),
+                    // The address is the program's own value; its target was not read.
+                    Got::Not(_) => GoValue::Ptr(addr),
+                }
+            }),
+            How::Map { count } => word(n.off).map(|addr| {
+                if addr == 0 {
+                    return GoValue::Nil;
+                }
+                let len = match got(sec, *count) {
+                    Got::Bytes(b) => crate::wire::read::<u64>(b, 0),
+                    _ => None,
+                };
+                GoValue::Map { len }
+            }),
+            How::Iface {
+                empty,
+                itab,
+                data,
+                text,
+            } => self.interface(sec, img, n.off, *empty, *itab, *data, *text),
+        };
+        res.unwrap_or_else(GoValue::NotCaptured)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn value(
-        &self,
-        sec: &Section,
-        ty: TypeId,
-        img: &Image,
-        off: u64,
-        src: &Src,
-        depth: u32,
-        s: u16,
-    ) -> GoValue {
-        let types = &self.cat.types;
-        let t = types.get(ty);
-        let cap = &self.plan.capture;
-        match &t.kind {
-            Kind::Bool => img
-                .u64_at(off, 1)
-                .map_or(GoValue::NotCaptured(Missing::Budget), |v| {
-                    GoValue::Bool(v != 0)
-                }),
-            Kind::Int { signed } => match img.u64_at(off, t.size) {
-                Some(v) if *signed => {
-                    let sh = 64 - 8 * t.size as u32;
-                    GoValue::Int(((v << sh) as i64) >> sh)
-                }
-                Some(v) => GoValue::Uint(v),
-                None => GoValue::NotCaptured(Missing::Budget),
-            },
-            Kind::Float | Kind::Complex => GoValue::NotCaptured(Missing::FloatRegister),
-            Kind::String => {
-                let (Some(p), Some(l)) = (src.word(off, 8), src.word(off + 8, 8)) else {
-                    return GoValue::NotCaptured(Missing::Budget);
-                };
-                // A header that was not captured is not an empty string.
-                let (Some(len), Some(ptr)) = (img.u64_at(off + 8, 8), img.u64_at(off, 8)) else {
-                    return GoValue::NotCaptured(Missing::Budget);
-                };
-                let key = OpKey {
-                    section: s,
-                    ptr: p,
-                    len: Some(l),
-                    size: cap.max_string,
-                };
-                match self.item(sec, &key) {
-                    _ if len == 0 => GoValue::Str {
-                        s: String::new(),
-                        truncated: false,
-                    },
-                    Some((0, b)) => GoValue::Str {
-                        s: String::from_utf8_lossy(b).into_owned(),
-                        truncated: (b.len() as u64) < len,
-                    },
-                    Some(_) => GoValue::Fault(ptr),
-                    None => GoValue::NotCaptured(Missing::Budget),
-                }
-            }
-            Kind::Slice(elem) => {
-                let es = types.get(*elem).size.max(1);
-                let (Some(p), Some(l)) = (src.word(off, 8), src.word(off + 8, 8)) else {
-                    return GoValue::NotCaptured(Missing::Budget);
-                };
-                // A header that was not captured is not a nil slice.
-                let (Some(len), Some(ptr)) = (img.u64_at(off + 8, 8), img.u64_at(off, 8)) else {
-                    return GoValue::NotCaptured(Missing::Budget);
-                };
-                if ptr == 0 && len == 0 {
-                    return GoValue::Nil;
-                }
-                let size = crate::plan::slice_read_size(es, cap);
-                let key = OpKey {
-                    section: s,
-                    ptr: p.clone(),
-                    len: Some(l),
-                    size,
-                };
-                match self.item(sec, &key) {
-                    Some((0, b)) => {
-                        let mut n = (b.len() as u64 / es).min(len);
-                        if matches!(types.get(*elem).kind, Kind::String) {
-                            // Only these elements' bytes were planned: the rest are
-                            // shown as cut, not as values that were not captured.
-                            n = n.min(crate::plan::STRING_ELEMS);
-                        }
-                        let inner = Image {
-                            bytes: b.to_vec(),
-                            avail: vec![true; b.len()],
-                        };
-                        let esrc = Src::Mem(p);
-                        let items: Vec<GoValue> = (0..n)
-                            .map(|i| self.value(sec, *elem, &inner, i * es, &esrc, depth + 1, s))
-                            .collect();
-                        // []byte that is text reads best as text.
-                        if types.get(*elem).size == 1
-                            && matches!(types.get(*elem).kind, Kind::Int { signed: false })
-                            && let Ok(text) = std::str::from_utf8(&b[..n as usize])
-                        {
-                            return GoValue::Str {
-                                s: text.to_string(),
-                                truncated: n < len,
-                            };
-                        }
-                        GoValue::List { items, len }
-                    }
-                    Some(_) => GoValue::Fault(ptr),
-                    None => GoValue::NotCaptured(Missing::Budget),
-                }
-            }
-            Kind::Struct(fields) => GoValue::Struct(
-                fields
-                    .iter()
-                    .map(|fl| {
-                        (
-                            fl.name.clone(),
-                            self.value(sec, fl.ty, img, off + fl.offset, src, depth, s),
-                        )
-                    })
-                    .collect(),
-            ),
-            Kind::Array { elem, len } => {
-                let es = types.get(*elem).size;
-                let n = (*len).min(u64::from(cap.max_elems));
-                GoValue::List {
-                    items: (0..n)
-                        .map(|i| self.value(sec, *elem, img, off + i * es, src, depth, s))
-                        .collect(),
-                    len: *len,
-                }
-            }
-            Kind::Pointer(target) => {
-                let Some(addr) = img.u64_at(off, 8) else {
-                    return GoValue::NotCaptured(Missing::Budget);
-                };
-                if addr == 0 {
-                    return GoValue::Nil;
-                }
-                let (Some(t), Some(p), 0) = (target, src.word(off, 8), depth) else {
-                    return GoValue::Ptr(addr);
-                };
-                let size = types.get(*t).size.min(u64::from(PSC_MAX_READ)) as u16;
-                match self.item(
-                    sec,
-                    &OpKey {
-                        section: s,
-                        ptr: p.clone(),
-                        len: None,
-                        size,
-                    },
-                ) {
-                    Some((0, b)) => {
-                        let inner = Image {
-                            bytes: b.to_vec(),
-                            avail: vec![true; b.len()],
-                        };
-                        self.value(sec, *t, &inner, 0, &Src::Mem(p), depth + 1, s)
-                    }
-                    Some(_) => GoValue::Fault(addr),
-                    None => GoValue::Ptr(addr),
-                }
-            }
-            Kind::Map => {
-                let Some(addr) = img.u64_at(off, 8) else {
-                    return GoValue::NotCaptured(Missing::Budget);
-                };
-                if addr == 0 {
-                    return GoValue::Nil;
-                }
-                let len = src
-                    .word(off, 8)
-                    .and_then(|p| {
-                        self.item(
-                            sec,
-                            &OpKey {
-                                section: s,
-                                ptr: p,
-                                len: None,
-                                size: 8,
-                            },
-                        )
-                    })
-                    .and_then(|(f, b)| (f == 0).then(|| crate::wire::read::<u64>(b, 0)).flatten());
-                GoValue::Map { len }
-            }
-            Kind::Interface { empty } => self.interface(sec, img, off, src, *empty, s),
-            Kind::Chan | Kind::Func | Kind::UnsafePointer => match img.u64_at(off, 8) {
-                Some(0) => GoValue::Nil,
-                Some(a) => GoValue::Ptr(a),
-                None => GoValue::NotCaptured(Missing::Budget),
-            },
-            Kind::Opaque => GoValue::NotCaptured(Missing::UnknownType),
-        }
-    }
-
     fn interface(
         &self,
         sec: &Section,
         img: &Image,
         off: u64,
-        src: &Src,
         empty: bool,
-        s: u16,
-    ) -> GoValue {
-        let Some(tab) = img.u64_at(off, 8) else {
-            return GoValue::NotCaptured(Missing::Budget);
-        };
+        itab: Read,
+        data: Read,
+        text_read: Read,
+    ) -> Result<GoValue, Missing> {
+        let tab = img.u64_at(off, 8)?;
         if tab == 0 {
-            return GoValue::Nil;
+            return Ok(GoValue::Nil);
         }
-        let (Some(tw), Some(dw)) = (src.word(off, 8), src.word(off + 8, 8)) else {
-            return GoValue::NotCaptured(Missing::Budget);
-        };
         let type_addr = if empty {
-            Some(tab)
+            Ok(tab)
         } else {
-            self.item(
-                sec,
-                &OpKey {
-                    section: s,
-                    ptr: tw,
-                    len: None,
-                    size: 16,
-                },
-            )
-            .and_then(|(f, b)| (f == 0).then(|| crate::wire::read::<u64>(b, 8)).flatten())
+            match got(sec, itab) {
+                Got::Bytes(b) => crate::wire::read::<u64>(b, 8).ok_or(Missing::Budget),
+                Got::Fault => return Ok(GoValue::Fault(tab)),
+                Got::Not(why) => Err(why),
+            }
         };
-        let Some(type_addr) = type_addr else {
-            return GoValue::Iface {
-                ty: "?".into(),
-                value: None,
-            };
-        };
+        // The dynamic type is the point of an interface: without it, say why.
+        let type_addr = type_addr?;
         let link = type_addr.wrapping_sub(self.bias);
         let ty = self
             .cat
             .runtime_type_name(link)
             .unwrap_or_else(|| format!("type@{link:#x}"));
-        let data = self.item(
-            sec,
-            &OpKey {
-                section: s,
-                ptr: dw.clone(),
-                len: None,
-                size: 16,
-            },
-        );
+        let data = match got(sec, data) {
+            Got::Bytes(b) => Some(b),
+            _ => None,
+        };
         let string = || {
-            let (p, l) = (dw.deref(0, 8)?, dw.deref(8, 8)?);
-            let (f, b) = self.item(
-                sec,
-                &OpKey {
-                    section: s,
-                    ptr: p,
-                    len: Some(l),
-                    size: self.plan.capture.max_string,
-                },
-            )?;
-            let len = data
-                .and_then(|(_, d)| crate::wire::read::<u64>(d, 8))
-                .unwrap_or(0);
-            (f == 0).then(|| GoValue::Str {
-                s: String::from_utf8_lossy(b).into_owned(),
-                truncated: (b.len() as u64) < len,
-            })
+            let len = data.and_then(|d| crate::wire::read::<u64>(d, 8))?;
+            match got(sec, text_read) {
+                Got::Bytes(b) => Some(text(b, len)),
+                _ if len == 0 => Some(text(b"", 0)),
+                _ => None,
+            }
         };
         let dynamic = self.cat.runtime_type(link).map(|t| self.cat.types.get(t));
         let value = match dynamic.map(|t| (&t.kind, t.size)) {
             _ if is_message_error(&ty) => string(),
             Some((Kind::String, _)) => string(),
-            Some((Kind::Int { .. } | Kind::Bool, size)) if size <= 8 => {
-                data.and_then(|(f, b)| (f == 0).then_some(b)).map(|b| {
-                    let inner = Image {
-                        bytes: b.to_vec(),
-                        avail: vec![true; b.len()],
-                    };
-                    let tid = self.cat.runtime_type(link).unwrap();
-                    self.value(sec, tid, &inner, 0, &Src::Mem(dw.clone()), 1, s)
-                })
-            }
+            Some((Kind::Int { signed }, size)) if size <= 8 => data.and_then(|b| {
+                let v = Image::read(b).u64_at(0, size).ok()?;
+                Some(int(v, size, *signed))
+            }),
+            Some((Kind::Bool, _)) => data.map(|b| GoValue::Bool(b.first() != Some(&0))),
             // No DWARF link: the descriptor's reflect.Kind still says how to read it.
             None => match self.cat.runtime_type_kind(link) {
                 Some(24) => string(),
-                Some(k @ 1..=12) => data.and_then(|(f, b)| (f == 0).then_some(b)).and_then(|b| {
+                Some(k @ 1..=12) => data.and_then(|b| {
                     let size = match k {
                         1 | 3 | 8 => 1,
                         4 | 9 => 2,
                         5 | 10 => 4,
                         _ => 8,
                     };
-                    let v = crate::wire::read::<u64>(b, 0)? & (u64::MAX >> (64 - 8 * size));
+                    let v = Image::read(b).u64_at(0, size).ok()?;
                     Some(match k {
                         1 => GoValue::Bool(v != 0),
-                        2..=6 => GoValue::Int(((v << (64 - 8 * size)) as i64) >> (64 - 8 * size)),
+                        2..=6 => int(v, size, true),
                         _ => GoValue::Uint(v),
                     })
                 }),
@@ -475,10 +384,27 @@ impl Decoder<'_> {
             },
             _ => None,
         };
-        GoValue::Iface {
+        Ok(GoValue::Iface {
             ty,
             value: value.map(Box::new),
-        }
+        })
+    }
+}
+
+/// A string's captured bytes; cut when fewer than its length.
+fn text(b: &[u8], len: u64) -> GoValue {
+    GoValue::Str {
+        s: String::from_utf8_lossy(b).into_owned(),
+        truncated: (b.len() as u64) < len,
+    }
+}
+
+fn int(v: u64, size: u64, signed: bool) -> GoValue {
+    if signed {
+        let sh = 64 - 8 * size as u32;
+        GoValue::Int(((v << sh) as i64) >> sh)
+    } else {
+        GoValue::Uint(v)
     }
 }
 

@@ -121,13 +121,62 @@ pub struct Stats {
     pub unpaired: u64,
     pub returns: u64,
     pub ret_hits: u64,
+    /// The BPF program's time on the timed hits (one in 16), and how many those were.
     pub prog_ns: u64,
+    pub timed: u64,
     pub unwatched: u64,
     pub unrecorded: u64,
     pub stepped_hits: u64,
 }
 
+impl From<&psc_stats> for Stats {
+    fn from(s: &psc_stats) -> Stats {
+        Stats {
+            hits: s.hits,
+            filtered: s.filtered,
+            sampled_out: s.sampled_out,
+            lost: s.lost,
+            emitted: s.emitted,
+            morestack: s.morestack,
+            unpaired: s.unpaired,
+            returns: s.returns,
+            ret_hits: s.ret_hits,
+            prog_ns: s.prog_ns,
+            timed: s.timed,
+            unwatched: s.unwatched,
+            unrecorded: s.unrecorded,
+            stepped_hits: s.stepped_hits,
+        }
+    }
+}
+
 impl Stats {
+    /// Two probes' counters together (CPUs, or the functions of one name).
+    pub fn plus(&self, s: &Stats) -> Stats {
+        Stats {
+            hits: self.hits + s.hits,
+            filtered: self.filtered + s.filtered,
+            sampled_out: self.sampled_out + s.sampled_out,
+            lost: self.lost + s.lost,
+            emitted: self.emitted + s.emitted,
+            morestack: self.morestack + s.morestack,
+            unpaired: self.unpaired + s.unpaired,
+            returns: self.returns + s.returns,
+            ret_hits: self.ret_hits + s.ret_hits,
+            prog_ns: self.prog_ns + s.prog_ns,
+            timed: self.timed + s.timed,
+            unwatched: self.unwatched + s.unwatched,
+            unrecorded: self.unrecorded + s.unrecorded,
+            stepped_hits: self.stepped_hits + s.stepped_hits,
+        }
+    }
+
+    /// The BPF program's time on all hits: the timed hits' average, times the hits.
+    pub fn prog_ns_all(&self) -> f64 {
+        let all = self.hits + self.morestack + self.ret_hits;
+        self.prog_ns as f64 * all as f64 / self.timed.max(1) as f64
+    }
+
     /// Calls entered and not yet accounted for: running now, or never returned through
     /// a RET (a panic, a tail jump out of the function).
     pub fn in_flight(&self) -> u64 {
@@ -693,21 +742,9 @@ impl Engine {
         let Ok(per_cpu) = self.stats.get(&id, 0) else {
             return Stats::default();
         };
-        per_cpu.iter().fold(Stats::default(), |a, s| Stats {
-            hits: a.hits + s.hits,
-            filtered: a.filtered + s.filtered,
-            sampled_out: a.sampled_out + s.sampled_out,
-            lost: a.lost + s.lost,
-            emitted: a.emitted + s.emitted,
-            morestack: a.morestack + s.morestack,
-            unpaired: a.unpaired + s.unpaired,
-            returns: a.returns + s.returns,
-            ret_hits: a.ret_hits + s.ret_hits,
-            prog_ns: a.prog_ns + s.prog_ns,
-            unwatched: a.unwatched + s.unwatched,
-            unrecorded: a.unrecorded + s.unrecorded,
-            stepped_hits: a.stepped_hits + s.stepped_hits,
-        })
+        per_cpu
+            .iter()
+            .fold(Stats::default(), |a, s| a.plus(&Stats::from(s)))
     }
 
     /// Latency bucket counts summed over CPUs.

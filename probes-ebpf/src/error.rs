@@ -18,6 +18,8 @@ pub enum PlanError {
         "runtime.g is not described in DWARF: cannot tell goroutines apart (is the binary stripped?)"
     )]
     NoRuntimeG,
+    #[error("--capture {0}")]
+    Capture(#[from] ConditionError),
 }
 
 /// A condition that cannot be compiled, with the 1-based column it points at.

@@ -11,6 +11,7 @@ pub mod keeper;
 pub mod multi;
 pub mod plan;
 pub mod points;
+pub mod recipe;
 pub mod uprobe;
 pub mod value;
 pub mod wire;

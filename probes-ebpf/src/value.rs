@@ -36,6 +36,10 @@ pub enum GoValue {
 pub enum Missing {
     /// The probe's capture budget (stack window, byte ranges, elements) ran out first.
     Budget,
+    /// Behind more pointers than periscope follows (one, or along a `--capture` path).
+    Depth,
+    /// Past the bytes one read may take (a pointed-to struct over 512 bytes).
+    TooLong,
     /// Floats live in XMM registers, which a uprobe cannot read.
     FloatRegister,
     /// DWARF does not say what it is.
@@ -48,6 +52,8 @@ impl Missing {
     pub fn as_str(self) -> &'static str {
         match self {
             Missing::Budget => "budget",
+            Missing::Depth => "depth",
+            Missing::TooLong => "too long",
             Missing::FloatRegister => "float register",
             Missing::UnknownType => "unknown type",
             Missing::ReturnUnwatched => "return not watched (cpu budget)",

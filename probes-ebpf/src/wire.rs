@@ -9,15 +9,23 @@ unsafe impl aya::Pod for psc_probe {}
 unsafe impl aya::Pod for psc_stats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_hist {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_event {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_section {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_item {}
 
 /// The compiled BPF object.
 pub static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/periscope.bpf.o"));
 
-pub fn read<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
+/// A plain value read from ring-buffer bytes: `Pod` (every bit pattern valid, no
+/// pointers), so no bytes can make an invalid `T`.
+pub fn read<T: aya::Pod>(bytes: &[u8], at: usize) -> Option<T> {
     let end = at.checked_add(std::mem::size_of::<T>())?;
     let b = bytes.get(at..end)?;
-    // SAFETY: the length was checked; read_unaligned copes with any alignment and T
-    // is one of the plain-integer wire structs.
+    // SAFETY: the length was checked; read_unaligned copes with any alignment, and
+    // T: Pod is valid for any bytes.
     Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
 }

@@ -19,6 +19,8 @@ pub struct Partial {
     /// DWARF offset → interned id: every type a walker pushed is in here.
     pub type_cache: HashMap<usize, TypeId>,
     pub runtime_types: HashMap<u64, TypeId>,
+    /// Abstract function (DWARF offset) → source file (see dwarf.rs).
+    pub inline_files: HashMap<usize, String>,
 }
 
 pub fn merge(mut a: Partial, b: Partial) -> Partial {
@@ -73,6 +75,9 @@ pub fn merge(mut a: Partial, b: Partial) -> Partial {
                 e.insert((renumber(f), concrete));
             }
         }
+    }
+    for (off, file) in b.inline_files {
+        a.inline_files.entry(off).or_insert(file);
     }
     for (addr, id_b) in b.runtime_types {
         a.runtime_types.entry(addr).or_insert(re(id_b));

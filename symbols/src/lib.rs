@@ -12,6 +12,7 @@ pub mod goabi;
 pub mod pclntab;
 pub mod probe_points;
 pub mod process;
+pub mod resolve;
 pub mod types;
 
 pub use catalog::{Catalog, Function, Value};

@@ -83,6 +83,7 @@ fn attach_and_detach_200_probes_in_a_loop_on_a_busy_target() {
                 latency: k % 3 == 0,
                 condition: None,
                 sample: if f == hot { 97 } else { 1 },
+                ..ProbeSettings::default()
             };
             session
                 .set(f, &settings)

@@ -125,6 +125,7 @@ fn login(s: &State, i: u64, user: &str, attempts: i64) -> Row {
     let frozen = attempts > 3;
     Row {
         func: func(s, "main.Login"),
+        at: func(s, "main.Login"),
         call: Call {
             probe: 0,
             pid: 4242,

@@ -43,6 +43,9 @@ fn faithful(got: &Value, want: &Value, path: &str, marked: &mut usize) -> Result
             }
             Ok(())
         }
+        // A pointer that was not followed (deeper than one level): its address, which is
+        // the program's own value.
+        (Value::String(g), Value::Object(_)) if g.starts_with("0x") => Ok(()),
         (Value::Array(g), Value::Array(w)) if g.len() == w.len() => {
             for (i, (gv, wv)) in g.iter().zip(w).enumerate() {
                 faithful(gv, wv, &format!("{path}[{i}]"), marked)?;
@@ -59,17 +62,173 @@ fn faithful(got: &Value, want: &Value, path: &str, marked: &mut usize) -> Result
     }
 }
 
+/// Traces the fixture's functions through one `run 3`; the calls periscope printed and
+/// the fixture's own record, in the same order.
+fn trace_run(fx: &mut FixtureProc, extra: &[&str]) -> (Vec<Value>, Vec<Value>) {
+    let mut args = vec!["--json", "--args"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "main.Six",
+        "main.Take",
+        "main.Ten",
+        "main.(*Mux).Serve",
+        "main.Hold",
+    ]);
+    let (child, _err) = periscope_tests::spawn_trace(fx.pid, &args);
+    let record = fx.run("run 3");
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["type"] == "call")
+        .collect();
+    (got, record)
+}
+
 #[test]
 fn values_are_the_programs_own_or_marked_not_captured() {
     for tc in toolchains() {
         for variant in [Variant::Plain, Variant::Pie] {
             let what = format!("{} {variant:?}", tc.label);
             let mut fx = FixtureProc::start(&fixture("values", &tc, variant));
-            let (child, _err) = periscope_tests::spawn_trace(
-                fx.pid,
-                &["--json", "--args", "main.Six", "main.Take"],
+            let (got, record) = trace_run(&mut fx, &[]);
+            assert_eq!(got.len(), record.len(), "{what}: {got:?}");
+            let mut marked = 0;
+            for (g, w) in got.iter().zip(&record) {
+                assert_eq!(g["func"], w["func"], "{what}");
+                faithful(&g["args"], &w["args"], &w["func"].to_string(), &mut marked)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+            // Six strings: every element whole.
+            assert_eq!(got[0]["args"], record[0]["args"], "{what}");
+            // Wide's fields past the stack window were not captured, and say so.
+            let w = &got[1]["args"]["w"];
+            for field in ["Tail", "Name", "M", "P"] {
+                assert_eq!(w[field]["not_captured"], "budget", "{what}: {field} in {w}");
+            }
+            assert_eq!(got[1]["args"]["k"], 0, "{what}");
+            // Ten strings: the first eight, the list marked as cut.
+            let ten = &got[2]["args"]["xs"];
+            assert_eq!(ten["len"], 10, "{what}: {ten}");
+            assert_eq!(
+                ten["items"].as_array().map(Vec::len),
+                Some(8),
+                "{what}: {ten}"
             );
-            let record = fx.run("run 3");
+            assert_eq!(ten["items"][7], "t7", "{what}: {ten}");
+            // The request's own strings before the receiver's contents.
+            let (r, want) = (&got[3]["args"]["r"], &record[3]["args"]["r"]);
+            for field in ["Method", "Host", "RemoteAddr", "RequestURI", "Body"] {
+                assert_eq!(r[field], want[field], "{what}: {field} in {r}");
+            }
+            let m = got[3]["args"]["m"].to_string();
+            assert!(
+                m.contains(r#""not_captured":"budget""#),
+                "{what}: receiver {m}"
+            );
+            // Interfaces inside a struct: dynamic type and value, as at the top.
+            assert_eq!(got[4]["args"], record[4]["args"], "{what}");
+            assert!(marked >= 5, "{what}");
+        }
+    }
+}
+
+#[test]
+fn capture_paths_are_read_first_and_followed_through_pointers() {
+    let tc = periscope_tests::newest();
+    let mut fx = FixtureProc::start(&fixture("values", &tc, Variant::Plain));
+    let (got, record) = trace_run(&mut fx, &["--capture", "r.URL.Path,m.Prefix"]);
+    let serve: Vec<(&Value, &Value)> = got
+        .iter()
+        .zip(&record)
+        .filter(|(g, _)| g["func"] == "main.(*Mux).Serve")
+        .collect();
+    assert_eq!(serve.len(), 3, "{got:?}");
+    for (g, w) in serve {
+        assert_eq!(
+            g["args"]["r"]["URL"]["Path"], w["args"]["r"]["URL"]["Path"],
+            "{g}"
+        );
+        assert_eq!(g["args"]["m"]["Prefix"], "/api", "{g}");
+        let mut marked = 0;
+        faithful(&g["args"], &w["args"], "Serve", &mut marked).unwrap();
+    }
+    // A path that names nobody's value is one clear line.
+    let out = std::process::Command::new(periscope_tests::periscope())
+        .args([
+            "trace",
+            "-p",
+            &fx.pid.to_string(),
+            "--capture",
+            "req.Host",
+            "main.Ten",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no probed function has a parameter or result `req`"),
+        "{err}"
+    );
+    let out = std::process::Command::new(periscope_tests::periscope())
+        .args([
+            "trace",
+            "-p",
+            &fx.pid.to_string(),
+            "--capture",
+            "r.URL.Nope",
+            "main.(*Mux).Serve",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no field `Nope`"), "{err}");
+}
+
+/// Functions named by `periscope list BIN REGEX --json`, with their entry addresses.
+fn listed(bin: &std::path::Path, regex: &str) -> Vec<(String, String, u64)> {
+    let out = std::process::Command::new(periscope_tests::periscope())
+        .args(["list", bin.to_str().unwrap(), regex, "--json"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|f| f["inlined_only"] == false)
+        .map(|f| {
+            let name = f["name"].as_str().unwrap().into();
+            (
+                name,
+                f["entry"].as_str().unwrap().into(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_name_means_every_function_of_that_name() {
+    for tc in toolchains() {
+        for variant in [Variant::Plain, Variant::Pie] {
+            let what = format!("{} {variant:?}", tc.label);
+            let bin = fixture("values", &tc, variant);
+            // The closure's copies: one name for both on Go 1.27, two names on 1.21,
+            // one function on 1.19.
+            let copies = listed(&bin, r"^main\.(main\.)?Wrap\.func[0-9]$");
+            let mut names: Vec<&str> = copies.iter().map(|c| c.0.as_str()).collect();
+            names.dedup();
+            if tc.label == "go1.27" {
+                assert_eq!((copies.len(), names.len()), (2, 1), "{what}: {copies:?}");
+            }
+            let mut fx = FixtureProc::start(&bin);
+            let mut args = vec!["--json", "--args", "--ret", "main.Max"];
+            args.extend(names.iter().copied());
+            let (child, _err) = periscope_tests::spawn_trace(fx.pid, &args);
+            let record = fx.run("names 3");
             std::thread::sleep(Duration::from_millis(200));
             // SAFETY: signalling our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -79,24 +238,65 @@ fn values_are_the_programs_own_or_marked_not_captured() {
                 .map(|l| serde_json::from_str(l).unwrap())
                 .filter(|v: &Value| v["type"] == "call")
                 .collect();
-            assert_eq!(got.len(), record.len(), "{what}: {got:?}");
-            let mut marked = 0;
-            for (g, w) in got.iter().zip(&record) {
-                assert_eq!(g["func"], w["func"], "{what}");
-                faithful(&g["args"], &w["args"], &w["func"].to_string(), &mut marked)
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            // Every call of every copy, once, with its own values.
+            let key = |x: &Value, r: &Value| format!("{x}->{r}");
+            let mut want_closure: Vec<String> = record
+                .iter()
+                .filter(|c| c["func"] == "closure")
+                .map(|c| key(&c["args"]["x"], &c["ret"]))
+                .collect();
+            let mut got_closure: Vec<String> = got
+                .iter()
+                .filter(|c| c["func"].as_str().unwrap().contains("Wrap.func"))
+                .map(|c| key(&c["args"]["x"], &c["ret"]["r0"]))
+                .collect();
+            want_closure.sort();
+            got_closure.sort();
+            assert_eq!(got_closure, want_closure, "{what}");
+            // Both instantiations of the generic function, each under its own name.
+            let maxes: Vec<(String, String)> = got
+                .iter()
+                .filter(|c| c["func"].as_str().unwrap().starts_with("main.Max["))
+                .map(|c| (c["args"]["a"].to_string(), c["ret"]["r0"].to_string()))
+                .collect();
+            let want_max: Vec<(String, String)> = record
+                .iter()
+                .filter(|c| c["func"] == "main.Max")
+                .map(|c| (c["args"]["a"].to_string(), c["ret"].to_string()))
+                .collect();
+            assert_eq!(maxes, want_max, "{what}");
+            let shapes: std::collections::BTreeSet<&str> = got
+                .iter()
+                .filter_map(|c| c["func"].as_str())
+                .filter(|n| n.starts_with("main.Max["))
+                .collect();
+            assert_eq!(shapes.len(), 2, "{what}: {shapes:?}");
+            if tc.label != "go1.27" {
+                continue;
             }
-            // The six strings: the first ones whole, the list marked as cut.
-            let six = &got[0]["args"]["xs"];
-            assert_eq!(six["len"], 6, "{what}: {six}");
-            assert_eq!(six["items"][0], "a0", "{what}: {six}");
-            // Wide's fields past the stack window were not captured, and say so.
-            let w = &got[1]["args"]["w"];
-            for field in ["Tail", "Name", "M", "P"] {
-                assert_eq!(w[field]["not_captured"], "budget", "{what}: {field} in {w}");
-            }
-            assert_eq!(got[1]["args"]["k"], 0, "{what}");
-            assert!(marked >= 4, "{what}");
+            // NAME@ADDRESS picks one copy: it sees the calls of one handler only.
+            let one = format!("{}@{}", copies[0].0, copies[0].1);
+            let (child, _err) = periscope_tests::spawn_trace(fx.pid, &["--json", "--args", &one]);
+            fx.run("names 3");
+            std::thread::sleep(Duration::from_millis(200));
+            // SAFETY: as above.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let out = child.wait_with_output().unwrap();
+            let n = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(r#""type":"call""#))
+                .count();
+            assert_eq!(n, 3, "{what}: {one}");
+            // A file:line both copies share is ambiguous: the error lists them.
+            let out = std::process::Command::new(periscope_tests::periscope())
+                .args(["trace", "-p", &fx.pid.to_string()])
+                .arg(format!("main.Wrap.func1@main.go:{}", copies[0].2))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains("means 2 functions"), "{err}");
+            assert!(err.contains(&copies[1].1), "{err}");
         }
     }
 }

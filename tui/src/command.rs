@@ -1,6 +1,8 @@
 //! The shell's command language: text → `Command`, with errors a user can act on.
 use anyhow::{Result, anyhow, bail};
 
+use crate::session::ProbeSettings;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Funcs {
@@ -8,11 +10,7 @@ pub enum Command {
     },
     Trace {
         func: String,
-        args: bool,
-        ret: bool,
-        latency: bool,
-        sample: u32,
-        condition: Option<String>,
+        settings: ProbeSettings,
     },
     Probes,
     Untrace(Option<usize>),
@@ -37,7 +35,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "trace",
-        "trace FUNC [--args] [--ret] [--latency] [--sample N] [if COND]",
+        "trace FUNC [--args] [--ret] [--latency] [--sample N] [--capture PATHS] [if COND]",
     ),
     (
         "probes",
@@ -139,6 +137,7 @@ fn trace(rest: &str) -> Result<Command> {
     let mut words = head.split_whitespace();
     let mut func = None;
     let (mut args, mut ret, mut latency, mut sample) = (false, false, false, 1);
+    let mut paths = Vec::new();
     while let Some(w) = words.next() {
         match w {
             "--args" => args = true,
@@ -151,8 +150,14 @@ fn trace(rest: &str) -> Result<Command> {
                     .filter(|&n| n >= 1)
                     .ok_or_else(|| anyhow!("--sample takes a whole number ≥ 1"))?
             }
+            "--capture" => {
+                let list = words.next().ok_or_else(|| {
+                    anyhow!("--capture takes paths, e.g. `--capture r.URL.Path,r.Host`")
+                })?;
+                paths.extend(list.split(',').filter(|p| !p.is_empty()).map(String::from));
+            }
             f if f.starts_with("--") => {
-                bail!("unknown option {f} (--args --ret --latency --sample N)")
+                bail!("unknown option {f} (--args --ret --latency --sample N --capture PATHS)")
             }
             f if func.is_none() => func = Some(f.to_string()),
             f => bail!("unexpected `{f}`: write `trace FUNC [options] if CONDITION`"),
@@ -164,11 +169,14 @@ fn trace(rest: &str) -> Result<Command> {
     let all = !(args || ret || latency);
     Ok(Command::Trace {
         func,
-        args: args || all,
-        ret: ret || all,
-        latency: latency || all,
-        sample,
-        condition,
+        settings: ProbeSettings {
+            args: args || all,
+            ret: ret || all,
+            latency: latency || all,
+            sample,
+            condition,
+            paths,
+        },
     })
 }
 
@@ -185,11 +193,12 @@ mod tests {
             c,
             Command::Trace {
                 func: "main.Login".into(),
-                args: true,
-                ret: false,
-                latency: false,
-                sample: 10,
-                condition: Some(r#"username == "a b""#.into()),
+                settings: ProbeSettings {
+                    args: true,
+                    sample: 10,
+                    condition: Some(r#"username == "a b""#.into()),
+                    ..ProbeSettings::default()
+                },
             }
         );
     }

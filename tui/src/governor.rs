@@ -210,10 +210,11 @@ impl Probe {
             (hc.emulated_ns, d.stepped_hits as f64)
         };
         let stepped_rets = stepped_rets.clamp(0.0, d.ret_hits as f64);
-        let entry_cost = entry_hits * entry_ns + d.prog_ns as f64 * entry_hits / all_hits;
+        let prog_ns = d.prog_ns_all();
+        let entry_cost = entry_hits * entry_ns + prog_ns * entry_hits / all_hits;
         let ret_cost = stepped_rets * hc.stepped_ns
             + (d.ret_hits as f64 - stepped_rets) * hc.emulated_ns
-            + d.prog_ns as f64 * d.ret_hits as f64 / all_hits;
+            + prog_ns * d.ret_hits as f64 / all_hits;
         let (mut cheap, mut costly) = (0.0, 0.0);
         *(if self.entry_stepped {
             &mut costly
@@ -649,6 +650,7 @@ fn delta(now: &Stats, then: &Stats) -> Stats {
         morestack: now.morestack.saturating_sub(then.morestack),
         ret_hits: now.ret_hits.saturating_sub(then.ret_hits),
         prog_ns: now.prog_ns.saturating_sub(then.prog_ns),
+        timed: now.timed.saturating_sub(then.timed),
         stepped_hits: now.stepped_hits.saturating_sub(then.stepped_hits),
         ..Stats::default()
     }

@@ -77,6 +77,10 @@ enum Cmd {
         /// Longest string captured, in bytes (1 to 512).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
         max_string: u16,
+        /// Paths captured before anything else, comma-separated: `r.URL.Path,r.Host`
+        /// (the condition syntax; pointers are followed along them).
+        #[arg(long, value_delimiter = ',')]
+        capture: Vec<String>,
         /// Function names, each optionally followed by `if CONDITION`.
         #[arg(required = true)]
         probes: Vec<String>,
@@ -106,6 +110,7 @@ fn main() {
             ret,
             latency,
             max_string,
+            capture,
             probes,
         } => {
             let all = !(args || ret || latency);
@@ -126,6 +131,7 @@ fn main() {
                         sample_every: sample.max(1),
                         max_string,
                         max_elems: 8,
+                        paths: capture,
                     },
                     probes,
                 })

@@ -25,6 +25,8 @@ pub struct ProbeSettings {
     pub condition: Option<String>,
     /// Keep one call in this many.
     pub sample: u32,
+    /// Paths captured before anything else (`--capture r.URL.Path,r.Host`).
+    pub paths: Vec<String>,
 }
 
 impl Default for ProbeSettings {
@@ -35,6 +37,7 @@ impl Default for ProbeSettings {
             latency: false,
             condition: None,
             sample: 1,
+            paths: Vec::new(),
         }
     }
 }
@@ -69,6 +72,9 @@ impl ProbeSettings {
         if self.sample > 1 {
             parts.push(format!("1/{}", self.sample));
         }
+        if !self.paths.is_empty() {
+            parts.push(format!("capture {}", self.paths.join(",")));
+        }
         if let Some(c) = &self.condition {
             parts.push(format!("if {c}"));
         }
@@ -83,6 +89,7 @@ impl ProbeSettings {
             sample_every: self.sample.max(1),
             max_string,
             max_elems: 8,
+            paths: self.paths.clone(),
         }
     }
 }
@@ -137,18 +144,29 @@ pub struct SetOk {
     pub points: Option<String>,
 }
 
-/// A call decoded from the ring buffer, with the catalog index of its function.
+/// A call decoded from the ring buffer: `func` is its probe's (the first function of
+/// the probe's name), `at` the function that was called (one of the name's).
 #[derive(Debug, Clone)]
 pub struct Row {
     pub func: usize,
+    pub at: usize,
     pub call: Call,
 }
 
+/// One probe as the user sees it: every function its name means (see
+/// symbols::resolve), each attached as an engine probe of its own (their types, and so
+/// their plans, can differ: generic instantiations).
 struct Active {
-    id: u32,
-    plan: Plan,
+    members: Vec<Member>,
     /// The target's CPU time when the probe was attached (its counters start at zero).
     cpu_at_attach: Option<u64>,
+    latency: bool,
+}
+
+struct Member {
+    func: usize,
+    id: u32,
+    plan: Plan,
     points: Points,
 }
 
@@ -171,7 +189,8 @@ pub struct Session {
     bias: u64,
     engine: Engine,
     active: HashMap<usize, Active>,
-    by_id: HashMap<u32, usize>,
+    /// Engine probe id → (the probe's function, its member).
+    by_id: HashMap<u32, (usize, usize)>,
     pub max_string: u16,
     /// What a uprobe hit costs here, measured at start-up; the error says why not.
     pub hit_cost: Result<probes_ebpf::HitCost, String>,
@@ -210,10 +229,22 @@ impl Session {
         })
     }
 
-    /// Sets (or replaces) the probe on function `func`; empty settings remove it. On
-    /// error the previous probe stays as it was. A note says what could not be done as
-    /// asked (results of a function that never returns through a RET, say).
+    /// Sets (or replaces) the probe on function `func` and every function of the same
+    /// name (closure copies, generic instantiations: symbols::resolve); empty settings
+    /// remove it. On error the previous probe stays as it was. A note says what could
+    /// not be done as asked (results of a function that never returns through a RET).
     pub fn set(&mut self, func: usize, s: &ProbeSettings) -> Result<SetOk, SetError> {
+        let mut members = symbols::resolve::group(&self.cat, &self.cat.functions[func].name);
+        if !members.contains(&func) {
+            members = vec![func];
+        }
+        self.set_group(&members, s)
+    }
+
+    /// Sets (or replaces) one probe over `funcs` (from symbols::resolve), keyed by the
+    /// first: its rows, counters and histogram are those of all of them together.
+    pub fn set_group(&mut self, funcs: &[usize], s: &ProbeSettings) -> Result<SetOk, SetError> {
+        let func = funcs[0];
         if s.is_empty() {
             self.remove(func);
             return Ok(SetOk {
@@ -223,6 +254,50 @@ impl Session {
                 points: None,
             });
         }
+        let mut attached: Vec<Member> = Vec::new();
+        let mut first: Option<SetOk> = None;
+        for &f in funcs {
+            match self.attach_one(f, s) {
+                Ok((m, ok)) => {
+                    attached.push(m);
+                    first.get_or_insert(ok);
+                }
+                Err(e) => {
+                    // All or nothing: the previous probe stays as it was.
+                    let ids: Vec<u32> = attached.iter().map(|m| m.id).collect();
+                    self.engine.detach_many(&ids);
+                    return Err(e);
+                }
+            }
+        }
+        let mut ok = first.expect("a probe has at least one function");
+        self.remove(func);
+        let cpu = symbols::process::cpu_time_ns(self.pid);
+        let name = &self.cat.functions[func].name;
+        for (i, m) in attached.iter().enumerate() {
+            self.gov
+                .add(m.id as usize, m.id, name, &self.engine, &m.points, cpu);
+            self.by_id.insert(m.id, (func, i));
+        }
+        if attached.len() > 1 {
+            ok.points = ok
+                .points
+                .map(|p| format!("{} functions named so, each {p}", attached.len()));
+        }
+        self.active.insert(
+            func,
+            Active {
+                members: attached,
+                cpu_at_attach: cpu,
+                latency: ok.settings.latency,
+            },
+        );
+        Ok(ok)
+    }
+
+    /// Plans and attaches the probe on one function (the budget's windows start
+    /// open); the caller records it.
+    fn attach_one(&mut self, func: usize, s: &ProbeSettings) -> Result<(Member, SetOk), SetError> {
         let cat = Arc::clone(&self.cat);
         let f = &cat.functions[func];
         let mut note = None;
@@ -278,9 +353,6 @@ impl Session {
             .engine
             .attach(self.pid, &self.exe, &cat.elf, f, &plan, &points)
             .map_err(|e| plain(&e))?;
-        self.remove(func);
-        let cpu = symbols::process::cpu_time_ns(self.pid);
-        self.gov.add(func, id, &f.name, &self.engine, &points, cpu);
         if cond.is_some() && plan.wire.flags & probes_ebpf::wire::PSC_F_PAIRED != 0 {
             let ret = self
                 .hit_cost
@@ -295,59 +367,59 @@ impl Session {
                 None => format!("{}: {paying}", f.name),
             });
         }
-        let cpu_at_attach = symbols::process::cpu_time_ns(self.pid);
-        self.active.insert(
-            func,
-            Active {
-                id,
-                plan,
-                cpu_at_attach,
-                points,
-            },
-        );
-        self.by_id.insert(id, func);
-        let (per_call_ns, points) = match self.active.get(&func) {
-            Some(a) => (
-                self.hit_cost.as_ref().ok().map(|hc| {
-                    let stepped = a.points.entries.iter().any(|p| p.stepped);
-                    let ret_stepped = a.points.returns.iter().any(|p| p.stepped);
-                    let ret = if a.points.returns.is_empty() {
-                        0.0
-                    } else if ret_stepped {
-                        hc.stepped_ns
-                    } else {
-                        hc.emulated_ns
-                    };
-                    (if stepped {
-                        hc.stepped_ns
-                    } else {
-                        hc.emulated_ns
-                    }) + ret
-                }),
-                Some(a.points.describe.clone()),
-            ),
-            None => (None, None),
-        };
-        Ok(SetOk {
+        let per_call_ns = self.hit_cost.as_ref().ok().map(|hc| {
+            let stepped = points.entries.iter().any(|p| p.stepped);
+            let ret_stepped = points.returns.iter().any(|p| p.stepped);
+            let ret = if points.returns.is_empty() {
+                0.0
+            } else if ret_stepped {
+                hc.stepped_ns
+            } else {
+                hc.emulated_ns
+            };
+            (if stepped {
+                hc.stepped_ns
+            } else {
+                hc.emulated_ns
+            }) + ret
+        });
+        let described = Some(points.describe.clone());
+        let ok = SetOk {
             settings: s.clone(),
             note,
             per_call_ns,
-            points,
-        })
+            points: described,
+        };
+        Ok((
+            Member {
+                func,
+                id,
+                plan,
+                points,
+            },
+            ok,
+        ))
     }
 
     pub fn remove(&mut self, func: usize) {
-        self.gov.remove(func);
         if let Some(a) = self.active.remove(&func) {
-            self.engine.detach(a.id);
-            self.by_id.remove(&a.id);
+            let ids: Vec<u32> = a.members.iter().map(|m| m.id).collect();
+            for id in &ids {
+                self.gov.remove(*id as usize);
+                self.by_id.remove(id);
+            }
+            self.engine.detach_many(&ids);
         }
     }
 
     /// Removes every probe at once (the engine closes their links in the background).
     pub fn remove_all(&mut self) {
         self.gov.clear();
-        let ids: Vec<u32> = self.active.drain().map(|(_, a)| a.id).collect();
+        let ids: Vec<u32> = self
+            .active
+            .drain()
+            .flat_map(|(_, a)| a.members.into_iter().map(|m| m.id))
+            .collect();
         self.by_id.clear();
         self.engine.detach_many(&ids);
     }
@@ -357,14 +429,18 @@ impl Session {
     /// buffered stay readable through `drain` until the next `set`.
     pub fn finish(&mut self) -> Vec<(usize, Stats, Option<Vec<u64>>)> {
         self.gov.freeze();
-        let ids: Vec<u32> = self.active.values().map(|a| a.id).collect();
+        let ids: Vec<u32> = self
+            .active
+            .values()
+            .flat_map(|a| a.members.iter().map(|m| m.id))
+            .collect();
         self.engine.detach_many(&ids);
         let mut finals: Vec<_> = self
             .active
-            .iter()
-            .map(|(&func, a)| {
-                let hist = a.plan.capture.latency.then(|| self.engine.histogram(a.id));
-                (func, self.engine.stats(a.id), hist)
+            .keys()
+            .map(|&func| {
+                let st = self.stats(func).unwrap_or_default();
+                (func, st, self.histogram(func))
             })
             .collect();
         finals.sort_by_key(|f| f.0);
@@ -402,14 +478,16 @@ impl Session {
             };
             // Events of a probe that was just replaced or removed are dropped: their plan
             // is gone, and with it the meaning of their bytes.
-            let Some(&func) = by_id.get(&ev.probe) else {
+            let Some(&(func, member)) = by_id.get(&ev.probe) else {
                 return;
             };
-            let a = &active[&func];
-            if let Some(call) =
-                probes_ebpf::decode::decode(raw, cat, &cat.functions[func], &a.plan, bias)
-            {
-                out.push(Row { func, call });
+            let m = &active[&func].members[member];
+            if let Some(call) = probes_ebpf::decode::decode(raw, cat, &m.plan, bias) {
+                out.push(Row {
+                    func,
+                    at: m.func,
+                    call,
+                });
             }
         })
     }
@@ -427,8 +505,21 @@ impl Session {
     }
 
     /// Where the probe on `func` sits, in words (`entry: 3 call site(s); …`).
-    pub fn describe_points(&self, func: usize) -> Option<&str> {
-        self.active.get(&func).map(|a| a.points.describe.as_str())
+    pub fn describe_points(&self, func: usize) -> Option<String> {
+        let a = self.active.get(&func)?;
+        let first = &a.members.first()?.points.describe;
+        Some(match a.members.len() {
+            1 => first.clone(),
+            n => format!("{n} functions named so, the first: {first}"),
+        })
+    }
+
+    /// The functions a probe covers (one, or every function its name means).
+    pub fn members(&self, func: usize) -> Vec<usize> {
+        self.active
+            .get(&func)
+            .map(|a| a.members.iter().map(|m| m.func).collect())
+            .unwrap_or_default()
     }
 
     /// Opens and closes the budget's windows that are due (see governor.rs).
@@ -450,9 +541,15 @@ impl Session {
     }
 
     /// What the budget does with the probe on `func`.
+    /// (Of a probe over several functions: its busiest one's.)
     pub fn watch(&self, func: usize) -> Option<Watch> {
-        let st = self.stats(func)?;
-        self.gov.watch(func, &st)
+        let a = self.active.get(&func)?;
+        let busiest = a
+            .members
+            .iter()
+            .map(|m| (m.id, self.engine.stats(m.id)))
+            .max_by_key(|(_, st)| st.hits)?;
+        self.gov.watch(busiest.0 as usize, &busiest.1)
     }
 
     /// Changes in what the budget does, since the last call.
@@ -490,20 +587,28 @@ impl Session {
         Some(ProbeCost {
             per_call_ns: c.per_call_ns,
             overhead_pct: cpu.and_then(|cpu| probes_ebpf::cost::overhead_pct(c.total_ns, cpu)),
-            watch: self.gov.watch(func, st),
+            watch: self.watch(func),
         })
     }
 
     pub fn stats(&self, func: usize) -> Option<Stats> {
-        self.active.get(&func).map(|a| self.engine.stats(a.id))
+        self.active.get(&func).map(|a| {
+            a.members.iter().fold(Stats::default(), |sum, m| {
+                sum.plus(&self.engine.stats(m.id))
+            })
+        })
     }
 
     /// Latency bucket counts (see `probes_ebpf::hist`) of a probe that records latency.
     pub fn histogram(&self, func: usize) -> Option<Vec<u64>> {
-        self.active
-            .get(&func)
-            .filter(|a| a.plan.capture.latency)
-            .map(|a| self.engine.histogram(a.id))
+        let a = self.active.get(&func).filter(|a| a.latency)?;
+        a.members
+            .iter()
+            .map(|m| self.engine.histogram(m.id))
+            .reduce(|mut sum, h| {
+                sum.iter_mut().zip(h).for_each(|(s, x)| *s += x);
+                sum
+            })
     }
 
     /// Whether the target still runs the program periscope opened. A process that execs
@@ -574,27 +679,30 @@ pub fn detach_progress() -> impl FnMut(usize) {
     }
 }
 
-/// Finds a function by exact name (generic functions also by their name without the
-/// shape), or fails naming the closest ones.
-pub fn find_function(cat: &Catalog, name: &str) -> Result<usize> {
-    if let Some(i) = cat.functions.iter().position(|f| f.name == name) {
-        return Ok(i);
+/// The functions a user's `NAME`, `NAME@0xADDR` or `NAME@file.go:LINE` means (see
+/// symbols::resolve), the probe's own first; an unknown name fails naming the closest.
+pub fn find_functions(cat: &Catalog, spec: &str) -> Result<Vec<usize>> {
+    use symbols::resolve::{ResolveError, resolve};
+    match resolve(cat, spec) {
+        Ok(fs) => Ok(fs),
+        Err(ResolveError::Unknown(name)) => {
+            let mut scored: Vec<(f64, &str)> = cat
+                .functions
+                .iter()
+                .map(|f| (strsim::jaro_winkler(&name, &f.name), f.name.as_str()))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let close: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();
+            bail!(
+                "unknown function {name} (closest: {}; `periscope list PID REGEX` lists them all)",
+                close.join(", ")
+            )
+        }
+        Err(e) => Err(e.into()),
     }
-    let generic: Vec<usize> = (0..cat.functions.len())
-        .filter(|&i| cat.functions[i].name.starts_with(&format!("{name}[")))
-        .collect();
-    if let [one] = generic[..] {
-        return Ok(one);
-    }
-    let mut scored: Vec<(f64, &str)> = cat
-        .functions
-        .iter()
-        .map(|f| (strsim::jaro_winkler(name, &f.name), f.name.as_str()))
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let close: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();
-    bail!(
-        "unknown function {name} (closest: {}; `periscope list PID REGEX` lists them all)",
-        close.join(", ")
-    )
+}
+
+/// The first function a user's name means (see `find_functions`).
+pub fn find_function(cat: &Catalog, spec: &str) -> Result<usize> {
+    find_functions(cat, spec).map(|fs| fs[0])
 }

@@ -234,27 +234,14 @@ fn execute(
             }
             println!("{n} function(s)");
         }
-        Command::Trace {
-            func,
-            args,
-            ret,
-            latency,
-            sample,
-            condition,
-        } => {
-            let idx = crate::session::find_function(cat, &func).map_err(shell_hint)?;
-            let settings = ProbeSettings {
-                args,
-                ret,
-                latency,
-                condition,
-                sample,
-            };
+        Command::Trace { func, settings } => {
+            let funcs = crate::session::find_functions(cat, &func).map_err(shell_hint)?;
+            let idx = funcs[0];
             let mut sh = lock(shared);
             if sh.exited {
                 return Err(anyhow!("{}: nothing to probe", sh.gone));
             }
-            let set = match sh.session.set(idx, &settings) {
+            let set = match sh.session.set_group(&funcs, &settings) {
                 Ok(set) => set,
                 Err(e) => {
                     return Err(match (e.column, &settings.condition) {
@@ -355,10 +342,7 @@ fn execute(
                 .filter(|r| only.is_none_or(|f| r.func == f))
                 .collect();
             for r in &rows[rows.len().saturating_sub(last)..] {
-                println!(
-                    "{}",
-                    call_line(&r.call, &cat.functions[r.func].name, offset)
-                );
+                println!("{}", call_line(&r.call, &cat.functions[r.at].name, offset));
             }
             if rows.is_empty() {
                 println!("no calls captured yet");

@@ -69,6 +69,7 @@ fn main() {
                 buckets[probes_ebpf::hist::bucket_of(lat)] += 1;
                 Row {
                     func: login,
+                    at: login,
                     call: Call {
                         probe: 0,
                         pid: 1,

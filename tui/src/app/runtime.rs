@@ -144,7 +144,7 @@ fn samples(session: &Session) -> Vec<ProbeSample> {
                 cost: session.cost(func, &stats),
                 stats,
                 buckets: session.histogram(func),
-                points: session.describe_points(func).map(String::from),
+                points: session.describe_points(func),
             }
         })
         .collect()

@@ -35,6 +35,12 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
         let straight = g.straight_entry(&cat, f);
         probes_ebpf::points::Points::choose(f, true, Some(&sites), straight).map(|p| p.describe)
     };
+    // Names several functions share (closure copies): a probe on the name takes them
+    // all, NAME@ADDRESS picks one.
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for f in cat.functions.iter().filter(|f| f.probeable()) {
+        *seen.entry(f.name.as_str()).or_default() += 1;
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for f in &cat.functions {
@@ -45,9 +51,16 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
         let r = if as_json {
             writeln!(out, "{}", function_json(f, p.as_deref()))
         } else {
+            let mut line = function_line(f);
+            if let Some(&n) = seen.get(f.name.as_str())
+                && n > 1
+                && f.probeable()
+            {
+                line += &format!("  [1 of {n} named so: {}@{:#x}]", f.name, f.entry);
+            }
             match p {
-                Some(p) => writeln!(out, "{}  [{p}]", function_line(f)),
-                None => writeln!(out, "{}", function_line(f)),
+                Some(p) => writeln!(out, "{line}  [{p}]"),
+                None => writeln!(out, "{line}"),
             }
         };
         if r.is_err() {
@@ -67,7 +80,8 @@ fn first_line(s: &str) -> &str {
 pub fn function_line(f: &Function) -> String {
     let mut s = format!("{}  {}", f.signature(), f.location());
     if f.inlined_only {
-        s += "  [inlined: not probeable]";
+        // Go's DWARF lists an inlined function's parameters, never its results.
+        s += "  [inlined: not probeable; results not in DWARF]";
     } else if f.probes.is_none() && f.params.is_some() {
         s += "  [not in Go's function table (C code?): not probeable]";
     } else if let Some(p) = &f.probes

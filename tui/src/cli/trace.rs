@@ -55,7 +55,8 @@ pub fn run(opts: Options) -> Result<()> {
         if cond == Some("") {
             bail!("`{spec}`: the condition after `if` is empty (e.g. '{name} if x > 0')");
         }
-        let func = crate::session::find_function(&cat, name)?;
+        let funcs = crate::session::find_functions(&cat, name)?;
+        let func = funcs[0];
         if order.contains(&func) {
             bail!("{name} is given twice: combine its conditions with || in one probe");
         }
@@ -65,9 +66,10 @@ pub fn run(opts: Options) -> Result<()> {
             latency: opts.capture.latency,
             condition: cond.map(String::from),
             sample: opts.capture.sample_every,
+            paths: opts.capture.paths.clone(),
         };
         let set = session
-            .set(func, &settings)
+            .set_group(&funcs, &settings)
             .map_err(|e| match (e.column, cond) {
                 (Some(col), Some(c)) => anyhow!(
                     "condition `{}`, column {col}: {}",
@@ -83,6 +85,15 @@ pub fn run(opts: Options) -> Result<()> {
             crate::say!("periscope: {}: {points}", cat.functions[func].name);
         }
         order.push(func);
+    }
+    for path in &opts.capture.paths {
+        let root = probes_ebpf::plan::path_root(path);
+        if !order
+            .iter()
+            .any(|&f| cat.functions[f].value(root).is_some())
+        {
+            bail!("--capture {path}: no probed function has a parameter or result `{root}`");
+        }
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -343,7 +354,7 @@ fn print_calls(
     clock_offset_ns: i64,
 ) -> bool {
     for r in rows.drain(..) {
-        let name = &cat.functions[r.func].name;
+        let name = &cat.functions[r.at].name;
         let ok = if as_json {
             serde_json::to_writer(&mut *out, &call_json(&r.call, name, clock_offset_ns))
                 .map_err(std::io::Error::from)

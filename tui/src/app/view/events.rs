@@ -46,11 +46,11 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
             let mut row = Row::new(vec![
                 Cell::from(Span::styled(clock(c.ts_ns, s.clock_offset_ns), dim)),
                 Cell::from(format!("g{}", c.goid)),
-                Cell::from(short(s.fn_name(r.row.func)).to_string()),
+                Cell::from(short(s.fn_name(r.row.at)).to_string()),
                 Cell::from(values_line(
                     c.args
                         .as_deref()
-                        .map(|a| &a[receivers(s, r.row.func).min(a.len())..]),
+                        .map(|a| &a[receivers(s, r.row.at).min(a.len())..]),
                     false,
                 )),
                 Cell::from(values_line(c.ret.as_deref(), true)),

@@ -106,7 +106,7 @@ fn detail(f: &mut Frame, s: &State, seq: u64) {
     let c = &r.row.call;
     let mut lines = vec![
         Line::styled(
-            s.fn_name(r.row.func).to_string(),
+            s.fn_name(r.row.at).to_string(),
             Style::new().add_modifier(Modifier::BOLD),
         ),
         Line::styled(

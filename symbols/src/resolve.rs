@@ -1,0 +1,119 @@
+//! What a function name given by a user means. One name can mean several functions: Go
+//! 1.21+ emits a closure once per caller it is inlined into (8 copies of
+//! `traceviewer.SVGProfileHandlerFunc.func1` in cmd/trace), and a generic function has
+//! one body per shape (`main.Max[go.shape.int]`, `main.Max[go.shape.string]`). A probe
+//! on the name covers them all; `NAME@0xADDR` or `NAME@file.go:LINE` picks one.
+use crate::Catalog;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No function has this name (the caller suggests close ones).
+    #[error("unknown function {0}")]
+    Unknown(String),
+    #[error("`{pick}` after @ is neither an address (0x4a1b20) nor file.go:LINE")]
+    BadPick { pick: String },
+    #[error("no function {name} at {pick}: it is at {}", .candidates.join(", "))]
+    NoneAt {
+        name: String,
+        pick: String,
+        candidates: Vec<String>,
+    },
+    #[error("{name}@{pick} means {} functions: pick one with {name}@ADDRESS ({})", .candidates.len(), .candidates.join(", "))]
+    Ambiguous {
+        name: String,
+        pick: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// Every function `name` means, those with code of their own first (the first is the
+/// probe's name in tables). Empty when none.
+pub fn group(cat: &Catalog, name: &str) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..cat.functions.len())
+        .filter(|&i| cat.functions[i].name == name)
+        .collect();
+    if all.is_empty() {
+        // A generic function by its plain name: every instantiation.
+        let prefix = format!("{name}[");
+        all = (0..cat.functions.len())
+            .filter(|&i| cat.functions[i].name.starts_with(&prefix))
+            .collect();
+    }
+    // Copies without code (inlined everywhere) cannot be probed; keep one if that is
+    // all there is, so that the error says why.
+    let with_code: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| cat.functions[i].probeable())
+        .collect();
+    if with_code.is_empty() {
+        all.truncate(1);
+        all
+    } else {
+        with_code
+    }
+}
+
+/// The functions a user's `NAME`, `NAME@0xADDR` or `NAME@file.go:LINE` means.
+pub fn resolve(cat: &Catalog, spec: &str) -> Result<Vec<usize>, ResolveError> {
+    let (name, pick) = match spec.rsplit_once('@') {
+        Some((n, p)) => (n.trim(), Some(p.trim())),
+        None => (spec.trim(), None),
+    };
+    let members = group(cat, name);
+    if members.is_empty() {
+        return Err(ResolveError::Unknown(name.to_string()));
+    }
+    let Some(pick) = pick else {
+        return Ok(members);
+    };
+    let matches: Vec<usize> = if let Some(hex) = pick.strip_prefix("0x") {
+        let addr = u64::from_str_radix(hex, 16).map_err(|_| ResolveError::BadPick {
+            pick: pick.to_string(),
+        })?;
+        members
+            .iter()
+            .copied()
+            .filter(|&i| cat.functions[i].entry == addr)
+            .collect()
+    } else {
+        let (file, line) = pick
+            .rsplit_once(':')
+            .and_then(|(f, l)| Some((f, l.parse::<u32>().ok()?)))
+            .ok_or_else(|| ResolveError::BadPick {
+                pick: pick.to_string(),
+            })?;
+        members
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let f = &cat.functions[i];
+                f.line == Some(line)
+                    && f.file
+                        .as_deref()
+                        .is_some_and(|p| p == file || p.ends_with(&format!("/{file}")))
+            })
+            .collect()
+    };
+    let candidates = |of: &[usize]| -> Vec<String> {
+        of.iter()
+            .map(|&i| {
+                let f = &cat.functions[i];
+                format!("{:#x} ({})", f.entry, f.location())
+            })
+            .collect()
+    };
+    match matches.len() {
+        0 => Err(ResolveError::NoneAt {
+            name: name.to_string(),
+            pick: pick.to_string(),
+            candidates: candidates(&members),
+        }),
+        1 => Ok(matches),
+        _ => Err(ResolveError::Ambiguous {
+            name: name.to_string(),
+            pick: pick.to_string(),
+            candidates: candidates(&matches),
+        }),
+    }
+}
