@@ -761,10 +761,12 @@ impl Engine {
     }
 
     /// Hands at most `max` records waiting in the ring buffer to `f`; returns how
-    /// many. The bound is what keeps periscope's memory flat when the program produces
+    /// many were read. The bound is what keeps periscope's memory flat when the program produces
     /// events faster than they are consumed: what is not drained stays in the ring
     /// buffer, and once that is full the BPF program drops and counts (`lost`).
-    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+    /// `f` gets each record with the id of the probe that wrote it (records of another
+    /// kind or version are skipped, and counted).
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(u32, &[u8])) -> usize {
         // Readers call this every few milliseconds: the place to take the keeper's
         // answers, so that they never pile up in the socket.
         self.reclaim();
@@ -772,7 +774,9 @@ impl Engine {
         while n < max
             && let Some(item) = self.events.next()
         {
-            f(&item);
+            if let Some(ev) = crate::wire::read::<psc_event>(&item, 0) {
+                f(ev.probe, &item);
+            }
             n += 1;
         }
         n

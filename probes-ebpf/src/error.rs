@@ -18,7 +18,7 @@ pub enum PlanError {
         "runtime.g is not described in DWARF: cannot tell goroutines apart (is the binary stripped?)"
     )]
     NoRuntimeG,
-    #[error("--capture {0}")]
+    #[error("--capture `{}`, column {}: {}", shorten(&.0.text), .0.column, .0.msg)]
     Capture(#[from] ConditionError),
 }
 

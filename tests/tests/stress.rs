@@ -4,7 +4,7 @@
 //! Two rounds: the kernel needs ~0.1 s to remove each uprobe (about a minute a round).
 use std::time::{Duration, Instant};
 
-use periscope::session::{ProbeSettings, Row, Session};
+use periscope::session::{ProbeSpec, Row, Session};
 use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope_links};
 use probes_ebpf::GoValue;
 
@@ -77,13 +77,13 @@ fn attach_and_detach_200_probes_in_a_loop_on_a_busy_target() {
         for (k, &f) in targets.iter().enumerate() {
             // Alternate what is captured so that entry-only and paired plans are both
             // attached and removed; Hot keeps all of it, sampled.
-            let settings = ProbeSettings {
+            let settings = ProbeSpec {
                 args: true,
                 ret: f == hot || k % 2 == 0,
                 latency: k % 3 == 0,
                 condition: None,
                 sample: if f == hot { 97 } else { 1 },
-                ..ProbeSettings::default()
+                ..ProbeSpec::default()
             };
             session
                 .set(f, &settings)

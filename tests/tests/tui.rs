@@ -8,7 +8,7 @@ use periscope::app::action::{Action, Effect, ProbeSample};
 use periscope::app::state::{MAX_ROWS, Mode, Pane, State};
 use periscope::app::update::update;
 use periscope::app::view::{ViewCache, draw};
-use periscope::session::{ProbeSettings, Row};
+use periscope::session::{ProbeSpec, Row};
 use periscope_tests::{Variant, fixture, newest};
 use probes_ebpf::{Call, GoValue, Stats};
 use ratatui::Terminal;
@@ -245,9 +245,9 @@ fn keys_toggle_probes_and_mark_the_function() {
         e,
         vec![Effect::Set {
             func: login,
-            settings: ProbeSettings {
+            settings: ProbeSpec {
                 args: true,
-                ..ProbeSettings::default()
+                ..ProbeSpec::default()
             }
         }]
     );
@@ -328,10 +328,10 @@ fn condition_editor_checks_as_you_type_and_completes() {
         e,
         vec![Effect::Set {
             func: setinfo,
-            settings: ProbeSettings {
+            settings: ProbeSpec {
                 args: true,
                 condition: Some(r#"u.Name == "alice" && address != """#.into()),
-                ..ProbeSettings::default()
+                ..ProbeSpec::default()
             }
         }]
     );
@@ -340,11 +340,10 @@ fn condition_editor_checks_as_you_type_and_completes() {
         &mut s,
         Action::Applied {
             func: setinfo,
-            settings: ProbeSettings::default(),
-            result: Err(periscope::session::SetError {
-                msg: "attaching failed: the process is gone".into(),
-                column: None,
-            }),
+            settings: ProbeSpec::default(),
+            result: Err(periscope::session::SetError::TargetGone(
+                "the process is gone".into(),
+            )),
         },
     );
     assert!(matches!(&s.mode, Mode::Condition { error: None, .. }));
@@ -427,10 +426,10 @@ fn sampling_and_removal_by_keys() {
         e,
         vec![Effect::Set {
             func: login,
-            settings: ProbeSettings {
+            settings: ProbeSpec {
                 args: true,
                 sample: 10,
-                ..ProbeSettings::default()
+                ..ProbeSpec::default()
             }
         }]
     );
@@ -522,4 +521,47 @@ fn b_sets_the_budget_and_budget_notes_show() {
         Action::BudgetNote("budget 2%: main.Login: return points attached 40% of the time".into()),
     );
     assert!(render(&s, 160, 44).contains("return points attached 40% of the time"));
+}
+
+#[test]
+fn the_table_is_in_entry_order_though_calls_arrive_at_their_return() {
+    let mut s = busy_state();
+    let before = s.rows.len();
+    // An enclosing call returns after the two it made: it arrives last, entered first.
+    let (outer, a, b) = (
+        login(&s, 100, "outer", 0),
+        login(&s, 101, "a", 0),
+        login(&s, 102, "b", 0),
+    );
+    update(&mut s, Action::Events(vec![a]));
+    // The selection follows its row when an earlier-entered call goes in before it.
+    let sel = s.rows.back().unwrap().seq;
+    s.ev_sel = Some(sel);
+    update(&mut s, Action::Events(vec![b, outer]));
+    let users: Vec<String> = s
+        .rows
+        .iter()
+        .skip(before)
+        .map(|r| r.row.call.args.as_ref().unwrap()[0].1.render())
+        .collect();
+    assert_eq!(users, [r#""outer""#, r#""a""#, r#""b""#]);
+    let first = s.rows.front().unwrap().seq;
+    assert!(
+        s.rows
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.seq == first + i as u64)
+    );
+    assert_eq!(
+        s.row(s.ev_sel.unwrap())
+            .unwrap()
+            .row
+            .call
+            .args
+            .as_ref()
+            .unwrap()[0]
+            .1
+            .render(),
+        r#""a""#
+    );
 }

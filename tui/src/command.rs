@@ -1,7 +1,7 @@
 //! The shell's command language: text → `Command`, with errors a user can act on.
 use anyhow::{Result, anyhow, bail};
 
-use crate::session::ProbeSettings;
+use crate::session::ProbeSpec;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -10,7 +10,7 @@ pub enum Command {
     },
     Trace {
         func: String,
-        settings: ProbeSettings,
+        settings: ProbeSpec,
     },
     Probes,
     Untrace(Option<usize>),
@@ -169,7 +169,7 @@ fn trace(rest: &str) -> Result<Command> {
     let all = !(args || ret || latency);
     Ok(Command::Trace {
         func,
-        settings: ProbeSettings {
+        settings: ProbeSpec {
             args: args || all,
             ret: ret || all,
             latency: latency || all,
@@ -193,11 +193,11 @@ mod tests {
             c,
             Command::Trace {
                 func: "main.Login".into(),
-                settings: ProbeSettings {
+                settings: ProbeSpec {
                     args: true,
                     sample: 10,
                     condition: Some(r#"username == "a b""#.into()),
-                    ..ProbeSettings::default()
+                    ..ProbeSpec::default()
                 },
             }
         );

@@ -20,7 +20,7 @@ use symbols::Catalog;
 use crate::app::search;
 use crate::command::{COMMANDS, Command};
 use crate::format::{call_line, fmt_ns};
-use crate::session::{ProbeSettings, Row, Session};
+use crate::session::{ProbeSpec, Row, Session};
 
 /// Calls kept for `events`.
 const KEEP: usize = 10_000;
@@ -29,7 +29,7 @@ struct Shared {
     session: Session,
     rows: VecDeque<Row>,
     /// Probe number → (function, settings).
-    probes: BTreeMap<usize, (usize, ProbeSettings)>,
+    probes: BTreeMap<usize, (usize, ProbeSpec)>,
     next_no: usize,
     exited: bool,
     /// What became of the target, once it is gone.
@@ -181,7 +181,7 @@ fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
         {
             let mut sh = lock(shared);
             sh.session.drain(&mut buf, KEEP);
-            sh.rows.extend(buf.drain(..));
+            crate::session::insert_by_entry(&mut sh.rows, std::mem::take(&mut buf));
             let notes = sh.session.take_budget_notes();
             sh.notes.extend(notes.into_iter().map(|n| n.text));
             let excess = sh.rows.len().saturating_sub(KEEP);
@@ -244,14 +244,14 @@ fn execute(
             let set = match sh.session.set_group(&funcs, &settings) {
                 Ok(set) => set,
                 Err(e) => {
-                    return Err(match (e.column, &settings.condition) {
+                    return Err(match (e.column(), &settings.condition) {
                         (Some(col), Some(c)) => anyhow!(
                             "{}\n       if {}\n          {}^ column {col}",
-                            e.msg,
+                            e,
                             probes_ebpf::error::shorten(c),
                             " ".repeat(col.saturating_sub(1))
                         ),
-                        _ => anyhow!("{}", e.msg),
+                        _ => anyhow!("{e}"),
                     });
                 }
             };

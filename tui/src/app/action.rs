@@ -3,7 +3,7 @@
 use crossterm::event::KeyEvent;
 use probes_ebpf::Stats;
 
-use crate::session::{ProbeCost, ProbeSettings, Row, SetError, SetOk};
+use crate::session::{ProbeCost, ProbeSpec, Row, SetError, SetOk};
 
 #[derive(Debug)]
 pub enum Action {
@@ -15,7 +15,7 @@ pub enum Action {
     /// The answer to `Effect::Set`.
     Applied {
         func: usize,
-        settings: ProbeSettings,
+        settings: ProbeSpec,
         result: Result<SetOk, SetError>,
     },
     /// The target exited or exec'd another program: what became of it.
@@ -43,7 +43,7 @@ pub enum Effect {
     /// Attach, replace or (with empty settings) remove the probe on a function.
     Set {
         func: usize,
-        settings: ProbeSettings,
+        settings: ProbeSpec,
     },
     DetachAll,
     /// Change the budget (a share of the target's CPU in %, None: off).

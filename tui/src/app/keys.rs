@@ -7,7 +7,7 @@ use super::complete;
 use super::keymap::{self, Cmd};
 use super::state::{Input, Mode, Pane, State};
 use super::update::quit;
-use crate::session::ProbeSettings;
+use crate::session::ProbeSpec;
 
 /// Rows a page key moves.
 const PAGE: usize = 20;
@@ -138,10 +138,10 @@ fn edit(input: &mut Input, k: &KeyEvent) -> bool {
 
 /// The probe's settings, or arguments-only for a function without one (a condition
 /// or a sampling rate needs something to capture).
-fn current(s: &State, func: usize) -> ProbeSettings {
-    s.probes.get(&func).cloned().unwrap_or(ProbeSettings {
+fn current(s: &State, func: usize) -> ProbeSpec {
+    s.probes.get(&func).cloned().unwrap_or(ProbeSpec {
         args: true,
-        ..ProbeSettings::default()
+        ..ProbeSpec::default()
     })
 }
 
@@ -296,7 +296,7 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             if let Some(func) = s.selected_fn().filter(|f| s.probes.contains_key(f)) {
                 return vec![Effect::Set {
                     func,
-                    settings: ProbeSettings::default(),
+                    settings: ProbeSpec::default(),
                 }];
             }
         }
@@ -359,7 +359,7 @@ fn toggle(s: &mut State, cmd: Cmd) -> Vec<Effect> {
     }
     if settings.is_empty() {
         // Nothing left to capture: the probe (and its condition) goes.
-        settings = ProbeSettings::default();
+        settings = ProbeSpec::default();
     }
     vec![Effect::Set { func, settings }]
 }

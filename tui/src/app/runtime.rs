@@ -107,10 +107,9 @@ fn perform(session: &mut Session, state: &mut State, e: Effect) -> Vec<Effect> {
         Effect::Set { func, settings } => {
             let result = match &state.target_gone {
                 // Say what happened, not what attaching to a gone process fails with.
-                Some(gone) if !settings.is_empty() => Err(crate::session::SetError {
-                    msg: format!("{gone}: nothing to probe"),
-                    column: None,
-                }),
+                Some(gone) if !settings.is_empty() => {
+                    Err(crate::session::SetError::TargetGone(gone.clone()))
+                }
                 _ => session.set(func, &settings),
             };
             update(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use probes_ebpf::Stats;
 use symbols::Catalog;
 
-use crate::session::{ProbeSettings, Row};
+use crate::session::{ProbeSpec, Row};
 
 /// Rows kept for the events table; older ones are dropped (and counted).
 pub const MAX_ROWS: usize = 20_000;
@@ -154,7 +154,7 @@ pub struct State {
     /// Index into `visible`.
     pub fn_sel: usize,
     /// Active probes by function.
-    pub probes: BTreeMap<usize, ProbeSettings>,
+    pub probes: BTreeMap<usize, ProbeSpec>,
     pub views: HashMap<usize, ProbeView>,
     pub rows: VecDeque<EventRow>,
     pub next_seq: u64,

@@ -3,7 +3,7 @@
 //! `keys.rs`.
 use super::action::{Action, Effect, ProbeSample};
 use super::state::{EventRow, MAX_ROWS, Mode, RATE_HISTORY, State};
-use crate::session::{ProbeSettings, Row, SetError, SetOk};
+use crate::session::{ProbeSpec, Row, SetError, SetOk};
 
 pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
     match action {
@@ -56,13 +56,38 @@ pub(super) fn quit(s: &mut State) -> Vec<Effect> {
     vec![Effect::DetachAll, Effect::Quit]
 }
 
-fn events(s: &mut State, rows: Vec<Row>) {
+/// Adds calls to the table in entry order. A call arrives when it returns, so one that
+/// encloses others arrives after them: it goes in at its entry time, and the rows after
+/// it move down one (`seq` stays a row's place: first.seq + index). A paused table
+/// shows no new row, so none goes in before the pause point.
+fn events(s: &mut State, mut rows: Vec<Row>) {
     s.rows_this_second += rows.len() as u64;
+    rows.sort_by_key(|r| r.call.ts_ns);
     for row in rows {
-        s.rows.push_back(EventRow {
-            seq: s.next_seq,
-            row,
-        });
+        let first = s.rows.front().map_or(s.next_seq, |r| r.seq);
+        let floor = s
+            .paused_at
+            .map_or(0, |p| p.saturating_sub(first) as usize)
+            .min(s.rows.len());
+        let mut at = s.rows.len();
+        while at > floor && s.rows[at - 1].row.call.ts_ns > row.call.ts_ns {
+            at -= 1;
+        }
+        let seq = first + at as u64;
+        for r in s.rows.range_mut(at..) {
+            r.seq += 1;
+        }
+        if let Some(sel) = s.ev_sel.as_mut()
+            && *sel >= seq
+        {
+            *sel += 1;
+        }
+        if let Mode::Detail { seq: shown } = &mut s.mode
+            && *shown >= seq
+        {
+            *shown += 1;
+        }
+        s.rows.insert(at, EventRow { seq, row });
         s.next_seq += 1;
     }
     while s.rows.len() > MAX_ROWS {
@@ -95,7 +120,7 @@ fn sample(s: &mut State, samples: Vec<ProbeSample>) {
     }
 }
 
-fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetOk, SetError>) {
+fn applied(s: &mut State, func: usize, asked: ProbeSpec, result: Result<SetOk, SetError>) {
     let name = s.fn_name(func).to_string();
     let (settings, note, per_call, points) = match &result {
         Ok(ok) => (
@@ -145,12 +170,12 @@ fn applied(s: &mut State, func: usize, asked: ProbeSettings, result: Result<SetO
             // (an attach that failed) goes to the message line, the editor stays open.
             if let Mode::Condition { func: f, error, .. } = &mut s.mode
                 && *f == func
-                && let Some(col) = e.column
+                && let Some(col) = e.column()
             {
-                *error = Some((col, e.msg.clone()));
+                *error = Some((col, e.to_string()));
                 return;
             }
-            s.error(format!("{name}: {}", e.msg));
+            s.error(format!("{name}: {e}"));
         }
     }
     if s.lat_sel

@@ -12,7 +12,7 @@ use serde_json::json;
 use symbols::Catalog;
 
 use crate::format::{call_line, describe_cost, fmt_ns};
-use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSettings, Row, Session};
+use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
 
 pub struct Options {
     pub pid: u32,
@@ -60,7 +60,7 @@ pub fn run(opts: Options) -> Result<()> {
         if order.contains(&func) {
             bail!("{name} is given twice: combine its conditions with || in one probe");
         }
-        let settings = ProbeSettings {
+        let settings = ProbeSpec {
             args: opts.capture.args,
             ret: opts.capture.ret,
             latency: opts.capture.latency,
@@ -70,13 +70,13 @@ pub fn run(opts: Options) -> Result<()> {
         };
         let set = session
             .set_group(&funcs, &settings)
-            .map_err(|e| match (e.column, cond) {
+            .map_err(|e| match (e.column(), cond) {
                 (Some(col), Some(c)) => anyhow!(
                     "condition `{}`, column {col}: {}",
                     probes_ebpf::error::shorten(c),
-                    e.msg
+                    e
                 ),
-                _ => anyhow!("probing {}: {}", cat.functions[func].name, e.msg),
+                _ => anyhow!("probing {}: {}", cat.functions[func].name, e),
             })?;
         if let Some(note) = set.note {
             crate::say!("periscope: {note}");
@@ -136,6 +136,9 @@ pub fn run(opts: Options) -> Result<()> {
         if pending.is_none() {
             let mut rows = Vec::new();
             drained = session.drain(&mut rows, DRAIN_BATCH);
+            // Calls arrive when they return: within what is read at once, print them in
+            // entry order (a call that encloses others after them otherwise).
+            rows.sort_by_key(|r| r.call.ts_ns);
             pending = (!rows.is_empty()).then_some(rows);
         }
         for note in session.take_budget_notes() {

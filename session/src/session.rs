@@ -7,92 +7,16 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use probes_ebpf::points::Points;
-use probes_ebpf::{Call, Capture, ConditionError, Engine, Plan, Stats};
+use probes_ebpf::{Call, Engine, Plan, Stats};
 use symbols::Catalog;
 
+pub use crate::error::SetError;
 use crate::governor::{Governor, Note, Watch};
+pub use crate::spec::ProbeSpec;
 
 /// Events decoded at a time: a bound on what a reader holds between two looks at the
 /// clock, the keyboard or its output.
 pub const DRAIN_BATCH: usize = 8192;
-
-/// What the user asked a probe to capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeSettings {
-    pub args: bool,
-    pub ret: bool,
-    pub latency: bool,
-    pub condition: Option<String>,
-    /// Keep one call in this many.
-    pub sample: u32,
-    /// Paths captured before anything else (`--capture r.URL.Path,r.Host`).
-    pub paths: Vec<String>,
-}
-
-impl Default for ProbeSettings {
-    fn default() -> Self {
-        ProbeSettings {
-            args: false,
-            ret: false,
-            latency: false,
-            condition: None,
-            sample: 1,
-            paths: Vec::new(),
-        }
-    }
-}
-
-impl ProbeSettings {
-    pub fn is_empty(&self) -> bool {
-        !(self.args || self.ret || self.latency)
-    }
-
-    /// `ARL`, with `·` for what is off: the marker the function list shows.
-    pub fn marker(&self) -> String {
-        let f = |on: bool, c: char| if on { c } else { '·' };
-        format!(
-            "{}{}{}",
-            f(self.args, 'A'),
-            f(self.ret, 'R'),
-            f(self.latency, 'L')
-        )
-    }
-
-    /// `args ret latency if u.Name == "x" 1/10`.
-    pub fn describe(&self) -> String {
-        let mut parts: Vec<String> = [
-            (self.args, "args"),
-            (self.ret, "ret"),
-            (self.latency, "latency"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, s)| s.to_string())
-        .collect();
-        if self.sample > 1 {
-            parts.push(format!("1/{}", self.sample));
-        }
-        if !self.paths.is_empty() {
-            parts.push(format!("capture {}", self.paths.join(",")));
-        }
-        if let Some(c) = &self.condition {
-            parts.push(format!("if {c}"));
-        }
-        parts.join(" ")
-    }
-
-    fn capture(&self, max_string: u16) -> Capture {
-        Capture {
-            args: self.args,
-            ret: self.ret,
-            latency: self.latency,
-            sample_every: self.sample.max(1),
-            max_string,
-            max_elems: 8,
-            paths: self.paths.clone(),
-        }
-    }
-}
 
 /// What became of the target process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,24 +43,11 @@ impl Target {
     }
 }
 
-/// Why a probe could not be set; `column` points into the condition when it is at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetError {
-    pub msg: String,
-    pub column: Option<usize>,
-}
-
-impl std::fmt::Display for SetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
 /// A probe as it was set: the settings in force (they can differ from those asked for),
 /// and a note on the difference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetOk {
-    pub settings: ProbeSettings,
+    pub settings: ProbeSpec,
     pub note: Option<String>,
     /// What the probe will add to each call, from the calibration and its points.
     pub per_call_ns: Option<f64>,
@@ -233,7 +144,7 @@ impl Session {
     /// name (closure copies, generic instantiations: symbols::resolve); empty settings
     /// remove it. On error the previous probe stays as it was. A note says what could
     /// not be done as asked (results of a function that never returns through a RET).
-    pub fn set(&mut self, func: usize, s: &ProbeSettings) -> Result<SetOk, SetError> {
+    pub fn set(&mut self, func: usize, s: &ProbeSpec) -> Result<SetOk, SetError> {
         let mut members = symbols::resolve::group(&self.cat, &self.cat.functions[func].name);
         if !members.contains(&func) {
             members = vec![func];
@@ -243,7 +154,7 @@ impl Session {
 
     /// Sets (or replaces) one probe over `funcs` (from symbols::resolve), keyed by the
     /// first: its rows, counters and histogram are those of all of them together.
-    pub fn set_group(&mut self, funcs: &[usize], s: &ProbeSettings) -> Result<SetOk, SetError> {
+    pub fn set_group(&mut self, funcs: &[usize], s: &ProbeSpec) -> Result<SetOk, SetError> {
         let func = funcs[0];
         if s.is_empty() {
             self.remove(func);
@@ -297,7 +208,7 @@ impl Session {
 
     /// Plans and attaches the probe on one function (the budget's windows start
     /// open); the caller records it.
-    fn attach_one(&mut self, func: usize, s: &ProbeSettings) -> Result<(Member, SetOk), SetError> {
+    fn attach_one(&mut self, func: usize, s: &ProbeSpec) -> Result<(Member, SetOk), SetError> {
         let cat = Arc::clone(&self.cat);
         let f = &cat.functions[func];
         let mut note = None;
@@ -306,7 +217,7 @@ impl Session {
         if let Some(points) = &f.probes {
             if points.returns.is_empty() && s.args && (s.ret || s.latency) {
                 // Arguments can still be seen at the entry.
-                adjusted = ProbeSettings {
+                adjusted = ProbeSpec {
                     ret: false,
                     latency: false,
                     ..s.clone()
@@ -323,27 +234,18 @@ impl Session {
                 ));
             }
         }
-        let plain = |e: &dyn std::fmt::Display| SetError {
-            msg: e.to_string(),
-            column: None,
-        };
         let cond = match s.condition.as_deref().map(str::trim) {
-            Some(c) if !c.is_empty() => Some(probes_ebpf::condition::compile(&cat, f, c).map_err(
-                |e: ConditionError| SetError {
-                    msg: e.msg.clone(),
-                    column: Some(e.column),
-                },
-            )?),
+            Some(c) if !c.is_empty() => {
+                Some(probes_ebpf::condition::compile(&cat, f, c).map_err(SetError::Condition)?)
+            }
             _ => None,
         };
         let mut plan =
-            probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())
-                .map_err(|e| plain(&e))?;
+            probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())?;
         let paired = s.ret || s.latency;
-        let points = self.points(f, paired, s.ret).ok_or_else(|| SetError {
-            msg: format!("{}: no code to probe", f.name),
-            column: None,
-        })?;
+        let points = self
+            .points(f, paired, s.ret)
+            .ok_or_else(|| SetError::NoCode(f.name.clone()))?;
         let stepped_entry = points.entries.iter().any(|p| p.stepped);
         plan.wire.latency_floor_ns = self.latency_floor_ns(stepped_entry) as u32;
         // Attach the new probe before detaching the old one, so a failed attach leaves
@@ -351,8 +253,7 @@ impl Session {
         // and closes (governor.rs); they start open.
         let id = self
             .engine
-            .attach(self.pid, &self.exe, &cat.elf, f, &plan, &points)
-            .map_err(|e| plain(&e))?;
+            .attach(self.pid, &self.exe, &cat.elf, f, &plan, &points)?;
         if cond.is_some() && plan.wire.flags & probes_ebpf::wire::PSC_F_PAIRED != 0 {
             let ret = self
                 .hit_cost
@@ -472,13 +373,10 @@ impl Session {
         // Readers call this every few milliseconds: the budget's clock.
         self.tick();
         let (cat, active, by_id, bias) = (&self.cat, &self.active, &self.by_id, self.bias);
-        self.engine.drain(max, |raw| {
-            let Some(ev) = probes_ebpf::wire::read::<probes_ebpf::wire::psc_event>(raw, 0) else {
-                return;
-            };
+        self.engine.drain(max, |probe, raw| {
             // Events of a probe that was just replaced or removed are dropped: their plan
             // is gone, and with it the meaning of their bytes.
-            let Some(&(func, member)) = by_id.get(&ev.probe) else {
+            let Some(&(func, member)) = by_id.get(&probe) else {
                 return;
             };
             let m = &active[&func].members[member];
@@ -650,14 +548,17 @@ impl Session {
     }
 }
 
-/// A line on stderr, for messages after periscope has started: a reader that went away
-/// (a closed pipe) must not turn a message into a panic, least of all while detaching.
-#[macro_export]
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
+/// Adds calls to a table kept in entry order. A call arrives when it returns, so one
+/// that encloses others arrives after them: it goes in at its entry time.
+pub fn insert_by_entry(rows: &mut std::collections::VecDeque<Row>, mut new: Vec<Row>) {
+    new.sort_by_key(|r| r.call.ts_ns);
+    for row in new {
+        let mut at = rows.len();
+        while at > 0 && rows[at - 1].call.ts_ns > row.call.ts_ns {
+            at -= 1;
+        }
+        rows.insert(at, row);
+    }
 }
 
 /// Prints "detaching N uprobes…" on stderr when there are many to remove (the kernel

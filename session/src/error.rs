@@ -1,0 +1,27 @@
+//! Why a probe could not be set: one enum, its sources kept.
+use probes_ebpf::{ConditionError, EngineError, PlanError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// The condition does not compile; `column()` points into it.
+    #[error("{}", .0.msg)]
+    Condition(#[source] ConditionError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Attach(#[from] EngineError),
+    #[error("{0}: nothing to probe")]
+    TargetGone(String),
+    #[error("{0}: no code to probe")]
+    NoCode(String),
+}
+
+impl SetError {
+    /// The 1-based column of the condition at fault, for a caret under it.
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            SetError::Condition(e) => Some(e.column),
+            _ => None,
+        }
+    }
+}

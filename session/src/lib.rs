@@ -1,0 +1,26 @@
+//! One live target and the probes on it, shared by the TUI, the shell and `trace`:
+//! what a user asks of a probe (`ProbeSpec`), the `Session` that owns the catalog, the
+//! BPF engine and every probe from its specification to its decoded calls, the budget
+//! that bounds what probes cost, and the formatting all three front-ends print with.
+//! Data flows one way: symbols → probes-ebpf → session → tui.
+pub mod budget;
+pub mod error;
+pub mod format;
+pub mod governor;
+pub mod histogram;
+pub mod session;
+pub mod spec;
+
+pub use error::SetError;
+pub use session::{Row, Session};
+pub use spec::ProbeSpec;
+
+/// A line on stderr, for messages after periscope has started: a reader that went away
+/// (a closed pipe) must not turn a message into a panic, least of all while detaching.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
