@@ -15,7 +15,27 @@ char LICENSE[] SEC("license") = "GPL";
 #define SECTION_LIMIT (PSC_SCRATCH / 2 - PSC_MAX_READ - 16)
 /* Masks a length in a way clang cannot fold away, so that the verifier sees the bound
  * right at the helper call. */
-#define BOUND(x, mask) ({ __u64 __v = (x); asm volatile("%0 &= " #mask : "+r"(__v)); __v; })
+#define BOUND(x, mask) BOUND_(x, mask)
+#define BOUND_(x, mask) ({ __u64 __v = (x); asm volatile("%0 &= " #mask : "+r"(__v)); __v; })
+/* The masks, literal for the asm above, each tied to the constant it bounds. */
+#define HALF_SCRATCH_MASK 4095 /* an offset into the first half of the scratch buffer */
+#define EVENT_MASK 8191        /* an event's length */
+#define ENTRY_MASK 2047        /* a stored entry section's length, minus one */
+#define READ_MASK 1023         /* one op's read */
+#define STACK_MASK 511         /* a stack window */
+#define STR_MASK 63            /* a condition's string constant, minus one */
+#define OPS_MASK 31            /* an op's index */
+#define ATOMS_MASK 7           /* an atom's index */
+_Static_assert(HALF_SCRATCH_MASK + 1 == PSC_SCRATCH / 2, "HALF_SCRATCH_MASK");
+_Static_assert(EVENT_MASK + 1 == PSC_SCRATCH, "EVENT_MASK");
+_Static_assert(ENTRY_MASK + 1 == PSC_ENTRY_MAX, "ENTRY_MASK");
+_Static_assert(READ_MASK + 1 >= PSC_MAX_READ, "READ_MASK");
+_Static_assert(STACK_MASK + 1 >= PSC_MAX_STACK, "STACK_MASK");
+_Static_assert(STR_MASK + 1 == PSC_MAX_STR, "STR_MASK");
+_Static_assert(OPS_MASK + 1 >= PSC_MAX_OPS, "OPS_MASK");
+_Static_assert(ATOMS_MASK + 1 == PSC_MAX_ATOMS, "ATOMS_MASK");
+_Static_assert(SECTION_LIMIT + PSC_MAX_READ + sizeof(struct psc_item) <= HALF_SCRATCH_MASK + 1,
+	       "an item written below SECTION_LIMIT stays in its half of the buffer");
 #define PENDING_AGE_NS (60ull * 1000 * 1000 * 1000)
 
 struct {
@@ -212,7 +232,7 @@ __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 		r = 1;
 	else {
 		__u8 tmp[PSC_MAX_STR] = {};
-		if (bpf_probe_read_user(tmp, BOUND(want - 1, 63) + 1, (void *)v))
+		if (bpf_probe_read_user(tmp, BOUND(want - 1, STR_MASK) + 1, (void *)v))
 			return a->cmp == PSC_NE;
 		r = 1;
 		for (int i = 0; i < PSC_MAX_STR; i++) {
@@ -237,7 +257,7 @@ struct atom_ctx {
 static long atom_step(__u32 i, void *data)
 {
 	struct atom_ctx *c = data;
-	__u32 idx = BOUND(i, 7);
+	__u32 idx = BOUND(i, ATOMS_MASK);
 	if (idx >= c->p->natoms)
 		return 1;
 	if (c->p->atoms[idx].section == c->section && eval_atom(c->f, &c->p->atoms[idx]))
@@ -292,7 +312,7 @@ static long op_step(__u32 i, void *data)
 	struct sec_ctx *c = data;
 	struct psc_probe *p = c->p;
 	__u8 *buf = c->buf;
-	__u32 idx = BOUND(i, 31);
+	__u32 idx = BOUND(i, OPS_MASK);
 	if (idx >= PSC_MAX_OPS || idx >= p->nops)
 		return 1;
 	struct psc_op *op = &p->ops[idx];
@@ -318,12 +338,12 @@ static long op_step(__u32 i, void *data)
 		flags = PSC_ITEM_FAULT;
 		n = 0;
 	} else if (n) {
-		if (bpf_probe_read_user(buf + BOUND(pos + sizeof(struct psc_item), 4095), BOUND(n, 1023), (void *)ptr)) {
+		if (bpf_probe_read_user(buf + BOUND(pos + sizeof(struct psc_item), HALF_SCRATCH_MASK), BOUND(n, READ_MASK), (void *)ptr)) {
 			flags = PSC_ITEM_FAULT;
 			n = 0;
 		}
 	}
-	struct psc_item *it = (void *)(buf + BOUND(pos, 4095));
+	struct psc_item *it = (void *)(buf + BOUND(pos, HALF_SCRATCH_MASK));
 	it->op = i;
 	it->len = n;
 	it->flags = flags;
@@ -340,7 +360,7 @@ __noinline __u32 build_section(const struct frame *f, struct psc_probe *p, __u32
 	if (!f || !p || !sc)
 		return 0;
 	__u8 *buf = sc->buf;
-	__u32 pos = BOUND(start, 4095);
+	__u32 pos = BOUND(start, HALF_SCRATCH_MASK);
 	if (pos > SECTION_LIMIT)
 		return 0;
 	struct psc_section *s = (void *)(buf + pos);
@@ -353,13 +373,13 @@ __noinline __u32 build_section(const struct frame *f, struct psc_probe *p, __u32
 		slen = PSC_MAX_STACK;
 	pos += sizeof(struct psc_section);
 	if (slen) {
-		if (bpf_probe_read_user(buf + BOUND(pos, 4095), BOUND(slen, 511), (void *)(f->rsp + soff)))
+		if (bpf_probe_read_user(buf + BOUND(pos, HALF_SCRATCH_MASK), BOUND(slen, STACK_MASK), (void *)(f->rsp + soff)))
 			slen = 0;
 	}
 	pos += (slen + 7) & ~7u;
 	struct sec_ctx c = {.f = f, .p = p, .buf = buf, .pos = pos, .sec = sec};
 	bpf_loop(PSC_MAX_OPS, op_step, &c, 0);
-	s = (void *)(buf + BOUND(start, 4095));
+	s = (void *)(buf + BOUND(start, HALF_SCRATCH_MASK));
 	s->stack_len = slen;
 	s->nitems = c.nitems;
 	return (c.pos - start) | c.trunc;
@@ -397,7 +417,7 @@ static __always_inline void emit(struct scratch *sc, __u32 len, struct psc_stats
 	if (len > PSC_SCRATCH / 2)
 		len = PSC_SCRATCH / 2;
 	/* No wakeup per event (~6 µs each here): user space drains on a short timer. */
-	if (bpf_ringbuf_output(&psc_events, sc->buf, BOUND(len, 8191), BPF_RB_NO_WAKEUP))
+	if (bpf_ringbuf_output(&psc_events, sc->buf, BOUND(len, EVENT_MASK), BPF_RB_NO_WAKEUP))
 		st->lost++;
 	else
 		st->emitted++;
@@ -475,7 +495,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		truncated = 1;
 	}
 	if (len)
-		bpf_probe_read_kernel(pd->data, BOUND(len - 1, 2047) + 1, sc->buf + sizeof(struct psc_event));
+		bpf_probe_read_kernel(pd->data, BOUND(len - 1, ENTRY_MASK) + 1, sc->buf + sizeof(struct psc_event));
 	pd->len = len;
 	pd->bits = bits | (truncated ? 0x80000000u : 0);
 	pd->goid = goid;
@@ -536,7 +556,7 @@ static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f,
 	if (elen > PSC_ENTRY_MAX)
 		elen = 0;
 	if (elen)
-		bpf_probe_read_kernel(sc->buf + sizeof(struct psc_event), BOUND(elen - 1, 2047) + 1, pd->data);
+		bpf_probe_read_kernel(sc->buf + sizeof(struct psc_event), BOUND(elen - 1, ENTRY_MASK) + 1, pd->data);
 	__u32 truncated = pd->bits >> 31;
 	fill_header(ev, id, pd->goid, pd->tid);
 	ev->ts_ns = pd->ts_ns;

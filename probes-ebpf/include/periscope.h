@@ -185,4 +185,18 @@ struct psc_hist {
 	__u64 buckets[PSC_HIST_BUCKETS];
 };
 
+/* What the layouts above and the BPF program rely on. */
+_Static_assert(sizeof(struct psc_word) % 8 == 0, "psc_word: 8-byte multiple");
+_Static_assert(sizeof(struct psc_op) % 8 == 0, "psc_op: 8-byte multiple");
+_Static_assert(sizeof(struct psc_atom) % 8 == 0, "psc_atom: 8-byte multiple");
+_Static_assert(sizeof(struct psc_probe) % 8 == 0, "psc_probe: 8-byte multiple");
+_Static_assert(sizeof(struct psc_event) % 8 == 0, "events are written at 8-byte offsets");
+_Static_assert(sizeof(struct psc_section) % 8 == 0, "sections are written at 8-byte offsets");
+_Static_assert(sizeof(struct psc_item) == 8, "items are 8-byte headers");
+_Static_assert(sizeof(struct psc_pending_key) == 24, "no padding in a hash key");
+_Static_assert((PSC_TIME_EVERY & (PSC_TIME_EVERY - 1)) == 0, "PSC_TIME_EVERY: a power of two");
+_Static_assert(PSC_MAX_ATOMS <= 31, "atom results are bits of psc_pending.bits below bit 31");
+_Static_assert(PSC_MAX_ATOMS < PSC_PROG_AND, "prog bytes below 0x80 name atoms");
+_Static_assert(PSC_MAX_PROBES <= 0xffffffffu, "probe ids fit the cookie's low 32 bits");
+
 #endif
