@@ -1,0 +1,117 @@
+//! The condition language's tokens, each with its 1-based column.
+use crate::error::ConditionError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Tok {
+    Ident(String),
+    Int(i128),
+    Str(String),
+    Op(&'static str),
+    End,
+}
+
+pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
+    let err = |column: usize, msg: String| ConditionError {
+        text: text.into(),
+        column,
+        msg,
+    };
+    let b: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let mut out = Vec::new();
+    while i < b.len() {
+        let c = b[i];
+        let col = i + 1;
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_alphabetic() || c == '_' {
+            let s = i;
+            while i < b.len() && (b[i].is_alphanumeric() || b[i] == '_') {
+                i += 1;
+            }
+            out.push((Tok::Ident(b[s..i].iter().collect()), col));
+        } else if c.is_ascii_digit()
+            || (c == '-' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
+            let s = i;
+            i += 1;
+            while i < b.len() && (b[i].is_ascii_alphanumeric()) {
+                i += 1;
+            }
+            let lit: String = b[s..i].iter().collect();
+            let (neg, digits) = match lit.strip_prefix('-') {
+                Some(d) => (true, d.to_string()),
+                None => (false, lit.clone()),
+            };
+            let v = match digits.strip_prefix("0x") {
+                Some(h) => i128::from_str_radix(h, 16),
+                None => digits.parse::<i128>(),
+            }
+            .map_err(|_| err(col, format!("`{lit}` is not a number")))?;
+            out.push((Tok::Int(if neg { -v } else { v }), col));
+        } else if c == '"' {
+            let mut s = String::new();
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return Err(err(col, "unterminated string".into())),
+                    Some('"') => break,
+                    Some('\\') => {
+                        i += 1;
+                        match b.get(i) {
+                            Some('n') => s.push('\n'),
+                            Some('t') => s.push('\t'),
+                            Some(&c) => s.push(c),
+                            None => return Err(err(col, "unterminated string".into())),
+                        }
+                    }
+                    Some(&c) => s.push(c),
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push((Tok::Str(s), col));
+        } else {
+            let two: String = b[i..(i + 2).min(b.len())].iter().collect();
+            let op = ["==", "!=", "<=", ">=", "&&", "||"]
+                .into_iter()
+                .find(|o| *o == two);
+            if let Some(op) = op {
+                out.push((Tok::Op(op), col));
+                i += 2;
+            } else if let Some(op) = ["<", ">", "!", "(", ")", ".", ","]
+                .into_iter()
+                .find(|o| o.starts_with(c))
+            {
+                out.push((Tok::Op(op), col));
+                i += 1;
+            } else if c == '=' {
+                return Err(err(col, "`=` is assignment; compare with `==`".into()));
+            } else {
+                return Err(err(col, format!("unexpected character `{c}`")));
+            }
+        }
+    }
+    out.push((Tok::End, b.len() + 1));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexes_with_columns() {
+        let t = lex(r#"u.Name == "alice" && !ok"#).unwrap();
+        assert_eq!(t[0], (Tok::Ident("u".into()), 1));
+        assert_eq!(t[3], (Tok::Op("=="), 8));
+        assert_eq!(t[4], (Tok::Str("alice".into()), 11));
+        assert_eq!(t[6], (Tok::Op("!"), 22));
+    }
+
+    #[test]
+    fn a_lone_equals_sign_is_pointed_at() {
+        let e = lex("a = 3").unwrap_err();
+        assert_eq!(e.column, 3);
+    }
+}

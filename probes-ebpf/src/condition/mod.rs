@@ -1,0 +1,103 @@
+//! Conditions, evaluated in the kernel before anything is copied out:
+//!
+//! ```text
+//! cond    := or
+//! or      := and ("||" and)*
+//! and     := unary ("&&" unary)*
+//! unary   := "!" unary | "(" cond ")" | compare
+//! compare := path [("==" | "!=" | "<" | "<=" | ">" | ">=") literal]
+//!          | "startsWith" "(" path "," string ")"
+//! path    := name ("." field)*        name: a parameter, a named result, or r0, r1…
+//! literal := integer | "string" | true | false | nil
+//! ```
+//! A path alone must be a bool. Fields are followed through pointers.
+mod compile;
+mod lex;
+mod parse;
+
+use symbols::{Catalog, Function};
+
+use crate::error::ConditionError;
+use crate::wire::*;
+use compile::Compiler;
+use lex::{Tok, lex};
+use parse::Parser;
+
+#[derive(Debug, Clone)]
+pub struct CompiledCondition {
+    pub text: String,
+    pub atoms: Vec<psc_atom>,
+    pub prog: Vec<u8>,
+    pub reads_results: bool,
+}
+
+pub fn compile(
+    cat: &Catalog,
+    f: &Function,
+    text: &str,
+) -> Result<CompiledCondition, ConditionError> {
+    let toks = lex(text)?;
+    let mut p = Parser {
+        text,
+        toks,
+        i: 0,
+        depth: 0,
+        terms: 0,
+    };
+    let e = p.or()?;
+    if *p.peek() != Tok::End {
+        return Err(p.err(p.col(), "expected `&&`, `||` or the end of the condition"));
+    }
+    let mut c = Compiler {
+        cat,
+        f,
+        text,
+        atoms: Vec::new(),
+        prog: Vec::new(),
+        reads_results: false,
+    };
+    c.expr(&e)?;
+    if c.prog.len() > PSC_MAX_PROG as usize {
+        return Err(c.err(
+            1,
+            format!("too complex: at most {} operations", PSC_MAX_PROG),
+        ));
+    }
+    Ok(CompiledCondition {
+        text: text.into(),
+        atoms: c.atoms,
+        prog: c.prog,
+        reads_results: c.reads_results,
+    })
+}
+
+/// Checks a `--capture` path (`r.URL.Path`: the condition syntax's paths) against the
+/// function, and returns its names.
+pub fn capture_path(
+    cat: &Catalog,
+    f: &Function,
+    text: &str,
+) -> Result<Vec<String>, ConditionError> {
+    let toks = lex(text)?;
+    let mut p = Parser {
+        text,
+        toks,
+        i: 0,
+        depth: 0,
+        terms: 0,
+    };
+    let path = p.path()?;
+    if *p.peek() != Tok::End {
+        return Err(p.err(p.col(), "expected `.field` or the end of the path"));
+    }
+    let mut c = Compiler {
+        cat,
+        f,
+        text,
+        atoms: Vec::new(),
+        prog: Vec::new(),
+        reads_results: false,
+    };
+    c.resolve(&path)?;
+    Ok(path.into_iter().map(|(name, _)| name).collect())
+}
