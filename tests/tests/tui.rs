@@ -576,3 +576,36 @@ fn the_table_is_in_entry_order_though_calls_arrive_at_their_return() {
         r#""a""#
     );
 }
+
+#[test]
+fn capture_editor_checks_each_path_and_sets_them() {
+    let mut s = state();
+    select(&mut s, "main.SetInfo");
+    let setinfo = func(&s, "main.SetInfo");
+    press(&mut s, KeyCode::Char('C'));
+    typed(&mut s, "address, u.Nme");
+    let Mode::Condition { error, .. } = &s.mode else {
+        panic!("not editing: {:?}", s.mode)
+    };
+    // The column is the bad field's within the whole line.
+    let (col, msg) = error.clone().expect("an unknown field");
+    assert_eq!(col, 12, "{msg}");
+    assert!(msg.contains("has no field `Nme`"), "{msg}");
+    assert!(render(&s, 120, 40).contains("Capture first"));
+    assert!(press(&mut s, KeyCode::Enter).is_empty());
+    press(&mut s, KeyCode::Backspace);
+    press(&mut s, KeyCode::Backspace);
+    typed(&mut s, "ame");
+    let e = press(&mut s, KeyCode::Enter);
+    assert_eq!(
+        e,
+        vec![Effect::Set {
+            func: setinfo,
+            settings: ProbeSpec {
+                args: true,
+                paths: vec!["address".into(), "u.Name".into()],
+                ..ProbeSpec::default()
+            }
+        }]
+    );
+}

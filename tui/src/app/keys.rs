@@ -1,11 +1,11 @@
-//! Keys, by mode: the panes' commands (through the keymap), the search line, the
-//! condition editor with its completion and live check, and the sampling prompt.
+//! Keys, by mode: the panes' commands (through the keymap), the search line and the
+//! sampling and budget prompts; the editor of conditions and capture paths is editor.rs.
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Effect;
-use super::complete;
+use super::editor::{self, current, edit};
 use super::keymap::{self, Cmd};
-use super::state::{Input, Mode, Pane, State};
+use super::state::{Editing, Input, Mode, Pane, State};
 use super::update::quit;
 use crate::session::ProbeSpec;
 
@@ -48,10 +48,11 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         }
         Mode::Condition {
             func,
+            what,
             mut input,
             error,
             completions,
-        } => condition_key(s, func, &mut input, error, completions, k),
+        } => editor::key(s, func, what, &mut input, error, completions, k),
         Mode::Budget { mut input } => match k.code {
             KeyCode::Esc => {
                 s.mode = Mode::Normal;
@@ -101,129 +102,6 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     }
 }
 
-/// Line editing keys; true when the text changed.
-fn edit(input: &mut Input, k: &KeyEvent) -> bool {
-    match k.code {
-        KeyCode::Char(c) => {
-            input.insert(c);
-            true
-        }
-        KeyCode::Backspace => {
-            input.backspace();
-            true
-        }
-        KeyCode::Delete => {
-            input.delete();
-            true
-        }
-        KeyCode::Left => {
-            input.left();
-            false
-        }
-        KeyCode::Right => {
-            input.right();
-            false
-        }
-        KeyCode::Home => {
-            input.cursor = 0;
-            false
-        }
-        KeyCode::End => {
-            input.cursor = input.text.chars().count();
-            false
-        }
-        _ => false,
-    }
-}
-
-/// The probe's settings, or arguments-only for a function without one (a condition
-/// or a sampling rate needs something to capture).
-fn current(s: &State, func: usize) -> ProbeSpec {
-    s.probes.get(&func).cloned().unwrap_or(ProbeSpec {
-        args: true,
-        ..ProbeSpec::default()
-    })
-}
-
-fn condition_key(
-    s: &mut State,
-    func: usize,
-    input: &mut Input,
-    mut error: Option<(usize, String)>,
-    mut completions: Vec<String>,
-    k: KeyEvent,
-) -> Vec<Effect> {
-    match k.code {
-        KeyCode::Esc => {
-            s.mode = Mode::Normal;
-            return vec![];
-        }
-        KeyCode::Enter => {
-            if let Some((col, msg)) = &error {
-                s.error(format!("column {col}: {msg}"));
-                s.mode = Mode::Condition {
-                    func,
-                    input: input.clone(),
-                    error,
-                    completions,
-                };
-                return vec![];
-            }
-            let mut settings = current(s, func);
-            let text = input.text.trim();
-            settings.condition = (!text.is_empty()).then(|| text.to_string());
-            // The mode stays open until the probe is applied: an attach error shows here.
-            s.mode = Mode::Condition {
-                func,
-                input: input.clone(),
-                error,
-                completions,
-            };
-            return vec![Effect::Set { func, settings }];
-        }
-        KeyCode::Tab => {
-            let cat = s.cat.clone();
-            let f = &cat.functions[func];
-            let head = input.head().to_string();
-            let (start, word) = complete::current_word(&head);
-            let cands = complete::candidates(&cat, f, word);
-            let fill = match cands.len() {
-                0 => String::new(),
-                1 => cands[0].clone(),
-                _ => complete::common_prefix(&cands),
-            };
-            if fill.len() > word.len() {
-                input.insert_str(&fill[head.len() - start..]);
-            }
-            completions = if cands.len() > 1 { cands } else { vec![] };
-        }
-        _ => {
-            if edit(input, &k) {
-                completions.clear();
-            }
-        }
-    }
-    error = check_condition(s, func, &input.text);
-    s.mode = Mode::Condition {
-        func,
-        input: input.clone(),
-        error,
-        completions,
-    };
-    vec![]
-}
-
-/// Compiles the condition as it is typed, so that its error shows in place.
-fn check_condition(s: &State, func: usize, text: &str) -> Option<(usize, String)> {
-    if text.trim().is_empty() {
-        return None;
-    }
-    let f = &s.cat.functions[func];
-    probes_ebpf::condition::compile(&s.cat, f, text)
-        .err()
-        .map(|e| (e.column, e.msg))
-}
-
 fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     let Some(cmd) = keymap::lookup(s.focus, &k) else {
         return vec![];
@@ -264,18 +142,12 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Cmd::ToggleArgs | Cmd::ToggleRet | Cmd::ToggleLatency => return toggle(s, cmd),
         Cmd::EditCondition => {
             if let Some(func) = probeable_selection(s) {
-                let text = s
-                    .probes
-                    .get(&func)
-                    .and_then(|p| p.condition.clone())
-                    .unwrap_or_default();
-                let error = check_condition(s, func, &text);
-                s.mode = Mode::Condition {
-                    func,
-                    input: Input::new(&text),
-                    error,
-                    completions: vec![],
-                };
+                editor::open(s, func, Editing::Condition);
+            }
+        }
+        Cmd::EditCapture => {
+            if let Some(func) = probeable_selection(s) {
+                editor::open(s, func, Editing::Capture);
             }
         }
         Cmd::SetSample => {

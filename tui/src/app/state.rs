@@ -92,6 +92,15 @@ impl Input {
     }
 }
 
+/// What the editor edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Editing {
+    /// `if …`: evaluated in the kernel.
+    Condition,
+    /// `--capture`: paths read before anything else, comma-separated.
+    Capture,
+}
+
 /// A modal line or popup on top of the panes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -99,8 +108,10 @@ pub enum Mode {
     /// `/`: the fuzzy filter of the function list.
     Search(Input),
     /// `c`: the condition of the probe on `func`, checked as it is typed.
+    /// `c` / `C`: the editor of a probe's condition, or of the paths it captures first.
     Condition {
         func: usize,
+        what: Editing,
         input: Input,
         /// (1-based column in the condition, message).
         error: Option<(usize, String)>,

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
 use super::{centered, clock, dim, line_of};
 use crate::app::keymap::{KEYS, Scope};
-use crate::app::state::{Mode, Pane, State};
+use crate::app::state::{Editing, Mode, Pane, State};
 use crate::format::fmt_ns;
 
 pub fn draw(f: &mut Frame, s: &State) {
@@ -18,6 +18,7 @@ pub fn draw(f: &mut Frame, s: &State) {
         Mode::Detail { seq } => detail(f, s, *seq),
         Mode::Condition {
             func,
+            what,
             input,
             error,
             completions,
@@ -25,6 +26,7 @@ pub fn draw(f: &mut Frame, s: &State) {
             f,
             s,
             *func,
+            *what,
             &input.text,
             input.cursor,
             error.as_ref(),
@@ -168,10 +170,12 @@ fn pretty(lines: &mut Vec<Line<'static>>, depth: usize, name: &str, v: &GoValue)
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn condition(
     f: &mut Frame,
     s: &State,
     func: usize,
+    what: Editing,
     text: &str,
     cursor: usize,
     error: Option<&(usize, String)>,
@@ -180,7 +184,10 @@ fn condition(
     let fun = &s.cat.functions[func];
     let mut lines = vec![
         Line::styled(fun.signature(), Style::new().add_modifier(Modifier::BOLD)),
-        Line::raw(format!("if {text}")),
+        Line::raw(match what {
+            Editing::Condition => format!("if {text}"),
+            Editing::Capture => format!("   {text}"),
+        }),
     ];
     match error {
         Some((col, msg)) => {
@@ -195,12 +202,21 @@ fn condition(
         }
         None if text.trim().is_empty() => {
             lines.push(Line::raw(""));
-            lines.push(Line::styled("no condition: every call", dim()));
+            lines.push(Line::styled(
+                match what {
+                    Editing::Condition => "no condition: every call",
+                    Editing::Capture => "nothing named: arguments first, receivers last",
+                },
+                dim(),
+            ));
         }
         None => {
             lines.push(Line::raw(""));
             lines.push(Line::styled(
-                "ok: evaluated in the kernel",
+                match what {
+                    Editing::Condition => "ok: evaluated in the kernel",
+                    Editing::Capture => "ok: read before anything else, pointers followed",
+                },
                 Style::new().fg(Color::Green),
             ));
         }
@@ -213,12 +229,19 @@ fn condition(
         },
         Style::new().fg(Color::Yellow),
     ));
-    lines.push(Line::styled(
-        "Tab completes · Enter applies · Esc cancels · e.g. u.Name == \"alice\" && attempts > 2",
-        dim(),
-    ));
+    let (hint, title) = match what {
+        Editing::Condition => (
+            "Tab completes · Enter applies · Esc cancels · e.g. u.Name == \"alice\" && attempts > 2",
+            " Condition ",
+        ),
+        Editing::Capture => (
+            "Tab completes · Enter applies · Esc cancels · e.g. r.URL.Path, r.Host",
+            " Capture first ",
+        ),
+    };
+    lines.push(Line::styled(hint, dim()));
     // Two spare lines for a long error that wraps.
-    let area = popup(f, 96, lines.len() as u16 + 2, " Condition ");
+    let area = popup(f, 96, lines.len() as u16 + 2, title);
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     f.set_cursor_position(Position::new(area.x + 3 + cursor as u16, area.y + 1));
 }
