@@ -7,13 +7,13 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::dwarf::{DwarfFunction, GOffsets};
+use crate::dwarf::{Abstract, DwarfFunction, GOffsets};
 use crate::types::{GoType, Kind, TypeId, Types};
 
 pub struct Partial {
     pub functions: Vec<DwarfFunction>,
     /// Abstract (inlined) functions by DWARF offset, and whether a concrete copy exists.
-    pub abstract_fns: HashMap<usize, (DwarfFunction, bool)>,
+    pub abstract_fns: HashMap<usize, Abstract>,
     pub g_offsets: Option<GOffsets>,
     pub types: Types,
     /// DWARF offset → interned id: every type a walker pushed is in here.
@@ -68,11 +68,14 @@ pub fn merge(mut a: Partial, b: Partial) -> Partial {
         f
     };
     a.functions.extend(b.functions.into_iter().map(renumber));
-    for (off, (f, concrete)) in b.abstract_fns {
+    for (off, ab) in b.abstract_fns {
         match a.abstract_fns.entry(off) {
-            Entry::Occupied(mut e) => e.get_mut().1 |= concrete,
+            Entry::Occupied(mut e) => e.get_mut().has_concrete |= ab.has_concrete,
             Entry::Vacant(e) => {
-                e.insert((renumber(f), concrete));
+                e.insert(Abstract {
+                    f: renumber(ab.f),
+                    has_concrete: ab.has_concrete,
+                });
             }
         }
     }
