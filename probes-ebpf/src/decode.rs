@@ -1,6 +1,6 @@
 //! Raw events → calls with decoded Go values, using the plan that produced them.
 
-use symbols::{Catalog, Kind, Loc};
+use symbols::{Catalog, Kind, LoadBias, Loc, RuntimeAddr};
 
 use crate::plan::Plan;
 use crate::recipe::{How, Node, Read, Top};
@@ -55,7 +55,7 @@ fn parse_section(b: &[u8], stack_off: u32) -> Option<Section<'_>> {
 }
 
 /// Decodes one ring-buffer record. `bias` is the target's load bias (PIE).
-pub fn decode(raw: &[u8], cat: &Catalog, plan: &Plan, bias: u64) -> Option<Call> {
+pub fn decode(raw: &[u8], cat: &Catalog, plan: &Plan, bias: LoadBias) -> Option<Call> {
     let ev: psc_event = crate::wire::read(raw, 0)?;
     if u32::from(ev.kind) != PSC_EV_CALL || u32::from(ev.version) != PSC_VERSION {
         return None;
@@ -139,7 +139,7 @@ impl<'b> Image<'b> {
 
 struct Decoder<'a> {
     cat: &'a Catalog,
-    bias: u64,
+    bias: LoadBias,
 }
 
 /// What a read brought: its bytes, a fault, or why it was not made.
@@ -337,11 +337,12 @@ impl Decoder<'_> {
         };
         // The dynamic type is the point of an interface: without it, say why.
         let type_addr = type_addr?;
-        let link = type_addr.wrapping_sub(self.bias);
+        // The descriptor's runtime address, as the catalog knows it (link time).
+        let link = self.bias.to_link(RuntimeAddr(type_addr));
         let ty = self
             .cat
             .runtime_type_name(link)
-            .unwrap_or_else(|| format!("type@{link:#x}"));
+            .unwrap_or_else(|| format!("type@{:#x}", link.0));
         let data = match got(sec, data) {
             Got::Bytes(b) => Some(b),
             _ => None,

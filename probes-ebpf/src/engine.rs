@@ -317,8 +317,8 @@ impl Engine {
             )?;
         }
         let offset = |p: &Point| {
-            elf.vaddr_to_offset(p.addr)
-                .map(|o| (o, p.cookie(id)))
+            elf.vaddr_to_offset(symbols::LinkAddr(p.addr))
+                .map(|o| (o.0, p.cookie(id)))
                 .ok_or_else(|| EngineError::NoOffset {
                     func: f.name.clone(),
                     addr: p.addr,

@@ -97,7 +97,7 @@ pub struct Session {
     pub exe: PathBuf,
     exe_id: Option<(u64, u64)>,
     pub cat: Arc<Catalog>,
-    bias: u64,
+    bias: symbols::LoadBias,
     engine: Engine,
     active: HashMap<usize, Active>,
     /// Engine probe id → (the probe's function, its member).

@@ -228,25 +228,25 @@ impl Catalog {
     }
 
     /// The type whose runtime descriptor sits at link-time address `addr`.
-    pub fn runtime_type(&self, addr: u64) -> Option<TypeId> {
-        self.runtime_types.get(&addr).copied()
+    pub fn runtime_type(&self, addr: crate::LinkAddr) -> Option<TypeId> {
+        self.runtime_types.get(&addr.0).copied()
     }
 
     /// The reflect.Kind byte of a runtime type descriptor (internal/abi.Type.Kind_ at
     /// +23, low 5 bits), for values whose type DWARF does not link to its descriptor.
-    pub fn runtime_type_kind(&self, addr: u64) -> Option<u8> {
-        self.elf.bytes_at(addr + 23, 1).map(|b| b[0] & 0x1f)
+    pub fn runtime_type_kind(&self, addr: crate::LinkAddr) -> Option<u8> {
+        self.elf.bytes_at(addr.0 + 23, 1).map(|b| b[0] & 0x1f)
     }
 
     /// The name of the runtime type descriptor at link-time `addr`, read from DWARF or,
     /// failing that, from the descriptor itself (internal/abi.Type: Str nameOff at +40,
     /// TFlag at +20, relative to `runtime.types`).
-    pub fn runtime_type_name(&self, addr: u64) -> Option<String> {
+    pub fn runtime_type_name(&self, addr: crate::LinkAddr) -> Option<String> {
         if let Some(t) = self.runtime_type(addr) {
             return Some(self.types.name(t).to_string());
         }
         let base = self.elf.symbol_addr("runtime.types")?;
-        let desc = self.elf.bytes_at(addr, 48)?;
+        let desc = self.elf.bytes_at(addr.0, 48)?;
         let tflag = desc[20];
         let name_off = i32::from_le_bytes(desc[40..44].try_into().ok()?);
         let name_addr = base.checked_add_signed(i64::from(name_off))?;

@@ -122,16 +122,17 @@ impl Elf {
 
     /// Converts a link-time virtual address to a file offset, which is what uprobes
     /// attach to.
-    pub fn vaddr_to_offset(&self, vaddr: u64) -> Option<u64> {
+    pub fn vaddr_to_offset(&self, vaddr: crate::LinkAddr) -> Option<crate::FileOffset> {
+        let v = vaddr.0;
         self.segments.iter().find_map(|s| {
-            (vaddr >= s.vaddr && vaddr < s.vaddr + s.filesz.min(s.memsz))
-                .then(|| vaddr - s.vaddr + s.offset)
+            (v >= s.vaddr && v < s.vaddr + s.filesz.min(s.memsz))
+                .then(|| crate::FileOffset(v - s.vaddr + s.offset))
         })
     }
 
     /// Bytes of the file image at a link-time virtual address.
     pub fn bytes_at(&self, vaddr: u64, len: usize) -> Option<&[u8]> {
-        let off = self.vaddr_to_offset(vaddr)? as usize;
+        let off = self.vaddr_to_offset(crate::LinkAddr(vaddr))?.0 as usize;
         self.data().get(off..off.checked_add(len)?)
     }
 

@@ -92,7 +92,7 @@ pub fn is_alive(pid: u32) -> bool {
 
 /// Load bias of the main executable: runtime address − link-time address. Zero for a
 /// non-PIE binary.
-pub fn load_bias(pid: u32, first_load_vaddr: u64) -> Result<u64> {
+pub fn load_bias(pid: u32, first_load_vaddr: u64) -> Result<crate::LoadBias> {
     let maps =
         std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NoProcess { pid },
@@ -112,8 +112,8 @@ pub fn load_bias(pid: u32, first_load_vaddr: u64) -> Result<u64> {
         {
             let start =
                 u64::from_str_radix(range.split('-').next().unwrap_or("0"), 16).unwrap_or(0);
-            return Ok(start.wrapping_sub(first_load_vaddr));
+            return Ok(crate::LoadBias(start.wrapping_sub(first_load_vaddr)));
         }
     }
-    Ok(0)
+    Ok(crate::LoadBias(0))
 }

@@ -243,7 +243,7 @@ fn the_decoder_gives_back_what_the_plan_read_and_marks_the_rest() {
     let p = plan::build(&cat, f, &args_capture(), None).unwrap();
     let (mem, regs) = serve_call(&cat);
     let raw = event(&p, regs, &mem, usize::MAX);
-    let call = probes_ebpf::decode::decode(&raw, &cat, &p, 0).unwrap();
+    let call = probes_ebpf::decode::decode(&raw, &cat, &p, symbols::LoadBias(0)).unwrap();
     let args = call.args.unwrap();
     let r = arg(&args, "r");
     for (name, want) in [
@@ -281,7 +281,7 @@ fn capture_paths_come_first_and_follow_pointers() {
     let (mem, regs) = serve_call(&cat);
     // An event with room for only a few items: what was named is in it.
     let raw = event(&p, regs, &mem, 200);
-    let args = probes_ebpf::decode::decode(&raw, &cat, &p, 0)
+    let args = probes_ebpf::decode::decode(&raw, &cat, &p, symbols::LoadBias(0))
         .unwrap()
         .args
         .unwrap();
@@ -324,7 +324,7 @@ fn a_nil_pointer_is_nil_and_an_unreadable_one_is_a_fault() {
     regs[reg(0)] = 0;
     regs[reg(1)] = 0x10;
     let raw = event(&p, regs, &mem, usize::MAX);
-    let args = probes_ebpf::decode::decode(&raw, &cat, &p, 0)
+    let args = probes_ebpf::decode::decode(&raw, &cat, &p, symbols::LoadBias(0))
         .unwrap()
         .args
         .unwrap();

@@ -249,7 +249,11 @@ impl TracefsProbe {
         }
         let cat = symbols::Catalog::open(bin).unwrap();
         let f = cat.function(WORK).unwrap();
-        let off = cat.elf.vaddr_to_offset(f.entry).unwrap();
+        let off = cat
+            .elf
+            .vaddr_to_offset(symbols::LinkAddr(f.entry))
+            .unwrap()
+            .0;
         let _ = pid; // tracefs probes are system-wide; only the fixture runs this code.
         write(
             "uprobe_events",
