@@ -8,7 +8,8 @@
 //! probe has at most `PSC_MAX_OPS` of them: reads are ranked so that the budget goes
 //! where it matters. Paths the user named (`--capture r.URL.Path`) come first, then
 //! the arguments' own strings, then the structs they point to, the strings inside
-//! those, slice elements; a receiver's contents come last.
+//! those, what lies further along a named path, slice elements; a receiver's
+//! contents come last.
 use std::collections::HashMap;
 
 use symbols::{Catalog, Kind, Location, TypeId};
@@ -107,8 +108,10 @@ const RANK_NAMED: u8 = 0;
 const RANK_OWN: u8 = 1;
 const RANK_POINTED: u8 = 2;
 const RANK_INNER: u8 = 3;
-const RANK_ELEMS: u8 = 4;
-const RANK_IN_ELEMS: u8 = 5;
+/// Inside a struct reached through two pointers (only along a `--capture` path).
+const RANK_DEEP: u8 = 4;
+const RANK_ELEMS: u8 = 5;
+const RANK_IN_ELEMS: u8 = 6;
 const RANK_RECEIVER: u8 = 8;
 
 /// Where in the value tree the planner is.
@@ -180,7 +183,13 @@ impl<'a> Builder<'a> {
         if self.named_here(&at.path) {
             return RANK_NAMED;
         }
-        let base = if at.in_elems { RANK_IN_ELEMS } else { base };
+        let base = if at.in_elems {
+            RANK_IN_ELEMS
+        } else if at.depth >= 2 {
+            base.max(RANK_DEEP)
+        } else {
+            base
+        };
         if at.receiver {
             base + RANK_RECEIVER
         } else {
