@@ -1,6 +1,19 @@
 //! Why a probe could not be set: one enum, its sources kept.
 use probes_ebpf::{ConditionError, EngineError, PlanError};
 
+/// Why a process could not be opened for probing.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Target(#[from] symbols::Error),
+    #[error(
+        "pid {pid} runs a binary without DWARF (stripped): periscope needs it to decode arguments; rebuild without -ldflags='-s -w'"
+    )]
+    Stripped { pid: u32 },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SetError {
     /// The condition does not compile; `column()` points into it.

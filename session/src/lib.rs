@@ -11,7 +11,7 @@ pub mod histogram;
 pub mod session;
 pub mod spec;
 
-pub use error::SetError;
+pub use error::{OpenError, SetError};
 pub use session::{Row, Session};
 pub use spec::ProbeSpec;
 

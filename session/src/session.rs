@@ -10,7 +10,7 @@ use probes_ebpf::points::Points;
 use probes_ebpf::{Call, Engine, Plan, Stats};
 use symbols::Catalog;
 
-pub use crate::error::SetError;
+pub use crate::error::{OpenError, SetError};
 use crate::governor::{Governor, Note, Watch};
 pub use crate::spec::ProbeSpec;
 
@@ -53,6 +53,8 @@ pub struct SetOk {
     pub per_call_ns: Option<f64>,
     /// Where it sits, in words.
     pub points: Option<String>,
+    /// Its number (see `Session::probes`); None when the probe was removed.
+    pub number: Option<u32>,
 }
 
 /// A call decoded from the ring buffer: `func` is its probe's (the first function of
@@ -68,6 +70,10 @@ pub struct Row {
 /// symbols::resolve), each attached as an engine probe of its own (their types, and so
 /// their plans, can differ: generic instantiations).
 struct Active {
+    /// Its number, for the shell and for messages: kept when the probe is replaced.
+    number: u32,
+    /// What it captures, as set (it can differ from what was asked).
+    spec: ProbeSpec,
     members: Vec<Member>,
     /// The target's CPU time when the probe was attached (its counters start at zero).
     cpu_at_attach: Option<u64>,
@@ -102,6 +108,7 @@ pub struct Session {
     active: HashMap<usize, Active>,
     /// Engine probe id → (the probe's function, its member).
     by_id: HashMap<u32, (usize, usize)>,
+    next_number: u32,
     pub max_string: u16,
     /// What a uprobe hit costs here, measured at start-up; the error says why not.
     pub hit_cost: Result<probes_ebpf::HitCost, String>,
@@ -112,14 +119,12 @@ pub struct Session {
 
 impl Session {
     /// Opens a running Go process: its catalog (which must have DWARF) and the BPF engine.
-    pub fn open(pid: u32) -> Result<Session> {
+    pub fn open(pid: u32) -> Result<Session, OpenError> {
         let exe = symbols::process::exe_path(pid)?;
         let exe_id = symbols::process::exe_identity(pid);
         let cat = Catalog::open(&exe)?;
         if !cat.has_dwarf {
-            bail!(
-                "pid {pid} runs a binary without DWARF (stripped): periscope needs it to decode arguments; rebuild without -ldflags='-s -w'"
-            );
+            return Err(OpenError::Stripped { pid });
         }
         let bias = symbols::process::load_bias(pid, cat.elf.first_load_vaddr())?;
         let mut engine = Engine::new()?;
@@ -133,6 +138,7 @@ impl Session {
             engine,
             active: HashMap::new(),
             by_id: HashMap::new(),
+            next_number: 1,
             max_string: 64,
             hit_cost,
             gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
@@ -163,6 +169,7 @@ impl Session {
                 note: None,
                 per_call_ns: None,
                 points: None,
+                number: None,
             });
         }
         let mut attached: Vec<Member> = Vec::new();
@@ -182,6 +189,14 @@ impl Session {
             }
         }
         let mut ok = first.expect("a probe has at least one function");
+        let number = match self.active.get(&func) {
+            Some(a) => a.number,
+            None => {
+                self.next_number += 1;
+                self.next_number - 1
+            }
+        };
+        ok.number = Some(number);
         self.remove(func);
         let cpu = symbols::process::cpu_time_ns(self.pid);
         let name = &self.cat.functions[func].name;
@@ -198,6 +213,8 @@ impl Session {
         self.active.insert(
             func,
             Active {
+                number,
+                spec: ok.settings.clone(),
                 members: attached,
                 cpu_at_attach: cpu,
                 latency: ok.settings.latency,
@@ -290,6 +307,7 @@ impl Session {
             note,
             per_call_ns,
             points: described,
+            number: None,
         };
         Ok((
             Member {
@@ -365,6 +383,25 @@ impl Session {
 
     pub fn probed(&self) -> impl Iterator<Item = usize> + '_ {
         self.active.keys().copied()
+    }
+
+    /// Every probe as (number, function, what it captures), by number.
+    pub fn probes(&self) -> Vec<(u32, usize, ProbeSpec)> {
+        let mut v: Vec<_> = self
+            .active
+            .iter()
+            .map(|(&f, a)| (a.number, f, a.spec.clone()))
+            .collect();
+        v.sort_by_key(|p| p.0);
+        v
+    }
+
+    /// The function of probe `number`.
+    pub fn probe_by_number(&self, number: u32) -> Option<usize> {
+        self.active
+            .iter()
+            .find(|(_, a)| a.number == number)
+            .map(|(&f, _)| f)
     }
 
     /// Decodes at most `max` waiting events into `out`; returns how many records were

@@ -67,6 +67,7 @@ fn perform(s: &mut State, effects: Vec<Effect>) {
                             "entry: first instruction, single-stepped; return: 2 RET(s), single-stepped"
                                 .into(),
                         ),
+                        number: Some(1),
                     }),
                 },
             );

@@ -124,15 +124,15 @@ fn main() {
                     duration,
                     json,
                     budget: cli.budget.0,
-                    capture: probes_ebpf::Capture {
+                    spec: periscope::session::ProbeSpec {
                         args: all || args,
                         ret: all || ret,
                         latency: all || latency,
-                        sample_every: sample.max(1),
-                        max_string,
-                        max_elems: 8,
+                        sample: sample.max(1),
+                        condition: None,
                         paths: capture,
                     },
+                    max_string,
                     probes,
                 })
             })()

@@ -1,7 +1,7 @@
 //! `periscope shell PID`: a line-oriented debugger console (rustyline) for people who
 //! prefer a prompt and for terminals where the full-screen UI does not fit. A
 //! background thread drains the ring buffer while the prompt waits for input.
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use symbols::Catalog;
 use crate::app::search;
 use crate::command::{COMMANDS, Command};
 use crate::format::{call_line, fmt_ns};
-use crate::session::{ProbeSpec, Row, Session};
+use crate::session::{Row, Session};
 
 /// Calls kept for `events`.
 const KEEP: usize = 10_000;
@@ -28,9 +28,6 @@ const KEEP: usize = 10_000;
 struct Shared {
     session: Session,
     rows: VecDeque<Row>,
-    /// Probe number → (function, settings).
-    probes: BTreeMap<usize, (usize, ProbeSpec)>,
-    next_no: usize,
     exited: bool,
     /// What became of the target, once it is gone.
     gone: String,
@@ -51,8 +48,6 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
     let shared = Arc::new(Mutex::new(Shared {
         session,
         rows: VecDeque::new(),
-        probes: BTreeMap::new(),
-        next_no: 1,
         exited: false,
         gone: String::new(),
         notes: Vec::new(),
@@ -259,16 +254,7 @@ fn execute(
                 println!("note: {note}");
             }
             let settings = set.settings;
-            let existing = sh
-                .probes
-                .iter()
-                .find(|(_, (f, _))| *f == idx)
-                .map(|(&n, _)| n);
-            let no = existing.unwrap_or_else(|| {
-                sh.next_no += 1;
-                sh.next_no - 1
-            });
-            sh.probes.insert(no, (idx, settings.clone()));
+            let no = set.number.unwrap_or_default();
             // What it will add to each call, from the calibration and its points.
             let est = set
                 .per_call_ns
@@ -285,10 +271,11 @@ fn execute(
         }
         Command::Probes => {
             let sh = lock(shared);
-            if sh.probes.is_empty() {
+            let probes = sh.session.probes();
+            if probes.is_empty() {
                 println!("no probes (trace FUNC adds one)");
             }
-            for (no, (f, s)) in &sh.probes {
+            for (no, f, s) in &probes {
                 let st = sh.session.stats(*f).unwrap_or_default();
                 let cost = sh
                     .session
@@ -310,13 +297,15 @@ fn execute(
         }
         Command::Untrace(which) => {
             let mut sh = lock(shared);
-            let nos: Vec<usize> = match which {
-                Some(n) if sh.probes.contains_key(&n) => vec![n],
-                Some(n) => return Err(anyhow!("no probe {n} (see `probes`)")),
-                None => sh.probes.keys().copied().collect(),
+            let nos: Vec<u32> = match which {
+                Some(n) => match sh.session.probe_by_number(n as u32) {
+                    Some(_) => vec![n as u32],
+                    None => return Err(anyhow!("no probe {n} (see `probes`)")),
+                },
+                None => sh.session.probes().iter().map(|p| p.0).collect(),
             };
             for no in nos {
-                if let Some((f, _)) = sh.probes.remove(&no) {
+                if let Some(f) = sh.session.probe_by_number(no) {
                     sh.session.remove(f);
                     println!("removed probe {no}: {}", cat.functions[f].name);
                 }
@@ -327,11 +316,10 @@ fn execute(
             let sh = lock(shared);
             let only = match probe.as_deref() {
                 None => None,
-                Some(p) => Some(match p.parse::<usize>() {
+                Some(p) => Some(match p.parse::<u32>() {
                     Ok(no) => sh
-                        .probes
-                        .get(&no)
-                        .map(|p| p.0)
+                        .session
+                        .probe_by_number(no)
                         .ok_or_else(|| anyhow!("no probe {no} (see `probes`)"))?,
                     Err(_) => crate::session::find_function(cat, p).map_err(shell_hint)?,
                 }),
@@ -350,11 +338,10 @@ fn execute(
         }
         Command::Hist(which) => {
             let sh = lock(shared);
-            let func = match which.parse::<usize>() {
+            let func = match which.parse::<u32>() {
                 Ok(no) => sh
-                    .probes
-                    .get(&no)
-                    .map(|p| p.0)
+                    .session
+                    .probe_by_number(no)
                     .ok_or_else(|| anyhow!("no probe {no} (see `probes`)"))?,
                 Err(_) => crate::session::find_function(cat, &which).map_err(shell_hint)?,
             };
@@ -450,7 +437,12 @@ impl Completer for ShellHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let probes: Vec<usize> = lock(&self.shared).probes.keys().copied().collect();
+        let probes: Vec<usize> = lock(&self.shared)
+            .session
+            .probes()
+            .iter()
+            .map(|p| p.0 as usize)
+            .collect();
         let (start, cands) = crate::shell_complete::complete(&self.cat, &probes, &line[..pos]);
         let pairs = cands
             .into_iter()

@@ -48,6 +48,7 @@ fn main() {
                             note: None,
                             per_call_ns: None,
                             points: None,
+                            number: Some(1),
                         }),
                     },
                 );

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use probes_ebpf::value::Fields;
-use probes_ebpf::{Call, Capture, Stats};
+use probes_ebpf::{Call, Stats};
 use serde_json::json;
 use symbols::Catalog;
 
@@ -20,7 +20,10 @@ pub struct Options {
     pub json: bool,
     /// Share of the target's CPU time the probes may take, in % (None: no limit).
     pub budget: Option<f64>,
-    pub capture: Capture,
+    /// What every probe captures; a probe's own condition comes from its `if`.
+    pub spec: ProbeSpec,
+    /// Longest string captured, in bytes.
+    pub max_string: u16,
     pub probes: Vec<String>,
 }
 
@@ -46,7 +49,7 @@ pub fn split_probe(spec: &str) -> (&str, Option<&str>) {
 
 pub fn run(opts: Options) -> Result<()> {
     let mut session = Session::open(opts.pid)?;
-    session.max_string = opts.capture.max_string;
+    session.max_string = opts.max_string;
     session.set_budget(opts.budget);
     let cat = Arc::clone(&session.cat);
     let mut order = Vec::new();
@@ -61,12 +64,8 @@ pub fn run(opts: Options) -> Result<()> {
             bail!("{name} is given twice: combine its conditions with || in one probe");
         }
         let settings = ProbeSpec {
-            args: opts.capture.args,
-            ret: opts.capture.ret,
-            latency: opts.capture.latency,
             condition: cond.map(String::from),
-            sample: opts.capture.sample_every,
-            paths: opts.capture.paths.clone(),
+            ..opts.spec.clone()
         };
         let set = session
             .set_group(&funcs, &settings)
@@ -86,7 +85,7 @@ pub fn run(opts: Options) -> Result<()> {
         }
         order.push(func);
     }
-    for path in &opts.capture.paths {
+    for path in &opts.spec.paths {
         let root = probes_ebpf::plan::path_root(path);
         if !order
             .iter()
