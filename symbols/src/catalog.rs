@@ -137,6 +137,8 @@ pub struct Catalog {
     pub has_dwarf: bool,
     runtime_types: HashMap<u64, TypeId>,
     by_name: HashMap<String, usize>,
+    /// pc → function, file and line, from `.gopclntab` (stripped binaries too).
+    lines: Option<pclntab::Lines>,
 }
 
 impl Catalog {
@@ -159,7 +161,9 @@ impl Catalog {
                 version: go_version,
             });
         }
-        let pcfuncs = pclntab::functions(&pcln, pclntab::text_start(&elf), path)?;
+        let text_start = pclntab::text_start(&elf);
+        let pcfuncs = pclntab::functions(&pcln, text_start, path)?;
+        let lines = pclntab::Lines::new(pcln.into_owned(), text_start);
         let has_dwarf = dwarf::has_dwarf(&elf);
         // Disassembling every function for its probe points needs only the function
         // table, so it runs beside the DWARF walk instead of after it.
@@ -220,7 +224,14 @@ impl Catalog {
             has_dwarf,
             runtime_types,
             by_name,
+            lines,
         })
+    }
+
+    /// The function, file and line of a link-time pc (a return address: pass the call
+    /// instruction's, `ret - 1`).
+    pub fn position(&self, pc: crate::LinkAddr) -> Option<pclntab::Position> {
+        self.lines.as_ref()?.position(pc)
     }
 
     pub fn function(&self, name: &str) -> Option<&Function> {

@@ -114,3 +114,142 @@ pub fn functions(tab: &[u8], text_fallback: u64, path: &std::path::Path) -> Resu
     }
     Ok(out)
 }
+
+/// Source positions from `.gopclntab`: each function's pc→file and pc→line tables, as
+/// the runtime reads them for tracebacks (runtime/symtab.go: pcvalue, funcfile), so
+/// stacks symbolize without DWARF. A pc inside inlined code gets the inlined body's
+/// file:line under the function it was inlined into.
+pub struct Lines {
+    tab: Vec<u8>,
+    text_start: u64,
+    /// (entry, end, offset of the `_func` in the function table), by entry.
+    funcs: Vec<(u64, u64, usize)>,
+    cutab: usize,
+    filetab: usize,
+    pctab: usize,
+    functab: usize,
+    funcnames: usize,
+}
+
+/// One symbolized pc.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Position {
+    pub func: String,
+    pub file: String,
+    pub line: u32,
+}
+
+impl Lines {
+    pub fn new(tab: Vec<u8>, text_fallback: u64) -> Option<Lines> {
+        if tab.len() < 72 || tab[7] != 8 {
+            return None;
+        }
+        let word = |i: usize| u64::from_le_bytes(tab[8 + 8 * i..16 + 8 * i].try_into().unwrap());
+        let nfunc = word(0) as usize;
+        let text_start = match word(2) {
+            0 => text_fallback,
+            t => t,
+        };
+        let (funcnames, cutab, filetab, pctab, functab) = (
+            word(3) as usize,
+            word(4) as usize,
+            word(5) as usize,
+            word(6) as usize,
+            word(7) as usize,
+        );
+        let u32_at = |off: usize| -> Option<u64> {
+            tab.get(off..off + 4)
+                .map(|s| u64::from(u32::from_le_bytes(s.try_into().unwrap())))
+        };
+        let mut funcs = Vec::with_capacity(nfunc);
+        for i in 0..nfunc {
+            let entry = u32_at(functab + 8 * i)?;
+            let func_off = u32_at(functab + 8 * i + 4)? as usize;
+            let next = u32_at(functab + 8 * i + 8)?;
+            funcs.push((text_start + entry, text_start + next, func_off));
+        }
+        Some(Lines {
+            tab,
+            text_start,
+            funcs,
+            cutab,
+            filetab,
+            pctab,
+            functab,
+            funcnames,
+        })
+    }
+
+    fn u32_at(&self, off: usize) -> Option<u32> {
+        self.tab
+            .get(off..off + 4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+    }
+
+    fn cstr(&self, off: usize) -> Option<String> {
+        let b = self.tab.get(off..)?;
+        let end = b.iter().position(|&c| c == 0)?;
+        Some(String::from_utf8_lossy(&b[..end]).into_owned())
+    }
+
+    /// The function, file and line of a link-time pc.
+    pub fn position(&self, pc: crate::LinkAddr) -> Option<Position> {
+        let pc = pc.0;
+        let i = self.funcs.partition_point(|f| f.0 <= pc).checked_sub(1)?;
+        let (entry, end, func_off) = self.funcs[i];
+        if pc >= end {
+            return None;
+        }
+        let f = self.functab + func_off;
+        // _func: entryOff, nameOff, args, deferreturn, pcsp, pcfile, pcln, npcdata,
+        // cuOffset (the same offsets from Go 1.18 to 1.27).
+        let name = self.cstr(self.funcnames + self.u32_at(f + 4)? as usize)?;
+        let pcfile = self.u32_at(f + 20)? as usize;
+        let pcln = self.u32_at(f + 24)? as usize;
+        let cu = self.u32_at(f + 32)? as usize;
+        let file_idx = self.pcvalue(pcfile, entry, pc)?;
+        let line = self.pcvalue(pcln, entry, pc)?;
+        let file_off = self.u32_at(self.cutab + 4 * (cu + usize::try_from(file_idx).ok()?))?;
+        let file = self.cstr(self.filetab + file_off as usize)?;
+        Some(Position {
+            func: name,
+            file,
+            line: u32::try_from(line).ok()?,
+        })
+    }
+
+    /// The value of a pc-value table at `target` (runtime.pcvalue: zig-zag value
+    /// deltas and pc deltas, as varints; the pc quantum is 1 on amd64).
+    fn pcvalue(&self, off: usize, entry: u64, target: u64) -> Option<i64> {
+        if off == 0 {
+            return None;
+        }
+        let mut p = self.tab.get(self.pctab + off..)?;
+        let (mut val, mut pc, mut first) = (-1i64, entry, true);
+        loop {
+            let (uvdelta, n) = crate::buildinfo::uvarint(p)?;
+            p = &p[n..];
+            if uvdelta == 0 && !first {
+                return None;
+            }
+            first = false;
+            let vdelta = if uvdelta & 1 != 0 {
+                !(uvdelta >> 1) as i64
+            } else {
+                (uvdelta >> 1) as i64
+            };
+            val += vdelta;
+            let (pcdelta, n) = crate::buildinfo::uvarint(p)?;
+            p = &p[n..];
+            pc += pcdelta;
+            if target < pc {
+                return Some(val);
+            }
+        }
+    }
+
+    /// Where Go's text starts (function entries are relative to it).
+    pub fn text_start(&self) -> u64 {
+        self.text_start
+    }
+}

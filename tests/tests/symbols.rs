@@ -395,3 +395,54 @@ fn bad_targets_get_one_clear_line_and_status_2() {
     std::fs::remove_file(tmp).unwrap();
     std::fs::remove_file(truncated).unwrap();
 }
+
+#[test]
+fn pclntab_positions_agree_with_go_addr2line_and_survive_stripping() {
+    use std::io::Write;
+    for tc in toolchains() {
+        let bin = fixture("kinds", &tc, Variant::Plain);
+        let plain = Catalog::open(&bin).unwrap();
+        let stripped = Catalog::open(&fixture("kinds", &tc, Variant::Stripped)).unwrap();
+        // Entries and a few pcs inside each of the fixture's functions.
+        let pcs: Vec<u64> = plain
+            .functions
+            .iter()
+            .filter(|f| f.package == "main" && f.probeable())
+            .flat_map(|f| [f.entry, f.entry + (f.end - f.entry) / 3, f.end - 1])
+            .collect();
+        // Go's own reader of the same tables is the oracle.
+        let mut child = Command::new(&tc.go)
+            .args(["tool", "addr2line"])
+            .arg(&bin)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input: String = pcs.iter().map(|pc| format!("{pc:#x}\n")).collect();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+        let want: Vec<&str> = out.lines().collect();
+        assert_eq!(want.len(), 2 * pcs.len(), "{}", tc.label);
+        for (i, &pc) in pcs.iter().enumerate() {
+            let p = plain.position(symbols::LinkAddr(pc)).unwrap();
+            assert_eq!(
+                (p.func.as_str(), format!("{}:{}", p.file, p.line)),
+                (want[2 * i], want[2 * i + 1].to_string()),
+                "{} {pc:#x}",
+                tc.label
+            );
+            assert_eq!(
+                stripped.position(symbols::LinkAddr(pc)),
+                Some(p),
+                "{} {pc:#x}",
+                tc.label
+            );
+        }
+        assert!(pcs.len() > 30, "{}: {}", tc.label, pcs.len());
+    }
+}
