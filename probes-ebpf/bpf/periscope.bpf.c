@@ -68,6 +68,14 @@ struct {
 	__type(value, struct psc_pending);
 } psc_pending SEC(".maps");
 
+/* Callers' stacks, deduplicated by the kernel: an event carries an id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, PSC_STACKS);
+	__type(key, __u32);
+	__uint(value_size, PSC_STACK_DEPTH * sizeof(__u64));
+} psc_stacks SEC(".maps");
+
 /* Calls an entry condition rejected, while their return probe is still to come: the
  * RET then knows the call was counted (filtered) and is not an unpaired return. */
 struct {
@@ -99,6 +107,7 @@ struct {
 struct frame {
 	__u64 regs[PSC_NREGS];
 	__u64 rsp;
+	__u64 latency; /* at a return: the call's latency, for LATENCY atoms */
 };
 
 /* `sp_adjust`: at a call site the callee's frame starts 8 bytes lower (the return
@@ -116,6 +125,7 @@ static __always_inline void load_frame(struct frame *f, struct pt_regs *ctx, __u
 	f->regs[7] = ctx->r10;
 	f->regs[8] = ctx->r11;
 	f->rsp = ctx->rsp - sp_adjust;
+	f->latency = 0;
 }
 
 static __always_inline __u64 mask_width(__u64 v, __u8 width)
@@ -192,11 +202,25 @@ __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 	int ok = 1, r = 0;
 	if (!f || !a)
 		return 0;
+	if (a->kind == PSC_ATOM_LATENCY) {
+		__u64 v = f->latency, c = (__u64)a->value;
+		switch (a->cmp) {
+		case PSC_EQ: return v == c;
+		case PSC_NE: return v != c;
+		case PSC_LT: return v < c;
+		case PSC_LE: return v <= c;
+		case PSC_GT: return v > c;
+		case PSC_GE: return v >= c;
+		}
+		return 0;
+	}
 	__u64 v = eval_word(f, &a->a, &ok);
 	if (a->kind == PSC_ATOM_INT) {
-		if (!ok)
+		if (!ok && (a->is_signed & PSC_ATOM_NIL_IS_ZERO))
+			v = 0;
+		else if (!ok)
 			return 0;
-		if (a->is_signed) {
+		if (a->is_signed & 1) {
 			__s64 x = sign_extend(v, a->a.width), c = a->value;
 			switch (a->cmp) {
 			case PSC_EQ: return x == c;
@@ -222,6 +246,38 @@ __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 	/* Strings: compare the length first, then at most PSC_MAX_STR bytes. */
 	__u64 len = eval_word(f, &a->b, &ok);
 	__u32 want = a->str_len;
+	if (a->kind == PSC_ATOM_STR_ORDER) {
+		/* Byte-wise, as Go orders strings: the first differing byte, else the
+		 * shorter string first. Only min(len, want) bytes need reading. */
+		if (!ok || want > PSC_MAX_STR)
+			return 0;
+		__u32 n = len < want ? (__u32)len : want;
+		int c = 0;
+		if (n) {
+			__u8 tmp[PSC_MAX_STR] = {};
+			if (bpf_probe_read_user(tmp, BOUND(n - 1, STR_MASK) + 1, (void *)v))
+				return 0;
+			for (int i = 0; i < PSC_MAX_STR; i++) {
+				if (i >= n)
+					break;
+				if (tmp[i] != a->str[i]) {
+					c = tmp[i] < a->str[i] ? -1 : 1;
+					break;
+				}
+			}
+		}
+		if (c == 0)
+			c = len < want ? -1 : (len > want ? 1 : 0);
+		switch (a->cmp) {
+		case PSC_EQ: return c == 0;
+		case PSC_NE: return c != 0;
+		case PSC_LT: return c < 0;
+		case PSC_LE: return c <= 0;
+		case PSC_GT: return c > 0;
+		case PSC_GE: return c >= 0;
+		}
+		return 0;
+	}
 	if (!ok || want > PSC_MAX_STR)
 		r = 0;
 	else if (a->kind == PSC_ATOM_STR_EQ && len != want)
@@ -433,7 +489,7 @@ static __always_inline void fill_header(struct psc_event *ev, __u32 id, __u64 go
 	ev->goid = goid;
 }
 
-static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc)
+static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc, int at_call)
 {
 	__u64 g = ctx->r14, goid = 0, hi = 0;
 	bpf_probe_read_user(&goid, 8, (void *)(g + p->goid_off));
@@ -470,6 +526,14 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	}
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u32 truncated = 0, len = 0;
+	/* Only calls that are kept pay for a stack walk. */
+	__s64 stack_id = 0;
+	__u64 caller = 0;
+	if (p->flags & PSC_F_STACK) {
+		stack_id = bpf_get_stackid(ctx, &psc_stacks, BPF_F_USER_STACK);
+		if (!at_call)
+			bpf_probe_read_user(&caller, 8, (void *)ctx->rsp);
+	}
 	struct psc_event *ev = (void *)sc->buf;
 	if (p->flags & PSC_F_EVENTS) {
 		len = build_section(f, p, PSC_SEC_ENTRY, sc, sizeof(struct psc_event));
@@ -480,9 +544,12 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		fill_header(ev, id, goid, tid);
 		ev->ts_ns = bpf_ktime_get_ns();
 		ev->latency_ns = 0;
-		ev->flags = PSC_EVF_ENTRY | (truncated ? PSC_EVF_TRUNCATED : 0) | (unwatched ? PSC_EVF_UNWATCHED : 0);
+		ev->flags = PSC_EVF_ENTRY | (truncated ? PSC_EVF_TRUNCATED : 0) | (unwatched ? PSC_EVF_UNWATCHED : 0) |
+			    ((p->flags & PSC_F_STACK) ? PSC_EVF_STACK : 0);
 		ev->entry_len = len;
 		ev->ret_len = 0;
+		ev->stack_id = stack_id;
+		ev->caller = caller;
 		emit(sc, sizeof(struct psc_event) + len, st);
 		return 0;
 	}
@@ -500,12 +567,14 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	pd->bits = bits | (truncated ? 0x80000000u : 0);
 	pd->goid = goid;
 	pd->tid = tid;
+	pd->stack_id = stack_id;
+	pd->caller = caller;
 	pd->ts_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&psc_pending, &key, pd, BPF_ANY);
 	return 0;
 }
 
-static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc)
+static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc)
 {
 	__u64 now = bpf_ktime_get_ns(), g = ctx->r14, hi = 0;
 	if (bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off)))
@@ -524,6 +593,7 @@ static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f,
 	/* Less the probe's own time between the two clock reads (calibrated), never below 0. */
 	__u64 latency = now - pd->ts_ns;
 	latency = latency > p->latency_floor_ns ? latency - p->latency_floor_ns : 0;
+	f->latency = latency;
 	if (p->flags & PSC_F_COND_RET) {
 		__u32 bits = (pd->bits & 0x7fffffff) | eval_atoms(f, p, PSC_SEC_RET);
 		if (!eval_prog(p, bits)) {
@@ -560,13 +630,16 @@ static __always_inline int on_return(struct pt_regs *ctx, const struct frame *f,
 	__u32 truncated = pd->bits >> 31;
 	fill_header(ev, id, pd->goid, pd->tid);
 	ev->ts_ns = pd->ts_ns;
+	ev->stack_id = pd->stack_id;
+	ev->caller = pd->caller;
 	ev->latency_ns = latency;
 	bpf_map_delete_elem(&psc_pending, &key);
 	__u32 rlen = build_section(f, p, PSC_SEC_RET, sc, sizeof(struct psc_event) + elen);
 	truncated |= rlen >> 31;
 	rlen &= ~SECTION_TRUNCATED;
 	ev = (void *)sc->buf;
-	ev->flags = PSC_EVF_ENTRY | PSC_EVF_RET | (truncated ? PSC_EVF_TRUNCATED : 0);
+	ev->flags = PSC_EVF_ENTRY | PSC_EVF_RET | (truncated ? PSC_EVF_TRUNCATED : 0) |
+		    ((p->flags & PSC_F_STACK) ? PSC_EVF_STACK : 0);
 	ev->entry_len = elen;
 	ev->ret_len = rlen;
 	emit(sc, sizeof(struct psc_event) + elen + rlen, st);
@@ -617,7 +690,7 @@ int periscope_probe(struct pt_regs *ctx)
 		st->ret_hits++;
 		on_return(ctx, &f, p, id, st, sc);
 	} else {
-		on_entry(ctx, &f, p, id, st, sc);
+		on_entry(ctx, &f, p, id, st, sc, at_call);
 	}
 	if (timed) {
 		st->prog_ns += bpf_ktime_get_ns() - t0;

@@ -18,7 +18,9 @@
 #define PSC_ENTRY_MAX 2048  /* bytes of a stored entry section */
 #define PSC_SCRATCH 8192
 #define PSC_HIST_BUCKETS 1280
-#define PSC_VERSION 1
+#define PSC_VERSION 2
+#define PSC_STACK_DEPTH 64 /* frames of a captured stack */
+#define PSC_STACKS 16384   /* distinct stacks kept (a stack-trace map) */
 #define PSC_TIME_EVERY 16   /* time one probe hit in this many (a power of two) */
 
 /* Attach cookie: probe id in the low 32 bits, point kind in the next 8, then flags. */
@@ -60,8 +62,20 @@ struct psc_op {
 	__u16 section;
 };
 
-enum psc_atom_kind { PSC_ATOM_INT = 0, PSC_ATOM_STR_EQ = 1, PSC_ATOM_STR_PREFIX = 2 };
+/* LATENCY compares the call's latency (ns, at the return) with `value`; STR_ORDER
+ * compares a string with `str` byte-wise, as Go orders strings. */
+enum psc_atom_kind {
+	PSC_ATOM_INT = 0,
+	PSC_ATOM_STR_EQ = 1,
+	PSC_ATOM_STR_PREFIX = 2,
+	PSC_ATOM_LATENCY = 3,
+	PSC_ATOM_STR_ORDER = 4,
+};
 enum psc_cmp { PSC_EQ = 0, PSC_NE = 1, PSC_LT = 2, PSC_LE = 3, PSC_GT = 4, PSC_GE = 5 };
+
+/* psc_atom.is_signed: bit 0 a signed comparison; this bit: a pointer chain that
+ * faults reads as 0 (len of a nil map). */
+#define PSC_ATOM_NIL_IS_ZERO 2
 
 struct psc_atom {
 	struct psc_word a;  /* the integer, or the string's data pointer */
@@ -89,6 +103,7 @@ struct psc_atom {
 #define PSC_F_ACTIVE (1u << 5)   /* set in every live plan: a zeroed (detached) one does nothing */
 #define PSC_F_WINDOWED (1u << 6) /* the budget attaches the return points in time windows */
 #define PSC_F_WATCHING (1u << 7) /* a window is open: the return points are attached */
+#define PSC_F_STACK (1u << 8)    /* capture the callers' stack at the entry */
 
 struct psc_probe {
 	__u32 flags;
@@ -141,6 +156,8 @@ struct psc_pending {
 	__u32 bits;      /* results of entry atoms */
 	__u32 len;       /* bytes of data[] in use */
 	__u32 _pad;
+	__s64 stack_id;  /* as in psc_event */
+	__u64 caller;
 	__u8 data[PSC_ENTRY_MAX];
 };
 
@@ -149,6 +166,7 @@ struct psc_pending {
 #define PSC_EVF_RET (1u << 1)
 #define PSC_EVF_TRUNCATED (1u << 2)
 #define PSC_EVF_UNWATCHED (1u << 3) /* entry only: the budget had the return points detached */
+#define PSC_EVF_STACK (1u << 4)     /* stack_id and caller are set */
 
 struct psc_event {
 	__u16 version;
@@ -162,6 +180,11 @@ struct psc_event {
 	__u32 flags;
 	__u16 entry_len;
 	__u16 ret_len;
+	/* The stack at the entry, in psc_stacks (< 0: the kernel's error, e.g. table full),
+	 * and the return address at [rsp] there (0 at a call site, where the pc is the
+	 * caller's): the kernel's walk misses the immediate caller at some entries. */
+	__s64 stack_id;
+	__u64 caller;
 };
 
 /* A captured section: registers, a stack window, then items. */

@@ -259,9 +259,15 @@ impl Session {
         };
         let mut plan =
             probes_ebpf::plan::build(&cat, f, &s.capture(self.max_string), cond.as_ref())?;
-        let paired = s.ret || s.latency;
+        // A condition on results or latency is decided at the return: it needs the
+        // return points even when neither results nor latency are shown.
+        let paired = s.ret || s.latency || cond.as_ref().is_some_and(|c| c.reads_results);
         let points = self
-            .points(f, paired, s.ret)
+            .points(
+                f,
+                paired,
+                s.ret || cond.as_ref().is_some_and(|c| c.reads_results),
+            )
             .ok_or_else(|| SetError::NoCode(f.name.clone()))?;
         let stepped_entry = points.entries.iter().any(|p| p.stepped);
         plan.wire.latency_floor_ns = self.latency_floor_ns(stepped_entry) as u32;
@@ -275,7 +281,14 @@ impl Session {
             let ret = self
                 .hit_cost
                 .as_ref()
-                .map(|hc| format!(" (~{} each)", crate::format::fmt_ns(hc.stepped_ns as u64)))
+                .map(|hc| {
+                    let each = if points.returns.iter().any(|p| p.stepped) {
+                        hc.stepped_ns
+                    } else {
+                        hc.emulated_ns
+                    };
+                    format!(" (~{} each)", crate::format::fmt_ns(each as u64))
+                })
                 .unwrap_or_default();
             let paying = format!(
                 "calls the condition filters out still pay for the return point{ret}: only results and latency need it"

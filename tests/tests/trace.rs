@@ -358,3 +358,70 @@ fn bad_probes_get_one_clear_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no process with pid"));
 }
+
+#[test]
+fn slow_calls_lengths_and_string_order_are_decided_in_the_kernel() {
+    let tc = periscope_tests::newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let tracer = Tracer::start(
+        fx.pid,
+        &[
+            "--args",
+            "main.Sleep if latency > 10ms",
+            "main.MapLen if len(m) >= 3",
+            "main.Bytes if len(b) > 3",
+            r#"main.Flag if s > "user-1" && s <= "user-4""#,
+        ],
+    );
+    let mut truth = fx.run("sleep");
+    truth.extend(fx.run("run 12"));
+    std::thread::sleep(Duration::from_millis(300));
+    let got = tracer.stop();
+    let args_of = |calls: &[Value], f: &str| -> Vec<Value> {
+        calls
+            .iter()
+            .filter(|c| c["type"] == "call" && c["func"] == f)
+            .map(|c| c["args"].clone())
+            .collect()
+    };
+    // Exactly the 20 ms sleeps, each with its argument, and each slower than 10 ms.
+    let slow: Vec<Value> = args_of(&truth, "main.Sleep")
+        .into_iter()
+        .filter(|a| a["d"].as_i64().unwrap() > 10_000_000)
+        .collect();
+    assert_eq!(slow.len(), 10);
+    assert_eq!(args_of(&got, "main.Sleep"), slow);
+    for c in got
+        .iter()
+        .filter(|c| c["type"] == "call" && c["func"] == "main.Sleep")
+    {
+        assert!(c["latency_ns"].as_u64().unwrap() > 10_000_000, "{c}");
+    }
+    let maps: Vec<Value> = args_of(&truth, "main.MapLen")
+        .into_iter()
+        .filter(|a| a["m"]["len"].as_u64().unwrap() >= 3)
+        .collect();
+    assert!(!maps.is_empty());
+    assert_eq!(args_of(&got, "main.MapLen"), maps);
+    let long = |a: &Value| match &a["b"] {
+        Value::String(s) => s.len() > 3,
+        Value::Array(b) => b.len() > 3,
+        other => panic!("{other}"),
+    };
+    let bytes: Vec<Value> = args_of(&truth, "main.Bytes")
+        .into_iter()
+        .filter(long)
+        .collect();
+    assert!(!bytes.is_empty() && bytes.len() < 12);
+    assert_eq!(args_of(&got, "main.Bytes"), bytes);
+    // Go's own string order, byte by byte: "user-10" > "user-1", "user-4" <= "user-4".
+    let flags: Vec<Value> = args_of(&truth, "main.Flag")
+        .into_iter()
+        .filter(|a| {
+            let s = a["s"].as_str().unwrap();
+            s > "user-1" && s <= "user-4"
+        })
+        .collect();
+    assert!(!flags.is_empty());
+    assert_eq!(args_of(&got, "main.Flag"), flags);
+}

@@ -64,7 +64,21 @@ impl Compiler<'_> {
                 }
                 self.string_atom(&place, prefix, PSC_ATOM_STR_PREFIX, PSC_EQ, col)?;
             }
-            Expr::Cmp { path, op, lit } => self.compare(path, *op, lit.as_ref())?,
+            Expr::Cmp {
+                path,
+                len: false,
+                op,
+                lit,
+            } if path.len() == 1 && path[0].0 == "latency" && self.f.value("latency").is_none() => {
+                self.latency(path[0].1, *op, lit.as_ref())?
+            }
+            Expr::Cmp {
+                path,
+                len: true,
+                op,
+                lit,
+            } => self.length(path, *op, lit.as_ref())?,
+            Expr::Cmp { path, op, lit, .. } => self.compare(path, *op, lit.as_ref())?,
         }
         Ok(())
     }
@@ -203,6 +217,87 @@ impl Compiler<'_> {
         self.push_atom(a, col)
     }
 
+    /// `latency > 50ms`: decided in the kernel at the return, against the call's
+    /// latency less the probe's own time (as the histogram records it).
+    fn latency(
+        &mut self,
+        col: usize,
+        op: Option<(CmpOp, usize)>,
+        lit: Option<&(Tok, usize)>,
+    ) -> Result<(), ConditionError> {
+        let (Some((o, _)), Some((lit, lcol))) = (op, lit) else {
+            return Err(self.err(col, "compare latency with a duration: latency > 50ms"));
+        };
+        let ns = match lit {
+            Tok::Duration(ns) => *ns,
+            Tok::Int(0) => 0,
+            _ => {
+                return Err(self.err(
+                    *lcol,
+                    "latency compares with a duration: 50ms, 1.5s, 200us, 300ns",
+                ));
+            }
+        };
+        self.reads_results = true;
+        let a = psc_atom {
+            kind: PSC_ATOM_LATENCY as u8,
+            cmp: o.wire() as u8,
+            section: PSC_SEC_RET as u8,
+            value: i64::try_from(ns).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        self.push_atom(a, col)
+    }
+
+    /// `len(x) > 3` for a string, a slice (their length word) or a map (the count that
+    /// leads its header; a nil map has length 0).
+    fn length(
+        &mut self,
+        path: &[(String, usize)],
+        op: Option<(CmpOp, usize)>,
+        lit: Option<&(Tok, usize)>,
+    ) -> Result<(), ConditionError> {
+        let place = self.resolve(path)?;
+        let col = path[0].1;
+        let t = self.cat.types.get(place.ty).clone();
+        let name = join(path);
+        let (Some((o, _)), Some((Tok::Int(v), lcol))) = (op, lit) else {
+            return Err(self.err(col, format!("compare len({name}) with a number")));
+        };
+        let (word, nil_is_zero) = match t.kind {
+            Kind::String | Kind::Slice(_) => (self.word_at(&place, 8, col)?, false),
+            Kind::Map => {
+                let ptr = self.word(&place, 8, col)?;
+                let count = ptr
+                    .deref(0, 8)
+                    .ok_or_else(|| self.err(col, "the map is behind too many loads"))?;
+                (count, true)
+            }
+            _ => {
+                return Err(self.err(
+                    col,
+                    format!("len needs a string, slice or map: {name} is {}", t.name),
+                ));
+            }
+        };
+        if *v < 0 || *v > i128::from(i64::MAX) {
+            return Err(self.err(*lcol, format!("{v} is not a length")));
+        }
+        let mut a = int_atom(&word, o.wire(), *v as i64, false, place.section);
+        if nil_is_zero {
+            a.is_signed |= PSC_ATOM_NIL_IS_ZERO as u8;
+        }
+        self.push_atom(a, col)
+    }
+
+    /// The word `off` bytes into the value at `place`.
+    fn word_at(&self, place: &Place, off: u64, col: usize) -> Result<Word, ConditionError> {
+        place
+            .src
+            .word(place.offset + off, 8)
+            .ok_or_else(|| self.err(col, "this value cannot be read at the probe point"))
+    }
+
     fn compare(
         &mut self,
         path: &[(String, usize)],
@@ -258,14 +353,12 @@ impl Compiler<'_> {
                     col,
                 )
             }
-            (Kind::String, Tok::Str(s)) => {
-                if !o.is_equality() {
-                    return Err(self.err(
-                        ocol,
-                        "strings compare with == or !=, or startsWith(path, \"prefix\")",
-                    ));
-                }
+            (Kind::String, Tok::Str(s)) if o.is_equality() => {
                 self.string_atom(&place, s, PSC_ATOM_STR_EQ, o.wire(), col)
+            }
+            // Byte-wise, as Go orders strings.
+            (Kind::String, Tok::Str(s)) => {
+                self.string_atom(&place, s, PSC_ATOM_STR_ORDER, o.wire(), col)
             }
             (
                 Kind::Pointer(_)
@@ -290,6 +383,10 @@ impl Compiler<'_> {
             )),
             (_, Tok::Str(_)) => Err(mismatch(self, "and this is a string")),
             (_, Tok::Int(_)) => Err(mismatch(self, "and this is a number")),
+            (_, Tok::Duration(_)) => Err(mismatch(
+                self,
+                "and a duration compares only with latency (latency > 50ms)",
+            )),
             (_, Tok::Ident(n)) if n == "nil" => Err(mismatch(self, "which cannot be nil")),
             (_, Tok::Ident(n)) if n == "true" || n == "false" => {
                 Err(mismatch(self, "and this is a bool"))

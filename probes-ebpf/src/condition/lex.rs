@@ -5,9 +5,28 @@ use crate::error::ConditionError;
 pub(super) enum Tok {
     Ident(String),
     Int(i128),
+    /// `50ms`, `1.5s`, `200us`: nanoseconds.
+    Duration(u64),
     Str(String),
     Op(&'static str),
     End,
+}
+
+/// `50ms` → 50,000,000 ns; None when `lit` is not a duration.
+fn duration(lit: &str) -> Option<u64> {
+    let split = lit.find(|c: char| c.is_alphabetic() || c == 'µ')?;
+    let (num, unit) = lit.split_at(split);
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    let v: f64 = num.parse().ok().filter(|v: &f64| *v >= 0.0)?;
+    Some((v * scale).round() as u64)
 }
 
 pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
@@ -35,10 +54,19 @@ pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
         {
             let s = i;
             i += 1;
-            while i < b.len() && (b[i].is_ascii_alphanumeric()) {
+            // Letters for hex and duration units, a point for `1.5s`, `µ` for `µs`.
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric()
+                    || b[i] == 'µ'
+                    || (b[i] == '.' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())))
+            {
                 i += 1;
             }
             let lit: String = b[s..i].iter().collect();
+            if let Some(ns) = duration(&lit) {
+                out.push((Tok::Duration(ns), col));
+                continue;
+            }
             let (neg, digits) = match lit.strip_prefix('-') {
                 Some(d) => (true, d.to_string()),
                 None => (false, lit.clone()),
@@ -107,6 +135,15 @@ mod tests {
         assert_eq!(t[3], (Tok::Op("=="), 8));
         assert_eq!(t[4], (Tok::Str("alice".into()), 11));
         assert_eq!(t[6], (Tok::Op("!"), 22));
+    }
+
+    #[test]
+    fn durations_are_nanoseconds() {
+        let t = lex("latency > 1.5ms && latency < 2s || latency >= 300us").unwrap();
+        assert_eq!(t[2].0, Tok::Duration(1_500_000));
+        assert_eq!(t[6].0, Tok::Duration(2_000_000_000));
+        assert_eq!(t[10].0, Tok::Duration(300_000));
+        assert!(lex("x > 5parsecs").is_err());
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! or      := and ("||" and)*
 //! and     := unary ("&&" unary)*
 //! unary   := "!" unary | "(" cond ")" | compare
-//! compare := path [("==" | "!=" | "<" | "<=" | ">" | ">=") literal]
+//! compare := value [("==" | "!=" | "<" | "<=" | ">" | ">=") literal]
 //!          | "startsWith" "(" path "," string ")"
+//! value   := path | "len" "(" path ")" | "latency"
 //! path    := name ("." field)*        name: a parameter, a named result, or r0, r1…
-//! literal := integer | "string" | true | false | nil
+//! literal := integer | duration | "string" | true | false | nil
+//! duration:= number ("ns" | "us" | "µs" | "ms" | "s" | "m" | "h")     e.g. 50ms, 1.5s
 //! ```
-//! A path alone must be a bool. Fields are followed through pointers.
+//! A path alone must be a bool. Fields are followed through pointers. Strings order
+//! byte-wise, as Go's do. `latency` (unless a parameter has that name) is the call's,
+//! decided at the return like a condition on results.
 mod compile;
 mod lex;
 mod parse;

@@ -10,6 +10,8 @@ pub(super) enum Expr {
     Not(Box<Expr>),
     Cmp {
         path: Vec<(String, usize)>,
+        /// `len(path)`: the length of a string, slice or map.
+        len: bool,
         op: Option<(CmpOp, usize)>,
         lit: Option<(Tok, usize)>,
     },
@@ -169,7 +171,16 @@ impl Parser<'_> {
             self.expect(")")?;
             return Ok(Expr::StartsWith { path, prefix });
         }
-        let path = self.path()?;
+        let len = *self.peek() == Tok::Ident("len".into())
+            && self.toks.get(self.i + 1).map(|t| &t.0) == Some(&Tok::Op("("));
+        let path = if len {
+            self.i += 2;
+            let p = self.path()?;
+            self.expect(")")?;
+            p
+        } else {
+            self.path()?
+        };
         let op = match self.peek() {
             Tok::Op(o) => CmpOp::from_token(o).map(|o| (o, self.col())),
             _ => None,
@@ -178,7 +189,7 @@ impl Parser<'_> {
             self.i += 1;
             let t = self.peek().clone();
             match t {
-                Tok::Int(_) | Tok::Str(_) | Tok::Ident(_) => {
+                Tok::Int(_) | Tok::Duration(_) | Tok::Str(_) | Tok::Ident(_) => {
                     let c = self.col();
                     self.i += 1;
                     Some((t, c))
@@ -186,14 +197,14 @@ impl Parser<'_> {
                 _ => {
                     return Err(self.err(
                         self.col(),
-                        "expected a value: a number, a \"string\", true, false or nil",
+                        "expected a value: a number, a duration (50ms), a \"string\", true, false or nil",
                     ));
                 }
             }
         } else {
             None
         };
-        Ok(Expr::Cmp { path, op, lit })
+        Ok(Expr::Cmp { path, len, op, lit })
     }
     pub(super) fn path(&mut self) -> Result<Vec<(String, usize)>, ConditionError> {
         let mut path = Vec::new();
