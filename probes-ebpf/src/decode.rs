@@ -20,6 +20,17 @@ pub struct Call {
     pub truncated: bool,
     /// Seen at its entry only: the CPU budget had the return points detached.
     pub unwatched: bool,
+    /// Where the BPF program recorded the callers' stack (`--stack`).
+    pub stack: Option<StackRef>,
+}
+
+/// A stack as the event carries it: an id in the kernel's stack table (or why there is
+/// none) and the return address at the entry (None at a call site, whose pc is the
+/// caller's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackRef {
+    pub id: Result<u32, i64>,
+    pub caller: Option<u64>,
 }
 
 /// One side (entry or return) of an event, borrowed from the ring-buffer record: the
@@ -98,6 +109,10 @@ pub fn decode(raw: &[u8], cat: &Catalog, plan: &Plan, bias: LoadBias) -> Option<
         ret,
         truncated: ev.flags & PSC_EVF_TRUNCATED != 0,
         unwatched,
+        stack: (ev.flags & PSC_EVF_STACK != 0).then_some(StackRef {
+            id: u32::try_from(ev.stack_id).map_err(|_| ev.stack_id),
+            caller: (ev.caller != 0).then_some(ev.caller),
+        }),
     })
 }
 

@@ -24,6 +24,7 @@ pub struct Engine {
     probes: Array<MapData, psc_probe>,
     stats: PerCpuArray<MapData, psc_stats>,
     hist: PerCpuArray<MapData, psc_hist>,
+    stacks: aya::maps::StackTraceMap<MapData>,
     events: RingBuf<MapData>,
     /// periscope's own copy of the uprobe links, by key (see `window_key`); the keeper
     /// holds another.
@@ -218,11 +219,13 @@ impl Engine {
         let stats = PerCpuArray::try_from(take("psc_stats")?)?;
         let hist = PerCpuArray::try_from(take("psc_hist")?)?;
         let events = RingBuf::try_from(take("psc_events")?)?;
+        let stacks = aya::maps::StackTraceMap::try_from(take("psc_stacks")?)?;
         Ok(Engine {
             ebpf,
             probes,
             stats,
             hist,
+            stacks,
             events,
             links: HashMap::new(),
             keeper,
@@ -758,6 +761,13 @@ impl Engine {
             }
         }
         sum
+    }
+
+    /// The return addresses of a stack the BPF program recorded (`Call::stack`),
+    /// innermost first, as the kernel walked them.
+    pub fn stack(&self, id: u32) -> Option<Vec<u64>> {
+        let trace = self.stacks.get(&id, 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).collect())
     }
 
     /// Hands at most `max` records waiting in the ring buffer to `f`; returns how

@@ -18,6 +18,8 @@ pub struct Capture {
     pub max_elems: u16,
     /// Paths captured before anything else (`r.URL.Path`), in the condition syntax.
     pub paths: Vec<String>,
+    /// Record the callers' stack at each kept call's entry.
+    pub stack: bool,
 }
 
 impl Default for Capture {
@@ -30,6 +32,7 @@ impl Default for Capture {
             max_string: 64,
             max_elems: 8,
             paths: Vec::new(),
+            stack: false,
         }
     }
 }
@@ -121,6 +124,10 @@ pub fn build(
     }
     if capture.latency {
         flags |= PSC_F_LATENCY;
+    }
+    if capture.stack {
+        // A stack is shown with its call: it needs an event, even for latency alone.
+        flags |= PSC_F_STACK | PSC_F_EVENTS;
     }
     wire.prog = [PSC_PROG_END as u8; PSC_MAX_PROG as usize];
     if let Some(c) = cond {

@@ -51,6 +51,20 @@ pub fn wall_clock(ts_ns: u64, offset_ns: i64, digits: u32) -> String {
 
 /// One call as a line: `15:04:05.123456 g42    main.Login(…) → (…)  1.2ms`. `offset_ns`
 /// turns the kernel's monotonic timestamps into wall-clock time (see `clock_offset_ns`).
+/// A call's callers as indented lines under it: `    at main.caller (main.go:42)`.
+pub fn stack_lines(s: &crate::session::Callers) -> String {
+    match s {
+        crate::session::Callers::Frames(frames) => frames
+            .iter()
+            .map(|p| {
+                let file = p.file.rsplit('/').next().unwrap_or(&p.file);
+                format!("    at {} ({file}:{})\n", p.func, p.line)
+            })
+            .collect(),
+        crate::session::Callers::NotCaptured(why) => format!("    ‹stack not captured: {why}›\n"),
+    }
+}
+
 pub fn call_line(c: &Call, func: &str, offset_ns: i64) -> String {
     let join = |vs: &[(String, GoValue)]| {
         vs.iter()

@@ -64,6 +64,17 @@ pub struct Row {
     pub func: usize,
     pub at: usize,
     pub call: Call,
+    /// Its callers, innermost first (`--stack`).
+    pub stack: Option<Callers>,
+}
+
+/// A call's callers, innermost first: its caller at the line of the call, then that
+/// one's caller, up to PSC_STACK_DEPTH frames.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Callers {
+    Frames(Arc<Vec<symbols::pclntab::Position>>),
+    /// Why there is none (the kernel's stack table was full, say).
+    NotCaptured(String),
 }
 
 /// One probe as the user sees it: every function its name means (see
@@ -113,6 +124,11 @@ pub struct Session {
     /// What a uprobe hit costs here, measured at start-up; the error says why not.
     pub hit_cost: Result<probes_ebpf::HitCost, String>,
     gov: Governor,
+    /// Symbolized stacks, by (stack id, caller at the entry): the kernel deduplicates
+    /// stacks, so each is walked and symbolized once.
+    stacks: HashMap<(u32, Option<u64>), Arc<Vec<symbols::pclntab::Position>>>,
+    /// Linux ≥ 6.12: a user stack taken at a `push rbp` includes the caller.
+    kernel_adds_caller: bool,
     /// Every direct call and taken address of the binary, built on the first probe.
     callgraph: std::sync::OnceLock<symbols::callsites::CallGraph>,
 }
@@ -142,6 +158,8 @@ impl Session {
             max_string: 64,
             hit_cost,
             gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
+            stacks: HashMap::new(),
+            kernel_adds_caller: symbols::process::kernel_version() >= (6, 12),
             callgraph: std::sync::OnceLock::new(),
         })
     }
@@ -423,7 +441,7 @@ impl Session {
         // Readers call this every few milliseconds: the budget's clock.
         self.tick();
         let (cat, active, by_id, bias) = (&self.cat, &self.active, &self.by_id, self.bias);
-        self.engine.drain(max, |probe, raw| {
+        let n = self.engine.drain(max, |probe, raw| {
             // Events of a probe that was just replaced or removed are dropped: their plan
             // is gone, and with it the meaning of their bytes.
             let Some(&(func, member)) = by_id.get(&probe) else {
@@ -435,9 +453,101 @@ impl Session {
                     func,
                     at: m.func,
                     call,
+                    stack: None,
                 });
             }
-        })
+        });
+        for r in out.iter_mut().filter(|r| r.stack.is_none()) {
+            if let Some(s) = r.call.stack {
+                r.stack = Some(self.callers(r.at, s));
+            }
+        }
+        n
+    }
+
+    /// Whether every entry point of the probe on `func` is a `push rbp`.
+    fn entry_is_push(&self, func: usize) -> bool {
+        let Some(m) = self
+            .active
+            .values()
+            .flat_map(|a| &a.members)
+            .find(|m| m.func == func)
+        else {
+            return false;
+        };
+        !m.points.entries.is_empty()
+            && m.points.entries.iter().all(|p| {
+                p.kind == probes_ebpf::wire::PSC_POINT_ENTRY
+                    && self.cat.elf.bytes_at(p.addr, 1) == Some(&[0x55][..])
+            })
+    }
+
+    /// The callers of a call of `func` from the stack the kernel recorded: the walk
+    /// starts at the probe's pc (in `func` itself at an entry: dropped; the call
+    /// instruction at a call site: the caller, exact) and follows frame pointers;
+    /// at an entry before `push rbp` it misses the immediate caller, whose return
+    /// address at [rsp] the event carries.
+    fn callers(&mut self, func: usize, s: probes_ebpf::decode::StackRef) -> Callers {
+        let id = match s.id {
+            Ok(id) => id,
+            Err(e) => {
+                return Callers::NotCaptured(match i32::try_from(-e).unwrap_or(0) {
+                    libc::EEXIST | libc::ENOMEM => "stack table full".into(),
+                    libc::EFAULT => "unreadable stack".into(),
+                    code => format!("stack error {code}"),
+                });
+            }
+        };
+        if let Some(c) = self.stacks.get(&(id, s.caller)) {
+            return Callers::Frames(Arc::clone(c));
+        }
+        let Some(ips) = self.engine.stack(id) else {
+            return Callers::NotCaptured("stack gone from the kernel's table".into());
+        };
+        let f = &self.cat.functions[func];
+        let bias = self.bias;
+        let link = |ip: u64| bias.to_link(symbols::RuntimeAddr(ip)).0;
+        let inside = |ip: u64| (f.entry..f.end).contains(&link(ip));
+        // (runtime pc, whether it is the call instruction itself rather than a
+        // return address after it).
+        let mut pcs: Vec<(u64, bool)> = Vec::new();
+        // Only the first pc can be the probed function's own (recursion puts it further
+        // up as a caller too).
+        let skip = usize::from(ips.first().is_some_and(|&ip| inside(ip)));
+        let mut rest = ips.iter().copied().skip(skip);
+        match s.caller {
+            // Linux ≥ 6.12 adds [rsp] itself when the probed instruction is `push rbp`
+            // (the entry after Go's stack check); at a `jbe` or another first
+            // instruction the walk lacks it. Addresses cannot tell (in recursion the
+            // caller's return address repeats), the instruction can.
+            Some(c) if !(self.kernel_adds_caller && self.entry_is_push(func)) => {
+                pcs.push((c, false));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(ip) = rest.next() {
+                    pcs.push((ip, true));
+                }
+            }
+        }
+        pcs.extend(rest.map(|ip| (ip, false)));
+        pcs.truncate(probes_ebpf::wire::PSC_STACK_DEPTH as usize);
+        let frames: Vec<_> = pcs
+            .into_iter()
+            .map(|(ip, exact)| {
+                let pc = link(ip) - u64::from(!exact);
+                self.cat.position(symbols::LinkAddr(pc)).unwrap_or_else(|| {
+                    symbols::pclntab::Position {
+                        func: format!("{ip:#x}"),
+                        file: String::new(),
+                        line: 0,
+                    }
+                })
+            })
+            .collect();
+        let frames = Arc::new(frames);
+        self.stacks.insert((id, s.caller), Arc::clone(&frames));
+        Callers::Frames(frames)
     }
 
     /// Where a probe on `f` sits (probes_ebpf::points): at its call sites where every

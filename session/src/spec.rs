@@ -13,6 +13,8 @@ pub struct ProbeSpec {
     pub sample: u32,
     /// Paths captured before anything else (`--capture r.URL.Path,r.Host`).
     pub paths: Vec<String>,
+    /// The callers' stack of each call (`--stack`).
+    pub stack: bool,
 }
 
 impl Default for ProbeSpec {
@@ -24,6 +26,7 @@ impl Default for ProbeSpec {
             condition: None,
             sample: 1,
             paths: Vec::new(),
+            stack: false,
         }
     }
 }
@@ -58,6 +61,9 @@ impl ProbeSpec {
         if self.sample > 1 {
             parts.push(format!("1/{}", self.sample));
         }
+        if self.stack {
+            parts.push("stack".into());
+        }
         if !self.paths.is_empty() {
             parts.push(format!("capture {}", self.paths.join(",")));
         }
@@ -76,6 +82,7 @@ impl ProbeSpec {
             max_string,
             max_elems: 8,
             paths: self.paths.clone(),
+            stack: self.stack,
         }
     }
 }

@@ -117,3 +117,13 @@ pub fn load_bias(pid: u32, first_load_vaddr: u64) -> Result<crate::LoadBias> {
     }
     Ok(crate::LoadBias(0))
 }
+
+/// The running kernel's (major, minor) version, (0, 0) when unknown.
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}

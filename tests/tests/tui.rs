@@ -127,6 +127,7 @@ fn login(s: &State, i: u64, user: &str, attempts: i64) -> Row {
     Row {
         func: func(s, "main.Login"),
         at: func(s, "main.Login"),
+        stack: None,
         call: Call {
             probe: 0,
             pid: 4242,
@@ -154,6 +155,7 @@ fn login(s: &State, i: u64, user: &str, attempts: i64) -> Row {
             ]),
             truncated: false,
             unwatched: false,
+            stack: None,
         },
     }
 }

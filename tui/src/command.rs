@@ -35,7 +35,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "trace",
-        "trace FUNC [--args] [--ret] [--latency] [--sample N] [--capture PATHS] [if COND]",
+        "trace FUNC [--args] [--ret] [--latency] [--stack] [--sample N] [--capture PATHS] [if COND]",
     ),
     (
         "probes",
@@ -138,6 +138,7 @@ fn trace(rest: &str) -> Result<Command> {
     let mut func = None;
     let (mut args, mut ret, mut latency, mut sample) = (false, false, false, 1);
     let mut paths = Vec::new();
+    let mut stack = false;
     while let Some(w) = words.next() {
         match w {
             "--args" => args = true,
@@ -150,6 +151,7 @@ fn trace(rest: &str) -> Result<Command> {
                     .filter(|&n| n >= 1)
                     .ok_or_else(|| anyhow!("--sample takes a whole number ≥ 1"))?
             }
+            "--stack" => stack = true,
             "--capture" => {
                 let list = words.next().ok_or_else(|| {
                     anyhow!("--capture takes paths, e.g. `--capture r.URL.Path,r.Host`")
@@ -157,7 +159,9 @@ fn trace(rest: &str) -> Result<Command> {
                 paths.extend(list.split(',').filter(|p| !p.is_empty()).map(String::from));
             }
             f if f.starts_with("--") => {
-                bail!("unknown option {f} (--args --ret --latency --sample N --capture PATHS)")
+                bail!(
+                    "unknown option {f} (--args --ret --latency --stack --sample N --capture PATHS)"
+                )
             }
             f if func.is_none() => func = Some(f.to_string()),
             f => bail!("unexpected `{f}`: write `trace FUNC [options] if CONDITION`"),
@@ -176,6 +180,7 @@ fn trace(rest: &str) -> Result<Command> {
             sample,
             condition,
             paths,
+            stack,
         },
     })
 }

@@ -77,6 +77,9 @@ enum Cmd {
         /// Longest string captured, in bytes (1 to 512).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
         max_string: u16,
+        /// Record each call's callers (innermost first), symbolized from .gopclntab.
+        #[arg(long)]
+        stack: bool,
         /// Paths captured before anything else, comma-separated: `r.URL.Path,r.Host`
         /// (the condition syntax; pointers are followed along them).
         #[arg(long, value_delimiter = ',')]
@@ -110,6 +113,7 @@ fn main() {
             ret,
             latency,
             max_string,
+            stack,
             capture,
             probes,
         } => {
@@ -131,6 +135,7 @@ fn main() {
                         sample: sample.max(1),
                         condition: None,
                         paths: capture,
+                        stack,
                     },
                     max_string,
                     probes,

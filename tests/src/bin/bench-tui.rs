@@ -71,6 +71,7 @@ fn main() {
                 Row {
                     func: login,
                     at: login,
+                    stack: None,
                     call: Call {
                         probe: 0,
                         pid: 1,
@@ -94,6 +95,7 @@ fn main() {
                         ]),
                         truncated: false,
                         unwatched: false,
+                        stack: None,
                     },
                 }
             })

@@ -12,7 +12,7 @@ use serde_json::json;
 use symbols::Catalog;
 
 use crate::format::{call_line, describe_cost, fmt_ns};
-use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
+use crate::session::{Callers, DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
 
 pub struct Options {
     pub pid: u32,
@@ -328,9 +328,37 @@ pub struct CallJson<'a> {
     /// Seen at its entry only (the budget had the return points detached).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     unwatched: bool,
+    /// Its callers, innermost first (`--stack`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<StackJson<'a>>,
 }
 
-pub fn call_json<'a>(c: &'a Call, func: &'a str, clock_offset_ns: i64) -> CallJson<'a> {
+/// `[{"func","file","line"}, …]`, or `{"not_captured": REASON}`.
+pub enum StackJson<'a> {
+    Frames(&'a [symbols::pclntab::Position]),
+    NotCaptured(&'a str),
+}
+
+impl serde::Serialize for StackJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            StackJson::Frames(f) => f.serialize(s),
+            StackJson::NotCaptured(why) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("not_captured", why)?;
+                m.end()
+            }
+        }
+    }
+}
+
+pub fn call_json<'a>(
+    c: &'a Call,
+    func: &'a str,
+    stack: Option<&'a Callers>,
+    clock_offset_ns: i64,
+) -> CallJson<'a> {
     CallJson {
         kind: "call",
         func,
@@ -344,6 +372,10 @@ pub fn call_json<'a>(c: &'a Call, func: &'a str, clock_offset_ns: i64) -> CallJs
         latency_ns: c.latency_ns,
         truncated: c.truncated,
         unwatched: c.unwatched,
+        stack: stack.map(|s| match s {
+            Callers::Frames(f) => StackJson::Frames(f),
+            Callers::NotCaptured(why) => StackJson::NotCaptured(why),
+        }),
     }
 }
 
@@ -358,11 +390,17 @@ fn print_calls(
     for r in rows.drain(..) {
         let name = &cat.functions[r.at].name;
         let ok = if as_json {
-            serde_json::to_writer(&mut *out, &call_json(&r.call, name, clock_offset_ns))
+            let j = call_json(&r.call, name, r.stack.as_ref(), clock_offset_ns);
+            serde_json::to_writer(&mut *out, &j)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
         } else {
-            writeln!(out, "{}", call_line(&r.call, name, clock_offset_ns))
+            writeln!(out, "{}", call_line(&r.call, name, clock_offset_ns)).and_then(|()| {
+                match &r.stack {
+                    Some(s) => write!(out, "{}", crate::format::stack_lines(s)),
+                    None => Ok(()),
+                }
+            })
         };
         if ok.is_err() {
             return false;
