@@ -612,3 +612,58 @@ fn capture_editor_checks_each_path_and_sets_them() {
         }]
     );
 }
+
+#[test]
+fn the_callers_view_ranks_call_paths_by_calls_and_by_latency() {
+    let mut s = state();
+    select(&mut s, "main.Login");
+    let e = press(&mut s, KeyCode::Char('t'));
+    let Effect::Set { settings, .. } = &e[0] else {
+        panic!("{e:?}")
+    };
+    assert!(settings.stack && settings.args, "{settings:?}");
+    perform(&mut s, e);
+    let at = |func: &str, line: u32| symbols::pclntab::Position {
+        func: func.into(),
+        file: "/src/shop/main.go".into(),
+        line,
+    };
+    let busy = Arc::new(vec![at("main.handleLogin", 42), at("main.main", 7)]);
+    let slow = Arc::new(vec![at("main.retryLogin", 88), at("main.main", 9)]);
+    let mut rows = Vec::new();
+    for i in 0..30 {
+        let mut r = login(&s, i, "alice", 1);
+        let (frames, lat) = if i % 10 == 0 {
+            (&slow, 50_000_000)
+        } else {
+            (&busy, 1_000)
+        };
+        r.call.latency_ns = Some(lat);
+        r.stack = Some(periscope::session::Callers::Frames(Arc::clone(frames)));
+        rows.push(r);
+    }
+    update(&mut s, Action::Events(rows));
+    press(&mut s, KeyCode::Char('T'));
+    assert!(matches!(s.mode, Mode::Callers { .. }), "{:?}", s.mode);
+    let text = render(&s, 160, 40);
+    let by_calls = text.find("by calls").unwrap();
+    let by_latency = text.find("by total latency").unwrap();
+    // The busy path leads by calls, the slow one by time.
+    let first_after = |from: usize| {
+        let rest = &text[from..];
+        let busy = rest.find("handleLogin").unwrap_or(usize::MAX);
+        let slow = rest.find("retryLogin").unwrap_or(usize::MAX);
+        if busy < slow { "busy" } else { "slow" }
+    };
+    assert_eq!(first_after(by_calls), "busy", "{text}");
+    assert_eq!(first_after(by_latency), "slow", "{text}");
+    assert!(
+        text.contains("27") && text.contains("handleLogin:main.go:42"),
+        "{text}"
+    );
+    // Enter on a call shows its callers too.
+    press(&mut s, KeyCode::Esc);
+    s.focus = Pane::Events;
+    press(&mut s, KeyCode::Enter);
+    assert!(render(&s, 160, 40).contains("main.main (main.go:"));
+}

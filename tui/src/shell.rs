@@ -331,6 +331,9 @@ fn execute(
                 .collect();
             for r in &rows[rows.len().saturating_sub(last)..] {
                 println!("{}", call_line(&r.call, &cat.functions[r.at].name, offset));
+                if let Some(s) = &r.stack {
+                    print!("{}", crate::format::stack_lines(s));
+                }
             }
             if rows.is_empty() {
                 println!("no calls captured yet");

@@ -18,7 +18,7 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     }
     match s.mode.clone() {
         Mode::Normal => normal(s, k),
-        Mode::Help | Mode::Detail { .. } => {
+        Mode::Help | Mode::Detail { .. } | Mode::Callers { .. } => {
             // Any key closes a popup; Enter on a detail too.
             s.mode = Mode::Normal;
             vec![]
@@ -145,6 +145,16 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 editor::open(s, func, Editing::Condition);
             }
         }
+        Cmd::ToggleStack => return toggle(s, cmd),
+        Cmd::Callers => {
+            if let Some(func) = s.selected_fn() {
+                if s.probes.get(&func).is_some_and(|p| p.stack) {
+                    s.mode = Mode::Callers { func };
+                } else {
+                    s.info("no stacks recorded for this function: t records them");
+                }
+            }
+        }
         Cmd::EditCapture => {
             if let Some(func) = probeable_selection(s) {
                 editor::open(s, func, Editing::Capture);
@@ -227,6 +237,13 @@ fn toggle(s: &mut State, cmd: Cmd) -> Vec<Effect> {
     match cmd {
         Cmd::ToggleArgs => settings.args = !settings.args,
         Cmd::ToggleRet => settings.ret = !settings.ret,
+        Cmd::ToggleStack => {
+            settings.stack = !settings.stack;
+            // Stacks come with calls: a probe that captured nothing yet takes arguments.
+            if settings.stack && settings.is_empty() {
+                settings.args = true;
+            }
+        }
         _ => settings.latency = !settings.latency,
     }
     if settings.is_empty() {

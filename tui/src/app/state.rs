@@ -131,6 +131,10 @@ pub enum Mode {
     Detail {
         seq: u64,
     },
+    /// `T`: a probe's top call paths, by calls and by total latency.
+    Callers {
+        func: usize,
+    },
 }
 
 /// A row of the events table.
@@ -191,6 +195,18 @@ pub struct State {
     pub quit: bool,
     /// Wall-clock time minus the kernel's monotonic clock, to show event times.
     pub clock_offset_ns: i64,
+    /// Each stack-recording probe's call paths seen so far (see `CallPath`), by the
+    /// address of their shared frames (the session symbolizes each stack once).
+    pub paths: HashMap<usize, HashMap<usize, CallPath>>,
+}
+
+/// A call path of a probe (its callers, innermost first) and what went through it.
+#[derive(Debug, Clone)]
+pub struct CallPath {
+    pub frames: Arc<Vec<symbols::pclntab::Position>>,
+    pub calls: u64,
+    /// Latency of the calls that had one, summed.
+    pub total_ns: u64,
 }
 
 impl State {
@@ -223,6 +239,7 @@ impl State {
             target_gone: None,
             quit: false,
             clock_offset_ns: 0,
+            paths: HashMap::new(),
         };
         s.refilter();
         s

@@ -2,7 +2,10 @@
 //! that tests drive it directly. The runtime performs the effects. Keys are handled in
 //! `keys.rs`.
 use super::action::{Action, Effect, ProbeSample};
-use super::state::{EventRow, MAX_ROWS, Mode, RATE_HISTORY, State};
+use super::state::{CallPath, EventRow, MAX_ROWS, Mode, RATE_HISTORY, State};
+
+/// Distinct call paths kept per probe (the kernel keeps at most 16384 stacks).
+const MAX_PATHS: usize = 4096;
 use crate::session::{ProbeSpec, Row, SetError, SetOk};
 
 pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
@@ -86,6 +89,29 @@ fn events(s: &mut State, mut rows: Vec<Row>) {
             && *shown >= seq
         {
             *shown += 1;
+        }
+        if let Some(crate::session::Callers::Frames(frames)) = &row.stack {
+            let paths = s.paths.entry(row.func).or_default();
+            let lat = row.call.latency_ns.unwrap_or(0);
+            let key = std::sync::Arc::as_ptr(frames) as usize;
+            let room = paths.len() < MAX_PATHS;
+            match paths.get_mut(&key) {
+                Some(p) => {
+                    p.calls += 1;
+                    p.total_ns += lat;
+                }
+                None if room => {
+                    paths.insert(
+                        key,
+                        CallPath {
+                            frames: std::sync::Arc::clone(frames),
+                            calls: 1,
+                            total_ns: lat,
+                        },
+                    );
+                }
+                None => {}
+            }
         }
         s.rows.insert(at, EventRow { seq, row });
         s.next_seq += 1;

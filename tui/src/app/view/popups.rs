@@ -11,6 +11,7 @@ use super::{centered, clock, dim, line_of};
 use crate::app::keymap::{KEYS, Scope};
 use crate::app::state::{Editing, Mode, Pane, State};
 use crate::format::fmt_ns;
+use crate::session::Callers;
 
 pub fn draw(f: &mut Frame, s: &State) {
     match &s.mode {
@@ -52,6 +53,7 @@ pub fn draw(f: &mut Frame, s: &State) {
             f.render_widget(Paragraph::new(lines), area);
             f.set_cursor_position(Position::new(area.x + 8 + input.cursor as u16, area.y + 1));
         }
+        Mode::Callers { func } => callers(f, s, *func),
         Mode::Normal | Mode::Search(_) => {}
     }
 }
@@ -132,6 +134,21 @@ fn detail(f: &mut Frame, s: &State, seq: u64) {
             pretty(&mut lines, 1, k, v);
         }
     }
+    match &r.row.stack {
+        Some(Callers::Frames(frames)) => {
+            lines.push(Line::styled("callers", Style::new().fg(Color::Cyan)));
+            for p in frames.iter() {
+                lines.push(Line::raw(format!("  {}", position(p))));
+            }
+        }
+        Some(Callers::NotCaptured(why)) => {
+            lines.push(Line::styled(
+                format!("callers ‹not captured: {why}›"),
+                dim(),
+            ));
+        }
+        None => {}
+    }
     if c.truncated {
         lines.push(Line::styled(
             "(the event was cut: some values are missing)",
@@ -141,6 +158,72 @@ fn detail(f: &mut Frame, s: &State, seq: u64) {
     let h = (lines.len() as u16).min(f.area().height.saturating_sub(4));
     let area = popup(f, 100, h, " Call ");
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+/// `main.handler (server.go:42)`.
+fn position(p: &symbols::pclntab::Position) -> String {
+    let file = p.file.rsplit('/').next().unwrap_or(&p.file);
+    format!("{} ({file}:{})", p.func, p.line)
+}
+
+/// A probe's call paths: the ten with the most calls, and the ten with the most time.
+fn callers(f: &mut Frame, s: &State, func: usize) {
+    let mut paths: Vec<&crate::app::state::CallPath> = s
+        .paths
+        .get(&func)
+        .map(|m| m.values().collect())
+        .unwrap_or_default();
+    let total: u64 = paths.iter().map(|p| p.calls).sum();
+    let mut lines = vec![Line::styled(
+        format!(
+            "{}: {} call paths, {total} calls",
+            s.fn_name(func),
+            paths.len()
+        ),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    let path_line = |p: &crate::app::state::CallPath| {
+        p.frames
+            .iter()
+            .take(4)
+            .map(|f| {
+                let file = f.file.rsplit('/').next().unwrap_or(&f.file);
+                format!("{}:{file}:{}", short_func(&f.func), f.line)
+            })
+            .collect::<Vec<_>>()
+            .join(" ← ")
+    };
+    let mut section = |title: &str, paths: &[&crate::app::state::CallPath]| {
+        lines.push(Line::styled(
+            title.to_string(),
+            Style::new().fg(Color::Cyan),
+        ));
+        for p in paths.iter().take(10) {
+            lines.push(Line::raw(format!(
+                "{:>7} {:>5.1}%  {:>9}  {}",
+                p.calls,
+                100.0 * p.calls as f64 / total.max(1) as f64,
+                fmt_ns(p.total_ns),
+                path_line(p)
+            )));
+        }
+    };
+    paths.sort_by(|a, b| b.calls.cmp(&a.calls));
+    section(
+        "by calls      calls  share  latency   callers (innermost first)",
+        &paths,
+    );
+    paths.sort_by(|a, b| b.total_ns.cmp(&a.total_ns));
+    section("by total latency", &paths);
+    lines.push(Line::styled("any key closes", dim()));
+    let h = (lines.len() as u16).min(f.area().height.saturating_sub(4));
+    let area = popup(f, 140, h, " Callers ");
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+/// `pkg.(*T).Method` from a full name: the last path element only.
+fn short_func(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
 }
 
 /// One value per line, struct fields and list elements indented under their parent.
