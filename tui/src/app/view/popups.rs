@@ -208,12 +208,12 @@ fn callers(f: &mut Frame, s: &State, func: usize) {
             )));
         }
     };
-    paths.sort_by(|a, b| b.calls.cmp(&a.calls));
+    paths.sort_by_key(|p| std::cmp::Reverse(p.calls));
     section(
         "by calls      calls  share  latency   callers (innermost first)",
         &paths,
     );
-    paths.sort_by(|a, b| b.total_ns.cmp(&a.total_ns));
+    paths.sort_by_key(|p| std::cmp::Reverse(p.total_ns));
     section("by total latency", &paths);
     lines.push(Line::styled("any key closes", dim()));
     let h = (lines.len() as u16).min(f.area().height.saturating_sub(4));
