@@ -68,6 +68,38 @@ struct {
 	__type(value, struct psc_pending);
 } psc_pending SEC(".maps");
 
+/* `--by`: a latency histogram per probe and value (NO_PREALLOC: 10 KB values, few
+ * in use), how many values each probe has, the names of string values, and a zeroed
+ * histogram to create entries from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2048);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct psc_by_key);
+	__type(value, struct psc_hist);
+} psc_by_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PSC_MAX_PROBES);
+	__type(key, __u32);
+	__type(value, __u32);
+} psc_by_count SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2048);
+	__type(key, struct psc_by_key);
+	__type(value, struct psc_by_name);
+} psc_by_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct psc_hist);
+} psc_zero_hist SEC(".maps");
+
 /* Callers' stacks, deduplicated by the kernel: an event carries an id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -328,13 +360,11 @@ static __always_inline __u32 eval_atoms(const struct frame *f, struct psc_probe 
 	return c.bits;
 }
 
-__noinline int eval_prog(const struct psc_probe *p, __u32 bits)
+static __always_inline int run_prog(const __u8 *prog, __u32 bits)
 {
 	__u32 stack = 0;
-	if (!p)
-		return 0;
 	for (int i = 0; i < PSC_MAX_PROG; i++) {
-		__u8 ins = p->prog[i];
+		__u8 ins = prog[i];
 		if (ins == PSC_PROG_END)
 			break;
 		if (ins < 0x80) {
@@ -348,6 +378,44 @@ __noinline int eval_prog(const struct psc_probe *p, __u32 bits)
 		}
 	}
 	return stack & 1;
+}
+
+__noinline int eval_prog(const struct psc_probe *p, __u32 bits)
+{
+	if (!p)
+		return 0;
+	return run_prog(p->prog, bits);
+}
+
+/* A `by` value read at the probe point: the integer, or an FNV-1a hash of the string's
+ * first PSC_BY_STR_LEN bytes (kept in `name` to be named in user space). */
+__noinline int by_read(const struct frame *f, const struct psc_probe *p, __u64 *out, struct psc_by_name *name)
+{
+	int ok = 1;
+	if (!f || !p || !out || !name)
+		return 0;
+	__u64 v = eval_word(f, &p->by.a, &ok);
+	if (!ok)
+		return 0;
+	if (p->by.kind == PSC_BY_INT) {
+		*out = p->by.is_signed ? (__u64)sign_extend(v, p->by.a.width) : v;
+		return 1;
+	}
+	__u64 len = eval_word(f, &p->by.b, &ok);
+	if (!ok)
+		return 0;
+	__u32 n = len < PSC_BY_STR_LEN ? (__u32)len : PSC_BY_STR_LEN;
+	name->len = n;
+	if (n && bpf_probe_read_user(name->str, BOUND(n - 1, 31) + 1, (void *)v))
+		return 0;
+	__u64 h = 0xcbf29ce484222325ull;
+	for (int i = 0; i < PSC_BY_STR_LEN; i++) {
+		if (i >= n)
+			break;
+		h = (h ^ name->str[i]) * 0x100000001b3ull;
+	}
+	*out = h ^ len;
+	return 1;
 }
 
 #define SECTION_TRUNCATED 0x80000000u
@@ -458,6 +526,38 @@ static __always_inline __u32 hist_bucket(__u64 v)
 	return idx < PSC_HIST_BUCKETS ? idx : PSC_HIST_BUCKETS - 1;
 }
 
+/* Adds a latency to the histogram of (probe, value); past PSC_BY_VALUES values a
+ * probe's new ones go to its "other" histogram. */
+static __always_inline void by_record(__u32 id, __u64 value, const struct psc_by_name *name, __u64 latency)
+{
+	struct psc_by_key k = {.probe = id, .flags = 0, .value = value};
+	struct psc_hist *h = bpf_map_lookup_elem(&psc_by_hist, &k);
+	if (!h) {
+		__u32 zero = 0;
+		__u32 *count = bpf_map_lookup_elem(&psc_by_count, &id);
+		struct psc_hist *z = bpf_map_lookup_elem(&psc_zero_hist, &zero);
+		if (!count || !z)
+			return;
+		if (*count >= PSC_BY_VALUES) {
+			k.flags = PSC_BY_OTHER_FLAG;
+			k.value = 0;
+		} else if (bpf_map_update_elem(&psc_by_hist, &k, z, BPF_NOEXIST) == 0) {
+			__sync_fetch_and_add(count, 1);
+			if (name)
+				bpf_map_update_elem(&psc_by_names, &k, name, BPF_ANY);
+		}
+		h = bpf_map_lookup_elem(&psc_by_hist, &k);
+		if (!h && k.flags == PSC_BY_OTHER_FLAG && bpf_map_update_elem(&psc_by_hist, &k, z, BPF_NOEXIST) == 0)
+			h = bpf_map_lookup_elem(&psc_by_hist, &k);
+		if (!h)
+			return;
+	}
+	__u32 b = hist_bucket(latency);
+	if (b < PSC_HIST_BUCKETS)
+		__sync_fetch_and_add(&h->buckets[b], 1);
+}
+
+
 static __always_inline int keep_sample(struct psc_probe *p, struct psc_stats *st)
 {
 	__u64 seq = st->matched++;
@@ -500,8 +600,9 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	int unwatched = (p->flags & PSC_F_PAIRED) && (p->flags & PSC_F_WINDOWED) && !(p->flags & PSC_F_WATCHING);
 	if (unwatched)
 		st->unwatched++;
-	if (p->flags & PSC_F_COND) {
+	if (p->natoms)
 		bits = eval_atoms(f, p, PSC_SEC_ENTRY);
+	if (p->flags & PSC_F_COND) {
 		if (!(p->flags & PSC_F_COND_RET) && !eval_prog(p, bits)) {
 			st->filtered++;
 			if ((p->flags & PSC_F_PAIRED) && !unwatched && !bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off))) {
@@ -569,6 +670,9 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	pd->tid = tid;
 	pd->stack_id = stack_id;
 	pd->caller = caller;
+	pd->by_ok = 0;
+	if ((p->flags & PSC_F_BY) && p->by.kind >= PSC_BY_INT && p->by.section == PSC_SEC_ENTRY)
+		pd->by_ok = by_read(f, p, &pd->by_value, &pd->by_name);
 	pd->ts_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&psc_pending, &key, pd, BPF_ANY);
 	return 0;
@@ -610,6 +714,26 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 			if (b < PSC_HIST_BUCKETS)
 				h->buckets[b]++;
 		}
+	}
+	if (p->flags & PSC_F_BY) {
+		__u64 v = 0;
+		int ok = 0;
+		struct psc_by_name nm = {};
+		const struct psc_by_name *name = 0;
+		if (p->by.kind == PSC_BY_BOOL) {
+			__u32 bits = (pd->bits & 0x7fffffff) | eval_atoms(f, p, PSC_SEC_RET);
+			v = run_prog(p->by.prog, bits);
+			ok = 1;
+		} else if (p->by.section == PSC_SEC_ENTRY) {
+			v = pd->by_value;
+			ok = pd->by_ok;
+			name = &pd->by_name;
+		} else {
+			ok = by_read(f, p, &v, &nm);
+			name = &nm;
+		}
+		if (ok)
+			by_record(id, v, p->by.kind == PSC_BY_STR ? name : 0, latency);
 	}
 	if (!(p->flags & PSC_F_EVENTS)) {
 		/* Latency only: the histogram entry is the record of this call. */

@@ -104,6 +104,38 @@ struct psc_atom {
 #define PSC_F_WINDOWED (1u << 6) /* the budget attaches the return points in time windows */
 #define PSC_F_WATCHING (1u << 7) /* a window is open: the return points are attached */
 #define PSC_F_STACK (1u << 8)    /* capture the callers' stack at the entry */
+#define PSC_F_BY (1u << 9)       /* one latency histogram per value of `by` */
+
+/* `--by`: what the histograms are split by. */
+enum psc_by_kind { PSC_BY_NONE = 0, PSC_BY_BOOL = 1, PSC_BY_INT = 2, PSC_BY_STR = 3 };
+#define PSC_BY_VALUES 32     /* distinct values per probe; later ones count as "other" */
+#define PSC_BY_STR_LEN 32    /* bytes of a string value that name it */
+#define PSC_BY_OTHER_FLAG 1  /* psc_by_key.flags: the "other" histogram */
+
+/* How a call's `by` value is found: BOOL runs by_prog over the atoms' results (at the
+ * return); INT reads `a`; STR reads the string at (`a` pointer, `b` length). INT and
+ * STR are read in `section` (an argument at the entry, a result at the return). */
+struct psc_by {
+	struct psc_word a;
+	struct psc_word b;
+	__u8 kind;
+	__u8 section;
+	__u8 is_signed;
+	__u8 _pad[5];
+	__u8 prog[PSC_MAX_PROG];
+};
+
+struct psc_by_key {
+	__u32 probe;
+	__u32 flags;
+	__u64 value; /* the bool or integer, or a hash of the string's bytes */
+};
+
+struct psc_by_name {
+	__u32 len;
+	__u8 str[PSC_BY_STR_LEN];
+	__u32 _pad;
+};
 
 struct psc_probe {
 	__u32 flags;
@@ -120,6 +152,7 @@ struct psc_probe {
 	__u8 prog[PSC_MAX_PROG];
 	struct psc_op ops[PSC_MAX_OPS];
 	struct psc_atom atoms[PSC_MAX_ATOMS];
+	struct psc_by by;
 };
 
 /* Per-probe counters, per CPU. Every call is counted once:
@@ -158,6 +191,10 @@ struct psc_pending {
 	__u32 _pad;
 	__s64 stack_id;  /* as in psc_event */
 	__u64 caller;
+	__u64 by_value;  /* an entry-section `by` value (its hash for a string) */
+	__u32 by_ok;
+	__u32 _pad2;
+	struct psc_by_name by_name;
 	__u8 data[PSC_ENTRY_MAX];
 };
 

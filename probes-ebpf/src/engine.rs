@@ -25,6 +25,9 @@ pub struct Engine {
     stats: PerCpuArray<MapData, psc_stats>,
     hist: PerCpuArray<MapData, psc_hist>,
     stacks: aya::maps::StackTraceMap<MapData>,
+    by_hist: aya::maps::HashMap<MapData, psc_by_key, psc_hist>,
+    by_count: Array<MapData, u32>,
+    by_names: aya::maps::HashMap<MapData, psc_by_key, psc_by_name>,
     events: RingBuf<MapData>,
     /// periscope's own copy of the uprobe links, by key (see `window_key`); the keeper
     /// holds another.
@@ -220,12 +223,18 @@ impl Engine {
         let hist = PerCpuArray::try_from(take("psc_hist")?)?;
         let events = RingBuf::try_from(take("psc_events")?)?;
         let stacks = aya::maps::StackTraceMap::try_from(take("psc_stacks")?)?;
+        let by_hist = aya::maps::HashMap::try_from(take("psc_by_hist")?)?;
+        let by_count = Array::try_from(take("psc_by_count")?)?;
+        let by_names = aya::maps::HashMap::try_from(take("psc_by_names")?)?;
         Ok(Engine {
             ebpf,
             probes,
             stats,
             hist,
             stacks,
+            by_hist,
+            by_count,
+            by_names,
             events,
             links: HashMap::new(),
             keeper,
@@ -312,6 +321,9 @@ impl Engine {
             PerCpuValues::try_from(vec![psc_stats::default(); ncpu]).map_err(EngineError::Io)?,
             0,
         )?;
+        if plan.wire.flags & PSC_F_BY != 0 {
+            self.reset_by(id)?;
+        }
         if plan.wire.flags & PSC_F_LATENCY != 0 {
             self.hist.set(
                 id,
@@ -761,6 +773,34 @@ impl Engine {
             }
         }
         sum
+    }
+
+    /// `--by`: each value's latency buckets (with a string value's first bytes), and
+    /// the "other" histogram's (`flags` PSC_BY_OTHER_FLAG) once a probe has more values
+    /// than the kernel keeps apart.
+    pub fn by_histograms(&self, id: u32) -> Vec<(psc_by_key, Option<psc_by_name>, Vec<u64>)> {
+        self.by_hist
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.probe == id)
+            .map(|(k, h)| (k, self.by_names.get(&k, 0).ok(), h.buckets.to_vec()))
+            .collect()
+    }
+
+    /// Forgets a probe id's `--by` histograms (a new probe may get the id).
+    fn reset_by(&mut self, id: u32) -> Result<(), EngineError> {
+        let stale: Vec<psc_by_key> = self
+            .by_hist
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.probe == id)
+            .collect();
+        for k in &stale {
+            let _ = self.by_hist.remove(k);
+            let _ = self.by_names.remove(k);
+        }
+        self.by_count.set(id, 0, 0)?;
+        Ok(())
     }
 
     /// The return addresses of a stack the BPF program recorded (`Call::stack`),

@@ -20,6 +20,8 @@ pub enum PlanError {
     NoRuntimeG,
     #[error("--capture `{}`, column {}: {}", shorten(&.0.text), .0.column, .0.msg)]
     Capture(#[from] ConditionError),
+    #[error("--by `{}`, column {}: {}", shorten(&.0.text), .0.column, .0.msg)]
+    By(ConditionError),
 }
 
 /// A condition that cannot be compiled, with the 1-based column it points at.

@@ -20,6 +20,8 @@ pub struct Capture {
     pub paths: Vec<String>,
     /// Record the callers' stack at each kept call's entry.
     pub stack: bool,
+    /// One latency histogram per value of this expression (`--by`).
+    pub by: Option<String>,
 }
 
 impl Default for Capture {
@@ -33,6 +35,7 @@ impl Default for Capture {
             max_elems: 8,
             paths: Vec::new(),
             stack: false,
+            by: None,
         }
     }
 }
@@ -42,6 +45,8 @@ impl Default for Capture {
 pub struct Plan {
     pub wire: psc_probe,
     pub recipe: Recipe,
+    /// `--by`: how its values read back (a string's are named, a bool's true/false).
+    pub by: Option<crate::condition::CompiledBy>,
     pub capture: Capture,
     pub entry_stack_off: u32,
     pub ret_stack_off: u32,
@@ -63,7 +68,10 @@ pub fn build(
             func: f.name.clone(),
         });
     }
-    let needs_ret = capture.ret || capture.latency || cond.is_some_and(|c| c.reads_results);
+    let needs_ret = capture.ret
+        || capture.latency
+        || capture.by.is_some()
+        || cond.is_some_and(|c| c.reads_results);
     if needs_ret && f.probes.as_ref().is_some_and(|p| p.returns.is_empty()) {
         return Err(PlanError::NoReturn {
             func: f.name.clone(),
@@ -141,10 +149,27 @@ pub fn build(
         }
         wire.prog[..c.prog.len()].copy_from_slice(&c.prog);
     }
+    let by = match &capture.by {
+        Some(text) => Some(
+            crate::condition::compile_by(cat, f, text, wire.natoms as usize)
+                .map_err(PlanError::By)?,
+        ),
+        None => None,
+    };
+    if let Some(b) = &by {
+        // One histogram per value, at the return: the probe pairs and times calls.
+        flags |= PSC_F_BY | PSC_F_PAIRED | PSC_F_LATENCY;
+        wire.by = b.by;
+        for a in &b.atoms {
+            wire.atoms[wire.natoms as usize] = *a;
+            wire.natoms += 1;
+        }
+    }
     wire.flags = flags;
     Ok(Plan {
         wire,
         recipe,
+        by,
         capture: capture.clone(),
         entry_stack_off,
         ret_stack_off,

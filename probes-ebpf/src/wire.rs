@@ -12,6 +12,10 @@ unsafe impl aya::Pod for psc_hist {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_event {}
 // SAFETY: as above.
+unsafe impl aya::Pod for psc_by_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_by_name {}
+// SAFETY: as above.
 unsafe impl aya::Pod for psc_section {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_item {}

@@ -657,6 +657,47 @@ impl Session {
         })
     }
 
+    /// `--by`: each value's latency buckets, named (`true`, `404`, `GET`, `other`), the
+    /// busiest first.
+    pub fn histograms_by(&self, func: usize) -> Option<Vec<(String, Vec<u64>)>> {
+        use probes_ebpf::wire::*;
+        let a = self.active.get(&func)?;
+        let mut named: Vec<(String, Vec<u64>)> = Vec::new();
+        for m in &a.members {
+            let by = m.plan.by.as_ref()?;
+            for (k, name, buckets) in self.engine.by_histograms(m.id) {
+                let label = if k.flags & PSC_BY_OTHER_FLAG != 0 {
+                    "other".to_string()
+                } else {
+                    match by.kind {
+                        PSC_BY_BOOL => (k.value != 0).to_string(),
+                        PSC_BY_INT if by.signed => (k.value as i64).to_string(),
+                        PSC_BY_INT => k.value.to_string(),
+                        _ => name.map_or_else(
+                            || format!("#{:x}", k.value),
+                            |n| {
+                                let len = (n.len as usize).min(n.str_.len());
+                                let s = String::from_utf8_lossy(&n.str_[..len]).into_owned();
+                                // The first 32 bytes name it; a longer value is cut.
+                                if len == n.str_.len() {
+                                    format!("{s}…")
+                                } else {
+                                    s
+                                }
+                            },
+                        ),
+                    }
+                };
+                match named.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, sum)) => sum.iter_mut().zip(buckets).for_each(|(s, x)| *s += x),
+                    None => named.push((label, buckets)),
+                }
+            }
+        }
+        named.sort_by_key(|(_, b)| std::cmp::Reverse(b.iter().sum::<u64>()));
+        Some(named)
+    }
+
     /// Latency bucket counts (see `probes_ebpf::hist`) of a probe that records latency.
     pub fn histogram(&self, func: usize) -> Option<Vec<u64>> {
         let a = self.active.get(&func).filter(|a| a.latency)?;

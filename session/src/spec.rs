@@ -15,6 +15,8 @@ pub struct ProbeSpec {
     pub paths: Vec<String>,
     /// The callers' stack of each call (`--stack`).
     pub stack: bool,
+    /// One latency histogram per value of this expression (`--by`).
+    pub by: Option<String>,
 }
 
 impl Default for ProbeSpec {
@@ -27,6 +29,7 @@ impl Default for ProbeSpec {
             sample: 1,
             paths: Vec::new(),
             stack: false,
+            by: None,
         }
     }
 }
@@ -64,6 +67,9 @@ impl ProbeSpec {
         if self.stack {
             parts.push("stack".into());
         }
+        if let Some(by) = &self.by {
+            parts.push(format!("by {by}"));
+        }
         if !self.paths.is_empty() {
             parts.push(format!("capture {}", self.paths.join(",")));
         }
@@ -83,6 +89,7 @@ impl ProbeSpec {
             max_elems: 8,
             paths: self.paths.clone(),
             stack: self.stack,
+            by: self.by.clone(),
         }
     }
 }

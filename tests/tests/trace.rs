@@ -425,3 +425,39 @@ fn slow_calls_lengths_and_string_order_are_decided_in_the_kernel() {
     assert!(!flags.is_empty());
     assert_eq!(args_of(&got, "main.Flag"), flags);
 }
+
+#[test]
+fn latency_split_by_a_value_counts_the_calls_printed() {
+    let tc = periscope_tests::newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    // Two tracers on one run: a string's values, and a comparison's truth.
+    let by_user = Tracer::start(fx.pid, &["--by", "username", "main.Login"]);
+    let by_err = Tracer::start(fx.pid, &["--by", "r1 != nil", "main.Login"]);
+    let truth = fx.run("run 12");
+    std::thread::sleep(Duration::from_millis(300));
+    for (tracer, key) in [(by_user, "user"), (by_err, "err")] {
+        let got = tracer.stop();
+        let mut printed: BTreeMap<String, u64> = BTreeMap::new();
+        for c in got.iter().filter(|c| c["type"] == "call") {
+            let value = match key {
+                "user" => c["args"]["username"].as_str().unwrap().to_string(),
+                _ => (!c["ret"]["r1"].is_null()).to_string(),
+            };
+            *printed.entry(value).or_default() += 1;
+        }
+        let split: BTreeMap<String, u64> = got
+            .iter()
+            .filter(|c| c["type"] == "latency" && c.get("by").is_some())
+            .map(|c| {
+                (
+                    c["by"].as_str().unwrap().to_string(),
+                    c["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(split, printed, "{key}");
+        let calls = truth.iter().filter(|c| c["func"] == "main.Login").count() as u64;
+        assert_eq!(split.values().sum::<u64>(), calls, "{key}");
+        assert!(split.len() >= 2, "{key}: {split:?}");
+    }
+}

@@ -200,6 +200,7 @@ fn busy_state() -> State {
                     ..Stats::default()
                 },
                 points: None,
+                split: Vec::new(),
                 buckets: Some(buckets.clone()),
                 cost: Some(periscope::session::ProbeCost {
                     per_call_ns: 28_600.0,
@@ -666,4 +667,47 @@ fn the_callers_view_ranks_call_paths_by_calls_and_by_latency() {
     s.focus = Pane::Events;
     press(&mut s, KeyCode::Enter);
     assert!(render(&s, 160, 40).contains("main.main (main.go:"));
+}
+
+#[test]
+fn latency_split_by_a_value_shows_histograms_side_by_side() {
+    let mut s = busy_state();
+    let login = func(&s, "main.Login");
+    s.focus = Pane::Latency;
+    press(&mut s, KeyCode::Char('v'));
+    typed(&mut s, "r1 != nil");
+    let Mode::Condition { error, .. } = &s.mode else {
+        panic!("{:?}", s.mode)
+    };
+    assert_eq!(error, &None);
+    assert!(render(&s, 160, 40).contains("Split latency by"));
+    let e = press(&mut s, KeyCode::Enter);
+    let Effect::Set { settings, .. } = &e[0] else {
+        panic!("{e:?}")
+    };
+    assert_eq!(settings.by.as_deref(), Some("r1 != nil"));
+    perform(&mut s, e);
+    let mut fast = vec![0u64; probes_ebpf::wire::PSC_HIST_BUCKETS as usize];
+    fast[probes_ebpf::hist::bucket_of(900)] = 70;
+    let mut slow = fast.clone();
+    slow[probes_ebpf::hist::bucket_of(900)] = 0;
+    slow[probes_ebpf::hist::bucket_of(2_000_000)] = 5;
+    update(
+        &mut s,
+        Action::Sample(vec![ProbeSample {
+            func: login,
+            stats: Stats::default(),
+            points: None,
+            buckets: None,
+            cost: None,
+            split: vec![("false".into(), fast), ("true".into(), slow)],
+        }]),
+    );
+    let text = render(&s, 200, 50);
+    assert!(text.contains("r1 != nil = false"), "{text}");
+    assert!(text.contains("r1 != nil = true"), "{text}");
+    assert!(
+        text.contains("70 calls") && text.contains("5 calls"),
+        "{text}"
+    );
 }

@@ -35,7 +35,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "trace",
-        "trace FUNC [--args] [--ret] [--latency] [--stack] [--sample N] [--capture PATHS] [if COND]",
+        "trace FUNC [--args] [--ret] [--latency] [--stack] [--by EXPR] [--sample N] [--capture PATHS] [if COND]",
     ),
     (
         "probes",
@@ -139,6 +139,7 @@ fn trace(rest: &str) -> Result<Command> {
     let (mut args, mut ret, mut latency, mut sample) = (false, false, false, 1);
     let mut paths = Vec::new();
     let mut stack = false;
+    let mut by = None;
     while let Some(w) = words.next() {
         match w {
             "--args" => args = true,
@@ -152,6 +153,14 @@ fn trace(rest: &str) -> Result<Command> {
                     .ok_or_else(|| anyhow!("--sample takes a whole number ≥ 1"))?
             }
             "--stack" => stack = true,
+            "--by" => {
+                by = Some(
+                    words
+                        .next()
+                        .ok_or_else(|| anyhow!("--by takes an expression, e.g. `--by err!=nil`"))?
+                        .to_string(),
+                )
+            }
             "--capture" => {
                 let list = words.next().ok_or_else(|| {
                     anyhow!("--capture takes paths, e.g. `--capture r.URL.Path,r.Host`")
@@ -160,7 +169,7 @@ fn trace(rest: &str) -> Result<Command> {
             }
             f if f.starts_with("--") => {
                 bail!(
-                    "unknown option {f} (--args --ret --latency --stack --sample N --capture PATHS)"
+                    "unknown option {f} (--args --ret --latency --stack --by EXPR --sample N --capture PATHS)"
                 )
             }
             f if func.is_none() => func = Some(f.to_string()),
@@ -169,6 +178,8 @@ fn trace(rest: &str) -> Result<Command> {
     }
     let func =
         func.ok_or_else(|| anyhow!("trace takes a function name, e.g. `trace main.Login`"))?;
+    // --by splits the latency histogram: it records latency.
+    latency |= by.is_some();
     // Nothing chosen means everything, as with `periscope trace`.
     let all = !(args || ret || latency);
     Ok(Command::Trace {
@@ -181,6 +192,7 @@ fn trace(rest: &str) -> Result<Command> {
             condition,
             paths,
             stack,
+            by,
         },
     })
 }

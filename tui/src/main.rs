@@ -77,6 +77,10 @@ enum Cmd {
         /// Longest string captured, in bytes (1 to 512).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
         max_string: u16,
+        /// One latency histogram per value of EXPR: a bool, an integer, a short string
+        /// (32 values, then "other") or a comparison (`err != nil`); implies --latency.
+        #[arg(long)]
+        by: Option<String>,
         /// Record each call's callers (innermost first), symbolized from .gopclntab.
         #[arg(long)]
         stack: bool,
@@ -114,10 +118,13 @@ fn main() {
             latency,
             max_string,
             stack,
+            by,
             capture,
             probes,
         } => {
             let all = !(args || ret || latency);
+            // --by splits the latency histogram: it records latency.
+            let latency = latency || by.is_some();
             (|| {
                 let duration = duration
                     .as_deref()
@@ -136,6 +143,7 @@ fn main() {
                         condition: None,
                         paths: capture,
                         stack,
+                        by,
                     },
                     max_string,
                     probes,

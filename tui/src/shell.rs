@@ -356,6 +356,19 @@ fn execute(
                 )
             })?;
             print_hist(&buckets);
+            // --by: each value's count and percentiles.
+            for (value, b) in sh.session.histograms_by(func).unwrap_or_default() {
+                let h = probes_ebpf::hist::to_hdr(&b);
+                let q = |x: f64| crate::format::fmt_ns(h.value_at_quantile(x));
+                println!(
+                    "  = {value}: {} calls  p50 {}  p90 {}  p99 {}  max {}",
+                    h.len(),
+                    q(0.5),
+                    q(0.9),
+                    q(0.99),
+                    crate::format::fmt_ns(h.max())
+                );
+            }
         }
         Command::Wait(d) => {
             let until = Instant::now() + d;

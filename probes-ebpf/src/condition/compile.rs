@@ -290,6 +290,44 @@ impl Compiler<'_> {
         self.push_atom(a, col)
     }
 
+    /// `--by PATH` for an integer or string: how to read it, and whether it is signed.
+    /// None for a bool (split by the expression's truth instead).
+    pub(super) fn value_by(
+        &mut self,
+        path: &[(String, usize)],
+    ) -> Result<Option<(psc_by, bool)>, ConditionError> {
+        let place = self.resolve(path)?;
+        let col = path[0].1;
+        let t = self.cat.types.get(place.ty).clone();
+        let mut by = psc_by {
+            section: place.section,
+            ..Default::default()
+        };
+        match t.kind {
+            Kind::Int { signed } => {
+                by.kind = PSC_BY_INT as u8;
+                by.a = self.word(&place, t.size as u8, col)?.to_wire();
+                by.is_signed = u8::from(signed);
+                Ok(Some((by, signed)))
+            }
+            Kind::String => {
+                by.kind = PSC_BY_STR as u8;
+                by.a = self.word(&place, 8, col)?.to_wire();
+                by.b = self.word_at(&place, 8, col)?.to_wire();
+                Ok(Some((by, false)))
+            }
+            Kind::Bool => Ok(None),
+            _ => Err(self.err(
+                col,
+                format!(
+                    "--by splits by a bool, an integer, a string or a comparison: {} is {}",
+                    join(path),
+                    t.name
+                ),
+            )),
+        }
+    }
+
     /// The word `off` bytes into the value at `place`.
     fn word_at(&self, place: &Place, off: u64, col: usize) -> Result<Word, ConditionError> {
         place

@@ -105,3 +105,90 @@ pub fn capture_path(
     c.resolve(&path)?;
     Ok(path.into_iter().map(|(name, _)| name).collect())
 }
+
+/// `--by EXPR` compiled: the BPF program's `psc_by`, and atoms to append to the
+/// condition's (a boolean expression's comparisons).
+#[derive(Debug, Clone)]
+pub struct CompiledBy {
+    pub text: String,
+    pub by: psc_by,
+    pub atoms: Vec<psc_atom>,
+    /// A string's values are named by their first bytes; a bool's are true and false.
+    pub kind: u32,
+    pub signed: bool,
+}
+
+/// Compiles `--by EXPR`: a path to an integer or a string splits by its value; any
+/// other expression (a bool, `err != nil`, `latency > 1ms`) splits by true and false.
+/// `first_atom`: how many atoms the probe's condition uses already.
+pub fn compile_by(
+    cat: &Catalog,
+    f: &Function,
+    text: &str,
+    first_atom: usize,
+) -> Result<CompiledBy, ConditionError> {
+    let toks = lex(text)?;
+    let mut p = Parser {
+        text,
+        toks,
+        i: 0,
+        depth: 0,
+        terms: 0,
+    };
+    let e = p.or()?;
+    if *p.peek() != Tok::End {
+        return Err(p.err(p.col(), "expected `&&`, `||` or the end of the expression"));
+    }
+    let mut c = Compiler {
+        cat,
+        f,
+        text,
+        atoms: Vec::new(),
+        prog: Vec::new(),
+        reads_results: false,
+    };
+    let mut by = psc_by::default();
+    if let parse::Expr::Cmp {
+        path,
+        len: false,
+        op: None,
+        lit: None,
+    } = &e
+        && let Some(v) = c.value_by(path)?
+    {
+        return Ok(CompiledBy {
+            text: text.into(),
+            by: v.0,
+            atoms: Vec::new(),
+            kind: u32::from(v.0.kind),
+            signed: v.1,
+        });
+    }
+    c.expr(&e)?;
+    if first_atom + c.atoms.len() > PSC_MAX_ATOMS as usize {
+        return Err(c.err(
+            1,
+            format!(
+                "the condition and --by together compare more than {} values",
+                PSC_MAX_ATOMS
+            ),
+        ));
+    }
+    by.kind = PSC_BY_BOOL as u8;
+    by.prog = [PSC_PROG_END as u8; PSC_MAX_PROG as usize];
+    for (i, ins) in c.prog.iter().enumerate() {
+        // Atom references move past the condition's atoms.
+        by.prog[i] = if *ins < 0x80 {
+            ins + first_atom as u8
+        } else {
+            *ins
+        };
+    }
+    Ok(CompiledBy {
+        text: text.into(),
+        by,
+        atoms: c.atoms,
+        kind: PSC_BY_BOOL,
+        signed: false,
+    })
+}

@@ -114,6 +114,7 @@ fn main() {
                         ..Stats::default()
                     },
                     points: None,
+                    split: Vec::new(),
                     buckets: Some(buckets.clone()),
                     cost: None,
                 }]),

@@ -36,6 +36,8 @@ pub struct ProbeSample {
     pub cost: Option<ProbeCost>,
     /// Where it sits (`entry: 3 call site(s); return: after 3 call site(s)`).
     pub points: Option<String>,
+    /// `--by`: each value's latency buckets.
+    pub split: Vec<(String, Vec<u64>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -57,6 +57,7 @@ pub(super) fn open(s: &mut State, func: usize, what: Editing) {
     let text = match what {
         Editing::Condition => p.and_then(|p| p.condition.clone()).unwrap_or_default(),
         Editing::Capture => p.map(|p| p.paths.join(", ")).unwrap_or_default(),
+        Editing::By => p.and_then(|p| p.by.clone()).unwrap_or_default(),
     };
     let error = check(s, func, what, &text);
     s.mode = Mode::Condition {
@@ -102,6 +103,10 @@ pub(super) fn key(
                     settings.condition = (!text.is_empty()).then(|| text.to_string())
                 }
                 Editing::Capture => settings.paths = paths(text).map(|(_, p)| p.into()).collect(),
+                Editing::By => {
+                    settings.by = (!text.is_empty()).then(|| text.to_string());
+                    settings.latency |= settings.by.is_some();
+                }
             }
             // The mode stays open until the probe is applied: an attach error shows here.
             s.mode = Mode::Condition {
@@ -155,6 +160,9 @@ fn check(s: &State, func: usize, what: Editing, text: &str) -> Option<(usize, St
     let f = &s.cat.functions[func];
     match what {
         Editing::Condition => probes_ebpf::condition::compile(&s.cat, f, text)
+            .err()
+            .map(|e| (e.column, e.msg)),
+        Editing::By => probes_ebpf::condition::compile_by(&s.cat, f, text, 0)
             .err()
             .map(|e| (e.column, e.msg)),
         Editing::Capture => paths(text).find_map(|(at, p)| {

@@ -31,6 +31,7 @@ pub enum Cmd {
     EditCondition,
     EditCapture,
     ToggleStack,
+    SplitBy,
     Callers,
     SetSample,
     RemoveProbe,
@@ -99,6 +100,7 @@ pub const KEYS: &[Binding] = &[
     b(Scope::In(Events), &[Char('f')], "f", Cmd::FilterFunction, "show one function's calls (cycles)"),
     b(Scope::In(Latency), &[Left, Char('[')], "← [", Cmd::PrevProbe, "previous probe"),
     b(Scope::In(Latency), &[Right, Char(']')], "→ ]", Cmd::NextProbe, "next probe"),
+    b(Scope::In(Latency), &[Char('v')], "v", Cmd::SplitBy, "split the histogram by a value (r1, err != nil, r.Method)"),
 ];
 
 /// The command a key means in a pane; pane bindings win over global ones.

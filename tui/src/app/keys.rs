@@ -146,6 +146,11 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             }
         }
         Cmd::ToggleStack => return toggle(s, cmd),
+        Cmd::SplitBy => {
+            if let Some(func) = s.lat_sel {
+                editor::open(s, func, Editing::By);
+            }
+        }
         Cmd::Callers => {
             if let Some(func) = s.selected_fn() {
                 if s.probes.get(&func).is_some_and(|p| p.stack) {

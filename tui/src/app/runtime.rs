@@ -144,6 +144,7 @@ fn samples(session: &Session) -> Vec<ProbeSample> {
                 stats,
                 buckets: session.histogram(func),
                 points: session.describe_points(func),
+                split: session.histograms_by(func).unwrap_or_default(),
             }
         })
         .collect()

@@ -99,6 +99,8 @@ pub enum Editing {
     Condition,
     /// `--capture`: paths read before anything else, comma-separated.
     Capture,
+    /// `--by`: an expression to split the latency histogram by.
+    By,
 }
 
 /// A modal line or popup on top of the panes.
@@ -154,6 +156,8 @@ pub struct ProbeView {
     pub rates: VecDeque<u64>,
     /// Where the probe sits, and why there.
     pub points: Option<String>,
+    /// `--by`: each value's latency buckets, the busiest first.
+    pub split: Vec<(String, Vec<u64>)>,
 }
 
 pub struct State {

@@ -140,6 +140,7 @@ fn sample(s: &mut State, samples: Vec<ProbeSample>) {
         v.stats = p.stats;
         v.cost = p.cost;
         v.points = p.points;
+        v.split = p.split;
         if let Some(b) = p.buckets {
             v.buckets = b;
         }

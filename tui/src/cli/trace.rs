@@ -47,6 +47,12 @@ pub fn split_probe(spec: &str) -> (&str, Option<&str>) {
     }
 }
 
+impl Options {
+    fn by_expr(&self) -> Option<&str> {
+        self.spec.by.as_deref()
+    }
+}
+
 pub fn run(opts: Options) -> Result<()> {
     let mut session = Session::open(opts.pid)?;
     session.max_string = opts.max_string;
@@ -202,7 +208,19 @@ pub fn run(opts: Options) -> Result<()> {
         }
     }
     let mut summary = Vec::new();
-    summarize(&mut summary, &cat, &finals, &costs, opts.json)?;
+    let split: Vec<_> = finals
+        .iter()
+        .map(|f| session.histograms_by(f.0).unwrap_or_default())
+        .collect();
+    summarize(
+        &mut summary,
+        &cat,
+        &finals,
+        &costs,
+        &split,
+        opts.by_expr(),
+        opts.json,
+    )?;
     let summary_queued = writer
         .send_until(Out::Text(summary), deadline + Duration::from_secs(1))
         .is_ok();
@@ -409,38 +427,62 @@ fn print_calls(
     true
 }
 
+/// One latency line: JSON `{"type":"latency",…}` (with `"by"` for a split), or text.
+fn latency_line(
+    out: &mut impl Write,
+    name: &str,
+    by: Option<(&str, &str)>,
+    buckets: &[u64],
+    as_json: bool,
+) -> Result<()> {
+    let h = probes_ebpf::hist::to_hdr(buckets);
+    let q = |x: f64| h.value_at_quantile(x);
+    if as_json {
+        let mut j = json!({"type":"latency","func":name,"count":h.len(),"min_ns":h.min(),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":h.max()});
+        if let Some((expr, value)) = by {
+            j["by_expr"] = json!(expr);
+            j["by"] = json!(value);
+        }
+        writeln!(out, "{j}")?;
+        return Ok(());
+    }
+    let label = match by {
+        Some((expr, value)) => format!("{name} [{expr} = {value}]"),
+        None => name.to_string(),
+    };
+    if h.is_empty() {
+        writeln!(out, "{label}: no completed calls")?;
+    } else {
+        writeln!(
+            out,
+            "{label}: {} calls  min {}  p50 {}  p90 {}  p99 {}  max {}",
+            h.len(),
+            fmt_ns(h.min()),
+            fmt_ns(q(0.5)),
+            fmt_ns(q(0.9)),
+            fmt_ns(q(0.99)),
+            fmt_ns(h.max())
+        )?;
+    }
+    Ok(())
+}
+
 fn summarize(
     out: &mut impl Write,
     cat: &Catalog,
     finals: &[(usize, Stats, Option<Vec<u64>>)],
     costs: &[Option<ProbeCost>],
+    split: &[Vec<(String, Vec<u64>)>],
+    by_expr: Option<&str>,
     as_json: bool,
 ) -> Result<()> {
-    for ((func, st, buckets), cost) in finals.iter().zip(costs) {
+    for (((func, st, buckets), cost), split) in finals.iter().zip(costs).zip(split) {
         let name = &cat.functions[*func].name;
         if let Some(b) = buckets {
-            let h = probes_ebpf::hist::to_hdr(b);
-            let q = |x: f64| h.value_at_quantile(x);
-            if as_json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"type":"latency","func":name,"count":h.len(),"min_ns":h.min(),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":h.max()})
-                )?;
-            } else if h.is_empty() {
-                writeln!(out, "{name}: no completed calls")?;
-            } else {
-                writeln!(
-                    out,
-                    "{name}: {} calls  min {}  p50 {}  p90 {}  p99 {}  max {}",
-                    h.len(),
-                    fmt_ns(h.min()),
-                    fmt_ns(q(0.5)),
-                    fmt_ns(q(0.9)),
-                    fmt_ns(q(0.99)),
-                    fmt_ns(h.max())
-                )?;
-            }
+            latency_line(out, name, None, b, as_json)?;
+        }
+        for (value, b) in split {
+            latency_line(out, name, by_expr.map(|e| (e, value.as_str())), b, as_json)?;
         }
         if as_json {
             writeln!(

@@ -35,7 +35,16 @@ pub fn pane(f: &mut Frame, area: Rect, s: &State) {
     let v = s.views.get(&func).unwrap_or(&empty);
     let [bars, side] =
         Layout::horizontal([Constraint::Fill(3), Constraint::Length(30)]).areas(inner);
-    f.render_widget(Paragraph::new(histogram_lines(&v.buckets, bars)), bars);
+    if v.split.is_empty() {
+        f.render_widget(Paragraph::new(histogram_lines(&v.buckets, bars)), bars);
+    } else {
+        split(
+            f,
+            bars,
+            &v.split,
+            s.probes.get(&func).and_then(|p| p.by.as_deref()),
+        );
+    }
     let [stats, spark_title, spark] = Layout::vertical([
         Constraint::Length(8),
         Constraint::Length(1),
@@ -75,6 +84,34 @@ pub fn pane(f: &mut Frame, area: Rect, s: &State) {
             .style(Style::new().fg(Color::Cyan)),
         spark,
     );
+}
+
+/// Histograms side by side, one per value of `--by` (the four busiest), each under
+/// its value, count and percentiles.
+fn split(f: &mut Frame, area: Rect, split: &[(String, Vec<u64>)], expr: Option<&str>) {
+    let shown = &split[..split.len().min(4)];
+    let cols = Layout::horizontal(vec![Constraint::Fill(1); shown.len()]).split(area);
+    for ((value, buckets), col) in shown.iter().zip(cols.iter()) {
+        let h = probes_ebpf::hist::to_hdr(buckets);
+        let q = |x: f64| fmt_ns(h.value_at_quantile(x));
+        let mut lines = vec![
+            Line::styled(
+                format!("{} = {value}", expr.unwrap_or("by")),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Line::styled(
+                format!("{} calls p50 {} p99 {}", h.len(), q(0.5), q(0.99)),
+                Style::new().fg(Color::DarkGray),
+            ),
+        ];
+        let inner = Rect {
+            y: col.y + 2,
+            height: col.height.saturating_sub(2),
+            ..*col
+        };
+        lines.extend(histogram_lines(buckets, inner));
+        f.render_widget(Paragraph::new(lines), *col);
+    }
 }
 
 fn stats_lines(buckets: &[u64]) -> Vec<Line<'static>> {

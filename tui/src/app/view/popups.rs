@@ -269,7 +269,7 @@ fn condition(
         Line::styled(fun.signature(), Style::new().add_modifier(Modifier::BOLD)),
         Line::raw(match what {
             Editing::Condition => format!("if {text}"),
-            Editing::Capture => format!("   {text}"),
+            Editing::Capture | Editing::By => format!("   {text}"),
         }),
     ];
     match error {
@@ -289,6 +289,7 @@ fn condition(
                 match what {
                     Editing::Condition => "no condition: every call",
                     Editing::Capture => "nothing named: arguments first, receivers last",
+                    Editing::By => "no split: one histogram",
                 },
                 dim(),
             ));
@@ -299,6 +300,7 @@ fn condition(
                 match what {
                     Editing::Condition => "ok: evaluated in the kernel",
                     Editing::Capture => "ok: read before anything else, pointers followed",
+                    Editing::By => "ok: one histogram per value, kept in the kernel",
                 },
                 Style::new().fg(Color::Green),
             ));
@@ -320,6 +322,10 @@ fn condition(
         Editing::Capture => (
             "Tab completes · Enter applies · Esc cancels · e.g. r.URL.Path, r.Host",
             " Capture first ",
+        ),
+        Editing::By => (
+            "Tab completes · Enter applies · Esc cancels · e.g. r1, err != nil, r.Method",
+            " Split latency by ",
         ),
     };
     lines.push(Line::styled(hint, dim()));
