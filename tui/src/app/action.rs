@@ -5,6 +5,9 @@ use probes_ebpf::Stats;
 
 use crate::session::{ProbeCost, ProbeSpec, Row, SetError, SetOk};
 
+// `Applied` is the large one (a probe's spec and its outcome) and comes once a
+// keypress; boxing it would only add an allocation to the rare case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Action {
     Key(KeyEvent),

@@ -92,7 +92,7 @@ pub const KEYS: &[Binding] = &[
     b(Scope::In(Functions), &[Char('c')], "c", Cmd::EditCondition, "edit the probe's condition (Tab completes)"),
     b(Scope::In(Functions), &[Char('C')], "C", Cmd::EditCapture, "values to capture first (r.URL.Path, r.Host)"),
     b(Scope::In(Functions), &[Char('t')], "t", Cmd::ToggleStack, "record each call's callers (stack) on/off"),
-    b(Scope::In(Functions), &[Char('T')], "T", Cmd::Callers, "callers: top call paths by calls and by latency"),
+    b(Scope::In(Functions), &[Char('T')], "T", Cmd::Callers, "callers: top call paths, by calls and by latency"),
     b(Scope::In(Functions), &[Char('n')], "n", Cmd::SetSample, "keep one call in N"),
     b(Scope::In(Functions), &[Char('x')], "x", Cmd::RemoveProbe, "remove the probe"),
     b(Scope::In(Events), &[Char(' ')], "Space", Cmd::Pause, "pause or resume the table"),
@@ -100,7 +100,7 @@ pub const KEYS: &[Binding] = &[
     b(Scope::In(Events), &[Char('f')], "f", Cmd::FilterFunction, "show one function's calls (cycles)"),
     b(Scope::In(Latency), &[Left, Char('[')], "← [", Cmd::PrevProbe, "previous probe"),
     b(Scope::In(Latency), &[Right, Char(']')], "→ ]", Cmd::NextProbe, "next probe"),
-    b(Scope::In(Latency), &[Char('v')], "v", Cmd::SplitBy, "split the histogram by a value (r1, err != nil, r.Method)"),
+    b(Scope::In(Latency), &[Char('v')], "v", Cmd::SplitBy, "split the histogram by a value (r1, err != nil)"),
 ];
 
 /// The command a key means in a pane; pane bindings win over global ones.
