@@ -74,5 +74,22 @@ keys Tab
 text ' == "alice" && u.Age > "7"'
 shot condition-editor
 
+# 6. Who calls Login: its stacks, the top call paths by calls and by total latency.
+keys Escape
+text "/Login"; keys Enter
+keys t
+sleep 4
+keys T
+shot callers
+
+# 7. Login's latency split by whether it failed, side by side.
+keys Escape
+keys Tab Tab
+keys '['
+keys v
+text "r1 != nil"
+keys Enter
+shot latency-split 5
+
 keys Escape
 keys q
