@@ -17,14 +17,14 @@ build: setup
 
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets -- -D warnings
 
 # Tests run real probes on real Go processes: they share the kernel, so one at a time.
 test: setup
 	$(CARGO) build --release -p periscope
 	$(CARGO) test --release --workspace -- --test-threads=1
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets -- -D warnings
 
 demo: build
 	@bash scripts/demo.sh

@@ -170,9 +170,10 @@ impl Session {
     /// not be done as asked (results of a function that never returns through a RET).
     pub fn set(&mut self, func: usize, s: &ProbeSpec) -> Result<SetOk, SetError> {
         let mut members = symbols::resolve::group(&self.cat, &self.cat.functions[func].name);
-        if !members.contains(&func) {
-            members = vec![func];
-        }
+        // The probe is keyed by the function asked for, whichever copy that is: the
+        // TUI knows it by that one.
+        members.retain(|&m| m != func);
+        members.insert(0, func);
         self.set_group(&members, s)
     }
 
@@ -570,14 +571,6 @@ impl Session {
             1 => first.clone(),
             n => format!("{n} functions named so, the first: {first}"),
         })
-    }
-
-    /// The functions a probe covers (one, or every function its name means).
-    pub fn members(&self, func: usize) -> Vec<usize> {
-        self.active
-            .get(&func)
-            .map(|a| a.members.iter().map(|m| m.func).collect())
-            .unwrap_or_default()
     }
 
     /// Opens and closes the budget's windows that are due (see governor.rs).

@@ -79,7 +79,12 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
         let (shared, stop) = (shared.clone(), stop.clone());
         std::thread::spawn(move || drain_loop(&shared, &stop))
     };
-    let mut rl: Editor<ShellHelper, rustyline::history::DefaultHistory> = Editor::new()?;
+    // Tab lists the candidates, as bash does, rather than cycling through them.
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .build();
+    let mut rl: Editor<ShellHelper, rustyline::history::DefaultHistory> =
+        Editor::with_config(config)?;
     rl.set_helper(Some(ShellHelper {
         cat: cat.clone(),
         shared: shared.clone(),

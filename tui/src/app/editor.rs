@@ -45,15 +45,15 @@ pub(super) fn edit(input: &mut Input, k: &KeyEvent) -> bool {
 /// The probe's settings, or arguments-only for a function without one (a condition
 /// or a sampling rate needs something to capture).
 pub(super) fn current(s: &State, func: usize) -> ProbeSpec {
-    s.probes.get(&func).cloned().unwrap_or(ProbeSpec {
+    s.probes.get(&func).cloned().unwrap_or_else(|| ProbeSpec {
         args: true,
-        ..ProbeSpec::default()
+        ..s.kept.get(&func).cloned().unwrap_or_default()
     })
 }
 
 /// Opens the editor on `func`'s condition or capture paths, checked as it opens.
 pub(super) fn open(s: &mut State, func: usize, what: Editing) {
-    let p = s.probes.get(&func);
+    let p = s.probes.get(&func).or_else(|| s.kept.get(&func));
     let text = match what {
         Editing::Condition => p.and_then(|p| p.condition.clone()).unwrap_or_default(),
         Editing::Capture => p.map(|p| p.paths.join(", ")).unwrap_or_default(),

@@ -18,7 +18,28 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     }
     match s.mode.clone() {
         Mode::Normal => normal(s, k),
-        Mode::Help | Mode::Detail { .. } | Mode::Callers { .. } => {
+        Mode::Detail { seq, scroll } => {
+            let to = match k.code {
+                KeyCode::Char('j') | KeyCode::Down => Some(scroll.saturating_add(1)),
+                KeyCode::Char('k') | KeyCode::Up => Some(scroll.saturating_sub(1)),
+                KeyCode::PageDown | KeyCode::Char(' ') => Some(scroll.saturating_add(PAGE as u16)),
+                KeyCode::PageUp => Some(scroll.saturating_sub(PAGE as u16)),
+                KeyCode::Char('g') | KeyCode::Home => Some(0),
+                // The view clamps it to the last page.
+                KeyCode::Char('G') | KeyCode::End => Some(u16::MAX),
+                KeyCode::Char('y') => {
+                    copy_call(s, seq);
+                    Some(scroll)
+                }
+                _ => None,
+            };
+            s.mode = match to {
+                Some(scroll) => Mode::Detail { seq, scroll },
+                None => Mode::Normal,
+            };
+            vec![]
+        }
+        Mode::Help | Mode::Callers { .. } => {
             // Any key closes a popup; Enter on a detail too.
             s.mode = Mode::Normal;
             vec![]
@@ -181,12 +202,14 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         }
         Cmd::RemoveProbe => {
             if let Some(func) = s.selected_fn().filter(|f| s.probes.contains_key(f)) {
+                keep_condition(s, func);
                 return vec![Effect::Set {
                     func,
                     settings: ProbeSpec::default(),
                 }];
             }
         }
+        Cmd::Save => save_rows(s),
         Cmd::Pause => {
             s.paused_at = match s.paused_at {
                 Some(_) => None,
@@ -198,7 +221,7 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 .ev_sel
                 .or_else(|| s.shown_rows().next_back().map(|r| r.seq));
             if let Some(seq) = seq {
-                s.mode = Mode::Detail { seq };
+                s.mode = Mode::Detail { seq, scroll: 0 };
             }
         }
         Cmd::FilterFunction => {
@@ -234,11 +257,85 @@ fn probeable_selection(s: &mut State) -> Option<usize> {
     None
 }
 
+/// Remembers what a probe being removed was asked beyond what it captures (its
+/// condition, paths, split, stacks), to start from when it comes back.
+fn keep_condition(s: &mut State, func: usize) {
+    let Some(p) = s.probes.get(&func) else { return };
+    let kept = ProbeSpec {
+        args: false,
+        ret: false,
+        latency: false,
+        ..p.clone()
+    };
+    if kept != ProbeSpec::default() {
+        if let Some(c) = &kept.condition {
+            s.info(format!(
+                "probe removed; its condition `{c}` is kept for a, r or l"
+            ));
+        }
+        s.kept.insert(func, kept);
+    }
+}
+
+/// `w`: the table's calls (or the filtered function's) as JSON lines in a file.
+fn save_rows(s: &mut State) {
+    let path = s.save_dir.join(format!(
+        "periscope-{}-{}.jsonl",
+        s.pid,
+        crate::format::unix_ns(
+            s.rows.back().map_or(0, |r| r.row.call.ts_ns),
+            s.clock_offset_ns
+        ) / 1_000_000_000
+    ));
+    let mut out = String::new();
+    let mut n = 0;
+    for r in s.shown_rows() {
+        let j = crate::format::call_json(
+            &r.row.call,
+            s.fn_name(r.row.at),
+            r.row.stack.as_ref(),
+            s.clock_offset_ns,
+        );
+        out += &serde_json::to_string(&j).unwrap_or_default();
+        out.push('\n');
+        n += 1;
+    }
+    match std::fs::write(&path, out) {
+        Ok(()) => {
+            let shown = std::fs::canonicalize(&path).unwrap_or(path);
+            s.info(format!("wrote {n} calls to {}", shown.display()));
+        }
+        Err(e) => s.error(format!("cannot write {}: {e}", path.display())),
+    }
+}
+
+/// `y` on a call: its JSON to the terminal's clipboard (OSC 52), as `trace --json`
+/// prints it.
+fn copy_call(s: &mut State, seq: u64) {
+    use base64::Engine as _;
+    let Some(r) = s.row(seq) else { return };
+    let j = crate::format::call_json(
+        &r.row.call,
+        s.fn_name(r.row.at),
+        r.row.stack.as_ref(),
+        s.clock_offset_ns,
+    );
+    let text = serde_json::to_string(&j).unwrap_or_default();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    s.clipboard = Some(format!("\x1b]52;c;{b64}\x07"));
+    s.info(format!("copied the call as JSON ({} bytes)", text.len()));
+}
+
 fn toggle(s: &mut State, cmd: Cmd) -> Vec<Effect> {
     let Some(func) = probeable_selection(s) else {
         return vec![];
     };
-    let mut settings = s.probes.get(&func).cloned().unwrap_or_default();
+    let mut settings = s
+        .probes
+        .get(&func)
+        .or_else(|| s.kept.get(&func))
+        .cloned()
+        .unwrap_or_default();
     match cmd {
         Cmd::ToggleArgs => settings.args = !settings.args,
         Cmd::ToggleRet => settings.ret = !settings.ret,
@@ -252,7 +349,9 @@ fn toggle(s: &mut State, cmd: Cmd) -> Vec<Effect> {
         _ => settings.latency = !settings.latency,
     }
     if settings.is_empty() {
-        // Nothing left to capture: the probe (and its condition) goes.
+        // Nothing left to capture: the probe goes, its condition stays with the
+        // function for the next a, r or l.
+        keep_condition(s, func);
         settings = ProbeSpec::default();
     }
     vec![Effect::Set { func, settings }]

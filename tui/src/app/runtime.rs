@@ -93,6 +93,12 @@ async fn event_loop(mut session: Session) -> Result<()> {
         if state.quit {
             break Ok(());
         }
+        if let Some(osc) = state.clipboard.take() {
+            // The terminal puts it on the clipboard (OSC 52); nothing is drawn.
+            use std::io::Write as _;
+            let mut out = std::io::stdout();
+            let _ = out.write_all(osc.as_bytes()).and_then(|()| out.flush());
+        }
         if let Err(e) = term.draw(|f| draw(f, &state, &mut cache)) {
             break Err(e).context("drawing");
         }

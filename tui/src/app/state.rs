@@ -132,6 +132,8 @@ pub enum Mode {
     /// Enter on the events table: one call in full.
     Detail {
         seq: u64,
+        /// Lines scrolled down (j/k, PgUp/PgDn, g/G).
+        scroll: u16,
     },
     /// `T`: a probe's top call paths, by calls and by total latency.
     Callers {
@@ -199,6 +201,13 @@ pub struct State {
     pub quit: bool,
     /// Wall-clock time minus the kernel's monotonic clock, to show event times.
     pub clock_offset_ns: i64,
+    /// What removed probes were asked beyond what they captured (a condition, paths),
+    /// to start from when the function is probed again.
+    pub kept: HashMap<usize, ProbeSpec>,
+    /// OSC 52 text for the terminal's clipboard, written before the next frame.
+    pub clipboard: Option<String>,
+    /// Where `w` writes (the directory periscope was started in).
+    pub save_dir: std::path::PathBuf,
     /// Each stack-recording probe's call paths seen so far (see `CallPath`), by the
     /// address of their shared frames (the session symbolizes each stack once).
     pub paths: HashMap<usize, HashMap<usize, CallPath>>,
@@ -243,6 +252,9 @@ impl State {
             target_gone: None,
             quit: false,
             clock_offset_ns: 0,
+            kept: HashMap::new(),
+            clipboard: None,
+            save_dir: std::path::PathBuf::from("."),
             paths: HashMap::new(),
         };
         s.refilter();

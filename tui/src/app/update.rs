@@ -85,7 +85,7 @@ fn events(s: &mut State, mut rows: Vec<Row>) {
         {
             *sel += 1;
         }
-        if let Mode::Detail { seq: shown } = &mut s.mode
+        if let Mode::Detail { seq: shown, .. } = &mut s.mode
             && *shown >= seq
         {
             *shown += 1;
@@ -165,7 +165,12 @@ fn applied(s: &mut State, func: usize, asked: ProbeSpec, result: Result<SetOk, S
             if s.ev_filter == Some(func) {
                 s.ev_filter = None;
             }
-            s.info(format!("removed the probe on {name}"));
+            match s.kept.get(&func).and_then(|k| k.condition.clone()) {
+                Some(c) => s.info(format!(
+                    "removed the probe on {name}; its condition `{c}` is kept for a, r or l"
+                )),
+                None => s.info(format!("removed the probe on {name}")),
+            }
         }
         Ok(()) => {
             // The cost of a probe is the user's to weigh during an incident: say it, as

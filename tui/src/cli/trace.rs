@@ -6,13 +6,12 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use probes_ebpf::value::Fields;
-use probes_ebpf::{Call, Stats};
+use probes_ebpf::Stats;
 use serde_json::json;
 use symbols::Catalog;
 
-use crate::format::{call_line, describe_cost, fmt_ns};
-use crate::session::{Callers, DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
+use crate::format::{call_json, call_line, describe_cost, fmt_ns};
+use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
 
 pub struct Options {
     pub pid: u32,
@@ -318,82 +317,6 @@ impl Writer {
         }
         let _ = self.thread.join();
         true
-    }
-}
-
-/// One call as a JSON line, serialized from the decoded call without building a
-/// `serde_json::Value` (the reader must keep up with a million calls a second).
-#[derive(serde::Serialize)]
-pub struct CallJson<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    func: &'a str,
-    pid: u32,
-    tid: u32,
-    goid: u64,
-    /// Unix time of the call's entry, in nanoseconds (for lining up with logs).
-    ts: u64,
-    /// The kernel's monotonic clock at entry (orders calls exactly).
-    ts_ns: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<Fields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ret: Option<Fields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ns: Option<u64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    truncated: bool,
-    /// Seen at its entry only (the budget had the return points detached).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    unwatched: bool,
-    /// Its callers, innermost first (`--stack`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stack: Option<StackJson<'a>>,
-}
-
-/// `[{"func","file","line"}, …]`, or `{"not_captured": REASON}`.
-pub enum StackJson<'a> {
-    Frames(&'a [symbols::pclntab::Position]),
-    NotCaptured(&'a str),
-}
-
-impl serde::Serialize for StackJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        match self {
-            StackJson::Frames(f) => f.serialize(s),
-            StackJson::NotCaptured(why) => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("not_captured", why)?;
-                m.end()
-            }
-        }
-    }
-}
-
-pub fn call_json<'a>(
-    c: &'a Call,
-    func: &'a str,
-    stack: Option<&'a Callers>,
-    clock_offset_ns: i64,
-) -> CallJson<'a> {
-    CallJson {
-        kind: "call",
-        func,
-        pid: c.pid,
-        tid: c.tid,
-        goid: c.goid,
-        ts: crate::format::unix_ns(c.ts_ns, clock_offset_ns),
-        ts_ns: c.ts_ns,
-        args: c.args.as_deref().map(Fields),
-        ret: c.ret.as_deref().map(Fields),
-        latency_ns: c.latency_ns,
-        truncated: c.truncated,
-        unwatched: c.unwatched,
-        stack: stack.map(|s| match s {
-            Callers::Frames(f) => StackJson::Frames(f),
-            Callers::NotCaptured(why) => StackJson::NotCaptured(why),
-        }),
     }
 }
 

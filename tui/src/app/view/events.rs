@@ -64,13 +64,28 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         .collect();
     let header = Row::new(["TIME", "G", "FUNCTION", "ARGUMENTS", "RESULTS", "LATENCY"])
         .style(Style::new().add_modifier(Modifier::BOLD));
+    // Widths follow the terminal and what is shown: whole goroutine ids, names up to
+    // a third of the width, and no results column when no row has results.
+    let visible = &shown[start..end];
+    let g_width = visible
+        .iter()
+        .map(|r| 1 + r.row.call.goid.max(1).ilog10() as u16 + 1)
+        .max()
+        .unwrap_or(3);
+    let name_width = visible
+        .iter()
+        .map(|r| short(s.fn_name(r.row.at)).chars().count() as u16)
+        .max()
+        .unwrap_or(8)
+        .clamp(8, (inner.width / 3).max(8));
+    let any_results = visible.iter().any(|r| r.row.call.ret.is_some());
     let widths = [
         Constraint::Length(12),
-        Constraint::Length(5),
-        Constraint::Length(16),
+        Constraint::Length(g_width),
+        Constraint::Length(name_width),
         Constraint::Fill(3),
-        Constraint::Fill(2),
-        Constraint::Length(8),
+        Constraint::Fill(if any_results { 2 } else { 0 }),
+        Constraint::Length(9),
     ];
     let table = Table::new(rows, widths).header(header).column_spacing(1);
     f.render_widget(table, inner);
@@ -108,13 +123,19 @@ fn receivers(s: &State, func: usize) -> usize {
     }))
 }
 
-/// `main.(*Store).Login` → `(*Store).Login`: the package is implied for most rows.
+/// A name shortened from the left, keeping the last element of its package path:
+/// `cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render` →
+/// `driver.(*webInterface).render`, and `main.(*Store).Login` → `(*Store).Login`
+/// (the package of most rows). Full names are in the details pane and the popup.
 pub fn short(name: &str) -> &str {
     let pkg = symbols::catalog::package_of(name);
-    name.strip_prefix(pkg)
-        .and_then(|r| r.strip_prefix('.'))
-        .filter(|_| pkg == "main")
-        .unwrap_or(name)
+    if pkg == "main" {
+        return name.strip_prefix("main.").unwrap_or(name);
+    }
+    match pkg.rfind('/') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    }
 }
 
 fn values_line(vs: Option<&[(String, GoValue)]>, results: bool) -> Line<'static> {

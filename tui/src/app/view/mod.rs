@@ -1,6 +1,6 @@
 //! Drawing: reads `State`, never changes it. Scroll offsets, which only the view needs,
 //! live in `ViewCache`.
-mod events;
+pub mod events;
 mod functions;
 mod latency;
 mod popups;

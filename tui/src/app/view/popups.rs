@@ -16,7 +16,7 @@ use crate::session::Callers;
 pub fn draw(f: &mut Frame, s: &State) {
     match &s.mode {
         Mode::Help => help(f),
-        Mode::Detail { seq } => detail(f, s, *seq),
+        Mode::Detail { seq, scroll } => detail(f, s, *seq, *scroll),
         Mode::Condition {
             func,
             what,
@@ -103,7 +103,7 @@ fn help(f: &mut Frame) {
     f.render_widget(Paragraph::new(lines), area);
 }
 
-fn detail(f: &mut Frame, s: &State, seq: u64) {
+fn detail(f: &mut Frame, s: &State, seq: u64, scroll: u16) {
     let Some(r) = s.row(seq) else {
         return;
     };
@@ -155,9 +155,20 @@ fn detail(f: &mut Frame, s: &State, seq: u64) {
             Style::new().fg(Color::Yellow),
         ));
     }
-    let h = (lines.len() as u16).min(f.area().height.saturating_sub(4));
-    let area = popup(f, 100, h, " Call ");
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+    let total = lines.len() as u16;
+    let h = total.min(f.area().height.saturating_sub(4));
+    let scroll = scroll.min(total.saturating_sub(h));
+    let title = if total > h {
+        format!(
+            " Call · lines {}–{} of {total} · j k PgUp PgDn g G · y copies JSON ",
+            scroll + 1,
+            scroll + h
+        )
+    } else {
+        " Call · y copies JSON ".to_string()
+    };
+    let area = popup(f, 100, h, &title);
+    f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), area);
 }
 
 /// `main.handler (server.go:42)`.
