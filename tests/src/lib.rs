@@ -390,3 +390,24 @@ pub fn eventually(secs: u64, mut done: impl FnMut() -> bool) -> bool {
     }
     done()
 }
+
+/// Traces with `args` (periscope's `trace` options and probes) through the fixture's
+/// command `cmd`: the calls periscope printed, and the fixture's own record.
+pub fn trace_calls(
+    fx: &mut FixtureProc,
+    args: &[&str],
+    cmd: &str,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let (child, _err) = spawn_trace(fx.pid, args);
+    let record = fx.run(cmd);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["type"] == "call")
+        .collect();
+    (got, record)
+}

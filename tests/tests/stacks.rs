@@ -1,8 +1,6 @@
 //! `--stack`: each call's callers, innermost first, exact against the fixtures' source
 //! for every kind of entry point (`push rbp` after the stack check on Go ≥ 1.21, the
 //! check's `jbe` on Go 1.19, a call site for a leaf), plain and PIE.
-use std::time::Duration;
-
 use periscope_tests::{FixtureProc, Variant, fixture, repo_root, toolchains};
 use serde_json::Value;
 
@@ -19,18 +17,7 @@ fn line_of(fixture: &str, text: &str) -> u64 {
 fn stacks(fx: &mut FixtureProc, probes: &[&str], cmd: &str) -> (Vec<Value>, Vec<Value>) {
     let mut args = vec!["--json", "--args", "--stack"];
     args.extend_from_slice(probes);
-    let (child, _err) = periscope_tests::spawn_trace(fx.pid, &args);
-    let record = fx.run(cmd);
-    std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    let got = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v["type"] == "call")
-        .collect();
-    (got, record)
+    periscope_tests::trace_calls(fx, &args, cmd)
 }
 
 fn frame(f: &Value) -> (String, u64) {

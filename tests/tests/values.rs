@@ -1,7 +1,6 @@
 //! Every value periscope shows is the program's own, or marked as not captured: never a
 //! made-up nil, zero or "". Checked against the values fixture's own record on every
 //! toolchain and as PIE.
-use std::time::Duration;
 
 use periscope_tests::{FixtureProc, Variant, fixture, toolchains};
 use serde_json::Value;
@@ -62,8 +61,7 @@ fn faithful(got: &Value, want: &Value, path: &str, marked: &mut usize) -> Result
     }
 }
 
-/// Traces the fixture's functions through one `run 3`; the calls periscope printed and
-/// the fixture's own record, in the same order.
+/// Traces the fixture's value-shaped functions through one `run 3`.
 fn trace_run(fx: &mut FixtureProc, extra: &[&str]) -> (Vec<Value>, Vec<Value>) {
     let mut args = vec!["--json", "--args"];
     args.extend_from_slice(extra);
@@ -74,18 +72,7 @@ fn trace_run(fx: &mut FixtureProc, extra: &[&str]) -> (Vec<Value>, Vec<Value>) {
         "main.(*Mux).Serve",
         "main.Hold",
     ]);
-    let (child, _err) = periscope_tests::spawn_trace(fx.pid, &args);
-    let record = fx.run("run 3");
-    std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v["type"] == "call")
-        .collect();
-    (got, record)
+    periscope_tests::trace_calls(fx, &args, "run 3")
 }
 
 #[test]
@@ -227,17 +214,7 @@ fn a_name_means_every_function_of_that_name() {
             let mut fx = FixtureProc::start(&bin);
             let mut args = vec!["--json", "--args", "--ret", "main.Max"];
             args.extend(names.iter().copied());
-            let (child, _err) = periscope_tests::spawn_trace(fx.pid, &args);
-            let record = fx.run("names 3");
-            std::thread::sleep(Duration::from_millis(200));
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let out = child.wait_with_output().unwrap();
-            let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .filter(|v: &Value| v["type"] == "call")
-                .collect();
+            let (got, record) = periscope_tests::trace_calls(&mut fx, &args, "names 3");
             // Every call of every copy, once, with its own values.
             let key = |x: &Value, r: &Value| format!("{x}->{r}");
             let mut want_closure: Vec<String> = record
@@ -276,16 +253,9 @@ fn a_name_means_every_function_of_that_name() {
             }
             // NAME@ADDRESS picks one copy: it sees the calls of one handler only.
             let one = format!("{}@{}", copies[0].0, copies[0].1);
-            let (child, _err) = periscope_tests::spawn_trace(fx.pid, &["--json", "--args", &one]);
-            fx.run("names 3");
-            std::thread::sleep(Duration::from_millis(200));
-            // SAFETY: as above.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let out = child.wait_with_output().unwrap();
-            let n = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.contains(r#""type":"call""#))
-                .count();
+            let (got, _) =
+                periscope_tests::trace_calls(&mut fx, &["--json", "--args", &one], "names 3");
+            let n = got.len();
             assert_eq!(n, 3, "{what}: {one}");
             // A file:line both copies share is ambiguous: the error lists them.
             let out = std::process::Command::new(periscope_tests::periscope())

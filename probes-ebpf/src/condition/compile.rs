@@ -25,7 +25,18 @@ pub(super) struct Place {
     section: u8,
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    pub(super) fn new(cat: &'a Catalog, f: &'a Function, text: &'a str) -> Self {
+        Compiler {
+            cat,
+            f,
+            text,
+            atoms: Vec::new(),
+            prog: Vec::new(),
+            reads_results: false,
+        }
+    }
+
     pub(super) fn err(&self, column: usize, msg: impl Into<String>) -> ConditionError {
         ConditionError {
             text: self.text.into(),

@@ -40,26 +40,12 @@ pub fn compile(
     f: &Function,
     text: &str,
 ) -> Result<CompiledCondition, ConditionError> {
-    let toks = lex(text)?;
-    let mut p = Parser {
-        text,
-        toks,
-        i: 0,
-        depth: 0,
-        terms: 0,
-    };
+    let mut p = Parser::new(text, lex(text)?);
     let e = p.or()?;
     if *p.peek() != Tok::End {
         return Err(p.err(p.col(), "expected `&&`, `||` or the end of the condition"));
     }
-    let mut c = Compiler {
-        cat,
-        f,
-        text,
-        atoms: Vec::new(),
-        prog: Vec::new(),
-        reads_results: false,
-    };
+    let mut c = Compiler::new(cat, f, text);
     c.expr(&e)?;
     if c.prog.len() > PSC_MAX_PROG as usize {
         return Err(c.err(
@@ -82,26 +68,12 @@ pub fn capture_path(
     f: &Function,
     text: &str,
 ) -> Result<Vec<String>, ConditionError> {
-    let toks = lex(text)?;
-    let mut p = Parser {
-        text,
-        toks,
-        i: 0,
-        depth: 0,
-        terms: 0,
-    };
+    let mut p = Parser::new(text, lex(text)?);
     let path = p.path()?;
     if *p.peek() != Tok::End {
         return Err(p.err(p.col(), "expected `.field` or the end of the path"));
     }
-    let mut c = Compiler {
-        cat,
-        f,
-        text,
-        atoms: Vec::new(),
-        prog: Vec::new(),
-        reads_results: false,
-    };
+    let mut c = Compiler::new(cat, f, text);
     c.resolve(&path)?;
     Ok(path.into_iter().map(|(name, _)| name).collect())
 }
@@ -127,26 +99,12 @@ pub fn compile_by(
     text: &str,
     first_atom: usize,
 ) -> Result<CompiledBy, ConditionError> {
-    let toks = lex(text)?;
-    let mut p = Parser {
-        text,
-        toks,
-        i: 0,
-        depth: 0,
-        terms: 0,
-    };
+    let mut p = Parser::new(text, lex(text)?);
     let e = p.or()?;
     if *p.peek() != Tok::End {
         return Err(p.err(p.col(), "expected `&&`, `||` or the end of the expression"));
     }
-    let mut c = Compiler {
-        cat,
-        f,
-        text,
-        atoms: Vec::new(),
-        prog: Vec::new(),
-        reads_results: false,
-    };
+    let mut c = Compiler::new(cat, f, text);
     let mut by = psc_by::default();
     if let parse::Expr::Cmp {
         path,

@@ -78,7 +78,17 @@ pub(super) struct Parser<'a> {
     pub(super) terms: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    pub(super) fn new(text: &'a str, toks: Vec<(Tok, usize)>) -> Self {
+        Parser {
+            text,
+            toks,
+            i: 0,
+            depth: 0,
+            terms: 0,
+        }
+    }
+
     pub(super) fn peek(&self) -> &Tok {
         &self.toks[self.i].0
     }
