@@ -199,3 +199,53 @@ fn the_shell_keeps_a_budget_and_says_what_it_does() {
     );
     fx.run("stop");
 }
+
+#[test]
+fn shell_traces_stacks_and_splits_latency_by_a_value() {
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let src =
+        std::fs::read_to_string(periscope_tests::repo_root().join("tests/fixtures/kinds/main.go"))
+            .unwrap();
+    let call_line = 1 + src
+        .lines()
+        .position(|l| l.contains("ok, err := Login(name, attempts)"))
+        .unwrap();
+    let mut fx = FixtureProc::start(&bin);
+    fx.run("steady");
+    let mut shell = Command::new(periscope())
+        .args(["shell", "--budget", "off", &fx.pid.to_string()])
+        .env("PERISCOPE_HISTORY", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = shell.stdin.take().unwrap();
+        for line in [
+            "trace main.Login --stack --by username",
+            "wait 1s",
+            "events 1 --last 2",
+            "hist 1",
+            "quit",
+        ] {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = shell.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("(args ret latency stack by username"),
+        "{text}"
+    );
+    // Each call's caller, at the line of the call.
+    assert!(
+        text.contains(&format!("    at main.steady (main.go:{call_line})")),
+        "{text}"
+    );
+    // One line per value under the histogram.
+    for user in ["alice", "bob", "carol"] {
+        assert!(text.contains(&format!("  = {user}: ")), "{user}: {text}");
+    }
+}

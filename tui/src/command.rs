@@ -178,10 +178,10 @@ fn trace(rest: &str) -> Result<Command> {
     }
     let func =
         func.ok_or_else(|| anyhow!("trace takes a function name, e.g. `trace main.Login`"))?;
-    // --by splits the latency histogram: it records latency.
-    latency |= by.is_some();
     // Nothing chosen means everything, as with `periscope trace`.
     let all = !(args || ret || latency);
+    // --by splits the latency histogram: it records latency.
+    latency |= by.is_some();
     Ok(Command::Trace {
         func,
         settings: ProbeSpec {
