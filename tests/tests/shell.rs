@@ -151,17 +151,9 @@ fn the_shell_keeps_a_budget_and_says_what_it_does() {
     // what the budget did, and `probes` what share of calls was seen whole.
     let mut fx = FixtureProc::start(&fixture("kinds", &newest(), Variant::Plain));
     fx.run("steady");
-    let mut shell = Command::new(periscope())
-        .args(["shell", &fx.pid.to_string()])
-        .env("PERISCOPE_HISTORY", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = shell.stdin.take().unwrap();
-        for line in [
+    let out = piped_shell(
+        &[&fx.pid.to_string()],
+        &[
             "budget",
             "budget lots",
             "budget 0.5%",
@@ -170,11 +162,8 @@ fn the_shell_keeps_a_budget_and_says_what_it_does() {
             "probes",
             "budget off",
             "quit",
-        ] {
-            writeln!(stdin, "{line}").unwrap();
-        }
-    }
-    let out = shell.wait_with_output().unwrap();
+        ],
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("budget 5%: past it"), "{text}");
@@ -212,27 +201,16 @@ fn shell_traces_stacks_and_splits_latency_by_a_value() {
         .unwrap();
     let mut fx = FixtureProc::start(&bin);
     fx.run("steady");
-    let mut shell = Command::new(periscope())
-        .args(["shell", "--budget", "off", &fx.pid.to_string()])
-        .env("PERISCOPE_HISTORY", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = shell.stdin.take().unwrap();
-        for line in [
+    let out = piped_shell(
+        &["--budget", "off", &fx.pid.to_string()],
+        &[
             "trace main.Login --stack --by username",
             "wait 1s",
             "events 1 --last 2",
             "hist 1",
             "quit",
-        ] {
-            writeln!(stdin, "{line}").unwrap();
-        }
-    }
-    let out = shell.wait_with_output().unwrap();
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -248,4 +226,24 @@ fn shell_traces_stacks_and_splits_latency_by_a_value() {
     for user in ["alice", "bob", "carol"] {
         assert!(text.contains(&format!("  = {user}: ")), "{user}: {text}");
     }
+}
+
+/// `periscope shell ARGS` fed `script` from a pipe (no history kept); its output.
+fn piped_shell(args: &[&str], script: &[&str]) -> std::process::Output {
+    let mut shell = Command::new(periscope())
+        .arg("shell")
+        .args(args)
+        .env("PERISCOPE_HISTORY", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = shell.stdin.take().unwrap();
+        for line in script {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    shell.wait_with_output().unwrap()
 }
