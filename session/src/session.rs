@@ -563,6 +563,20 @@ impl Session {
         Points::choose(f, paired, Some(&sites), straight)
     }
 
+    /// How many uprobes a probe on `func` with `s` would place (over every function of
+    /// its name), for a progress line before attaching. 0 for a removal.
+    pub fn uprobes_for(&self, func: usize, s: &ProbeSpec) -> usize {
+        if s.is_empty() {
+            return 0;
+        }
+        let name = &self.cat.functions[func].name;
+        symbols::resolve::group(&self.cat, name)
+            .into_iter()
+            .filter_map(|m| self.points(&self.cat.functions[m], s.ret || s.latency, s.ret))
+            .map(|p| p.entries.len() + p.returns.len())
+            .sum()
+    }
+
     /// Where the probe on `func` sits, in words (`entry: 3 call site(s); …`).
     pub fn describe_points(&self, func: usize) -> Option<String> {
         let a = self.active.get(&func)?;
@@ -784,7 +798,13 @@ pub fn find_functions(cat: &Catalog, spec: &str) -> Result<Vec<usize>> {
             let mut scored: Vec<(f64, &str)> = cat
                 .functions
                 .iter()
-                .map(|f| (strsim::jaro_winkler(&name, &f.name), f.name.as_str()))
+                .map(|f| {
+                    // Also against the name without its package path, as tables show it.
+                    let short = f.name.rsplit_once('/').map_or(f.name.as_str(), |(_, s)| s);
+                    let score = strsim::jaro_winkler(&name, &f.name)
+                        .max(strsim::jaro_winkler(&name, short));
+                    (score, f.name.as_str())
+                })
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));
             let close: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();

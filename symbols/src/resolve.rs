@@ -18,6 +18,9 @@ pub enum ResolveError {
         pick: String,
         candidates: Vec<String>,
     },
+    /// A name without its package path that ends more than one function's.
+    #[error("{name} names functions in {} packages: give the full name ({})", .full.len(), .full.join(", "))]
+    ShortAmbiguous { name: String, full: Vec<String> },
     #[error("{name}@{pick} means {} functions: pick one with {name}@ADDRESS ({})", .candidates.len(), .candidates.join(", "))]
     Ambiguous {
         name: String,
@@ -29,15 +32,15 @@ pub enum ResolveError {
 /// Every function `name` means, those with code of their own first (the first is the
 /// probe's name in tables). Empty when none.
 pub fn group(cat: &Catalog, name: &str) -> Vec<usize> {
-    let mut all: Vec<usize> = (0..cat.functions.len())
-        .filter(|&i| cat.functions[i].name == name)
-        .collect();
+    let mut all = named(cat, name);
     if all.is_empty() {
-        // A generic function by its plain name: every instantiation.
-        let prefix = format!("{name}[");
-        all = (0..cat.functions.len())
-            .filter(|&i| cat.functions[i].name.starts_with(&prefix))
-            .collect();
+        // The short name tables show (`driver.(*webInterface).render` for
+        // `cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render`)
+        // means the one full name that ends with it after a `/`.
+        let full = short_matches(cat, name);
+        if let [one] = full.as_slice() {
+            all = named(cat, one);
+        }
     }
     // Copies without code (inlined everywhere) cannot be probed; keep one if that is
     // all there is, so that the error says why.
@@ -54,6 +57,43 @@ pub fn group(cat: &Catalog, name: &str) -> Vec<usize> {
     }
 }
 
+/// Functions named exactly `name`, or else every instantiation of a generic function
+/// by its plain name.
+fn named(cat: &Catalog, name: &str) -> Vec<usize> {
+    let all: Vec<usize> = (0..cat.functions.len())
+        .filter(|&i| cat.functions[i].name == name)
+        .collect();
+    if !all.is_empty() {
+        return all;
+    }
+    let prefix = format!("{name}[");
+    (0..cat.functions.len())
+        .filter(|&i| cat.functions[i].name.starts_with(&prefix))
+        .collect()
+}
+
+/// The distinct full names (generic ones by their plain name) that end in `/name`.
+fn short_matches(cat: &Catalog, name: &str) -> Vec<String> {
+    if name.is_empty() || name.starts_with('/') {
+        return vec![];
+    }
+    let tail = format!("/{name}");
+    let mut full: Vec<String> = cat
+        .functions
+        .iter()
+        .filter_map(|f| {
+            let plain = match f.name.find('[') {
+                Some(i) if f.name.ends_with(']') && !f.name.ends_with(&tail) => &f.name[..i],
+                _ => &f.name,
+            };
+            plain.ends_with(&tail).then(|| plain.to_string())
+        })
+        .collect();
+    full.sort();
+    full.dedup();
+    full
+}
+
 /// The functions a user's `NAME`, `NAME@0xADDR` or `NAME@file.go:LINE` means.
 pub fn resolve(cat: &Catalog, spec: &str) -> Result<Vec<usize>, ResolveError> {
     let (name, pick) = match spec.rsplit_once('@') {
@@ -62,6 +102,13 @@ pub fn resolve(cat: &Catalog, spec: &str) -> Result<Vec<usize>, ResolveError> {
     };
     let members = group(cat, name);
     if members.is_empty() {
+        let full = short_matches(cat, name);
+        if full.len() > 1 {
+            return Err(ResolveError::ShortAmbiguous {
+                name: name.to_string(),
+                full,
+            });
+        }
         return Err(ResolveError::Unknown(name.to_string()));
     }
     let Some(pick) = pick else {

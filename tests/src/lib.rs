@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -98,6 +99,34 @@ pub fn fixture(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
     }
     let st = cmd.arg(".").status().expect("run go build");
     assert!(st.success(), "go build of {name} with {} failed", tc.label);
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// Go's own `cmd/pprof` (17,000 functions, a real web UI nobody here wrote), built once
+/// from the newest toolchain's sources and kept between runs: the large program the
+/// TUI's end-to-end run and its wide snapshots use.
+pub fn pprof() -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let tc = newest();
+    let out_dir = repo_root().join("tests/.build");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(format!("pprof-{}", tc.label));
+    if out.exists() {
+        return out;
+    }
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let st = Command::new(&tc.go)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", out_dir.join(format!("gocache-{}", tc.label)))
+        .args(["build", "-o"])
+        .arg(&tmp)
+        .arg("cmd/pprof")
+        .status()
+        .expect("run go build");
+    assert!(st.success(), "go build cmd/pprof with {} failed", tc.label);
     std::fs::rename(&tmp, &out).unwrap();
     out
 }
@@ -410,4 +439,92 @@ pub fn trace_calls(
         .filter(|v: &serde_json::Value| v["type"] == "call")
         .collect();
     (got, record)
+}
+
+/// A terminal for the TUI and the shell in tests: a tmux server of its own (`-L
+/// SOCKET`), driven by keys and read back as text.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    pub fn start(socket: &str, width: u16, height: u16, cmd: &str) -> Tmux {
+        let _ = Command::new("tmux")
+            .args(["-L", socket, "kill-server"])
+            .output();
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                socket,
+                "new-session",
+                "-d",
+                "-s",
+                "e2e",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+            ])
+            .arg(cmd)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux (run `make setup`)");
+        assert!(ok.success());
+        Tmux {
+            socket: socket.into(),
+        }
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "e2e"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        // Give the UI a frame to answer.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Types text literally (no key-name lookup).
+    pub fn text(&self, s: &str) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "e2e", "-l", s])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    pub fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "e2e"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the screen until `pred` holds (or fails with the last screen).
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
 }

@@ -446,3 +446,24 @@ fn pclntab_positions_agree_with_go_addr2line_and_survive_stripping() {
         assert!(pcs.len() > 30, "{}: {}", tc.label, pcs.len());
     }
 }
+
+#[test]
+fn a_name_without_its_package_path_means_the_one_function_it_ends() {
+    let tc = periscope_tests::newest();
+    let cat = catalog(&tc, Variant::Plain);
+    let full = |n: &str| -> Vec<String> {
+        symbols::resolve::resolve(&cat, n)
+            .unwrap()
+            .iter()
+            .map(|&i| cat.functions[i].name.clone())
+            .collect()
+    };
+    // Tables cut names to their last package element; such a name is accepted back.
+    assert_eq!(full("utf8.Valid"), ["unicode/utf8.Valid"]);
+    assert_eq!(full("unicode/utf8.Valid"), ["unicode/utf8.Valid"]);
+    // Only at a path boundary: `f8.Valid` is no package's name.
+    assert!(matches!(
+        symbols::resolve::resolve(&cat, "f8.Valid"),
+        Err(symbols::resolve::ResolveError::Unknown(_))
+    ));
+}

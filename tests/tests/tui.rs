@@ -838,3 +838,100 @@ fn w_writes_the_tables_calls_as_json_lines() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A call of pprof's `driver.(*webInterface).render` as the decoder would produce it.
+fn render_call(func: usize, i: u64) -> Row {
+    let views = ["flamegraph", "top", "source", "peek", "disasm"];
+    let view = views[i as usize % views.len()];
+    let uri = format!("/ui/{view}?f=runtime.mallocgc&si=cpu&sort=flat&i={i}");
+    Row {
+        func,
+        at: func,
+        stack: None,
+        call: Call {
+            probe: 0,
+            pid: 4242,
+            tid: 4243,
+            goid: 47_822 + i,
+            ts_ns: 3_600_000_000_000 + i * 2_500_000,
+            latency_ns: Some(1_800_000 + 90_000 * i),
+            args: Some(vec![
+                ("ui".into(), GoValue::Ptr(0xc0001a2000)),
+                (
+                    "w".into(),
+                    GoValue::Iface {
+                        ty: "*net/http.response".into(),
+                        value: None,
+                    },
+                ),
+                (
+                    "req".into(),
+                    GoValue::Struct(vec![
+                        ("Method".into(), str_("GET")),
+                        ("Host".into(), str_("127.0.0.1:18080")),
+                        ("RequestURI".into(), str_(&uri)),
+                    ]),
+                ),
+                ("tmpl".into(), str_(view)),
+                ("rpt".into(), GoValue::Ptr(0xc000f3e000)),
+                (
+                    "errList".into(),
+                    GoValue::List {
+                        items: vec![],
+                        len: 0,
+                    },
+                ),
+                (
+                    "legend".into(),
+                    GoValue::List {
+                        items: vec![str_("File: mk"), str_("Type: cpu")],
+                        len: 6,
+                    },
+                ),
+                (
+                    "data".into(),
+                    GoValue::NotCaptured(probes_ebpf::value::Missing::Budget),
+                ),
+            ]),
+            ret: None,
+            truncated: false,
+            unwatched: false,
+            stack: None,
+        },
+    }
+}
+
+/// cmd/pprof's real catalog (17,000 functions, long vendored names) at 120 and 300
+/// columns: the search's best match, names cut from the left keeping their package,
+/// whole goroutine ids, arguments as wide as the terminal allows.
+#[test]
+fn a_large_real_program_at_120_and_300_columns() {
+    let cat = Arc::new(Catalog::open(&periscope_tests::pprof()).unwrap());
+    let mut s = State::new(cat, 4242, "pprof".into());
+    s.hit_cost = state().hit_cost;
+    press(&mut s, KeyCode::Char('/'));
+    typed(&mut s, "render");
+    press(&mut s, KeyCode::Enter);
+    let webui = s.selected_fn().unwrap();
+    assert_eq!(
+        s.cat.functions[webui].name,
+        "cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render"
+    );
+    for k in ['a', 'l'] {
+        let e = press(&mut s, KeyCode::Char(k));
+        perform(&mut s, e);
+    }
+    let rows = (0..30).map(|i| render_call(webui, i)).collect();
+    update(&mut s, Action::Events(rows));
+    for w in [120u16, 300] {
+        s.focus = Pane::Functions;
+        let text = render(&s, w, 24);
+        snapshot!(format!("pprof_functions_{w}"), text);
+        s.focus = Pane::Events;
+        let text = render(&s, w, 24);
+        // Whole goroutine ids and the short name, at any width.
+        assert!(text.contains("g47851"), "{text}");
+        assert!(text.contains("driver.(*webInterface).render"), "{text}");
+        snapshot!(format!("pprof_events_{w}"), text);
+    }
+}

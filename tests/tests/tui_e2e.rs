@@ -5,96 +5,13 @@
 //! record of its calls.
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use periscope_tests::{
-    FixtureProc, Variant, fixture, newest, periscope, periscope_bpf_objects, periscope_links,
+    FixtureProc, Tmux, Variant, fixture, newest, periscope, periscope_bpf_objects, periscope_links,
 };
 
 const SOCKET: &str = "periscope-e2e";
-
-struct Tmux;
-
-impl Tmux {
-    fn start(cmd: &str) -> Tmux {
-        let _ = Command::new("tmux")
-            .args(["-L", SOCKET, "kill-server"])
-            .output();
-        let ok = Command::new("tmux")
-            .args([
-                "-L",
-                SOCKET,
-                "new-session",
-                "-d",
-                "-s",
-                "e2e",
-                "-x",
-                "160",
-                "-y",
-                "45",
-            ])
-            .arg(cmd)
-            .env("TERM", "xterm-256color")
-            .status()
-            .expect("tmux (run `make setup`)");
-        assert!(ok.success());
-        Tmux
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let ok = Command::new("tmux")
-            .args(["-L", SOCKET, "send-keys", "-t", "e2e"])
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        // Give the UI a frame to answer.
-        std::thread::sleep(Duration::from_millis(150));
-    }
-
-    /// Types text literally (no key-name lookup).
-    fn text(&self, s: &str) {
-        let ok = Command::new("tmux")
-            .args(["-L", SOCKET, "send-keys", "-t", "e2e", "-l", s])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        std::thread::sleep(Duration::from_millis(150));
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", SOCKET, "capture-pane", "-p", "-t", "e2e"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls the screen until `pred` holds (or fails with the last screen).
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "timed out waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", SOCKET, "kill-server"])
-            .output();
-    }
-}
 
 /// (username, attempts, r0) of every Login row on screen.
 fn login_rows(screen: &str) -> Vec<(String, u64, bool)> {
@@ -129,12 +46,17 @@ fn tui_search_probe_condition_latency_quit() {
     let _ = std::fs::remove_file(&status);
     // Every row is checked against the record: no CPU budget (which may show some
     // calls without their results).
-    let tmux = Tmux::start(&format!(
-        "{} --budget off {}; echo $? > {}; sleep 60",
-        periscope().display(),
-        fx.pid,
-        status.display()
-    ));
+    let tmux = Tmux::start(
+        SOCKET,
+        160,
+        45,
+        &format!(
+            "{} --budget off {}; echo $? > {}; sleep 60",
+            periscope().display(),
+            fx.pid,
+            status.display()
+        ),
+    );
     tmux.wait_for("the function list", |s| {
         s.contains("Functions") && s.contains("main.Login(")
     });
@@ -258,7 +180,12 @@ fn tui_keeps_what_it_captured_when_the_target_exits() {
     let bin = fixture("kinds", &newest(), Variant::Plain);
     let mut fx = FixtureProc::start(&bin);
     fx.run("steady");
-    let tmux = Tmux::start(&format!("{} {}; sleep 60", periscope().display(), fx.pid));
+    let tmux = Tmux::start(
+        SOCKET,
+        160,
+        45,
+        &format!("{} {}; sleep 60", periscope().display(), fx.pid),
+    );
     tmux.wait_for("the function list", |s| s.contains("main.Login("));
     tmux.keys(&["/"]);
     tmux.text("main.Login");
@@ -293,11 +220,16 @@ fn tui_keeps_a_budget_and_says_so() {
     let bin = fixture("kinds", &newest(), Variant::Plain);
     let mut fx = FixtureProc::start(&bin);
     fx.run("steady");
-    let tmux = Tmux::start(&format!(
-        "{} --budget 0.5% {}; sleep 60",
-        periscope().display(),
-        fx.pid
-    ));
+    let tmux = Tmux::start(
+        SOCKET,
+        160,
+        45,
+        &format!(
+            "{} --budget 0.5% {}; sleep 60",
+            periscope().display(),
+            fx.pid
+        ),
+    );
     tmux.wait_for("the function list", |s| s.contains("main.Login("));
     tmux.keys(&["/"]);
     tmux.text("main.Login");

@@ -86,6 +86,20 @@ async fn event_loop(mut session: Session) -> Result<()> {
         while !effects.is_empty() {
             let mut next = Vec::new();
             for e in effects {
+                // Attaching takes a moment (the first probe also indexes every call of
+                // the binary): say what is going on before the wait, not after it.
+                // Keys pressed meanwhile wait in the terminal and are handled next.
+                if let Effect::Set { func, settings } = &e
+                    && !settings.is_empty()
+                {
+                    let n = session.uprobes_for(*func, settings);
+                    state.info(format!(
+                        "attaching {n} uprobe{} to {}…",
+                        if n == 1 { "" } else { "s" },
+                        state.fn_name(*func)
+                    ));
+                    let _ = term.draw(|f| draw(f, &state, &mut cache));
+                }
                 next.extend(perform(&mut session, &mut state, e));
             }
             effects = next;
@@ -104,6 +118,7 @@ async fn event_loop(mut session: Session) -> Result<()> {
         }
     };
     ratatui::restore();
+    // Prints "detaching N uprobes…" on stderr when that takes a while.
     session.close();
     result
 }

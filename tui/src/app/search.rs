@@ -4,16 +4,22 @@ use nucleo_matcher::{Config, Matcher, Utf32Str};
 use symbols::{Catalog, Function};
 
 /// The program's own code: `main` and packages under a domain-like module path
-/// (`github.com/…`). The Go runtime, the standard library and compiler-generated
+/// (`github.com/…`), vendored ones too (`cmd/vendor/github.com/google/pprof/…`). The Go runtime, the standard library and compiler-generated
 /// functions (`type:.eq…`) are hidden unless asked for.
 pub fn is_user(f: &Function) -> bool {
-    let pkg = f.package.as_str();
+    is_user_package(&f.package)
+}
+
+fn is_user_package(pkg: &str) -> bool {
+    let domain = |e: &str| e.contains('.') && !e.ends_with(':');
+    let mut parts = pkg.split('/');
     pkg == "main"
         || pkg.starts_with("main/")
-        || pkg
-            .split('/')
-            .next()
-            .is_some_and(|first| first.contains('.') && !first.ends_with(':'))
+        || parts.next().is_some_and(domain)
+        || parts
+            .skip_while(|&e| e != "vendor")
+            .nth(1)
+            .is_some_and(domain)
 }
 
 /// Indices of the functions to list: all when the query is empty (sorted by name),
@@ -78,5 +84,16 @@ mod tests {
             "http.(*ServeMux).ServeHTTP"
         );
         assert_eq!(own_name("a/b.c/d.F"), "d.F");
+    }
+
+    #[test]
+    fn vendored_modules_are_own_code_the_standard_library_is_not() {
+        use super::is_user_package as own;
+        assert!(own("main"));
+        assert!(own("github.com/acme/shop/store"));
+        assert!(own("cmd/vendor/github.com/google/pprof/internal/driver"));
+        assert!(!own("net/http"));
+        // The standard library's own vendored copies stay with it.
+        assert!(!own("vendor/golang.org/x/net/http2/hpack"));
     }
 }

@@ -172,6 +172,8 @@ pub struct State {
     pub visible: Vec<usize>,
     pub filter: String,
     pub show_std: bool,
+    /// The search found nothing in the program's own code and lists every function.
+    pub widened: bool,
     /// Index into `visible`.
     pub fn_sel: usize,
     /// Active probes by function.
@@ -233,6 +235,7 @@ impl State {
             visible: Vec::new(),
             filter: String::new(),
             show_std: false,
+            widened: false,
             fn_sel: 0,
             probes: BTreeMap::new(),
             views: HashMap::new(),
@@ -271,6 +274,13 @@ impl State {
     pub fn refilter(&mut self) {
         let keep = self.selected_fn();
         self.visible = crate::app::search::filter(&self.cat, &self.filter, self.show_std);
+        // A name the user typed that is not in their own code (a standard library
+        // function, a vendored package) is still what they are looking for.
+        self.widened = false;
+        if self.visible.is_empty() && !self.show_std && !self.filter.trim().is_empty() {
+            self.visible = crate::app::search::filter(&self.cat, &self.filter, true);
+            self.widened = true;
+        }
         self.fn_sel = keep
             .and_then(|k| self.visible.iter().position(|&i| i == k))
             .unwrap_or(0);

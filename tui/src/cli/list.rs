@@ -51,7 +51,7 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
         let r = if as_json {
             writeln!(out, "{}", function_json(f, p.as_deref()))
         } else {
-            let mut line = function_line(f);
+            let mut line = function_line(f, p.is_some());
             if let Some(&n) = seen.get(f.name.as_str())
                 && n > 1
                 && f.probeable()
@@ -77,7 +77,9 @@ fn first_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s).trim()
 }
 
-pub fn function_line(f: &Function) -> String {
+/// `placed`: the points a probe would use are listed after it (call sites can make a
+/// leaf cheap), so its own first instruction's cost is not the answer.
+pub fn function_line(f: &Function, placed: bool) -> String {
     let mut s = format!("{}  {}", f.signature(), f.location());
     if f.inlined_only {
         // Go's DWARF lists an inlined function's parameters, never its results.
@@ -86,6 +88,7 @@ pub fn function_line(f: &Function) -> String {
         s += "  [not in Go's function table (C code?): not probeable]";
     } else if let Some(p) = &f.probes
         && p.entry_kind.is_expensive()
+        && !placed
     {
         s += "  [expensive probe: no stack check]";
     }

@@ -37,6 +37,20 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         cache.ev_offset = shown.len().saturating_sub(height);
     }
     let (start, end) = window(&mut cache.ev_offset, sel, shown.len(), height);
+    // Widths follow the terminal and what is shown: whole goroutine ids, names up to
+    // a third of the width, and no results column when no row has results.
+    let visible = &shown[start..end];
+    let g_width = visible
+        .iter()
+        .map(|r| 1 + r.row.call.goid.max(1).ilog10() as u16 + 1)
+        .max()
+        .unwrap_or(3);
+    let name_width = visible
+        .iter()
+        .map(|r| short(s.fn_name(r.row.at)).chars().count() as u16)
+        .max()
+        .unwrap_or(8)
+        .clamp(8, (inner.width / 3).max(8));
     let dim = Style::new().fg(Color::DarkGray);
     let rows: Vec<Row> = shown[start..end]
         .iter()
@@ -46,7 +60,7 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
             let mut row = Row::new(vec![
                 Cell::from(Span::styled(clock(c.ts_ns, s.clock_offset_ns), dim)),
                 Cell::from(format!("g{}", c.goid)),
-                Cell::from(short(s.fn_name(r.row.at)).to_string()),
+                Cell::from(fit_left(short(s.fn_name(r.row.at)), name_width as usize)),
                 Cell::from(values_line(
                     c.args
                         .as_deref()
@@ -64,20 +78,6 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         .collect();
     let header = Row::new(["TIME", "G", "FUNCTION", "ARGUMENTS", "RESULTS", "LATENCY"])
         .style(Style::new().add_modifier(Modifier::BOLD));
-    // Widths follow the terminal and what is shown: whole goroutine ids, names up to
-    // a third of the width, and no results column when no row has results.
-    let visible = &shown[start..end];
-    let g_width = visible
-        .iter()
-        .map(|r| 1 + r.row.call.goid.max(1).ilog10() as u16 + 1)
-        .max()
-        .unwrap_or(3);
-    let name_width = visible
-        .iter()
-        .map(|r| short(s.fn_name(r.row.at)).chars().count() as u16)
-        .max()
-        .unwrap_or(8)
-        .clamp(8, (inner.width / 3).max(8));
     let any_results = visible.iter().any(|r| r.row.call.ret.is_some());
     let widths = [
         Constraint::Length(12),
@@ -121,6 +121,17 @@ fn receivers(s: &State, func: usize) -> usize {
     usize::from(first.is_some_and(|p| {
         p.type_name.trim_start_matches('*') == format!("{pkg}.{ty}") && !p.is_internal()
     }))
+}
+
+/// `name` in `width` columns: cut from the left when longer, so that the method or
+/// function (the part that tells rows apart) stays: `…(*webInterface).render`.
+pub fn fit_left(name: &str, width: usize) -> String {
+    let n = name.chars().count();
+    if n <= width || width == 0 {
+        return name.to_string();
+    }
+    let tail: String = name.chars().skip(n - (width - 1)).collect();
+    format!("…{tail}")
 }
 
 /// A name shortened from the left, keeping the last element of its package path:

@@ -15,7 +15,9 @@ pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
     if !s.filter.is_empty() {
         title += &format!("/{} ", s.filter);
     }
-    if !s.show_std {
+    if s.widened {
+        title += "(none in own code: all) ";
+    } else if !s.show_std {
         title += "(own code; s: all) ";
     }
     let block = pane_block(&title, s.focus == Pane::Functions);
@@ -66,11 +68,34 @@ pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                 marker,
                 cost,
                 Span::raw(" "),
-                Span::styled(fun.signature(), style),
+                Span::styled(compact(&fun.signature()), style),
             ])
         })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A signature with every package path cut to its last element, so that a list of
+/// vendored functions does not show the same 40-column prefix on every line:
+/// `driver.(*webInterface).render(ui *driver.webInterface, w http.ResponseWriter, …)`.
+/// The details pane has the full name.
+pub fn compact(sig: &str) -> String {
+    let mut out = String::with_capacity(sig.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(word.rsplit_once('/').map_or(word.as_str(), |(_, w)| w));
+        word.clear();
+    };
+    for c in sig.chars() {
+        if c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | '-') {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 pub fn details(f: &mut Frame, area: Rect, s: &State) {
@@ -82,10 +107,17 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
     let fun = &s.cat.functions[func];
     let dim = Style::new().fg(Color::DarkGray);
     let bold = Style::new().add_modifier(Modifier::BOLD);
-    let mut lines = vec![Line::from(vec![
+    // The full name: the list and the tables show it shortened. In the title when it
+    // fits, else wrapped on the first lines.
+    let fits = fun.name.chars().count() + 4 <= area.width as usize;
+    let mut lines = Vec::new();
+    if !fits {
+        lines.push(Line::styled(fun.name.clone(), bold));
+    }
+    lines.push(Line::from(vec![
         Span::styled(fun.location(), dim),
         Span::styled(format!("  {:#x}", fun.entry), dim),
-    ])];
+    ]));
     match &fun.probes {
         Some(p) if fun.probeable() => {
             let entry = match p.entry_kind {
@@ -180,9 +212,12 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
         )),
         None => {}
     }
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .title(Span::styled(format!(" {} ", fun.name), bold));
+    let title = if fits {
+        Span::styled(format!(" {} ", fun.name), bold)
+    } else {
+        Span::raw(" Function ")
+    };
+    let block = Block::new().borders(Borders::ALL).title(title);
     f.render_widget(
         Paragraph::new(lines)
             .block(block)
@@ -196,5 +231,24 @@ pub fn search_line(s: &State) -> Option<(String, usize)> {
     match &s.mode {
         Mode::Search(input) => Some((format!("/{}", input.text), input.cursor + 1)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact;
+
+    #[test]
+    fn compact_cuts_every_package_path_to_its_last_element() {
+        assert_eq!(
+            compact(
+                "cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render(ui *cmd/vendor/github.com/google/pprof/internal/driver.webInterface, w net/http.ResponseWriter, h map[string]net/http.Header)"
+            ),
+            "driver.(*webInterface).render(ui *driver.webInterface, w http.ResponseWriter, h map[string]http.Header)"
+        );
+        assert_eq!(
+            compact("main.Max[go.shape.int](a int, b int) int"),
+            "main.Max[go.shape.int](a int, b int) int"
+        );
     }
 }

@@ -20,7 +20,18 @@ pub fn pane(f: &mut Frame, area: Rect, s: &State) {
         } else {
             Style::new().fg(Color::DarkGray)
         };
-        title.push(Span::styled(format!(" {} ", short(s.fn_name(p))), style));
+        // The histogram counts only the calls its condition keeps: say which.
+        let cond = s
+            .probes
+            .get(&p)
+            .and_then(|p| p.condition.as_deref())
+            .filter(|_| Some(p) == s.lat_sel)
+            .map(|c| format!("if {c} "))
+            .unwrap_or_default();
+        title.push(Span::styled(
+            format!(" {} {cond}", short(s.fn_name(p))),
+            style,
+        ));
         title.push(Span::raw(" "));
     }
     let block = pane_block("", s.focus == Pane::Latency).title(Line::from(title));

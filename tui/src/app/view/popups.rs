@@ -237,11 +237,36 @@ fn short_func(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
+/// Why `v` was not captured, when nothing of it was: a missing value, or a struct all
+/// of whose fields are missing for one reason.
+fn uncaptured(v: &GoValue) -> Option<probes_ebpf::value::Missing> {
+    match v {
+        GoValue::NotCaptured(m) => Some(*m),
+        GoValue::Struct(fields) if !fields.is_empty() => {
+            let first = uncaptured(&fields[0].1)?;
+            fields[1..]
+                .iter()
+                .all(|(_, f)| uncaptured(f) == Some(first))
+                .then_some(first)
+        }
+        _ => None,
+    }
+}
+
 /// One value per line, struct fields and list elements indented under their parent.
 fn pretty(lines: &mut Vec<Line<'static>>, depth: usize, name: &str, v: &GoValue) {
     let pad = "  ".repeat(depth);
     let key = Style::new().fg(Color::Cyan);
     match v {
+        // A struct none of whose fields were read is one line, not one per field.
+        GoValue::Struct(fields) if uncaptured(v).is_some() => lines.push(line_of(vec![
+            (format!("{pad}{name} = "), key),
+            (
+                GoValue::NotCaptured(uncaptured(v).unwrap()).render(),
+                Style::new().fg(Color::DarkGray),
+            ),
+            (format!(" ({} fields)", fields.len()), dim()),
+        ])),
         GoValue::Struct(fields) if !fields.is_empty() => {
             lines.push(line_of(vec![(format!("{pad}{name}:"), key)]));
             for (k, fv) in fields {
