@@ -227,8 +227,10 @@ impl Decoder<'_> {
                 let size = u64::from(*size);
                 img.u64_at(n.off, size).map(|v| int(v, size, *signed))
             }
+            How::Word { size } => img.u64_at(n.off, u64::from(*size)).map(GoValue::Word),
             How::Float => Err(Missing::FloatRegister),
             How::Opaque => Err(Missing::UnknownType),
+            How::Missing(m) => Err(*m),
             How::Addr => word(n.off).map(|a| {
                 if a == 0 {
                     GoValue::Nil

@@ -42,10 +42,16 @@ pub enum How {
         signed: bool,
         size: u8,
     },
+    /// A stripped binary's argument word: its size is known, not its type.
+    Word {
+        size: u8,
+    },
     /// Floats and complex numbers: XMM registers, which a uprobe cannot read.
     Float,
     /// A type DWARF does not describe.
     Opaque,
+    /// Known to be missing before anything is read.
+    Missing(Missing),
     /// Shown as its address: channels, funcs, unsafe pointers, pointers not followed.
     Addr,
     Str {
@@ -249,6 +255,12 @@ impl<'a> Builder<'a> {
                 signed,
                 size: t.size.clamp(1, 8) as u8,
             },
+            Kind::Word => match src {
+                Src::Direct(l) if l.pieces.is_empty() => How::Missing(Missing::Unplaced),
+                _ => How::Word {
+                    size: t.size.clamp(1, 8) as u8,
+                },
+            },
             Kind::Float | Kind::Complex => How::Float,
             Kind::Opaque => How::Opaque,
             Kind::Chan | Kind::Func | Kind::UnsafePointer | Kind::Pointer(None) => How::Addr,
@@ -407,6 +419,12 @@ fn renumber(n: &mut Node, slot: &[Read]) {
             fix(data);
             fix(text);
         }
-        How::Bool | How::Int { .. } | How::Float | How::Opaque | How::Addr => {}
+        How::Bool
+        | How::Int { .. }
+        | How::Word { .. }
+        | How::Missing(_)
+        | How::Float
+        | How::Opaque
+        | How::Addr => {}
     }
 }

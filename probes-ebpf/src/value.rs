@@ -8,6 +8,9 @@ pub enum GoValue {
     Bool(bool),
     Int(i64),
     Uint(u64),
+    /// A stripped binary's argument word (no type known): hex in text, as in a Go
+    /// traceback, a number in JSON.
+    Word(u64),
     Str {
         s: String,
         truncated: bool,
@@ -46,6 +49,9 @@ pub enum Missing {
     UnknownType,
     /// A result of a call made while the CPU budget had the return points detached.
     ReturnUnwatched,
+    /// A stripped binary's argument word that the function never saves: nothing in
+    /// the binary says which register holds it.
+    Unplaced,
 }
 
 impl Missing {
@@ -57,6 +63,7 @@ impl Missing {
             Missing::FloatRegister => "float register",
             Missing::UnknownType => "unknown type",
             Missing::ReturnUnwatched => "return not watched (cpu budget)",
+            Missing::Unplaced => "unused by the function, so not located (no DWARF)",
         }
     }
 }
@@ -71,7 +78,7 @@ impl Serialize for GoValue {
             GoValue::Nil => s.serialize_none(),
             GoValue::Bool(b) => s.serialize_bool(*b),
             GoValue::Int(i) => s.serialize_i64(*i),
-            GoValue::Uint(u) => s.serialize_u64(*u),
+            GoValue::Uint(u) | GoValue::Word(u) => s.serialize_u64(*u),
             GoValue::Str { s: text, truncated } => {
                 if *truncated {
                     s.collect_str(&format_args!("{text}…"))
@@ -150,6 +157,7 @@ impl GoValue {
             GoValue::Bool(b) => b.to_string(),
             GoValue::Int(i) => i.to_string(),
             GoValue::Uint(u) => u.to_string(),
+            GoValue::Word(w) => format!("{w:#x}"),
             GoValue::Str { s, truncated } => {
                 format!("{:?}{}", s, if *truncated { "…" } else { "" })
             }

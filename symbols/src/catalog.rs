@@ -189,6 +189,12 @@ impl Catalog {
             });
             (fns, info.types, info.g_offsets, info.runtime_types)
         } else {
+            // No DWARF: raw argument words where the binary shows where they are, and
+            // the goroutine layout from the table of Go versions (stripped.rs).
+            let mut types = Types::default();
+            let raw = lines
+                .as_ref()
+                .and_then(|l| crate::stripped::RawArgs::new(&elf, l, &go_version));
             let fns = pcfuncs
                 .iter()
                 .map(|p| Function {
@@ -198,14 +204,18 @@ impl Catalog {
                     line: None,
                     entry: p.entry,
                     end: p.end,
-                    params: None,
+                    params: raw
+                        .as_ref()
+                        .and_then(|r| r.words(&elf, p.entry, p.end))
+                        .map(|(words, _)| raw_values(&mut types, words)),
                     results: None,
                     inlined_only: false,
                     abi0: false,
                     probes: None,
                 })
                 .collect();
-            (fns, Types::default(), None, HashMap::default())
+            let g = crate::stripped::g_offsets(&go_version);
+            (fns, types, g, HashMap::default())
         };
         for f in functions.iter_mut().filter(|f| !f.inlined_only) {
             f.probes = points.get(&f.entry).cloned();
@@ -242,6 +252,16 @@ impl Catalog {
     /// instruction's, `ret - 1`).
     pub fn position(&self, pc: crate::LinkAddr) -> Option<pclntab::Position> {
         self.lines.as_ref()?.position(pc)
+    }
+
+    /// A stripped binary's argument words for `f` (see stripped.rs), and whether Go's
+    /// traceback layout lists them all (it stops after ten components).
+    pub fn raw_words(
+        &self,
+        f: &Function,
+    ) -> Option<(Vec<(crate::stripped::Word, Location)>, bool)> {
+        crate::stripped::RawArgs::new(&self.elf, self.lines.as_ref()?, &self.go_version)?
+            .words(&self.elf, f.entry, f.end)
     }
 
     pub fn function(&self, name: &str) -> Option<&Function> {
@@ -502,4 +522,34 @@ mod tests {
         assert_eq!(display_name("err", 2, true), "err");
         assert_eq!(display_name("~p0", 0, false), "_0");
     }
+}
+
+/// A stripped binary's argument words as values `a0`, `a1`, …: words of their size,
+/// floats where the stack-growth path saves an XMM register.
+fn raw_values(types: &mut Types, words: Vec<(crate::stripped::Word, Location)>) -> Vec<Value> {
+    words
+        .into_iter()
+        .enumerate()
+        .map(|(i, (w, location))| {
+            let float = location.has_xmm();
+            let bits = 8 * u64::from(w.size);
+            let (name, kind) = if float {
+                (format!("float{bits}"), crate::types::Kind::Float)
+            } else {
+                (format!("word{bits}"), crate::types::Kind::Word)
+            };
+            let ty = types.intern(crate::types::GoType {
+                name: name.clone(),
+                size: u64::from(w.size),
+                kind,
+            });
+            Value {
+                name: format!("a{i}"),
+                ty,
+                type_name: name,
+                location,
+                dwarf_entry: None,
+            }
+        })
+        .collect()
 }

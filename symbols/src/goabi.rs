@@ -162,7 +162,9 @@ impl State<'_> {
     fn regs(&mut self, ty: TypeId, offset: u64, out: &mut Vec<Piece>) -> bool {
         let t = self.types.get(ty);
         match &t.kind {
-            Kind::Bool | Kind::Int { .. } if t.size <= 8 => self.int_reg(offset, t.size, out),
+            Kind::Bool | Kind::Int { .. } | Kind::Word if t.size <= 8 => {
+                self.int_reg(offset, t.size, out)
+            }
             Kind::Float => self.float_reg(offset, t.size, out),
             Kind::Complex => {
                 let half = t.size / 2;
@@ -182,7 +184,7 @@ impl State<'_> {
             Kind::Array { len: 0, .. } => true,
             Kind::Array { elem, len: 1 } => self.regs(*elem, offset, out),
             Kind::Array { .. } => false,
-            Kind::Bool | Kind::Int { .. } | Kind::Opaque => t.size == 0,
+            Kind::Bool | Kind::Int { .. } | Kind::Word | Kind::Opaque => t.size == 0,
         }
     }
 }

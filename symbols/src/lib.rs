@@ -14,6 +14,7 @@ pub mod pclntab;
 pub mod probe_points;
 pub mod process;
 pub mod resolve;
+pub mod stripped;
 pub mod types;
 
 pub use addr::{FileOffset, LinkAddr, LoadBias, RuntimeAddr};

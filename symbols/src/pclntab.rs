@@ -48,21 +48,43 @@ pub fn text_start(elf: &crate::elf::Elf) -> u64 {
     }
     let text = elf.section_addr(".text").unwrap_or(0);
     let text_end = text + elf.section_size(".text").unwrap_or(0);
+    moduledata(elf)
+        .and_then(|md| moduledata_word(elf, md, 160))
+        .filter(|&minpc| minpc >= text && minpc < text_end)
+        .unwrap_or(text)
+}
+
+/// The link-time address of `runtime.firstmoduledata`: where a word points at the
+/// pclntab and the word 160 bytes on (`minpc`) into the text.
+pub fn moduledata(elf: &crate::elf::Elf) -> Option<u64> {
+    if let Some(a) = elf.symbol_addr("runtime.firstmoduledata") {
+        return Some(a);
+    }
     let pcln = elf
         .section_addr(".gopclntab")
-        .or_else(|| elf.symbol_addr("runtime.pclntab"));
-    let from_moduledata = pcln.and_then(|pcln| {
-        let data = elf.section(".noptrdata")?;
+        .or_else(|| elf.symbol_addr("runtime.pclntab"))?;
+    let text = elf.section_addr(".text")?;
+    let text_end = text + elf.section_size(".text")?;
+    // Go 1.27 gives it a section of its own; before, it is in `.noptrdata`.
+    [".go.module", ".noptrdata"].iter().find_map(|&name| {
+        let base = elf.section_addr(name)?;
+        let data = elf.section(name)?;
         let word = |i: usize| {
             data.get(i..i + 8)
                 .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
         };
-        (0..data.len().saturating_sub(200))
+        (0..data.len().saturating_sub(168))
             .step_by(8)
             .filter(|&i| word(i) == Some(pcln))
-            .find_map(|i| word(i + 160).filter(|&minpc| minpc >= text && minpc < text_end))
-    });
-    from_moduledata.unwrap_or(text)
+            .find(|&i| word(i + 160).is_some_and(|minpc| minpc >= text && minpc < text_end))
+            .map(|i| base + i as u64)
+    })
+}
+
+/// The word at byte `off` of the moduledata at `md`.
+pub fn moduledata_word(elf: &crate::elf::Elf, md: u64, off: u64) -> Option<u64> {
+    elf.bytes_at(md + off, 8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
 }
 
 pub fn functions(tab: &[u8], text_fallback: u64, path: &std::path::Path) -> Result<Vec<PcFunc>> {
@@ -216,6 +238,21 @@ impl Lines {
             file,
             line: u32::try_from(line).ok()?,
         })
+    }
+
+    /// The `idx`-th FUNCDATA offset of the function entered at `entry` (relative to
+    /// the moduledata's `gofunc`), or None when it has none. `header` is the size of a
+    /// `_func` before its pcdata offsets: 40 up to Go 1.19, 44 from 1.20 (startLine).
+    pub fn funcdata(&self, entry: u64, idx: u8, header: usize) -> Option<u32> {
+        let i = self.funcs.binary_search_by_key(&entry, |f| f.0).ok()?;
+        let f = self.functab + self.funcs[i].2;
+        let npcdata = self.u32_at(f + 28)? as usize;
+        let nfuncdata = *self.tab.get(f + header - 1)?;
+        if idx >= nfuncdata {
+            return None;
+        }
+        let off = self.u32_at(f + header + 4 * npcdata + 4 * idx as usize)?;
+        (off != u32::MAX).then_some(off)
     }
 
     /// The value of a pc-value table at `target` (runtime.pcvalue: zig-zag value

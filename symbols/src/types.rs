@@ -44,6 +44,9 @@ pub enum Kind {
     },
     /// A type periscope cannot interpret; shown by name, never read.
     Opaque,
+    /// An argument word of a binary without DWARF: its size is known, not its type.
+    /// Shown in hex as in a Go traceback; compared as an unsigned integer.
+    Word,
 }
 
 /// All types of one binary, interned by DWARF offset.
@@ -60,6 +63,15 @@ impl Types {
     pub(crate) fn push(&mut self, t: GoType) -> TypeId {
         self.types.push(t);
         TypeId(self.types.len() as u32 - 1)
+    }
+
+    /// The type of this name, pushed when new (for the few types periscope makes up
+    /// itself, such as a stripped binary's argument words).
+    pub(crate) fn intern(&mut self, t: GoType) -> TypeId {
+        match self.types.iter().position(|x| x.name == t.name) {
+            Some(i) => TypeId(i as u32),
+            None => self.push(t),
+        }
     }
 
     pub(crate) fn set(&mut self, id: TypeId, t: GoType) {

@@ -314,7 +314,7 @@ impl<'a> Compiler<'a> {
             section: place.section,
             ..Default::default()
         };
-        match t.kind {
+        match word_as_uint(t.kind) {
             Kind::Int { signed } => {
                 by.kind = PSC_BY_INT as u8;
                 by.a = self.word(&place, t.size as u8, col)?.to_wire();
@@ -377,7 +377,7 @@ impl<'a> Compiler<'a> {
                 format!("type mismatch: {name} is {}, {what}", t.name),
             )
         };
-        match (&t.kind, lit) {
+        match (&word_as_uint(t.kind.clone()), lit) {
             (Kind::Int { signed }, Tok::Int(v)) => {
                 let w = self.word(&place, t.size as u8, col)?;
                 let (lo, hi) = int_range(t.size, *signed);
@@ -475,4 +475,12 @@ fn join(path: &[(String, usize)]) -> String {
         .map(|(s, _)| s.as_str())
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// A stripped binary's argument word compares as an unsigned integer of its size.
+fn word_as_uint(k: Kind) -> Kind {
+    match k {
+        Kind::Word => Kind::Int { signed: false },
+        k => k,
+    }
 }

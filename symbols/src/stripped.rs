@@ -1,0 +1,333 @@
+//! What periscope knows of a function in a binary without DWARF (`-ldflags='-s -w'`,
+//! most container images):
+//! - the offsets in `runtime.g` that calls are paired by, from a table per Go version
+//!   (measured from the DWARF of each toolchain; `tests/tests/stripped.rs` checks the
+//!   installed ones), never guessed for a version not in it;
+//! - each argument's machine words, from the layout Go keeps to print arguments in
+//!   panic tracebacks (`FUNCDATA_ArgInfo`), placed in the registers that the
+//!   function's own stack-growth path spills them from. That path (the target of the
+//!   stack check's `jbe`) saves every register argument to its slot before calling
+//!   `runtime.morestack` — integers with `mov`, floats with `movsd`/`movss` — so it
+//!   says which word is in which register, floats included. A word in a slot below
+//!   the saved ones is a stack argument; one it does not save otherwise (an argument
+//!   the function never uses) is shown as not located. A function without a stack
+//!   check has no such path, and its words are not shown: the ABI's order alone
+//!   cannot tell a float from an integer.
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, OpKind, Register};
+
+use crate::dwarf::GOffsets;
+use crate::goabi::{INT_REGS, Loc, Location, Piece};
+
+/// What periscope reads of a Go release's runtime without DWARF, by minor version,
+/// measured from each release's DWARF and symbols (1.19.8, 1.21.13, 1.22.10, 1.23.9,
+/// 1.24.11, 1.25.5, 1.26.6, 1.27.3); `tests/tests/stripped.rs` checks the installed
+/// ones. A version not here is refused, never guessed.
+struct Layout {
+    minor: u32,
+    /// `goid` in `runtime.g` (1.23 and 1.24 have `syscallbp` before it). `stack.hi` is
+    /// at 8 in all: `g.stack` is the first field.
+    goid: u64,
+    /// `gofunc` in `runtime.moduledata`, which FUNCDATA offsets are relative to.
+    gofunc: u64,
+    /// Size of a `_func` before its pcdata offsets (1.20 added `startLine`).
+    func_header: usize,
+}
+
+const LAYOUTS: &[Layout] = &[
+    Layout {
+        minor: 19,
+        goid: 152,
+        gofunc: 304,
+        func_header: 40,
+    },
+    Layout {
+        minor: 21,
+        goid: 152,
+        gofunc: 320,
+        func_header: 44,
+    },
+    Layout {
+        minor: 22,
+        goid: 152,
+        gofunc: 320,
+        func_header: 44,
+    },
+    Layout {
+        minor: 23,
+        goid: 160,
+        gofunc: 320,
+        func_header: 44,
+    },
+    Layout {
+        minor: 24,
+        goid: 160,
+        gofunc: 320,
+        func_header: 44,
+    },
+    Layout {
+        minor: 25,
+        goid: 152,
+        gofunc: 320,
+        func_header: 44,
+    },
+    Layout {
+        minor: 26,
+        goid: 152,
+        gofunc: 320,
+        func_header: 44,
+    },
+    Layout {
+        minor: 27,
+        goid: 152,
+        gofunc: 344,
+        func_header: 44,
+    },
+];
+
+fn layout(version: &str) -> Option<&'static Layout> {
+    let (1, minor) = crate::buildinfo::parse_version(version)? else {
+        return None;
+    };
+    LAYOUTS.iter().find(|l| l.minor == minor)
+}
+
+/// The `runtime.g` offsets for a Go version (`go1.21.13`), when it is in the table.
+pub fn g_offsets(version: &str) -> Option<GOffsets> {
+    layout(version).map(|l| GOffsets {
+        goid: l.goid,
+        stack_hi: 8,
+    })
+}
+
+/// The Go minor versions whose `runtime.g` layout is known, for error messages.
+pub fn known_versions() -> String {
+    let v: Vec<String> = LAYOUTS.iter().map(|l| format!("1.{}", l.minor)).collect();
+    v.join(", ")
+}
+
+/// FUNCDATA_ArgInfo's index (cmd/internal/objabi/funcdata.go, Go ≥ 1.17).
+pub const FUNCDATA_ARG_INFO: u8 = 5;
+
+/// One argument word of the traceback layout: `size` bytes at `offset` of the
+/// argument area (a register argument's offset is its spill slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word {
+    pub offset: u32,
+    pub size: u8,
+}
+
+/// The words of an ArgInfo record (runtime/traceback.go printArgs): (offset, size)
+/// pairs, with markers for aggregates, which are flattened here. `complete` is false
+/// when Go cut the list (`...`, or an offset past 255).
+pub fn arg_words(info: &[u8]) -> Option<(Vec<Word>, bool)> {
+    const END_SEQ: u8 = 0xff;
+    const START_AGG: u8 = 0xfe;
+    const END_AGG: u8 = 0xfd;
+    const DOTDOTDOT: u8 = 0xfc;
+    const OFFSET_TOO_LARGE: u8 = 0xfb;
+    let mut words = Vec::new();
+    let mut complete = true;
+    let mut i = 0;
+    loop {
+        match *info.get(i)? {
+            END_SEQ => return Some((words, complete)),
+            START_AGG | END_AGG => i += 1,
+            DOTDOTDOT | OFFSET_TOO_LARGE => {
+                complete = false;
+                i += 1;
+            }
+            offset => {
+                let size = *info.get(i + 1)?;
+                words.push(Word {
+                    offset: u32::from(offset),
+                    size,
+                });
+                i += 2;
+            }
+        }
+    }
+}
+
+/// Where the stack-growth path saves each register argument: (offset from the stack
+/// pointer at the function's entry, register, bytes). None when the function has no
+/// stack check or the path does not look as expected.
+pub fn spills(code: &[u8], entry: u64) -> Option<Vec<(u32, Loc, u8)>> {
+    let mut d = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    // `cmp rsp, [r14+16]` or, for large frames, `lea r12, [rsp-N]; cmp r12, [r14+16]`,
+    // then `jbe` to the path.
+    let mut target = None;
+    for _ in 0..3 {
+        let ins = d.decode();
+        if ins.is_invalid() {
+            return None;
+        }
+        if matches!(ins.code(), Code::Jbe_rel8_64 | Code::Jbe_rel32_64) {
+            target = Some(ins.near_branch_target());
+            break;
+        }
+    }
+    let target = target?;
+    let at = usize::try_from(target.checked_sub(entry)?).ok()?;
+    let mut d = Decoder::with_ip(64, code.get(at..)?, target, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    let mut ins = Instruction::default();
+    for _ in 0..64 {
+        d.decode_out(&mut ins);
+        if ins.is_invalid() {
+            return None;
+        }
+        if ins.is_call_near() {
+            return Some(out);
+        }
+        // Only stores of a register into [rsp+disp]; anything else on the way (a
+        // `nop`, PCDATA-only instructions) is skipped.
+        if ins.op_count() != 2
+            || ins.op0_kind() != OpKind::Memory
+            || ins.memory_base() != Register::RSP
+            || ins.memory_index() != Register::None
+            || ins.op1_kind() != OpKind::Register
+        {
+            continue;
+        }
+        let disp = u32::try_from(ins.memory_displacement64()).ok()?;
+        let reg = ins.op1_register();
+        let loc = if reg.is_xmm() {
+            Loc::Xmm((reg.number() - Register::XMM0.number()) as u8)
+        } else {
+            let full = reg.full_register();
+            let name = format!("{full:?}").to_uppercase();
+            Loc::Reg(INT_REGS.iter().position(|r| *r == name)? as u8)
+        };
+        let size = u8::try_from(ins.memory_size().size()).ok()?;
+        out.push((disp, loc, size));
+    }
+    None
+}
+
+/// Each word's location at the entry: the register the stack-growth path saves to
+/// its slot; else, below the first saved slot (the stack-argument area precedes the
+/// register arguments' slots), its stack slot (the return address is at 0, the
+/// arguments start at 8); else nowhere known (a register argument the function never
+/// uses and so never saves: no pieces).
+pub fn place(words: &[Word], spills: &[(u32, Loc, u8)]) -> Vec<Location> {
+    let first_spill = spills.iter().map(|s| s.0).min();
+    words
+        .iter()
+        .map(|w| {
+            let slot = 8 + w.offset;
+            let loc = match spills.iter().find(|(d, ..)| *d == slot) {
+                Some(&(_, l, _)) => Some(l),
+                None if first_spill.is_some_and(|f| slot < f) => Some(Loc::Stack(slot)),
+                None => None,
+            };
+            Location {
+                pieces: loc
+                    .map(|loc| Piece {
+                        offset: 0,
+                        size: u32::from(w.size),
+                        loc,
+                    })
+                    .into_iter()
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arg_info_flattens_aggregates_and_notes_a_cut_list() {
+        // f(s string, n int): {0x0:8, 0x8:8}, 0x10:8
+        let info = [0xfe, 0, 8, 8, 8, 0xfd, 16, 8, 0xff];
+        let (w, complete) = arg_words(&info).unwrap();
+        assert!(complete);
+        assert_eq!(
+            w,
+            [
+                Word { offset: 0, size: 8 },
+                Word { offset: 8, size: 8 },
+                Word {
+                    offset: 16,
+                    size: 8
+                }
+            ]
+        );
+        let (_, complete) = arg_words(&[0, 8, 0xfc, 0xff]).unwrap();
+        assert!(!complete);
+        assert!(arg_words(&[0, 8]).is_none(), "no end marker");
+    }
+
+    #[test]
+    fn versions_outside_the_table_are_unknown() {
+        assert_eq!(g_offsets("go1.23.9").unwrap().goid, 160);
+        assert_eq!(g_offsets("go1.27.3").unwrap().goid, 152);
+        assert!(g_offsets("go1.20.14").is_none());
+        assert!(g_offsets("go1.31.0").is_none());
+    }
+}
+
+/// Reads argument layouts out of a stripped binary's function table.
+pub struct RawArgs<'a> {
+    lines: &'a crate::pclntab::Lines,
+    /// `moduledata.gofunc`: FUNCDATA offsets are relative to it.
+    gofunc: u64,
+    /// Size of a `_func` before its pcdata offsets.
+    header: usize,
+}
+
+impl<'a> RawArgs<'a> {
+    /// None when the Go version or the moduledata cannot be read (a PIE's moduledata
+    /// is filled by relocations at load time).
+    pub fn new(
+        elf: &crate::elf::Elf,
+        lines: &'a crate::pclntab::Lines,
+        version: &str,
+    ) -> Option<RawArgs<'a>> {
+        let l = layout(version)?;
+        let md = crate::pclntab::moduledata(elf)?;
+        let gofunc = crate::pclntab::moduledata_word(elf, md, l.gofunc).filter(|&g| g != 0)?;
+        Some(RawArgs {
+            lines,
+            gofunc,
+            header: l.func_header,
+        })
+    }
+
+    /// The argument words of the function at `entry` with their locations, and
+    /// whether the list is complete. None when it has no layout or no stack check.
+    pub fn words(
+        &self,
+        elf: &crate::elf::Elf,
+        entry: u64,
+        end: u64,
+    ) -> Option<(Vec<(Word, Location)>, bool)> {
+        let off = self.lines.funcdata(entry, FUNCDATA_ARG_INFO, self.header)?;
+        let at = self.gofunc + u64::from(off);
+        // A record is at most ~100 bytes (10 components); near the end of the section
+        // fewer remain.
+        let info = [256usize, 64, 16]
+            .iter()
+            .find_map(|&n| elf.bytes_at(at, n))?;
+        let (mut words, complete) = arg_words(info)?;
+        let code = elf.bytes_at(entry, usize::try_from(end - entry).ok()?)?;
+        let spilled = spills(code, entry)?;
+        // The layout can leave an argument out (the compiler's own `type:.eq.*`
+        // functions list only their second): a saved register whose slot no word
+        // covers is an argument word too.
+        for &(slot, _, size) in &spilled {
+            let offset = slot - 8;
+            if !words
+                .iter()
+                .any(|w| w.offset <= offset && offset < w.offset + u32::from(w.size))
+            {
+                words.push(Word { offset, size });
+            }
+        }
+        words.sort_by_key(|w| w.offset);
+        let locs = place(&words, &spilled);
+        Some((words.into_iter().zip(locs).collect(), complete))
+    }
+}
