@@ -207,7 +207,7 @@ impl Catalog {
                     params: raw
                         .as_ref()
                         .and_then(|r| r.words(&elf, p.entry, p.end))
-                        .map(|(words, _)| raw_values(&mut types, words)),
+                        .map(|(words, _)| crate::stripped::values(&mut types, words)),
                     results: None,
                     inlined_only: false,
                     abi0: false,
@@ -522,34 +522,4 @@ mod tests {
         assert_eq!(display_name("err", 2, true), "err");
         assert_eq!(display_name("~p0", 0, false), "_0");
     }
-}
-
-/// A stripped binary's argument words as values `a0`, `a1`, …: words of their size,
-/// floats where the stack-growth path saves an XMM register.
-fn raw_values(types: &mut Types, words: Vec<(crate::stripped::Word, Location)>) -> Vec<Value> {
-    words
-        .into_iter()
-        .enumerate()
-        .map(|(i, (w, location))| {
-            let float = location.has_xmm();
-            let bits = 8 * u64::from(w.size);
-            let (name, kind) = if float {
-                (format!("float{bits}"), crate::types::Kind::Float)
-            } else {
-                (format!("word{bits}"), crate::types::Kind::Word)
-            };
-            let ty = types.intern(crate::types::GoType {
-                name: name.clone(),
-                size: u64::from(w.size),
-                kind,
-            });
-            Value {
-                name: format!("a{i}"),
-                ty,
-                type_name: name,
-                location,
-                dwarf_entry: None,
-            }
-        })
-        .collect()
 }

@@ -234,41 +234,6 @@ pub fn place(words: &[Word], spills: &[(u32, Loc, u8)]) -> Vec<Location> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arg_info_flattens_aggregates_and_notes_a_cut_list() {
-        // f(s string, n int): {0x0:8, 0x8:8}, 0x10:8
-        let info = [0xfe, 0, 8, 8, 8, 0xfd, 16, 8, 0xff];
-        let (w, complete) = arg_words(&info).unwrap();
-        assert!(complete);
-        assert_eq!(
-            w,
-            [
-                Word { offset: 0, size: 8 },
-                Word { offset: 8, size: 8 },
-                Word {
-                    offset: 16,
-                    size: 8
-                }
-            ]
-        );
-        let (_, complete) = arg_words(&[0, 8, 0xfc, 0xff]).unwrap();
-        assert!(!complete);
-        assert!(arg_words(&[0, 8]).is_none(), "no end marker");
-    }
-
-    #[test]
-    fn versions_outside_the_table_are_unknown() {
-        assert_eq!(g_offsets("go1.23.9").unwrap().goid, 160);
-        assert_eq!(g_offsets("go1.27.3").unwrap().goid, 152);
-        assert!(g_offsets("go1.20.14").is_none());
-        assert!(g_offsets("go1.31.0").is_none());
-    }
-}
-
 /// Reads argument layouts out of a stripped binary's function table.
 pub struct RawArgs<'a> {
     lines: &'a crate::pclntab::Lines,
@@ -329,5 +294,73 @@ impl<'a> RawArgs<'a> {
         words.sort_by_key(|w| w.offset);
         let locs = place(&words, &spilled);
         Some((words.into_iter().zip(locs).collect(), complete))
+    }
+}
+
+/// A stripped binary's argument words as values `a0`, `a1`, …: words of their size,
+/// floats where the stack-growth path saves an XMM register.
+pub(crate) fn values(
+    types: &mut crate::types::Types,
+    words: Vec<(Word, Location)>,
+) -> Vec<crate::catalog::Value> {
+    words
+        .into_iter()
+        .enumerate()
+        .map(|(i, (w, location))| {
+            let float = location.has_xmm();
+            let bits = 8 * u64::from(w.size);
+            let (name, kind) = if float {
+                (format!("float{bits}"), crate::types::Kind::Float)
+            } else {
+                (format!("word{bits}"), crate::types::Kind::Word)
+            };
+            let ty = types.intern(crate::types::GoType {
+                name: name.clone(),
+                size: u64::from(w.size),
+                kind,
+            });
+            crate::catalog::Value {
+                name: format!("a{i}"),
+                ty,
+                type_name: name,
+                location,
+                dwarf_entry: None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arg_info_flattens_aggregates_and_notes_a_cut_list() {
+        // f(s string, n int): {0x0:8, 0x8:8}, 0x10:8
+        let info = [0xfe, 0, 8, 8, 8, 0xfd, 16, 8, 0xff];
+        let (w, complete) = arg_words(&info).unwrap();
+        assert!(complete);
+        assert_eq!(
+            w,
+            [
+                Word { offset: 0, size: 8 },
+                Word { offset: 8, size: 8 },
+                Word {
+                    offset: 16,
+                    size: 8
+                }
+            ]
+        );
+        let (_, complete) = arg_words(&[0, 8, 0xfc, 0xff]).unwrap();
+        assert!(!complete);
+        assert!(arg_words(&[0, 8]).is_none(), "no end marker");
+    }
+
+    #[test]
+    fn versions_outside_the_table_are_unknown() {
+        assert_eq!(g_offsets("go1.23.9").unwrap().goid, 160);
+        assert_eq!(g_offsets("go1.27.3").unwrap().goid, 152);
+        assert!(g_offsets("go1.20.14").is_none());
+        assert!(g_offsets("go1.31.0").is_none());
     }
 }
