@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything periscope needs on a fresh Debian machine. Safe to run again:
+# Installs everything periscope needs on a fresh Debian machine (fzf: a real stripped
+# Go binary for the tests). Safe to run again:
 # each step checks first and does nothing when its tool is already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TOOLS_DIR="${PERISCOPE_TOOLS:-$PWD/.tools}"
 GO_VERSIONS="${PERISCOPE_GO_VERSIONS:-1.21.13 1.27.3}"
-APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd)
+APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd fzf)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

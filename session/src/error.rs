@@ -7,9 +7,13 @@ pub enum OpenError {
     #[error(transparent)]
     Target(#[from] symbols::Error),
     #[error(
-        "pid {pid} runs a binary without DWARF (stripped): periscope needs it to decode arguments; rebuild without -ldflags='-s -w'"
+        "pid {pid} runs a binary without DWARF (stripped) built by {version}, whose goroutine layout periscope does not know (it knows Go {known}): rebuild without -ldflags='-s -w' to trace it"
     )]
-    Stripped { pid: u32 },
+    Stripped {
+        pid: u32,
+        version: String,
+        known: String,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -27,6 +31,10 @@ pub enum SetError {
     TargetGone(String),
     #[error("{0}: no code to probe")]
     NoCode(String),
+    #[error(
+        "{0}: results need DWARF and the binary is stripped: trace its latency (--latency) or argument words (--args)"
+    )]
+    NoResults(String),
 }
 
 impl SetError {

@@ -139,8 +139,14 @@ impl Session {
         let exe = symbols::process::exe_path(pid)?;
         let exe_id = symbols::process::exe_identity(pid);
         let cat = Catalog::open(&exe)?;
-        if !cat.has_dwarf {
-            return Err(OpenError::Stripped { pid });
+        // Without DWARF, calls are paired by the goroutine fields of a known Go
+        // version (symbols::stripped); an unknown one is refused, never guessed.
+        if !cat.has_dwarf && cat.g_offsets.is_none() {
+            return Err(OpenError::Stripped {
+                pid,
+                version: cat.go_version.clone(),
+                known: symbols::stripped::known_versions(),
+            });
         }
         let bias = symbols::process::load_bias(pid, cat.elf.first_load_vaddr())?;
         let mut engine = Engine::new()?;
@@ -250,7 +256,21 @@ impl Session {
         let mut note = None;
         let adjusted;
         let mut s = s;
-        if let Some(points) = &f.probes {
+        if !cat.has_dwarf && s.ret {
+            // The traceback layout has no results (stripped.rs): say so, keep the rest.
+            if !(s.args || s.latency) {
+                return Err(SetError::NoResults(f.name.clone()));
+            }
+            adjusted = ProbeSpec {
+                ret: false,
+                ..s.clone()
+            };
+            s = &adjusted;
+            note = Some(format!(
+                "{}: results need DWARF (the binary is stripped): arguments as raw words and latency only",
+                f.name
+            ));
+        } else if let Some(points) = &f.probes {
             if points.returns.is_empty() && s.args && (s.ret || s.latency) {
                 // Arguments can still be seen at the entry.
                 adjusted = ProbeSpec {
@@ -269,6 +289,16 @@ impl Session {
                     f.name, points.tail_jumps
                 ));
             }
+        }
+        if !cat.has_dwarf && s.args && f.params.is_none() {
+            let words = format!(
+                "{}: its argument words cannot be located without DWARF (no stack check saves them)",
+                f.name
+            );
+            note = Some(match note {
+                Some(n) => format!("{n}; {words}"),
+                None => words,
+            });
         }
         let cond = match s.condition.as_deref().map(str::trim) {
             Some(c) if !c.is_empty() => {

@@ -105,6 +105,9 @@ pub fn known_versions() -> String {
     v.join(", ")
 }
 
+/// What a stripped target offers, said once by each front-end.
+pub const NOTE: &str = "no DWARF: raw argument words (a0, a1, …) where the binary shows their registers; latency, goroutines and stacks as usual; results need DWARF";
+
 /// FUNCDATA_ArgInfo's index (cmd/internal/objabi/funcdata.go, Go ≥ 1.17).
 pub const FUNCDATA_ARG_INFO: u8 = 5;
 

@@ -1,7 +1,7 @@
 //! Binaries without DWARF (`-ldflags='-s -w'`): what periscope reads from the function
 //! table alone is checked against the DWARF of the same program built with it, and
 //! against what the fixture itself says it did.
-use periscope_tests::{Variant, fixture, toolchains};
+use periscope_tests::{FixtureProc, Variant, fixture, toolchains};
 use symbols::{Catalog, Loc};
 
 /// Every argument word the stripped binary shows is where DWARF says that part of
@@ -108,4 +108,128 @@ fn the_goroutine_layout_table_agrees_with_dwarf() {
             tc.label
         );
     }
+}
+
+/// A stripped build of the kinds fixture, on every toolchain: each `main.Sleep` call
+/// (one goroutine each) is seen once with its duration as raw word `a0`, its own
+/// goroutine id and a latency between the sleep asked for and what the fixture
+/// measured; a condition on `a0` keeps exactly the long sleeps.
+#[test]
+fn stripped_targets_give_latency_goroutines_and_raw_words() {
+    for tc in toolchains() {
+        let bin = fixture("kinds", &tc, Variant::Stripped);
+        let mut fx = FixtureProc::start(&bin);
+        let (got, record) = periscope_tests::trace_calls(
+            &mut fx,
+            &["--json", "--args", "--latency", "main.Sleep"],
+            "sleep",
+        );
+        let truth: Vec<&serde_json::Value> = record
+            .iter()
+            .filter(|r| r["func"] == "main.Sleep")
+            .collect();
+        assert_eq!(got.len(), truth.len(), "{}: {got:?}", tc.label);
+        for (g, t) in got.iter().zip(&truth) {
+            let what = format!("{}: {g} vs {t}", tc.label);
+            assert!(t["goid"].as_i64().is_some_and(|id| id > 1), "{what}");
+            assert_eq!(g["args"]["a0"], t["args"]["d"], "{what}");
+            assert_eq!(g["goid"], t["goid"], "{what}");
+            let lat = g["latency_ns"].as_i64().unwrap();
+            let (d, elapsed) = (
+                t["args"]["d"].as_i64().unwrap(),
+                t["elapsed_ns"].as_i64().unwrap(),
+            );
+            assert!(d <= lat && lat <= elapsed, "{what}");
+        }
+        // A condition on a raw word, decided in the kernel.
+        let (got, _) = periscope_tests::trace_calls(
+            &mut fx,
+            &["--json", "--args", "main.Sleep if a0 > 10000000"],
+            "sleep",
+        );
+        let long: Vec<i64> = got
+            .iter()
+            .map(|g| g["args"]["a0"].as_i64().unwrap())
+            .collect();
+        assert_eq!(long, vec![20_000_000; 10], "{}", tc.label);
+        // Results need DWARF: said, and the rest still works.
+        let out = std::process::Command::new(periscope_tests::periscope())
+            .args(["trace", "--pid", &fx.pid.to_string(), "--ret", "main.Sleep"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("results need DWARF"), "{err}");
+        fx.run("quit");
+    }
+}
+
+/// Debian's fzf (Go 1.19, stripped): a latency probe on its fuzzy matcher while it
+/// filters 200,000 lines. Its output is byte for byte what it prints unprobed, and
+/// the probe timed its calls.
+#[test]
+fn fzf_stripped_latency_of_its_matcher_output_unchanged() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let fzf = std::path::Path::new("/usr/bin/fzf");
+    assert!(fzf.exists(), "fzf is missing: run `make setup`");
+    let mut input = String::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        input += &format!("{i:06} {:016x} src/pkg{}/file{}.go\n", x, x % 97, x % 13);
+    }
+    let filter = |probe: bool| -> (Vec<u8>, String) {
+        let mut child = Command::new(fzf)
+            .args(["--filter", "pkg4file"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut trace = None;
+        if probe {
+            let (t, err) = periscope_tests::spawn_trace(
+                child.id(),
+                &[
+                    "--json",
+                    "--latency",
+                    "--budget",
+                    "off",
+                    "algo.FuzzyMatchV2",
+                ],
+            );
+            trace = Some((t, err));
+        }
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let said = trace
+            .map(|(t, _)| {
+                // fzf has exited: periscope says so and prints its summary.
+                let o = t.wait_with_output().unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            })
+            .unwrap_or_default();
+        (out.stdout, said)
+    };
+    let (plain, _) = filter(false);
+    let (probed, said) = filter(true);
+    assert!(plain.len() > 1000, "fzf matched too little");
+    assert!(
+        plain == probed,
+        "fzf printed something else under the probe"
+    );
+    let latency: serde_json::Value = said
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == "latency")
+        .unwrap_or_else(|| panic!("no latency summary: {said}"));
+    assert!(latency["count"].as_u64().unwrap() > 1000, "{latency}");
+    assert!(latency["p50_ns"].as_u64().unwrap() > 0, "{latency}");
 }

@@ -314,10 +314,14 @@ fn list_works_on_stripped_and_pie_binaries_and_by_pid() {
     let stripped = fixture("kinds", &tc, Variant::Stripped);
     let (code, out, err) = list(&[stripped.to_str().unwrap(), r"^main\."]);
     assert_eq!(code, 0, "{err}");
+    // Raw words where the stack-growth path shows the registers (SetInfo(u *User,
+    // address string): three words); none for a leaf without a stack check.
     assert!(
-        out.lines().any(|l| l.starts_with("main.SetInfo(?)")),
+        out.lines()
+            .any(|l| l.starts_with("main.SetInfo(a0 word64, a1 word64, a2 word64)")),
         "{out}"
     );
+    assert!(out.lines().any(|l| l.starts_with("main.Login(?)")), "{out}");
     assert_eq!(err.lines().count(), 1, "one note about DWARF: {err}");
     assert!(err.contains("DWARF"));
     let stripped_cat = Catalog::open(&stripped).unwrap();

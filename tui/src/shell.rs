@@ -96,6 +96,9 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
         cat.go_version,
         cat.functions.len()
     );
+    if !cat.has_dwarf {
+        println!("note: {}", symbols::stripped::NOTE);
+    }
     if let Some(w) = lock(&shared).session.keeper_warning() {
         println!("warning: {w}");
     }

@@ -18,8 +18,9 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
     let cat = target.open()?;
     if !cat.has_dwarf {
         eprintln!(
-            "periscope: {} has no DWARF (stripped?): listing names from .gopclntab; argument and result types need DWARF",
-            cat.elf.path().display()
+            "periscope: {}: {}",
+            cat.elf.path().display(),
+            symbols::stripped::NOTE
         );
     }
     // Where a probe with results and latency would sit (call sites or the function's

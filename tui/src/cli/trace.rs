@@ -105,6 +105,9 @@ pub fn run(opts: Options) -> Result<()> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
+    if !cat.has_dwarf {
+        crate::say!("periscope: {}", symbols::stripped::NOTE);
+    }
     crate::say!(
         "periscope: attached {} probe(s) to pid {} ({}); budget {}{}; Ctrl-C to stop",
         order.len(),

@@ -100,6 +100,14 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
         Span::styled(format!(" pid {} ", s.pid), item),
         Span::styled(format!(" {} ", s.binary), item),
         Span::styled(format!(" {} ", s.cat.go_version), item),
+    ];
+    if !s.cat.has_dwarf {
+        spans.push(Span::styled(
+            " no DWARF: raw argument words ",
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        ));
+    }
+    spans.extend([
         Span::styled(format!(" {} probes ", s.probes.len()), item),
         Span::styled(format!(" {} ev/s ", s.events_per_sec), item),
         Span::styled(
@@ -111,7 +119,7 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
             },
         ),
         Span::styled(format!(" filtered {filtered} "), item),
-    ];
+    ]);
     if let Some(p) = overhead {
         // The probes' share of the target's CPU, all together, against the budget.
         let limit = s.budget.unwrap_or(5.0);
