@@ -4,6 +4,7 @@
 # into PNG by tests/src/bin/ansi-to-png.rs. Nothing is drawn by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+GO127=.tools/go-1.27.3/go/bin/go
 COLS=170
 ROWS=46
 SOCK=periscope-shots
@@ -92,4 +93,45 @@ keys Enter
 shot latency-split 5
 
 keys Escape
+keys q
+
+# 8. A large program nobody here wrote: Go's own cmd/pprof (17,000 functions) serving
+# its web UI under a request loop, in a 240-column terminal. Names are cut to their last
+# package element; the probe captures the request's URI first (C) and times each render.
+WIDE=240
+PPROF=tests/.build/pprof-go1.27
+PROF=tests/.build/mkprof.prof
+if [[ ! -x $PPROF ]]; then
+  CGO_ENABLED=0 GOCACHE="$PWD/tests/.build/gocache-go1.27" $GO127 build -o $PPROF cmd/pprof
+fi
+if [[ ! -f $PROF ]]; then
+  (cd tests/fixtures/mkprof && CGO_ENABLED=0 GOCACHE="$PWD/../../.build/gocache-go1.27" ../../../$GO127 build -o ../../.build/mkprof .)
+  tests/.build/mkprof $PROF >/dev/null 2>&1
+fi
+PORT=18123
+$PPROF -http=127.0.0.1:$PORT -no_browser $PROF >/dev/null 2>&1 &
+PPID_=$!
+(while kill -0 $PPID_ 2>/dev/null; do
+  for v in top flamegraph peek source; do curl -s -o /dev/null "http://127.0.0.1:$PORT/ui/$v?i=$RANDOM"; done
+  sleep 0.2
+done) &
+LOAD=$!
+trap 'cleanup; kill $LOAD $PPID_ 2>/dev/null || true' EXIT
+sleep 2
+tmux -L $SOCK kill-server 2>/dev/null || true
+TERM=xterm-256color tmux -L $SOCK new-session -d -s shots -x $WIDE -y $ROWS "target/release/periscope $PPID_"
+sleep 2
+keys /
+text "render"
+keys Enter
+keys C
+text "req.RequestURI"
+keys Enter
+keys l
+keys Tab
+sleep 5
+tmux -L $SOCK capture-pane -e -p -t shots > "$OUT/large-program.ans"
+target/release/ansi-to-png $WIDE $ROWS "$OUT/large-program.ans" "$OUT/large-program.png"
+rm "$OUT/large-program.ans"
+echo "screenshots: $OUT/large-program.png"
 keys q

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 TOOLS_DIR="${PERISCOPE_TOOLS:-$PWD/.tools}"
 GO_VERSIONS="${PERISCOPE_GO_VERSIONS:-1.21.13 1.27.3}"
-APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd fzf)
+APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd fzf curl)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

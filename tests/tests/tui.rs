@@ -921,6 +921,11 @@ fn a_large_real_program_at_120_and_300_columns() {
         let e = press(&mut s, KeyCode::Char(k));
         perform(&mut s, e);
     }
+    // The request's URI, named with `C`, comes first in each row.
+    press(&mut s, KeyCode::Char('C'));
+    typed(&mut s, "req.RequestURI");
+    let e = press(&mut s, KeyCode::Enter);
+    perform(&mut s, e);
     let rows = (0..30).map(|i| render_call(webui, i)).collect();
     update(&mut s, Action::Events(rows));
     for w in [120u16, 300] {
@@ -932,6 +937,13 @@ fn a_large_real_program_at_120_and_300_columns() {
         // Whole goroutine ids and the short name, at any width.
         assert!(text.contains("g47851"), "{text}");
         assert!(text.contains("driver.(*webInterface).render"), "{text}");
+        assert!(text.contains(r#"req.RequestURI="/u"#), "{text}");
+        if w == 300 {
+            assert!(
+                text.contains(r#"req.RequestURI="/ui/disasm?f=runtime.mallocgc"#),
+                "{text}"
+            );
+        }
         snapshot!(format!("pprof_events_{w}"), text);
     }
 }

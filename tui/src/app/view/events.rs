@@ -61,12 +61,19 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                 Cell::from(Span::styled(clock(c.ts_ns, s.clock_offset_ns), dim)),
                 Cell::from(format!("g{}", c.goid)),
                 Cell::from(fit_left(short(s.fn_name(r.row.at)), name_width as usize)),
-                Cell::from(values_line(
-                    c.args
-                        .as_deref()
-                        .map(|a| &a[receivers(s, r.row.at).min(a.len())..]),
-                    false,
-                )),
+                Cell::from({
+                    let mut line = named_first(s, r.row.func, c.args.as_deref());
+                    line.spans.extend(
+                        values_line(
+                            c.args
+                                .as_deref()
+                                .map(|a| &a[receivers(s, r.row.at).min(a.len())..]),
+                            false,
+                        )
+                        .spans,
+                    );
+                    line
+                }),
                 Cell::from(values_line(c.ret.as_deref(), true)),
                 Cell::from(c.latency_ns.map(fmt_ns).unwrap_or_default()),
             ]);
@@ -147,6 +154,39 @@ pub fn short(name: &str) -> &str {
         Some(i) => &name[i + 1..],
         None => name,
     }
+}
+
+/// The values the probe's capture paths name (`C`: `req.RequestURI`), first in the
+/// row: they are what the user asked to see, and the arguments that hold them can be
+/// wider than the column.
+fn named_first(s: &State, func: usize, args: Option<&[(String, GoValue)]>) -> Line<'static> {
+    let (Some(spec), Some(args)) = (s.probes.get(&func), args) else {
+        return Line::default();
+    };
+    let mut spans = Vec::new();
+    for path in &spec.paths {
+        let mut parts = path.split('.').map(str::trim);
+        let root = parts.next().unwrap_or("");
+        let mut v = args.iter().find(|(n, _)| n == root).map(|(_, v)| v);
+        for field in parts {
+            v = match v {
+                Some(GoValue::Struct(fs)) => fs.iter().find(|(n, _)| n == field).map(|(_, v)| v),
+                _ => None,
+            };
+        }
+        if let Some(v) = v {
+            spans.push(Span::styled(
+                format!("{path}="),
+                Style::new().fg(Color::Cyan),
+            ));
+            spans.push(Span::styled(
+                v.render_depth(1),
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            ));
+            spans.push(Span::raw(" "));
+        }
+    }
+    Line::from(spans)
 }
 
 fn values_line(vs: Option<&[(String, GoValue)]>, results: bool) -> Line<'static> {
