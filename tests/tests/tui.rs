@@ -947,3 +947,69 @@ fn a_large_real_program_at_120_and_300_columns() {
         snapshot!(format!("pprof_events_{w}"), text);
     }
 }
+
+/// A stripped target: the status bar says what it offers, the list shows raw words,
+/// the condition editor completes and checks them as unsigned integers, and a row
+/// shows them in hex.
+#[test]
+fn a_stripped_target_shows_raw_words_and_says_so() {
+    let cat = Arc::new(Catalog::open(&fixture("kinds", &newest(), Variant::Stripped)).unwrap());
+    let mut s = State::new(cat, 4242, "kinds-stripped".into());
+    select(&mut s, "main.SetInfo");
+    let setinfo = func(&s, "main.SetInfo");
+    let text = render(&s, 160, 40);
+    assert!(text.contains("no DWARF: raw argument words"), "{text}");
+    assert!(
+        text.contains("main.SetInfo(a0 word64, a1 word64, a2 word64)"),
+        "{text}"
+    );
+    press(&mut s, KeyCode::Char('c'));
+    typed(&mut s, "a");
+    press(&mut s, KeyCode::Tab);
+    typed(&mut s, "2 > 3");
+    let Mode::Condition { input, error, .. } = &s.mode else {
+        panic!("not editing: {:?}", s.mode)
+    };
+    assert_eq!(input.text, "a2 > 3");
+    assert!(error.is_none(), "{error:?}");
+    // Not a string: a word compares as an unsigned integer.
+    typed(&mut s, " && a1 == \"x\"");
+    let Mode::Condition { error, .. } = &s.mode else {
+        panic!()
+    };
+    assert!(error.is_some());
+    for _ in 0.." && a1 == \"x\"".len() {
+        press(&mut s, KeyCode::Backspace);
+    }
+    let e = press(&mut s, KeyCode::Enter);
+    perform(&mut s, e);
+    let row = Row {
+        func: setinfo,
+        at: setinfo,
+        stack: None,
+        call: Call {
+            probe: 0,
+            pid: 4242,
+            tid: 4243,
+            goid: 21,
+            ts_ns: 3_600_000_000_000,
+            latency_ns: None,
+            args: Some(vec![
+                ("a0".into(), GoValue::Word(0xc000012345)),
+                ("a1".into(), GoValue::Word(0x4b2e5a)),
+                ("a2".into(), GoValue::Word(5)),
+            ]),
+            ret: None,
+            truncated: false,
+            unwatched: false,
+            stack: None,
+        },
+    };
+    update(&mut s, Action::Events(vec![row]));
+    s.focus = Pane::Events;
+    let text = render(&s, 160, 40);
+    assert!(
+        text.contains("a0=0xc000012345 a1=0x4b2e5a a2=0x5"),
+        "{text}"
+    );
+}
