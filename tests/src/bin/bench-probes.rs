@@ -41,6 +41,16 @@ fn main() {
         )
     };
     row("baseline: tracefs uprobe on the first instruction", tracefs);
+    // The floor under any BPF probe here: a hit on an instruction the kernel emulates,
+    // with periscope's program returning at once (its start-up calibration). An entry
+    // probe cannot cost less than one, an entry+return probe less than two.
+    if let Ok(hc) = probes_ebpf::Engine::new().and_then(|mut e| e.calibrate()) {
+        row(
+            "floor: one BPF-attached hit, emulated, program returns at once",
+            hc.emulated_ns,
+        );
+        row("floor: two of them (entry + return)", 2.0 * hc.emulated_ns);
+    }
     let mut results = Vec::new();
     for (what, args, n) in [
         (
