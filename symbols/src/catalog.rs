@@ -256,10 +256,7 @@ impl Catalog {
 
     /// A stripped binary's argument words for `f` (see stripped.rs), and whether Go's
     /// traceback layout lists them all (it stops after ten components).
-    pub fn raw_words(
-        &self,
-        f: &Function,
-    ) -> Option<(Vec<(crate::stripped::Word, Location)>, bool)> {
+    pub fn raw_words(&self, f: &Function) -> Option<(Vec<(u8, Location)>, bool)> {
         crate::stripped::RawArgs::new(&self.elf, self.lines.as_ref()?, &self.go_version)?
             .words(&self.elf, f.entry, f.end)
     }

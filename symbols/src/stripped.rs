@@ -119,10 +119,11 @@ pub struct Word {
     pub size: u8,
 }
 
-/// The words of an ArgInfo record (runtime/traceback.go printArgs): (offset, size)
-/// pairs, with markers for aggregates, which are flattened here. `complete` is false
-/// when Go cut the list (`...`, or an offset past 255).
-pub fn arg_words(info: &[u8]) -> Option<(Vec<Word>, bool)> {
+/// The words of an ArgInfo record (runtime/traceback.go printArgs), in parameter
+/// order: (offset, size) pairs, with markers for aggregates, which are flattened
+/// here. A word whose offset is past 250 is recorded without it (None). `complete` is
+/// false when Go cut the list (`...`: it keeps ten components).
+pub fn arg_words(info: &[u8]) -> Option<(Vec<Option<Word>>, bool)> {
     const END_SEQ: u8 = 0xff;
     const START_AGG: u8 = 0xfe;
     const END_AGG: u8 = 0xfd;
@@ -135,16 +136,20 @@ pub fn arg_words(info: &[u8]) -> Option<(Vec<Word>, bool)> {
         match *info.get(i)? {
             END_SEQ => return Some((words, complete)),
             START_AGG | END_AGG => i += 1,
-            DOTDOTDOT | OFFSET_TOO_LARGE => {
+            DOTDOTDOT => {
                 complete = false;
+                i += 1;
+            }
+            OFFSET_TOO_LARGE => {
+                words.push(None);
                 i += 1;
             }
             offset => {
                 let size = *info.get(i + 1)?;
-                words.push(Word {
+                words.push(Some(Word {
                     offset: u32::from(offset),
                     size,
-                });
+                }));
                 i += 2;
             }
         }
@@ -210,24 +215,27 @@ pub fn spills(code: &[u8], entry: u64) -> Option<Vec<(u32, Loc, u8)>> {
 /// Each word's location at the entry: the register the stack-growth path saves to
 /// its slot; else, below the first saved slot (the stack-argument area precedes the
 /// register arguments' slots), its stack slot (the return address is at 0, the
-/// arguments start at 8); else nowhere known (a register argument the function never
-/// uses and so never saves: no pieces).
-pub fn place(words: &[Word], spills: &[(u32, Loc, u8)]) -> Vec<Location> {
+/// arguments start at 8); else nowhere known (no pieces): a register argument the
+/// function never uses and so never saves, or a word whose offset Go did not record.
+pub fn place(words: &[Option<Word>], spills: &[(u32, Loc, u8)]) -> Vec<Location> {
     let first_spill = spills.iter().map(|s| s.0).min();
     words
         .iter()
         .map(|w| {
-            let slot = 8 + w.offset;
-            let loc = match spills.iter().find(|(d, ..)| *d == slot) {
-                Some(&(_, l, _)) => Some(l),
-                None if first_spill.is_some_and(|f| slot < f) => Some(Loc::Stack(slot)),
-                None => None,
-            };
+            let loc = w.and_then(|w| {
+                let slot = 8 + w.offset;
+                match spills.iter().find(|(d, ..)| *d == slot) {
+                    Some(&(_, l, _)) => Some(l),
+                    None if first_spill.is_some_and(|f| slot < f) => Some(Loc::Stack(slot)),
+                    None => None,
+                }
+            });
+            let size = w.map_or(8, |w| u32::from(w.size));
             Location {
                 pieces: loc
                     .map(|loc| Piece {
                         offset: 0,
-                        size: u32::from(w.size),
+                        size,
                         loc,
                     })
                     .into_iter()
@@ -271,7 +279,7 @@ impl<'a> RawArgs<'a> {
         elf: &crate::elf::Elf,
         entry: u64,
         end: u64,
-    ) -> Option<(Vec<(Word, Location)>, bool)> {
+    ) -> Option<(Vec<(u8, Location)>, bool)> {
         let off = self.lines.funcdata(entry, FUNCDATA_ARG_INFO, self.header)?;
         let at = self.gofunc + u64::from(off);
         // A record is at most ~100 bytes (10 components); near the end of the section
@@ -281,22 +289,49 @@ impl<'a> RawArgs<'a> {
             .find_map(|&n| elf.bytes_at(at, n))?;
         let (mut words, complete) = arg_words(info)?;
         let code = elf.bytes_at(entry, usize::try_from(end - entry).ok()?)?;
-        let spilled = spills(code, entry)?;
-        // The layout can leave an argument out (the compiler's own `type:.eq.*`
-        // functions list only their second): a saved register whose slot no word
-        // covers is an argument word too.
-        for &(slot, _, size) in &spilled {
-            let offset = slot - 8;
-            if !words
-                .iter()
-                .any(|w| w.offset <= offset && offset < w.offset + u32::from(w.size))
-            {
-                words.push(Word { offset, size });
+        let mut spilled = spills(code, entry)?;
+        spilled.sort_by_key(|s| s.0);
+        // Register arguments' slots follow the stack arguments, so in a big frame
+        // their offsets pass 250 and the layout records only that a word is there.
+        // Saved registers are in parameter order too: when as many are saved past 250
+        // as there are such words, they are those words, in order.
+        let large: Vec<&(u32, Loc, u8)> = spilled.iter().filter(|s| s.0 - 8 > 250).collect();
+        if words.iter().filter(|w| w.is_none()).count() == large.len() {
+            let mut it = large.iter();
+            for w in words.iter_mut().filter(|w| w.is_none()) {
+                *w = it.next().map(|s| Word {
+                    offset: s.0 - 8,
+                    size: s.2,
+                });
             }
         }
-        words.sort_by_key(|w| w.offset);
+        // The layout can leave an argument out (the compiler's own `type:.eq.*`
+        // functions list only their second): a saved register whose slot no word
+        // covers is an argument word too, placed before the next saved one. In a
+        // list Go cut short, one with no saved word after it may belong past the cut
+        // or to a word recorded without its offset: its place is unknown, so it is
+        // not shown.
+        let spill_start = spilled.first().map_or(u32::MAX, |s| s.0 - 8);
+        for &(slot, _, size) in &spilled {
+            let offset = slot - 8;
+            let covers = |w: &Word| w.offset <= offset && offset < w.offset + u32::from(w.size);
+            if words.iter().flatten().any(covers) {
+                continue;
+            }
+            let next = words
+                .iter()
+                .position(|w| w.is_some_and(|w| w.offset >= spill_start && w.offset > offset));
+            match next {
+                Some(at) => words.insert(at, Some(Word { offset, size })),
+                None if complete && !words.iter().any(Option::is_none) => {
+                    words.push(Some(Word { offset, size }))
+                }
+                None => {}
+            }
+        }
         let locs = place(&words, &spilled);
-        Some((words.into_iter().zip(locs).collect(), complete))
+        let sizes = words.iter().map(|w| w.map_or(8, |w| w.size));
+        Some((sizes.zip(locs).collect(), complete))
     }
 }
 
@@ -304,14 +339,14 @@ impl<'a> RawArgs<'a> {
 /// floats where the stack-growth path saves an XMM register.
 pub(crate) fn values(
     types: &mut crate::types::Types,
-    words: Vec<(Word, Location)>,
+    words: Vec<(u8, Location)>,
 ) -> Vec<crate::catalog::Value> {
     words
         .into_iter()
         .enumerate()
-        .map(|(i, (w, location))| {
+        .map(|(i, (size, location))| {
             let float = location.has_xmm();
-            let bits = 8 * u64::from(w.size);
+            let bits = 8 * u64::from(size);
             let (name, kind) = if float {
                 (format!("float{bits}"), crate::types::Kind::Float)
             } else {
@@ -319,7 +354,7 @@ pub(crate) fn values(
             };
             let ty = types.intern(crate::types::GoType {
                 name: name.clone(),
-                size: u64::from(w.size),
+                size: u64::from(size),
                 kind,
             });
             crate::catalog::Value {
@@ -346,16 +381,17 @@ mod tests {
         assert_eq!(
             w,
             [
-                Word { offset: 0, size: 8 },
-                Word { offset: 8, size: 8 },
-                Word {
+                Some(Word { offset: 0, size: 8 }),
+                Some(Word { offset: 8, size: 8 }),
+                Some(Word {
                     offset: 16,
                     size: 8
-                }
+                })
             ]
         );
-        let (_, complete) = arg_words(&[0, 8, 0xfc, 0xff]).unwrap();
+        let (w, complete) = arg_words(&[0xfb, 0, 8, 0xfc, 0xff]).unwrap();
         assert!(!complete);
+        assert_eq!(w, [None, Some(Word { offset: 0, size: 8 })]);
         assert!(arg_words(&[0, 8]).is_none(), "no end marker");
     }
 

@@ -107,25 +107,36 @@ pub fn fixture(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
 /// from the newest toolchain's sources and kept between runs: the large program the
 /// TUI's end-to-end run and its wide snapshots use.
 pub fn pprof() -> PathBuf {
+    pprof_variant(Variant::Plain)
+}
+
+/// `cmd/pprof` built plain or stripped (`-ldflags=-s -w`), cached like `pprof()`.
+pub fn pprof_variant(variant: Variant) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let tc = newest();
     let out_dir = repo_root().join("tests/.build");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join(format!("pprof-{}", tc.label));
+    let suffix = if variant == Variant::Stripped {
+        "-stripped"
+    } else {
+        ""
+    };
+    let out = out_dir.join(format!("pprof-{}{suffix}", tc.label));
     if out.exists() {
         return out;
     }
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    let st = Command::new(&tc.go)
-        .env("GOTOOLCHAIN", "local")
+    let mut cmd = Command::new(&tc.go);
+    cmd.env("GOTOOLCHAIN", "local")
         .env("GOPROXY", "off")
         .env("CGO_ENABLED", "0")
         .env("GOCACHE", out_dir.join(format!("gocache-{}", tc.label)))
         .args(["build", "-o"])
-        .arg(&tmp)
-        .arg("cmd/pprof")
-        .status()
-        .expect("run go build");
+        .arg(&tmp);
+    if variant == Variant::Stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    let st = cmd.arg("cmd/pprof").status().expect("run go build");
     assert!(st.success(), "go build cmd/pprof with {} failed", tc.label);
     std::fs::rename(&tmp, &out).unwrap();
     out
