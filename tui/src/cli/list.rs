@@ -85,6 +85,9 @@ pub fn function_line(f: &Function, placed: bool) -> String {
     if f.inlined_only {
         // Go's DWARF lists an inlined function's parameters, never its results.
         s += "  [inlined: not probeable; results not in DWARF]";
+    } else if f.params.is_none() && f.probes.is_some() {
+        // Stripped, and no stack-growth path to say where its words are.
+        s += "  [argument words not located: no stack check]";
     } else if f.probes.is_none() && f.params.is_some() {
         s += "  [not in Go's function table (C code?): not probeable]";
     } else if let Some(p) = &f.probes
