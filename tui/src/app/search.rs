@@ -4,8 +4,9 @@ use nucleo_matcher::{Config, Matcher, Utf32Str};
 use symbols::{Catalog, Function};
 
 /// The program's own code: `main` and packages under a domain-like module path
-/// (`github.com/…`), vendored ones too (`cmd/vendor/github.com/google/pprof/…`). The Go runtime, the standard library and compiler-generated
-/// functions (`type:.eq…`) are hidden unless asked for.
+/// (`github.com/…`), vendored ones too (`cmd/vendor/github.com/google/pprof/…`). The
+/// Go runtime, the standard library and compiler-generated functions (`type:.eq…`)
+/// are hidden unless asked for.
 pub fn is_user(f: &Function) -> bool {
     is_user_package(&f.package)
 }
