@@ -256,49 +256,54 @@ impl Session {
         let mut note = None;
         let adjusted;
         let mut s = s;
-        if !cat.has_dwarf && s.ret {
-            // The traceback layout has no results (stripped.rs): say so, keep the rest.
+        // What this function cannot give is dropped from the probe, and said: results
+        // of a stripped binary (its traceback layout has none: stripped.rs), results
+        // and latency of a function that never returns through a RET.
+        let cut = if !cat.has_dwarf && s.ret {
             if !(s.args || s.latency) {
                 return Err(SetError::NoResults(f.name.clone()));
             }
+            Some((
+                false,
+                "results need DWARF (the binary is stripped): arguments as raw words and latency only",
+            ))
+        } else if f.probes.as_ref().is_some_and(|p| p.returns.is_empty())
+            && s.args
+            && (s.ret || s.latency)
+        {
+            Some((
+                true,
+                "results and latency unavailable: it never returns through a RET (tail jump or assembly); arguments only",
+            ))
+        } else {
+            None
+        };
+        if let Some((no_latency, why)) = cut {
             adjusted = ProbeSpec {
                 ret: false,
+                latency: s.latency && !no_latency,
                 ..s.clone()
             };
             s = &adjusted;
-            note = Some(format!(
-                "{}: results need DWARF (the binary is stripped): arguments as raw words and latency only",
-                f.name
-            ));
-        } else if let Some(points) = &f.probes {
-            if points.returns.is_empty() && s.args && (s.ret || s.latency) {
-                // Arguments can still be seen at the entry.
-                adjusted = ProbeSpec {
-                    ret: false,
-                    latency: false,
-                    ..s.clone()
-                };
-                s = &adjusted;
-                note = Some(format!(
-                    "{}: results and latency unavailable: it never returns through a RET (tail jump or assembly); arguments only",
-                    f.name
-                ));
-            } else if points.tail_jumps > 0 && (s.ret || s.latency) {
-                note = Some(format!(
-                    "{}: {} exit(s) are tail jumps: calls that leave that way have no return and count as in flight",
-                    f.name, points.tail_jumps
-                ));
-            }
+            add_note(&mut note, &f.name, why);
+        } else if let Some(points) = f.probes.as_ref().filter(|p| p.tail_jumps > 0)
+            && (s.ret || s.latency)
+        {
+            add_note(
+                &mut note,
+                &f.name,
+                &format!(
+                    "{} exit(s) are tail jumps: calls that leave that way have no return and count as in flight",
+                    points.tail_jumps
+                ),
+            );
         }
         if !cat.has_dwarf && s.args && f.params.is_none() {
-            let words = format!(
-                "{}: its argument words cannot be located without DWARF (no stack check saves them)",
-                f.name
+            add_note(
+                &mut note,
+                &f.name,
+                "its argument words cannot be located without DWARF (no stack check saves them)",
             );
-            note = Some(match note {
-                Some(n) => format!("{n}; {words}"),
-                None => words,
-            });
         }
         let cond = match s.condition.as_deref().map(str::trim) {
             Some(c) if !c.is_empty() => {
@@ -342,10 +347,7 @@ impl Session {
             let paying = format!(
                 "calls the condition filters out still pay for the return point{ret}: only results and latency need it"
             );
-            note = Some(match note {
-                Some(n) => format!("{n}; {paying}"),
-                None => format!("{}: {paying}", f.name),
-            });
+            add_note(&mut note, &f.name, &paying);
         }
         let per_call_ns = self.hit_cost.as_ref().ok().map(|hc| {
             let stepped = points.entries.iter().any(|p| p.stepped);
@@ -799,6 +801,14 @@ pub fn insert_by_entry(rows: &mut std::collections::VecDeque<Row>, mut new: Vec<
     }
 }
 
+/// Adds `text` to a probe's note: `NAME: text`, or `…; text` after what it says.
+fn add_note(note: &mut Option<String>, name: &str, text: &str) {
+    *note = Some(match note.take() {
+        Some(n) => format!("{n}; {text}"),
+        None => format!("{name}: {text}"),
+    });
+}
+
 /// Prints "detaching N uprobes…" on stderr when there are many to remove (the kernel
 /// takes ~0.1 s for each perf-event uprobe here), and when that is done.
 pub fn detach_progress() -> impl FnMut(usize) {
@@ -830,7 +840,7 @@ pub fn find_functions(cat: &Catalog, spec: &str) -> Result<Vec<usize>> {
                 .iter()
                 .map(|f| {
                     // Also against the name without its package path, as tables show it.
-                    let short = f.name.rsplit_once('/').map_or(f.name.as_str(), |(_, s)| s);
+                    let short = symbols::catalog::short_name(&f.name);
                     let score = strsim::jaro_winkler(&name, &f.name)
                         .max(strsim::jaro_winkler(&name, short));
                     (score, f.name.as_str())

@@ -336,6 +336,17 @@ fn pointer_receiver(name: &str) -> Option<String> {
     (!method.contains('.') && !method.ends_with("-fm")).then(|| format!("*{pkg}.{ty}"))
 }
 
+/// A name without its package path but its last element, as tables show it:
+/// `cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render` →
+/// `driver.(*webInterface).render` (a `/` inside a generic's type arguments stays).
+pub fn short_name(name: &str) -> &str {
+    let pkg = package_of(name);
+    match pkg.rfind('/') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    }
+}
+
 /// `net/http.(*Server).Serve` → `net/http`.
 pub fn package_of(name: &str) -> &str {
     let base = name.find('[').map_or(name, |i| &name[..i]);

@@ -175,6 +175,18 @@ pub fn periscope() -> PathBuf {
     bin
 }
 
+/// `periscope shell ARGS` with its pipes open and no history kept, to be spawned.
+pub fn shell_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(periscope());
+    cmd.arg("shell")
+        .args(args)
+        .env("PERISCOPE_HISTORY", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 /// Starts `periscope trace --pid PID ARGS...` with piped output and waits until it
 /// says it attached; returns the child and the rest of its stderr.
 pub fn spawn_trace(pid: u32, args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {

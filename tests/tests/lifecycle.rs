@@ -129,12 +129,7 @@ fn shell(
     std::process::ChildStdin,
     BufReader<std::process::ChildStdout>,
 ) {
-    let mut child = Command::new(periscope())
-        .args(["shell", &pid.to_string()])
-        .env("PERISCOPE_HISTORY", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = periscope_tests::shell_command(&[&pid.to_string()])
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();

@@ -230,15 +230,7 @@ fn shell_traces_stacks_and_splits_latency_by_a_value() {
 
 /// `periscope shell ARGS` fed `script` from a pipe (no history kept); its output.
 fn piped_shell(args: &[&str], script: &[&str]) -> std::process::Output {
-    let mut shell = Command::new(periscope())
-        .arg("shell")
-        .args(args)
-        .env("PERISCOPE_HISTORY", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut shell = periscope_tests::shell_command(args).spawn().unwrap();
     {
         let mut stdin = shell.stdin.take().unwrap();
         for line in script {

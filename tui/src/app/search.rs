@@ -47,7 +47,10 @@ pub fn filter(cat: &Catalog, query: &str, show_std: bool) -> Vec<usize> {
         .into_iter()
         .filter_map(|(i, name)| {
             let full = pattern.score(Utf32Str::new(name, &mut buf), &mut matcher)?;
-            let own = pattern.score(Utf32Str::new(own_name(name), &mut own_buf), &mut matcher);
+            let own = pattern.score(
+                Utf32Str::new(symbols::catalog::short_name(name), &mut own_buf),
+                &mut matcher,
+            );
             Some((own.is_some(), own.unwrap_or(full), i))
         })
         .collect();
@@ -56,24 +59,9 @@ pub fn filter(cat: &Catalog, query: &str, show_std: bool) -> Vec<usize> {
     scored.into_iter().map(|(_, _, i)| i).collect()
 }
 
-/// The last element of a function's package path with the function:
-/// `cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render` →
-/// `driver.(*webInterface).render`.
-pub fn own_name(name: &str) -> &str {
-    // Package paths end at the last '/' before the first '.' after it.
-    let head = name
-        .find(".(")
-        .or_else(|| name.rfind('.'))
-        .unwrap_or(name.len());
-    match name[..head].rfind('/') {
-        Some(slash) => &name[slash + 1..],
-        None => name,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::own_name;
+    use symbols::catalog::short_name as own_name;
 
     #[test]
     fn own_name_keeps_the_last_package_element_and_the_function() {

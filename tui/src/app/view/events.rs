@@ -146,13 +146,9 @@ pub fn fit_left(name: &str, width: usize) -> String {
 /// `driver.(*webInterface).render`, and `main.(*Store).Login` → `(*Store).Login`
 /// (the package of most rows). Full names are in the details pane and the popup.
 pub fn short(name: &str) -> &str {
-    let pkg = symbols::catalog::package_of(name);
-    if pkg == "main" {
-        return name.strip_prefix("main.").unwrap_or(name);
-    }
-    match pkg.rfind('/') {
-        Some(i) => &name[i + 1..],
-        None => name,
+    match name.strip_prefix("main.") {
+        Some(rest) if symbols::catalog::package_of(name) == "main" => rest,
+        _ => symbols::catalog::short_name(name),
     }
 }
 

@@ -199,7 +199,11 @@ fn callers(f: &mut Frame, s: &State, func: usize) {
             .take(4)
             .map(|f| {
                 let file = f.file.rsplit('/').next().unwrap_or(&f.file);
-                format!("{}:{file}:{}", short_func(&f.func), f.line)
+                format!(
+                    "{}:{file}:{}",
+                    symbols::catalog::short_name(&f.func),
+                    f.line
+                )
             })
             .collect::<Vec<_>>()
             .join(" ← ")
@@ -230,11 +234,6 @@ fn callers(f: &mut Frame, s: &State, func: usize) {
     let h = (lines.len() as u16).min(f.area().height.saturating_sub(4));
     let area = popup(f, 140, h, " Callers ");
     f.render_widget(Paragraph::new(lines), area);
-}
-
-/// `pkg.(*T).Method` from a full name: the last path element only.
-fn short_func(name: &str) -> &str {
-    name.rsplit('/').next().unwrap_or(name)
 }
 
 /// Why `v` was not captured, when nothing of it was: a missing value, or a struct all
