@@ -4,7 +4,7 @@ use symbols::{Catalog, Kind, LoadBias, Loc, RuntimeAddr};
 
 use crate::plan::Plan;
 use crate::recipe::{How, Node, Read, Top};
-use crate::value::{GoValue, Missing};
+use crate::value::{GoValue, Missing, Name};
 use crate::wire::*;
 
 #[derive(Debug, Clone)]
@@ -15,8 +15,8 @@ pub struct Call {
     pub goid: u64,
     pub ts_ns: u64,
     pub latency_ns: Option<u64>,
-    pub args: Option<Vec<(String, GoValue)>>,
-    pub ret: Option<Vec<(String, GoValue)>>,
+    pub args: Option<Vec<(Name, GoValue)>>,
+    pub ret: Option<Vec<(Name, GoValue)>>,
     pub truncated: bool,
     /// Seen at its entry only: the CPU budget had the return points detached.
     pub unwatched: bool,
@@ -176,9 +176,49 @@ fn got<'s>(sec: &Section<'s>, r: Read) -> Got<'s> {
     }
 }
 
+/// Which bytes of a value its location's pieces filled: a bit mask up to 64 bytes,
+/// else a flag per byte.
+enum Covered {
+    Mask { size: usize, bits: u64 },
+    Bytes(Vec<bool>),
+}
+
+impl Covered {
+    fn new(size: usize) -> Covered {
+        if size <= 64 {
+            Covered::Mask { size, bits: 0 }
+        } else {
+            Covered::Bytes(vec![false; size])
+        }
+    }
+
+    fn add(&mut self, off: usize, len: usize) {
+        match self {
+            Covered::Mask { bits, .. } if len > 0 => *bits |= low_bits(len) << off,
+            Covered::Mask { .. } => {}
+            Covered::Bytes(v) => v[off..off + len].iter_mut().for_each(|a| *a = true),
+        }
+    }
+
+    /// None when every byte was filled (the common case), else a flag per byte.
+    fn into_avail(self) -> Option<Vec<bool>> {
+        match self {
+            Covered::Mask { size, bits } if bits == low_bits(size) => None,
+            Covered::Mask { size, bits } => Some((0..size).map(|i| bits >> i & 1 == 1).collect()),
+            Covered::Bytes(v) if v.iter().all(|&a| a) => None,
+            Covered::Bytes(v) => Some(v),
+        }
+    }
+}
+
+/// A mask of the low `n` bits, n <= 64.
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
 impl Decoder<'_> {
     /// Each value of one side of a call (the arguments or the results), by name.
-    fn named(&self, sec: &Section, tops: &[Top]) -> Vec<(String, GoValue)> {
+    fn named(&self, sec: &Section, tops: &[Top]) -> Vec<(Name, GoValue)> {
         tops.iter()
             .map(|t| (t.name.clone(), self.top(sec, t)))
             .collect()
@@ -186,8 +226,18 @@ impl Decoder<'_> {
 
     fn top(&self, sec: &Section, t: &Top) -> GoValue {
         let size = self.cat.types.get(t.node.ty).size as usize;
-        let mut bytes = vec![0; size];
-        let mut avail = vec![false; size];
+        // Most values (integers, pointers, strings, slices, interfaces) are a few
+        // words: their image is built on the stack, and which bytes the pieces covered
+        // is a bit mask, so a call costs the reader no allocation per value.
+        let mut small = [0u8; 64];
+        let mut large = Vec::new();
+        let bytes: &mut [u8] = if size <= small.len() {
+            &mut small[..size]
+        } else {
+            large.resize(size, 0);
+            &mut large
+        };
+        let mut covered = Covered::new(size);
         for p in &t.loc.pieces {
             let (o, n) = (p.offset as usize, p.size as usize);
             if o + n > size {
@@ -207,12 +257,12 @@ impl Decoder<'_> {
             };
             if let Some(b) = src {
                 bytes[o..o + b.len()].copy_from_slice(b);
-                avail[o..o + b.len()].iter_mut().for_each(|a| *a = true);
+                covered.add(o, b.len());
             }
         }
         let img = Image {
-            bytes: std::borrow::Cow::Owned(bytes),
-            avail: Some(avail),
+            bytes: std::borrow::Cow::Borrowed(bytes),
+            avail: covered.into_avail(),
             // Held at the probe point but outside the stack window it reads.
             why: Missing::Budget,
         };

@@ -23,4 +23,4 @@ pub use decode::Call;
 pub use engine::{Engine, Group, Stats};
 pub use error::{ConditionError, EngineError, PlanError};
 pub use plan::{Capture, Plan};
-pub use value::GoValue;
+pub use value::{GoValue, Name};

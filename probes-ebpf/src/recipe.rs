@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use symbols::{Catalog, Kind, Location, TypeId};
 
 use crate::plan::Capture;
-use crate::value::Missing;
+use crate::value::{Missing, Name};
 use crate::wire::*;
 use crate::word::{Src, Word};
 
@@ -69,7 +69,7 @@ pub enum How {
         len: u64,
         items: Vec<Node>,
     },
-    Struct(Vec<(String, Node)>),
+    Struct(Vec<(Name, Node)>),
     /// A pointer followed: `target` holds the pointed-to bytes, decoded as `inner`.
     Ptr {
         target: Read,
@@ -92,7 +92,7 @@ pub enum How {
 /// An argument or result: where it lives at the probe point, and how it is decoded.
 #[derive(Debug, Clone)]
 pub struct Top {
-    pub name: String,
+    pub name: Name,
     pub loc: Location,
     pub node: Node,
 }
@@ -162,7 +162,7 @@ impl<'a> Builder<'a> {
             in_elems: false,
         };
         Top {
-            name: v.name.clone(),
+            name: v.name.as_str().into(),
             loc: v.location.clone(),
             node: self.node(v.ty, &Src::Direct(v.location.clone()), 0, &at),
         }
@@ -279,7 +279,7 @@ impl<'a> Builder<'a> {
                         let mut inner = at.clone();
                         inner.path.push(fl.name.clone());
                         (
-                            fl.name.clone(),
+                            fl.name.as_str().into(),
                             self.node(fl.ty, src, off + fl.offset, &inner),
                         )
                     })

@@ -2,6 +2,10 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value as Json;
 
+/// A parameter's or field's name: shared with the probe's recipe, so decoding a call
+/// copies no name.
+pub type Name = std::sync::Arc<str>;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum GoValue {
     Nil,
@@ -19,7 +23,7 @@ pub enum GoValue {
         items: Vec<GoValue>,
         len: u64,
     },
-    Struct(Vec<(String, GoValue)>),
+    Struct(Vec<(Name, GoValue)>),
     Map {
         len: Option<u64>,
     },
@@ -125,13 +129,13 @@ impl Serialize for GoValue {
 }
 
 /// Named values (struct fields, arguments, results) as one JSON object.
-pub struct Fields<'a>(pub &'a [(String, GoValue)]);
+pub struct Fields<'a>(pub &'a [(Name, GoValue)]);
 
 impl Serialize for Fields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in self.0 {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(&**k, v)?;
         }
         m.end()
     }

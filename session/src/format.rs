@@ -66,7 +66,7 @@ pub fn stack_lines(s: &crate::session::Callers) -> String {
 }
 
 pub fn call_line(c: &Call, func: &str, offset_ns: i64) -> String {
-    let join = |vs: &[(String, GoValue)]| {
+    let join = |vs: &[(probes_ebpf::Name, GoValue)]| {
         vs.iter()
             .map(|(k, v)| format!("{k}={}", v.render()))
             .collect::<Vec<_>>()

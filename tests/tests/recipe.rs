@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use periscope_tests::{Variant, fixture, newest};
 use probes_ebpf::plan::{self, Capture};
-use probes_ebpf::value::{GoValue, Missing};
+use probes_ebpf::value::{GoValue, Missing, Name};
 use probes_ebpf::wire::*;
 use symbols::{Catalog, Loc, TypeId};
 
@@ -144,13 +144,13 @@ fn event(p: &plan::Plan, regs: [u64; PSC_NREGS as usize], mem: &Mem, limit: usiz
     [head, &sec].concat()
 }
 
-fn arg<'v>(args: &'v [(String, GoValue)], name: &str) -> &'v GoValue {
-    &args.iter().find(|(n, _)| n == name).unwrap().1
+fn arg<'v>(args: &'v [(Name, GoValue)], name: &str) -> &'v GoValue {
+    &args.iter().find(|(n, _)| &**n == name).unwrap().1
 }
 
 fn field<'v>(v: &'v GoValue, name: &str) -> &'v GoValue {
     match v {
-        GoValue::Struct(fs) => &fs.iter().find(|(n, _)| n == name).unwrap().1,
+        GoValue::Struct(fs) => &fs.iter().find(|(n, _)| &**n == name).unwrap().1,
         other => panic!("{name} of a non-struct: {other:?}"),
     }
 }

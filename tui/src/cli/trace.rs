@@ -331,21 +331,29 @@ fn print_calls(
     as_json: bool,
     clock_offset_ns: i64,
 ) -> bool {
+    if as_json {
+        // Serialized into one buffer and written at once: serde_json writes a line in
+        // dozens of small pieces, each a call into the writer.
+        let mut buf = Vec::with_capacity(rows.len() * 256);
+        for r in rows.drain(..) {
+            let name = &cat.functions[r.at].name;
+            let j = call_json(&r.call, name, r.stack.as_ref(), clock_offset_ns);
+            if serde_json::to_writer(&mut buf, &j).is_err() {
+                return false;
+            }
+            buf.push(b'\n');
+        }
+        return out.write_all(&buf).is_ok();
+    }
     for r in rows.drain(..) {
         let name = &cat.functions[r.at].name;
-        let ok = if as_json {
-            let j = call_json(&r.call, name, r.stack.as_ref(), clock_offset_ns);
-            serde_json::to_writer(&mut *out, &j)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out))
-        } else {
-            writeln!(out, "{}", call_line(&r.call, name, clock_offset_ns)).and_then(|()| {
-                match &r.stack {
-                    Some(s) => write!(out, "{}", crate::format::stack_lines(s)),
-                    None => Ok(()),
-                }
-            })
-        };
+        let ok =
+            writeln!(out, "{}", call_line(&r.call, name, clock_offset_ns)).and_then(|()| match &r
+                .stack
+            {
+                Some(s) => write!(out, "{}", crate::format::stack_lines(s)),
+                None => Ok(()),
+            });
         if ok.is_err() {
             return false;
         }

@@ -1,6 +1,6 @@
 //! The live table of calls: newest at the bottom, following the stream until the user
 //! scrolls; only the rows on screen are formatted.
-use probes_ebpf::GoValue;
+use probes_ebpf::{GoValue, Name};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -155,7 +155,7 @@ pub fn short(name: &str) -> &str {
 /// The values the probe's capture paths name (`C`: `req.RequestURI`), first in the
 /// row: they are what the user asked to see, and the arguments that hold them can be
 /// wider than the column.
-fn named_first(s: &State, func: usize, args: Option<&[(String, GoValue)]>) -> Line<'static> {
+fn named_first(s: &State, func: usize, args: Option<&[(Name, GoValue)]>) -> Line<'static> {
     let (Some(spec), Some(args)) = (s.probes.get(&func), args) else {
         return Line::default();
     };
@@ -163,10 +163,10 @@ fn named_first(s: &State, func: usize, args: Option<&[(String, GoValue)]>) -> Li
     for path in &spec.paths {
         let mut parts = path.split('.').map(str::trim);
         let root = parts.next().unwrap_or("");
-        let mut v = args.iter().find(|(n, _)| n == root).map(|(_, v)| v);
+        let mut v = args.iter().find(|(n, _)| &**n == root).map(|(_, v)| v);
         for field in parts {
             v = match v {
-                Some(GoValue::Struct(fs)) => fs.iter().find(|(n, _)| n == field).map(|(_, v)| v),
+                Some(GoValue::Struct(fs)) => fs.iter().find(|(n, _)| &**n == field).map(|(_, v)| v),
                 _ => None,
             };
         }
@@ -185,7 +185,7 @@ fn named_first(s: &State, func: usize, args: Option<&[(String, GoValue)]>) -> Li
     Line::from(spans)
 }
 
-fn values_line(vs: Option<&[(String, GoValue)]>, results: bool) -> Line<'static> {
+fn values_line(vs: Option<&[(Name, GoValue)]>, results: bool) -> Line<'static> {
     let Some(vs) = vs else {
         return Line::default();
     };
