@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use probes_ebpf::points::Points;
 use probes_ebpf::{Call, Engine, Plan, Stats};
+use rustc_hash::FxHashMap;
 use symbols::Catalog;
 
 pub use crate::error::{OpenError, SetError};
@@ -116,9 +117,10 @@ pub struct Session {
     pub cat: Arc<Catalog>,
     bias: symbols::LoadBias,
     engine: Engine,
-    active: HashMap<usize, Active>,
+    /// Fast-hashed: two lookups per decoded call.
+    active: FxHashMap<usize, Active>,
     /// Engine probe id → (the probe's function, its member).
-    by_id: HashMap<u32, (usize, usize)>,
+    by_id: FxHashMap<u32, (usize, usize)>,
     next_number: u32,
     pub max_string: u16,
     /// What a uprobe hit costs here, measured at start-up; the error says why not.
@@ -158,8 +160,8 @@ impl Session {
             cat: Arc::new(cat),
             bias,
             engine,
-            active: HashMap::new(),
-            by_id: HashMap::new(),
+            active: FxHashMap::default(),
+            by_id: FxHashMap::default(),
             next_number: 1,
             max_string: 64,
             hit_cost,
