@@ -290,13 +290,12 @@ fn save_rows(s: &mut State) {
     let mut out = String::new();
     let mut n = 0;
     for r in s.shown_rows() {
-        let j = crate::format::call_json(
+        out += &crate::format::call_json(
             &r.row.call,
             s.fn_name(r.row.at),
             r.row.stack.as_ref(),
             s.clock_offset_ns,
         );
-        out += &serde_json::to_string(&j).unwrap_or_default();
         out.push('\n');
         n += 1;
     }
@@ -314,13 +313,12 @@ fn save_rows(s: &mut State) {
 fn copy_call(s: &mut State, seq: u64) {
     use base64::Engine as _;
     let Some(r) = s.row(seq) else { return };
-    let j = crate::format::call_json(
+    let text = crate::format::call_json(
         &r.row.call,
         s.fn_name(r.row.at),
         r.row.stack.as_ref(),
         s.clock_offset_ns,
     );
-    let text = serde_json::to_string(&j).unwrap_or_default();
     let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
     s.clipboard = Some(format!("\x1b]52;c;{b64}\x07"));
     s.info(format!("copied the call as JSON ({} bytes)", text.len()));

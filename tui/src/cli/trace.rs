@@ -10,7 +10,7 @@ use probes_ebpf::Stats;
 use serde_json::json;
 use symbols::Catalog;
 
-use crate::format::{call_json, call_line, describe_cost, fmt_ns};
+use crate::format::{call_line, describe_cost, fmt_ns, write_call_json};
 use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
 
 pub struct Options {
@@ -332,15 +332,12 @@ fn print_calls(
     clock_offset_ns: i64,
 ) -> bool {
     if as_json {
-        // Serialized into one buffer and written at once: serde_json writes a line in
-        // dozens of small pieces, each a call into the writer.
+        // Serialized into one buffer and written at once: a line is written in dozens
+        // of small pieces, each a call into a writer.
         let mut buf = Vec::with_capacity(rows.len() * 256);
         for r in rows.drain(..) {
             let name = &cat.functions[r.at].name;
-            let j = call_json(&r.call, name, r.stack.as_ref(), clock_offset_ns);
-            if serde_json::to_writer(&mut buf, &j).is_err() {
-                return false;
-            }
+            write_call_json(&mut buf, &r.call, name, r.stack.as_ref(), clock_offset_ns);
             buf.push(b'\n');
         }
         return out.write_all(&buf).is_ok();
