@@ -27,6 +27,19 @@ core::arch::global_asm!(
     "mov rax, rdi",
     "ret",
     ".size periscope_calib_stepped, . - periscope_calib_stepped",
+    // The kernel's cheapest uprobe: since 6.18 a probe on a 5-byte NOP is rewritten,
+    // at its first hit, into a call to a trampoline that enters the kernel by a system
+    // call instead of a breakpoint trap. Go code has such NOPs only as padding before
+    // loops, so few probe points can use it; it is measured for what it says of the
+    // floor (`make bench`).
+    ".p2align 4",
+    ".globl periscope_calib_nop5",
+    ".type periscope_calib_nop5,@function",
+    "periscope_calib_nop5:",
+    ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00",
+    "mov rax, rdi",
+    "ret",
+    ".size periscope_calib_nop5, . - periscope_calib_nop5",
     // A call of an empty function, as Go code makes one: R14 holds the goroutine (here
     // a fake `g` whose address comes in RDI), the callee's entry (`nop`) is emulated and
     // its RET single-stepped. A latency probe on the callee measures nothing but the
@@ -71,6 +84,7 @@ core::arch::global_asm!(
 unsafe extern "C" {
     fn periscope_calib_emulated(x: u64) -> u64;
     fn periscope_calib_stepped(x: u64) -> u64;
+    fn periscope_calib_nop5(x: u64) -> u64;
     fn periscope_calib_call(g: *const u64) -> u64;
     fn periscope_calib_empty();
     fn periscope_calib_call_stepped(g: *const u64) -> u64;
@@ -115,6 +129,9 @@ pub(crate) fn floor_calls(stepped: bool) {
 pub struct HitCost {
     pub emulated_ns: f64,
     pub stepped_ns: f64,
+    /// A hit on a 5-byte NOP, which kernels from 6.18 turn into a call and a system
+    /// call instead of a trap; on older kernels, an emulated hit.
+    pub nop5_ns: f64,
     /// What a latency probe measures for a call that takes no time: its own time
     /// between the entry's clock read and the return's (the median of FLOOR_CALLS).
     /// Subtracted from every latency.
@@ -124,11 +141,13 @@ pub struct HitCost {
     pub latency_floor_stepped_ns: f64,
 }
 
-/// The two calibration functions: (address, calls to time them with).
-pub(crate) fn targets() -> [(unsafe extern "C" fn(u64) -> u64, u64); 2] {
+/// The calibration functions, emulated, single-stepped and 5-byte NOP: (address, calls
+/// to time them with).
+pub(crate) fn targets() -> [(unsafe extern "C" fn(u64) -> u64, u64); 3] {
     [
         (periscope_calib_emulated, 3000),
         (periscope_calib_stepped, 600),
+        (periscope_calib_nop5, 3000),
     ]
 }
 

@@ -40,6 +40,7 @@ mod tests {
         let hc = HitCost {
             emulated_ns: 500.0,
             stepped_ns: 14_000.0,
+            nop5_ns: 500.0,
             latency_floor_ns: 600.0,
             latency_floor_stepped_ns: 6_000.0,
         };

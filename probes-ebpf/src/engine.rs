@@ -486,7 +486,7 @@ impl Engine {
     }
 
     fn calibrate_with(&mut self, id: u32) -> Result<HitCost, EngineError> {
-        let mut per_call = [0f64; 2];
+        let mut per_call = [0f64; 3];
         for (k, (f, n)) in crate::calibrate::targets().into_iter().enumerate() {
             let bare = crate::calibrate::time_per_call(f, n);
             self.attach_own(id, &[(own_offset(f as usize)?, u64::from(id))])?;
@@ -495,6 +495,7 @@ impl Engine {
         Ok(HitCost {
             emulated_ns: per_call[0],
             stepped_ns: per_call[1],
+            nop5_ns: per_call[2],
             latency_floor_ns: self.calibrate_floor(false)?,
             latency_floor_stepped_ns: self.calibrate_floor(true)?,
         })

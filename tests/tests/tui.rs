@@ -30,6 +30,7 @@ fn state() -> State {
     s.hit_cost = Some(probes_ebpf::HitCost {
         emulated_ns: 500.0,
         stepped_ns: 14_000.0,
+        nop5_ns: 500.0,
         latency_floor_ns: 600.0,
         latency_floor_stepped_ns: 6_000.0,
     });

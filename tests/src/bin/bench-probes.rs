@@ -50,6 +50,12 @@ fn main() {
             hc.emulated_ns,
         );
         row("floor: two of them (entry + return)", 2.0 * hc.emulated_ns);
+        // Below both: the kernel's cheapest uprobe, on a 5-byte NOP (6.18 enters the
+        // kernel there by a system call, not a trap). Go code has few such NOPs.
+        row(
+            "fastest uprobe: one hit on a 5-byte nop (call + syscall)",
+            hc.nop5_ns,
+        );
     }
     let mut results = Vec::new();
     for (what, args, n) in [
