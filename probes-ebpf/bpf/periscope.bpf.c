@@ -793,6 +793,18 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	return 0;
 }
 
+static __always_inline void account_time(struct psc_stats *st, __u64 t0, int head)
+{
+	__u64 dt = bpf_ktime_get_ns() - t0;
+	if (head) {
+		st->head_ns += dt;
+		st->head_hits++;
+	} else {
+		st->prog_ns += dt;
+		st->timed++;
+	}
+}
+
 SEC("uprobe")
 int periscope_probe(struct pt_regs *ctx)
 {
@@ -809,22 +821,23 @@ int periscope_probe(struct pt_regs *ctx)
 		return 0;
 	/* The program's own time on this probe: user space adds it to the measured cost
 	 * of the hits themselves to show what the probe costs the target. Reading the clock
-	 * twice costs ~0.3 µs a hit in a VM, so one hit in PSC_TIME_EVERY (per CPU) is
-	 * timed; user space scales their average to all hits (counting `timed` rather than
-	 * multiplying keeps one cold first hit from counting sixteen times). */
+	 * twice costs ~0.3 µs a hit in a VM, so after the first PSC_TIME_HEAD hits (per
+	 * CPU), all timed and summed apart, one hit in PSC_TIME_EVERY is timed and user
+	 * space scales their average to the rest. The first hits run cold (several µs);
+	 * sampled, they would stand for sixteen hits each, and a probe on a function
+	 * called twenty times would show many times its real cost. */
 	if (cookie & PSC_COOKIE_STEPPED)
 		st->stepped_hits++;
 	__u64 seen = st->hits + st->ret_hits + st->morestack;
-	int timed = (seen & (PSC_TIME_EVERY - 1)) == 0;
+	int head = seen < PSC_TIME_HEAD;
+	int timed = head || (seen & (PSC_TIME_EVERY - 1)) == 0;
 	__u64 t0 = timed ? bpf_ktime_get_ns() : 0;
 	/* At the stack check's jbe: CF or ZF set means the branch to morestack is taken
 	 * and the call will come back through this check on a bigger stack. */
 	if (point == PSC_POINT_ENTRY_JBE && (ctx->eflags & (EFLAGS_CF | EFLAGS_ZF))) {
 		st->morestack++;
-		if (timed) {
-			st->prog_ns += bpf_ktime_get_ns() - t0;
-			st->timed++;
-		}
+		if (timed)
+			account_time(st, t0, head);
 		return 0;
 	}
 	struct scratch *sc = bpf_map_lookup_elem(&psc_scratch, &zero);
@@ -839,9 +852,7 @@ int periscope_probe(struct pt_regs *ctx)
 	} else {
 		on_entry(ctx, &f, p, id, st, sc, at_call);
 	}
-	if (timed) {
-		st->prog_ns += bpf_ktime_get_ns() - t0;
-		st->timed++;
-	}
+	if (timed)
+		account_time(st, t0, head);
 	return 0;
 }

@@ -22,6 +22,7 @@
 #define PSC_STACK_DEPTH 64 /* frames of a captured stack */
 #define PSC_STACKS 16384   /* distinct stacks kept (a stack-trace map) */
 #define PSC_TIME_EVERY 16   /* time one probe hit in this many (a power of two) */
+#define PSC_TIME_HEAD 64    /* ...after timing each of a probe's first hits (per CPU) */
 
 /* Attach cookie: probe id in the low 32 bits, point kind in the next 8, then flags. */
 enum psc_point {
@@ -168,11 +169,13 @@ struct psc_stats {
 	__u64 returns;     /* calls that completed at a RET */
 	__u64 matched;     /* calls whose condition held: the sampling sequence */
 	__u64 ret_hits;    /* every hit of a RET point, paired or not (each is a cost) */
-	__u64 prog_ns;     /* time this program spent on the timed hits (one in PSC_TIME_EVERY) */
+	__u64 prog_ns;     /* time this program spent on the timed hits after the head (one in PSC_TIME_EVERY) */
 	__u64 timed;       /* hits timed: prog_ns / timed is the program's time a hit */
 	__u64 unwatched;   /* calls entered while the budget had the return points detached */
 	__u64 unrecorded;  /* unwatched calls with nothing to record (latency, result conditions) */
 	__u64 stepped_hits; /* hits of points the kernel single-steps (priced apart) */
+	__u64 head_ns;     /* time on each of the first PSC_TIME_HEAD hits, all timed */
+	__u64 head_hits;   /* how many those were */
 };
 
 struct psc_pending_key {

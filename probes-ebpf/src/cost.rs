@@ -73,4 +73,28 @@ mod tests {
         assert_eq!(overhead_pct(1e6, 1e8 as u64), Some(1.0));
         assert_eq!(overhead_pct(1e6, 0), None);
     }
+
+    #[test]
+    fn the_first_hits_count_once_each() {
+        // Twenty calls, every hit in the head: one cold hit of 30 µs and 39 of 500 ns
+        // cost what they cost, not 30 µs scaled up as a sample.
+        let few = Stats {
+            hits: 20,
+            ret_hits: 20,
+            head_ns: 30_000 + 39 * 500,
+            head_hits: 40,
+            ..Default::default()
+        };
+        assert_eq!(few.prog_ns_all(), 49_500.0);
+        // Past the head, the samples' average stands for the rest.
+        let many = Stats {
+            hits: 1064,
+            head_ns: 64_000,
+            head_hits: 64,
+            prog_ns: 30_000,
+            timed: 60,
+            ..Default::default()
+        };
+        assert_eq!(many.prog_ns_all(), 64_000.0 + 500.0 * 1000.0);
+    }
 }

@@ -125,9 +125,13 @@ pub struct Stats {
     pub unpaired: u64,
     pub returns: u64,
     pub ret_hits: u64,
-    /// The BPF program's time on the timed hits (one in 16), and how many those were.
+    /// The BPF program's time on the timed hits after the head (one in 16), and how
+    /// many those were.
     pub prog_ns: u64,
     pub timed: u64,
+    /// Its time on each of the first hits (per CPU), all timed, and how many.
+    pub head_ns: u64,
+    pub head_hits: u64,
     pub unwatched: u64,
     pub unrecorded: u64,
     pub stepped_hits: u64,
@@ -147,6 +151,8 @@ impl From<&psc_stats> for Stats {
             ret_hits: s.ret_hits,
             prog_ns: s.prog_ns,
             timed: s.timed,
+            head_ns: s.head_ns,
+            head_hits: s.head_hits,
             unwatched: s.unwatched,
             unrecorded: s.unrecorded,
             stepped_hits: s.stepped_hits,
@@ -169,16 +175,27 @@ impl Stats {
             ret_hits: self.ret_hits + s.ret_hits,
             prog_ns: self.prog_ns + s.prog_ns,
             timed: self.timed + s.timed,
+            head_ns: self.head_ns + s.head_ns,
+            head_hits: self.head_hits + s.head_hits,
             unwatched: self.unwatched + s.unwatched,
             unrecorded: self.unrecorded + s.unrecorded,
             stepped_hits: self.stepped_hits + s.stepped_hits,
         }
     }
 
-    /// The BPF program's time on all hits: the timed hits' average, times the hits.
+    /// The BPF program's time on all hits: the head's as measured, and the sampled
+    /// hits' average times the hits after the head.
     pub fn prog_ns_all(&self) -> f64 {
         let all = self.hits + self.morestack + self.ret_hits;
-        self.prog_ns as f64 * all as f64 / self.timed.max(1) as f64
+        let rest = all.saturating_sub(self.head_hits);
+        let avg = if self.timed > 0 {
+            self.prog_ns as f64 / self.timed as f64
+        } else if self.head_hits > 0 {
+            self.head_ns as f64 / self.head_hits as f64
+        } else {
+            0.0
+        };
+        self.head_ns as f64 + avg * rest as f64
     }
 
     /// Calls entered and not yet accounted for: running now, or never returned through

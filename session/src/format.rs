@@ -77,8 +77,10 @@ pub fn call_line(c: &Call, func: &str, offset_ns: i64) -> String {
         wall_clock(c.ts_ns, offset_ns, 6),
         c.goid
     );
-    if let Some(a) = &c.args {
-        s += &join(a);
+    // Arguments the probe was not asked for are not "no arguments".
+    match &c.args {
+        Some(a) => s += &join(a),
+        None => s += "…",
     }
     s += ")";
     if let Some(r) = &c.ret {

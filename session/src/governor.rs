@@ -651,6 +651,8 @@ fn delta(now: &Stats, then: &Stats) -> Stats {
         ret_hits: now.ret_hits.saturating_sub(then.ret_hits),
         prog_ns: now.prog_ns.saturating_sub(then.prog_ns),
         timed: now.timed.saturating_sub(then.timed),
+        head_ns: now.head_ns.saturating_sub(then.head_ns),
+        head_hits: now.head_hits.saturating_sub(then.head_hits),
         stepped_hits: now.stepped_hits.saturating_sub(then.stepped_hits),
         ..Stats::default()
     }
