@@ -260,11 +260,17 @@ impl Decoder<'_> {
                 covered.add(o, b.len());
             }
         }
+        // What a location leaves out: a float register, which no uprobe can read, or
+        // a value held at the probe point but outside the stack window it reads.
+        let in_xmm = t.loc.pieces.iter().any(|p| matches!(p.loc, Loc::Xmm(_)));
         let img = Image {
             bytes: std::borrow::Cow::Borrowed(bytes),
             avail: covered.into_avail(),
-            // Held at the probe point but outside the stack window it reads.
-            why: Missing::Budget,
+            why: if in_xmm {
+                Missing::FloatRegister
+            } else {
+                Missing::Budget
+            },
         };
         self.value(sec, &t.node, &img)
     }
@@ -278,7 +284,7 @@ impl Decoder<'_> {
                 img.u64_at(n.off, size).map(|v| int(v, size, *signed))
             }
             How::Word { size } => img.u64_at(n.off, u64::from(*size)).map(GoValue::Word),
-            How::Float => Err(Missing::FloatRegister),
+            How::Float { size, complex } => float(img, n.off, *size, *complex),
             How::Opaque => Err(Missing::UnknownType),
             How::Missing(m) => Err(*m),
             How::Addr => word(n.off).map(|a| {
@@ -431,9 +437,16 @@ impl Decoder<'_> {
                 Some(int(v, size, *signed))
             }),
             Some((Kind::Bool, _)) => data.map(|b| GoValue::Bool(b.first() != Some(&0))),
+            Some((Kind::Float, size @ (4 | 8))) => {
+                data.and_then(|b| float(&Image::read(b), 0, size as u8, false).ok())
+            }
             // No DWARF link: the descriptor's reflect.Kind still says how to read it.
             None => match self.cat.runtime_type_kind(link) {
                 Some(24) => string(),
+                // reflect.Float32, reflect.Float64.
+                Some(k @ (13 | 14)) => data.and_then(|b| {
+                    float(&Image::read(b), 0, if k == 13 { 4 } else { 8 }, false).ok()
+                }),
                 Some(k @ 1..=12) => data.and_then(|b| {
                     let size = match k {
                         1 | 3 | 8 => 1,
@@ -455,6 +468,32 @@ impl Decoder<'_> {
         Ok(GoValue::Iface {
             ty,
             value: value.map(Box::new),
+        })
+    }
+}
+
+/// A float or complex number from its bytes (IEEE 754, little-endian).
+fn float(img: &Image, off: u64, size: u8, complex: bool) -> Result<GoValue, Missing> {
+    let one = |at: u64, size: u64| -> Result<f64, Missing> {
+        let bits = img.u64_at(at, size)?;
+        Ok(if size == 4 {
+            f64::from(f32::from_bits(bits as u32))
+        } else {
+            f64::from_bits(bits)
+        })
+    };
+    let size = u64::from(size);
+    if complex {
+        let half = size / 2;
+        Ok(GoValue::Complex {
+            re: one(off, half)?,
+            im: one(off + half, half)?,
+            single: half == 4,
+        })
+    } else {
+        Ok(GoValue::Float {
+            v: one(off, size)?,
+            single: size == 4,
         })
     }
 }

@@ -46,8 +46,13 @@ pub enum How {
     Word {
         size: u8,
     },
-    /// Floats and complex numbers: XMM registers, which a uprobe cannot read.
-    Float,
+    /// A float (4 or 8 bytes) or a complex number (8 or 16: two floats). Read from
+    /// memory or the stack like any value; in an XMM register (where the register ABI
+    /// passes them) it cannot be read by a uprobe.
+    Float {
+        size: u8,
+        complex: bool,
+    },
     /// A type DWARF does not describe.
     Opaque,
     /// Known to be missing before anything is read.
@@ -261,7 +266,14 @@ impl<'a> Builder<'a> {
                     size: t.size.clamp(1, 8) as u8,
                 },
             },
-            Kind::Float | Kind::Complex => How::Float,
+            Kind::Float => How::Float {
+                size: t.size.clamp(1, 8) as u8,
+                complex: false,
+            },
+            Kind::Complex => How::Float {
+                size: t.size.clamp(2, 16) as u8,
+                complex: true,
+            },
             Kind::Opaque => How::Opaque,
             Kind::Chan | Kind::Func | Kind::UnsafePointer | Kind::Pointer(None) => How::Addr,
             Kind::String => {
@@ -423,7 +435,7 @@ fn renumber(n: &mut Node, slot: &[Read]) {
         | How::Int { .. }
         | How::Word { .. }
         | How::Missing(_)
-        | How::Float
+        | How::Float { .. }
         | How::Opaque
         | How::Addr => {}
     }

@@ -15,6 +15,16 @@ pub enum GoValue {
     /// A stripped binary's argument word (no type known): hex in text, as in a Go
     /// traceback, a number in JSON.
     Word(u64),
+    /// A float32 (`single`) or float64 read from memory or the stack.
+    Float {
+        v: f64,
+        single: bool,
+    },
+    Complex {
+        re: f64,
+        im: f64,
+        single: bool,
+    },
     Str {
         s: String,
         truncated: bool,
@@ -47,7 +57,7 @@ pub enum Missing {
     Depth,
     /// Past the bytes one read may take (a pointed-to struct over 512 bytes).
     TooLong,
-    /// Floats live in XMM registers, which a uprobe cannot read.
+    /// Float arguments and results live in XMM registers, which a uprobe cannot read.
     FloatRegister,
     /// DWARF does not say what it is.
     UnknownType,
@@ -83,6 +93,9 @@ impl Serialize for GoValue {
             GoValue::Bool(b) => s.serialize_bool(*b),
             GoValue::Int(i) => s.serialize_i64(*i),
             GoValue::Uint(u) | GoValue::Word(u) => s.serialize_u64(*u),
+            // JSON has no NaN or infinity (serde_json would write null, a made-up nil).
+            GoValue::Float { v, .. } if v.is_finite() => s.serialize_f64(*v),
+            GoValue::Float { .. } | GoValue::Complex { .. } => s.collect_str(&self.render()),
             GoValue::Str { s: text, truncated } => {
                 if *truncated {
                     s.collect_str(&format_args!("{text}…"))
@@ -162,6 +175,12 @@ impl GoValue {
             GoValue::Int(i) => i.to_string(),
             GoValue::Uint(u) => u.to_string(),
             GoValue::Word(w) => format!("{w:#x}"),
+            GoValue::Float { v, single } => go_float(*v, *single),
+            GoValue::Complex { re, im, single } => {
+                let im = go_float(*im, *single);
+                let sign = if im.starts_with(['-', '+']) { "" } else { "+" };
+                format!("({}{sign}{im}i)", go_float(*re, *single))
+            }
             GoValue::Str { s, truncated } => {
                 format!("{:?}{}", s, if *truncated { "…" } else { "" })
             }
@@ -189,5 +208,81 @@ impl GoValue {
             GoValue::NotCaptured(why) => format!("‹not captured: {}›", why.as_str()),
             GoValue::Fault(a) => format!("‹not captured: fault at {a:#x}›"),
         }
+    }
+}
+
+/// A float as Go's `%v` prints it (strconv's 'g' at the shortest precision): the
+/// shortest digits that read back the same value (a float32's as a float32), in
+/// exponent form when the exponent is under -4 or at least 6 (`1e+06`, `1.5e-05`),
+/// else plain (`123456`, `0.0001`).
+pub fn go_float(v: f64, single: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let sci = if single {
+        format!("{:e}", v as f32)
+    } else {
+        format!("{v:e}")
+    };
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if v != 0.0 && !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    } else if single {
+        format!("{}", v as f32)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_as_go_prints_them() {
+        // What `fmt.Printf("%v|", v)` printed for these with Go 1.27.
+        let f64s = [
+            0.0,
+            1.0,
+            -1.5,
+            123456.0,
+            1234567.0,
+            1e6,
+            1e20,
+            1e21,
+            0.0001,
+            0.00001,
+            1.0 / 3.0,
+            3.14159,
+            -2.5e-7,
+            f64::MAX,
+            5e-324,
+            100000.0,
+            999999.0,
+            12345678.9,
+            -0.0,
+        ];
+        let got: Vec<String> = f64s.iter().map(|&v| go_float(v, false)).collect();
+        assert_eq!(
+            got.join("|"),
+            "0|1|-1.5|123456|1.234567e+06|1e+06|1e+20|1e+21|0.0001|1e-05|0.3333333333333333|3.14159|-2.5e-07|1.7976931348623157e+308|5e-324|100000|999999|1.23456789e+07|-0"
+        );
+        let f32s = [0.1f32, 1.0 / 3.0, 16777216.0, 1e6, 3.4e38];
+        let got: Vec<String> = f32s.iter().map(|&v| go_float(v.into(), true)).collect();
+        assert_eq!(got.join("|"), "0.1|0.33333334|1.6777216e+07|1e+06|3.4e+38");
+        let c = |re: f64, im: f64, single| GoValue::Complex { re, im, single }.render();
+        assert_eq!(c(1.0, 2.0, false), "(1+2i)");
+        assert_eq!(c(1.5, -2.0, false), "(1.5-2i)");
+        assert_eq!(c(0.1f32.into(), 1e7, true), "(0.1+1e+07i)");
+        // JSON: finite floats as numbers; what JSON cannot hold as Go prints it.
+        let j = |v| serde_json::to_string(&GoValue::Float { v, single: false }).unwrap();
+        assert_eq!(j(2.5), "2.5");
+        assert_eq!(j(f64::NAN), "\"NaN\"");
+        assert_eq!(j(f64::NEG_INFINITY), "\"-Inf\"");
     }
 }

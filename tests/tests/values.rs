@@ -71,6 +71,7 @@ fn trace_run(fx: &mut FixtureProc, extra: &[&str]) -> (Vec<Value>, Vec<Value>) {
         "main.Ten",
         "main.(*Mux).Serve",
         "main.Hold",
+        "main.Gauge",
     ]);
     periscope_tests::trace_calls(fx, &args, "run 3")
 }
@@ -118,6 +119,9 @@ fn values_are_the_programs_own_or_marked_not_captured() {
             );
             // Interfaces inside a struct: dynamic type and value, as at the top.
             assert_eq!(got[4]["args"], record[4]["args"], "{what}");
+            // Floats in memory are read (a float64, a float32, a complex128, and one
+            // inside an interface); the float argument is in an XMM register.
+            assert_eq!(got[5]["args"], record[5]["args"], "{what}");
             assert!(marked >= 5, "{what}");
         }
     }
@@ -134,6 +138,14 @@ fn capture_paths_are_read_first_and_followed_through_pointers() {
         .filter(|(g, _)| g["func"] == "main.(*Mux).Serve")
         .collect();
     assert_eq!(serve.len(), 3, "{got:?}");
+    // `m.Prefix` names a field of Serve's `m`; Gauge's `m` has none, and Gauge is
+    // traced as without the path.
+    let gauge: Vec<&Value> = got.iter().filter(|g| g["func"] == "main.Gauge").collect();
+    assert_eq!(gauge.len(), 3, "{got:?}");
+    assert!(
+        gauge.iter().all(|g| g["args"]["m"]["Label"] == "gauge"),
+        "{gauge:?}"
+    );
     for (g, w) in serve {
         assert_eq!(
             g["args"]["r"]["URL"]["Path"], w["args"]["r"]["URL"]["Path"],

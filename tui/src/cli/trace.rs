@@ -58,6 +58,7 @@ pub fn run(opts: Options) -> Result<()> {
     session.set_budget(opts.budget);
     let cat = Arc::clone(&session.cat);
     let mut order = Vec::new();
+    let mut followed = std::collections::HashSet::new();
     for spec in &opts.probes {
         let (name, cond) = split_probe(spec);
         if cond == Some("") {
@@ -68,8 +69,21 @@ pub fn run(opts: Options) -> Result<()> {
         if order.contains(&func) {
             bail!("{name} is given twice: combine its conditions with || in one probe");
         }
+        // One `--capture` list serves every probe: each takes the paths that name its
+        // own values (`r.URL.Path` for a handler, not for a function whose `r` is an
+        // io.Reader); a path no probe can follow is refused below.
+        let f = &cat.functions[func];
+        let paths: Vec<String> = opts
+            .spec
+            .paths
+            .iter()
+            .filter(|p| probes_ebpf::condition::capture_path(&cat, f, p).is_ok())
+            .cloned()
+            .collect();
+        followed.extend(paths.iter().cloned());
         let settings = ProbeSpec {
             condition: cond.map(String::from),
+            paths,
             ..opts.spec.clone()
         };
         let set = session
@@ -90,13 +104,28 @@ pub fn run(opts: Options) -> Result<()> {
         }
         order.push(func);
     }
-    for path in &opts.spec.paths {
+    for path in opts.spec.paths.iter().filter(|p| !followed.contains(*p)) {
         let root = probes_ebpf::plan::path_root(path);
-        if !order
+        // Say why with the first probe that has the path's first name.
+        match order
             .iter()
-            .any(|&f| cat.functions[f].value(root).is_some())
+            .map(|&f| &cat.functions[f])
+            .find(|f| f.value(root).is_some())
         {
-            bail!("--capture {path}: no probed function has a parameter or result `{root}`");
+            Some(f) => match probes_ebpf::condition::capture_path(&cat, f, path) {
+                Err(e) => bail!(
+                    "--capture `{}`, column {}: {} (in {})",
+                    probes_ebpf::error::shorten(&e.text),
+                    e.column,
+                    e.msg,
+                    f.name
+                ),
+                // Followed by a probe of the same name (a generic's other shapes).
+                Ok(_) => {}
+            },
+            None => {
+                bail!("--capture {path}: no probed function has a parameter or result `{root}`")
+            }
         }
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
