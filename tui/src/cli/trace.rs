@@ -107,25 +107,22 @@ pub fn run(opts: Options) -> Result<()> {
     for path in opts.spec.paths.iter().filter(|p| !followed.contains(*p)) {
         let root = probes_ebpf::plan::path_root(path);
         // Say why with the first probe that has the path's first name.
-        match order
+        let Some(f) = order
             .iter()
             .map(|&f| &cat.functions[f])
             .find(|f| f.value(root).is_some())
-        {
-            Some(f) => match probes_ebpf::condition::capture_path(&cat, f, path) {
-                Err(e) => bail!(
-                    "--capture `{}`, column {}: {} (in {})",
-                    probes_ebpf::error::shorten(&e.text),
-                    e.column,
-                    e.msg,
-                    f.name
-                ),
-                // Followed by a probe of the same name (a generic's other shapes).
-                Ok(_) => {}
-            },
-            None => {
-                bail!("--capture {path}: no probed function has a parameter or result `{root}`")
-            }
+        else {
+            bail!("--capture {path}: no probed function has a parameter or result `{root}`")
+        };
+        // Ok: followed by a probe of the same name (a generic's other shapes).
+        if let Err(e) = probes_ebpf::condition::capture_path(&cat, f, path) {
+            bail!(
+                "--capture `{}`, column {}: {} (in {})",
+                probes_ebpf::error::shorten(&e.text),
+                e.column,
+                e.msg,
+                f.name
+            );
         }
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
