@@ -94,6 +94,8 @@ impl Serialize for GoValue {
             GoValue::Int(i) => s.serialize_i64(*i),
             GoValue::Uint(u) | GoValue::Word(u) => s.serialize_u64(*u),
             // JSON has no NaN or infinity (serde_json would write null, a made-up nil).
+            // A float32 in its own shortest digits (0.1, not 0.10000000149011612).
+            GoValue::Float { v, single: true } if v.is_finite() => s.serialize_f32(*v as f32),
             GoValue::Float { v, .. } if v.is_finite() => s.serialize_f64(*v),
             GoValue::Float { .. } | GoValue::Complex { .. } => s.collect_str(&self.render()),
             GoValue::Str { s: text, truncated } => {
@@ -283,6 +285,11 @@ mod tests {
         // JSON: finite floats as numbers; what JSON cannot hold as Go prints it.
         let j = |v| serde_json::to_string(&GoValue::Float { v, single: false }).unwrap();
         assert_eq!(j(2.5), "2.5");
+        let single = GoValue::Float {
+            v: 0.1f32.into(),
+            single: true,
+        };
+        assert_eq!(serde_json::to_string(&single).unwrap(), "0.1");
         assert_eq!(j(f64::NAN), "\"NaN\"");
         assert_eq!(j(f64::NEG_INFINITY), "\"-Inf\"");
     }
