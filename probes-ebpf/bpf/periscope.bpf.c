@@ -232,6 +232,25 @@ static __always_inline __s64 sign_extend(__u64 v, __u8 width)
 	return (__s64)v;
 }
 
+/* A float32's or float64's bits mapped so that unsigned order is the floats' order:
+ * negatives (sign set) reversed below the positives, -0 as 0. *nan for a NaN, which Go
+ * finds unequal to everything, itself included. Compiled constants go through the
+ * same mapping in user space (condition/compile.rs: float_key). */
+static __always_inline __u64 float_key(__u64 bits, __u8 width, int *nan)
+{
+	if (width == 4) {
+		__u32 b = (__u32)bits;
+		*nan = (b & 0x7fffffff) > 0x7f800000;
+		if ((b & 0x7fffffff) == 0)
+			b = 0;
+		return (b >> 31) ? (__u32)~b : (b | 0x80000000u);
+	}
+	*nan = (bits & 0x7fffffffffffffffull) > 0x7ff0000000000000ull;
+	if ((bits << 1) == 0)
+		bits = 0;
+	return (bits >> 63) ? ~bits : (bits | (1ull << 63));
+}
+
 __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 {
 	int ok = 1, r = 0;
@@ -250,6 +269,25 @@ __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 		return 0;
 	}
 	__u64 v = eval_word(f, &a->a, &ok);
+	if (a->kind == PSC_ATOM_FLOAT) {
+		/* No floating point here: compare order-preserving keys of the bits. */
+		if (!ok)
+			return 0;
+		int nan;
+		__u64 key = float_key(v, a->a.width, &nan);
+		if (nan)
+			return a->cmp == PSC_NE;
+		__u64 c = (__u64)a->value;
+		switch (a->cmp) {
+		case PSC_EQ: return key == c;
+		case PSC_NE: return key != c;
+		case PSC_LT: return key < c;
+		case PSC_LE: return key <= c;
+		case PSC_GT: return key > c;
+		case PSC_GE: return key >= c;
+		}
+		return 0;
+	}
 	if (a->kind == PSC_ATOM_INT) {
 		if (!ok && (a->is_signed & PSC_ATOM_NIL_IS_ZERO))
 			v = 0;

@@ -64,13 +64,16 @@ struct psc_op {
 };
 
 /* LATENCY compares the call's latency (ns, at the return) with `value`; STR_ORDER
- * compares a string with `str` byte-wise, as Go orders strings. */
+ * compares a string with `str` byte-wise, as Go orders strings; FLOAT compares a
+ * float32 or float64 (the word's width) with `value`, the constant's ordered key (see
+ * the program's float_key), as Go compares floats: NaN unequal to everything. */
 enum psc_atom_kind {
 	PSC_ATOM_INT = 0,
 	PSC_ATOM_STR_EQ = 1,
 	PSC_ATOM_STR_PREFIX = 2,
 	PSC_ATOM_LATENCY = 3,
 	PSC_ATOM_STR_ORDER = 4,
+	PSC_ATOM_FLOAT = 5,
 };
 enum psc_cmp { PSC_EQ = 0, PSC_NE = 1, PSC_LT = 2, PSC_LE = 3, PSC_GT = 4, PSC_GE = 5 };
 

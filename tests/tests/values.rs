@@ -188,6 +188,38 @@ fn capture_paths_are_read_first_and_followed_through_pointers() {
     assert!(err.contains("has no field `Nope`"), "{err}");
 }
 
+#[test]
+fn conditions_compare_floats_read_from_memory() {
+    for tc in periscope_tests::toolchains() {
+        let mut fx = FixtureProc::start(&fixture("values", &tc, Variant::Plain));
+        // A float64 field, and a float32 one against a constant Go would convert to
+        // float32 (0.1 is not exact in either width).
+        let cond = "main.Gauge if m.Celsius > 1.5 || m.Ratio == 0.1";
+        let (got, record) =
+            periscope_tests::trace_calls(&mut fx, &["--json", "--args", cond], "run 3");
+        let want: Vec<&Value> = record
+            .iter()
+            .filter(|r| r["func"] == "main.Gauge")
+            .filter(|r| {
+                let m = &r["args"]["m"];
+                m["Celsius"].as_f64().unwrap() > 1.5 || m["Ratio"].as_f64() == Some(0.1)
+            })
+            .collect();
+        assert_eq!(want.len(), 2, "{}: the fixture's rounds changed", tc.label);
+        let got_m: Vec<&Value> = got.iter().map(|g| &g["args"]["m"]).collect();
+        let want_m: Vec<&Value> = want.iter().map(|w| &w["args"]["m"]).collect();
+        assert_eq!(got_m, want_m, "{}", tc.label);
+        // The float argument is in an XMM register: refused, and said why.
+        let out = std::process::Command::new(periscope_tests::periscope())
+            .args(["trace", "-p", &fx.pid.to_string(), "main.Gauge if f > 1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("XMM register"), "{}: {err}", tc.label);
+    }
+}
+
 /// Functions named by `periscope list BIN REGEX --json`, with their entry addresses.
 fn listed(bin: &std::path::Path, regex: &str) -> Vec<(String, String, u64)> {
     let out = std::process::Command::new(periscope_tests::periscope())

@@ -426,10 +426,30 @@ impl<'a> Compiler<'a> {
                 let w = self.word(&place, 8, col)?;
                 self.push_atom(int_atom(&w, o.wire(), 0, false, place.section), col)
             }
-            (Kind::Float | Kind::Complex, _) => Err(self.err(
+            // A float in memory or on the stack (one in an XMM register cannot be read:
+            // `word` says so). Go converts the constant to the field's type.
+            (Kind::Float, _) => {
+                let c = match lit {
+                    Tok::Int(v) => *v as f64,
+                    Tok::Float(v) => *v,
+                    _ => return Err(mismatch(self, "and compares with a number (1.5, 30)")),
+                };
+                let w = self.word(&place, t.size.clamp(4, 8) as u8, col)?;
+                let a = psc_atom {
+                    a: w.to_wire(),
+                    kind: PSC_ATOM_FLOAT as u8,
+                    cmp: o.wire() as u8,
+                    section: place.section,
+                    value: float_key(c, t.size.clamp(4, 8) as u8) as i64,
+                    ..Default::default()
+                };
+                self.push_atom(a, col)
+            }
+            (Kind::Complex, _) => Err(self.err(
                 col,
-                format!("{name} is a float: floats are not supported in conditions"),
+                format!("{name} is a complex number: they are not supported in conditions"),
             )),
+            (_, Tok::Float(_)) => Err(mismatch(self, "and this is a float")),
             (_, Tok::Str(_)) => Err(mismatch(self, "and this is a string")),
             (_, Tok::Int(_)) => Err(mismatch(self, "and this is a number")),
             (_, Tok::Duration(_)) => Err(mismatch(
@@ -461,6 +481,25 @@ fn int_atom(w: &Word, cmp: u32, value: i64, signed: bool, section: u8) -> psc_at
     }
 }
 
+/// A float's bits mapped so that unsigned order is the floats' order (negatives
+/// reversed below the positives; -0 is 0), in the float's own width: what the BPF
+/// program's float_key computes from the value it reads.
+pub(crate) fn float_key(v: f64, width: u8) -> u64 {
+    if width == 4 {
+        let mut b = (v as f32).to_bits();
+        if b & 0x7fff_ffff == 0 {
+            b = 0;
+        }
+        u64::from(if b >> 31 == 1 { !b } else { b | 0x8000_0000 })
+    } else {
+        let mut b = v.to_bits();
+        if b << 1 == 0 {
+            b = 0;
+        }
+        if b >> 63 == 1 { !b } else { b | 1 << 63 }
+    }
+}
+
 fn int_range(size: u64, signed: bool) -> (i128, i128) {
     let bits = (size.clamp(1, 8) * 8) as u32;
     if signed {
@@ -482,5 +521,38 @@ fn word_as_uint(k: Kind) -> Kind {
     match k {
         Kind::Word => Kind::Int { signed: false },
         k => k,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::float_key;
+
+    #[test]
+    fn float_keys_order_as_the_floats_do() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -1.0,
+            -5e-324,
+            0.0,
+            5e-324,
+            0.1,
+            1.0,
+            2.25,
+            1e300,
+            f64::INFINITY,
+        ];
+        for width in [4u8, 8] {
+            let keys: Vec<u64> = xs.iter().map(|&x| float_key(x, width)).collect();
+            // float32 rounds the tiny ones to ±0, which compare equal.
+            assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{width}: {keys:x?}");
+            assert_eq!(float_key(-0.0, width), float_key(0.0, width));
+        }
+        let keys: Vec<u64> = xs.iter().map(|&x| float_key(x, 8)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:x?}");
+        // A float32 field compared with 0.1 compares with float32(0.1), as Go does.
+        assert_eq!(float_key(0.1, 4), float_key(f64::from(0.1f32), 4));
     }
 }

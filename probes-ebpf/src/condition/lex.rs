@@ -5,6 +5,8 @@ use crate::error::ConditionError;
 pub(super) enum Tok {
     Ident(String),
     Int(i128),
+    /// `1.5`, `2e3`, `-0.25`: compared with float fields.
+    Float(f64),
     /// `50ms`, `1.5s`, `200us`: nanoseconds.
     Duration(u64),
     Str(String),
@@ -54,17 +56,30 @@ pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
         {
             let s = i;
             i += 1;
-            // Letters for hex and duration units, a point for `1.5s`, `µ` for `µs`.
+            // Letters for hex and duration units, a point for `1.5s`, `µ` for `µs`, a
+            // sign after an exponent's `e` (`2.5e-3`).
             while i < b.len()
                 && (b[i].is_ascii_alphanumeric()
                     || b[i] == 'µ'
-                    || (b[i] == '.' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())))
+                    || (b[i] == '.' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+                    || ((b[i] == '-' || b[i] == '+')
+                        && matches!(b[i - 1], 'e' | 'E')
+                        && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())
+                        && !b[s..i].contains(&'x')))
             {
                 i += 1;
             }
             let lit: String = b[s..i].iter().collect();
             if let Some(ns) = duration(&lit) {
                 out.push((Tok::Duration(ns), col));
+                continue;
+            }
+            let hex = lit.contains("0x");
+            if !hex && lit.contains(['.', 'e', 'E']) {
+                let v: f64 = lit
+                    .parse()
+                    .map_err(|_| err(col, format!("`{lit}` is not a number")))?;
+                out.push((Tok::Float(v), col));
                 continue;
             }
             let (neg, digits) = match lit.strip_prefix('-') {
@@ -144,6 +159,16 @@ mod tests {
         assert_eq!(t[6].0, Tok::Duration(2_000_000_000));
         assert_eq!(t[10].0, Tok::Duration(300_000));
         assert!(lex("x > 5parsecs").is_err());
+    }
+
+    #[test]
+    fn floats_are_numbers_with_a_point_or_an_exponent() {
+        let t = lex("x > 1.5 && y < -2.5e-3 || z == 2e3 || w == 0x1e").unwrap();
+        assert_eq!(t[2].0, Tok::Float(1.5));
+        assert_eq!(t[6].0, Tok::Float(-2.5e-3));
+        assert_eq!(t[10].0, Tok::Float(2e3));
+        assert_eq!(t[14].0, Tok::Int(0x1e));
+        assert!(lex("x > 1.5.2").is_err());
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl<'a> Parser<'a> {
             self.i += 1;
             let t = self.peek().clone();
             match t {
-                Tok::Int(_) | Tok::Duration(_) | Tok::Str(_) | Tok::Ident(_) => {
+                Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Str(_) | Tok::Ident(_) => {
                     let c = self.col();
                     self.i += 1;
                     Some((t, c))
