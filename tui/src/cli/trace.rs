@@ -370,14 +370,9 @@ fn print_calls(
     }
     for r in rows.drain(..) {
         let name = &cat.functions[r.at].name;
-        let ok =
-            writeln!(out, "{}", call_line(&r.call, name, clock_offset_ns)).and_then(|()| match &r
-                .stack
-            {
-                Some(s) => write!(out, "{}", crate::format::stack_lines(s)),
-                None => Ok(()),
-            });
-        if ok.is_err() {
+        let line = call_line(&r.call, name, clock_offset_ns);
+        let stack = r.stack.as_ref().map(crate::format::stack_lines);
+        if write!(out, "{line}\n{}", stack.unwrap_or_default()).is_err() {
             return false;
         }
     }
