@@ -251,23 +251,27 @@ static __always_inline __u64 float_key(__u64 bits, __u8 width, int *nan)
 	return (bits >> 63) ? ~bits : (bits | (1ull << 63));
 }
 
+/* An unsigned comparison by its psc_cmp: latencies, unsigned integers, float keys. */
+static __always_inline int cmp_u64(__u8 cmp, __u64 v, __u64 c)
+{
+	switch (cmp) {
+	case PSC_EQ: return v == c;
+	case PSC_NE: return v != c;
+	case PSC_LT: return v < c;
+	case PSC_LE: return v <= c;
+	case PSC_GT: return v > c;
+	case PSC_GE: return v >= c;
+	}
+	return 0;
+}
+
 __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 {
 	int ok = 1, r = 0;
 	if (!f || !a)
 		return 0;
-	if (a->kind == PSC_ATOM_LATENCY) {
-		__u64 v = f->latency, c = (__u64)a->value;
-		switch (a->cmp) {
-		case PSC_EQ: return v == c;
-		case PSC_NE: return v != c;
-		case PSC_LT: return v < c;
-		case PSC_LE: return v <= c;
-		case PSC_GT: return v > c;
-		case PSC_GE: return v >= c;
-		}
-		return 0;
-	}
+	if (a->kind == PSC_ATOM_LATENCY)
+		return cmp_u64(a->cmp, f->latency, (__u64)a->value);
 	__u64 v = eval_word(f, &a->a, &ok);
 	if (a->kind == PSC_ATOM_FLOAT) {
 		/* No floating point here: compare order-preserving keys of the bits. */
@@ -277,16 +281,7 @@ __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 		__u64 key = float_key(v, a->a.width, &nan);
 		if (nan)
 			return a->cmp == PSC_NE;
-		__u64 c = (__u64)a->value;
-		switch (a->cmp) {
-		case PSC_EQ: return key == c;
-		case PSC_NE: return key != c;
-		case PSC_LT: return key < c;
-		case PSC_LE: return key <= c;
-		case PSC_GT: return key > c;
-		case PSC_GE: return key >= c;
-		}
-		return 0;
+		return cmp_u64(a->cmp, key, (__u64)a->value);
 	}
 	if (a->kind == PSC_ATOM_INT) {
 		if (!ok && (a->is_signed & PSC_ATOM_NIL_IS_ZERO))
@@ -303,18 +298,9 @@ __noinline int eval_atom(const struct frame *f, const struct psc_atom *a)
 			case PSC_GT: return x > c;
 			case PSC_GE: return x >= c;
 			}
-		} else {
-			__u64 c = (__u64)a->value;
-			switch (a->cmp) {
-			case PSC_EQ: return v == c;
-			case PSC_NE: return v != c;
-			case PSC_LT: return v < c;
-			case PSC_LE: return v <= c;
-			case PSC_GT: return v > c;
-			case PSC_GE: return v >= c;
-			}
+			return 0;
 		}
-		return 0;
+		return cmp_u64(a->cmp, v, (__u64)a->value);
 	}
 	/* Strings: compare the length first, then at most PSC_MAX_STR bytes. */
 	__u64 len = eval_word(f, &a->b, &ok);
