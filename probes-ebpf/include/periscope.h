@@ -105,8 +105,8 @@ struct psc_atom {
 #define PSC_F_COND (1u << 3)     /* prog holds a condition */
 #define PSC_F_COND_RET (1u << 4) /* the condition reads results: decide at the RET */
 #define PSC_F_ACTIVE (1u << 5)   /* set in every live plan: a zeroed (detached) one does nothing */
-#define PSC_F_WINDOWED (1u << 6) /* the budget attaches the return points in time windows */
-#define PSC_F_WATCHING (1u << 7) /* a window is open: the return points are attached */
+#define PSC_F_WINDOWED (1u << 6) /* the return points may be detached: WATCHING says when not */
+#define PSC_F_WATCHING (1u << 7) /* the return points are attached: entries are stored to pair */
 #define PSC_F_STACK (1u << 8)    /* capture the callers' stack at the entry */
 #define PSC_F_BY (1u << 9)       /* one latency histogram per value of `by` */
 
@@ -153,6 +153,11 @@ struct psc_probe {
 	__u16 ret_stack_off;
 	__u16 ret_stack_len;
 	__u32 latency_floor_ns; /* the probe's own time inside a measured latency: subtracted */
+	/* The return points' generation: user space adds one each time it detaches them.
+	 * An entry pairs only with a return of its own generation, so a return never
+	 * completes a call entered before a gap in what was watched. */
+	__u32 generation;
+	__u32 _pad;
 	__u8 prog[PSC_MAX_PROG];
 	struct psc_op ops[PSC_MAX_OPS];
 	struct psc_atom atoms[PSC_MAX_ATOMS];
@@ -185,7 +190,7 @@ struct psc_pending_key {
 	__u64 g;      /* goroutine (R14) */
 	__u64 depth;  /* g.stack.hi - SP: survives stack copies, separates recursion */
 	__u32 probe;
-	__u32 _pad;
+	__u32 generation; /* psc_probe.generation at the entry: older ones user space harvests */
 };
 
 struct psc_pending {

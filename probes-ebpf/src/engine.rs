@@ -29,6 +29,17 @@ pub struct Engine {
     by_count: Array<MapData, u32>,
     by_names: aya::maps::HashMap<MapData, psc_by_key, psc_by_name>,
     events: RingBuf<MapData>,
+    /// Paired calls' entries waiting for their return (see harvest.rs).
+    pending: crate::harvest::PendingMap,
+    /// Calls found in `pending` whose return can no longer be seen, by probe: added to
+    /// the kernel's counters.
+    harvested: HashMap<u32, crate::harvest::Harvested>,
+    /// The return points' generation went up (or a probe went): stale entries are to
+    /// be taken out of `pending`, once BPF programs that read the old plan are done.
+    harvest_due: Option<std::time::Instant>,
+    /// Paired probes: the group that holds their return points, and the process.
+    returns: HashMap<u32, Group>,
+    pids: HashMap<u32, u32>,
     /// periscope's own copy of the uprobe links, by key (see `window_key`); the keeper
     /// holds another.
     links: HashMap<u32, Vec<OwnedFd>>,
@@ -243,6 +254,7 @@ impl Engine {
         let by_hist = aya::maps::HashMap::try_from(take("psc_by_hist")?)?;
         let by_count = Array::try_from(take("psc_by_count")?)?;
         let by_names = aya::maps::HashMap::try_from(take("psc_by_names")?)?;
+        let pending = aya::maps::HashMap::try_from(take("psc_pending")?)?;
         Ok(Engine {
             ebpf,
             probes,
@@ -253,6 +265,11 @@ impl Engine {
             by_count,
             by_names,
             events,
+            pending,
+            harvested: HashMap::new(),
+            harvest_due: None,
+            returns: HashMap::new(),
+            pids: HashMap::new(),
             links: HashMap::new(),
             keeper,
             keeper_error,
@@ -327,9 +344,20 @@ impl Engine {
         let paired = plan.wire.flags & PSC_F_PAIRED != 0;
         let returns_costly = points.returns.iter().any(|p| p.stepped);
         let mut wire = plan.wire;
-        if paired && returns_costly {
+        // Whichever group holds the return points, the program stores an entry to pair
+        // only while they are all attached (WATCHING); the generation starts at 0.
+        if paired {
             wire.flags |= PSC_F_WINDOWED | PSC_F_WATCHING;
+            let group = if returns_costly {
+                Group::Costly
+            } else {
+                Group::Entry
+            };
+            self.returns.insert(id, group);
         }
+        wire.generation = 0;
+        self.pids.insert(id, pid);
+        self.harvested.remove(&id);
         self.probes.set(id, wire, 0)?;
         self.plans.insert(id, wire);
         let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
@@ -399,11 +427,12 @@ impl Engine {
         self.windows.contains_key(&(id, group))
     }
 
-    /// Opens or closes a window of a probe. For the costly group, opening attaches the
-    /// points and then tells the program (every entry it then pairs has its return
-    /// watched); closing tells it first, and `release_window` detaches after the calls
-    /// entered in the window have had time to return. The entry group attaches and
-    /// detaches at once.
+    /// Opens or closes a window of a probe. For the group holding the return points,
+    /// opening attaches them and then tells the program (every entry it then stores has
+    /// its return watched); closing tells it first, and `release_window` detaches after
+    /// the calls entered in the window have had time to return (at once for the entry
+    /// group, whose entries would otherwise go on being stored). Other groups attach
+    /// and detach at once.
     pub fn set_window(&mut self, id: u32, group: Group, open: bool) -> Result<(), EngineError> {
         let Some(w) = self.windows.get(&(id, group)) else {
             return Ok(());
@@ -412,6 +441,7 @@ impl Engine {
             return Ok(());
         }
         let pid = w.pid;
+        let holds_returns = self.returns.get(&id) == Some(&group);
         if open {
             if let Err(error) = self.open_window(id, group) {
                 // What did attach goes again at once.
@@ -429,34 +459,47 @@ impl Engine {
                     error,
                 });
             }
-            if group == Group::Costly {
+            if holds_returns {
                 self.set_watching(id, true)?;
             }
             Ok(())
-        } else if group == Group::Costly {
-            self.set_watching(id, false)
+        } else if holds_returns {
+            self.set_watching(id, false)?;
+            if group == Group::Entry {
+                self.release_window(id, group);
+            }
+            Ok(())
         } else {
             self.release_window(id, group);
             Ok(())
         }
     }
 
-    /// Detaches the points of a window closed by `set_window(id, group, false)`.
+    /// Detaches the points of a window closed by `set_window(id, group, false)`. When
+    /// they are the return points, the generation goes up first: an entry stored before
+    /// can then never pair with a return seen after the gap (harvest.rs).
     pub fn release_window(&mut self, id: u32, group: Group) {
+        let holds_returns = self.returns.get(&id) == Some(&group);
         let watching = self
             .plans
             .get(&id)
             .is_some_and(|p| p.flags & PSC_F_WATCHING != 0);
-        if group == Group::Costly && watching {
+        if holds_returns && watching {
             return;
         }
-        if let Some(key) = self
+        let Some(key) = self
             .windows
             .get_mut(&(id, group))
             .and_then(|w| w.open.take())
-        {
-            self.release_keys(&[key]);
+        else {
+            return;
+        };
+        if holds_returns && let Some(wire) = self.plans.get_mut(&id) {
+            wire.generation = wire.generation.wrapping_add(1);
+            let _ = self.probes.set(id, *wire, 0);
+            self.harvest_due.get_or_insert_with(std::time::Instant::now);
         }
+        self.release_keys(&[key]);
     }
 
     /// Whether a window of this group is still being removed (the next waits for it,
@@ -655,6 +698,12 @@ impl Engine {
         for &id in &ids {
             let _ = self.probes.set(id, psc_probe::default(), 0);
             self.plans.remove(&id);
+            self.returns.remove(&id);
+        }
+        // Their stored entries can never pair now: out of the table before the id
+        // is given to another probe.
+        if !ids.is_empty() {
+            self.harvest_due.get_or_insert_with(std::time::Instant::now);
         }
         let mut keys = Vec::new();
         for &id in &ids {
@@ -771,13 +820,35 @@ impl Engine {
         }
     }
 
+    /// A probe's counters: the kernel's, summed over CPUs, and the calls harvest.rs
+    /// found unwatched.
     pub fn stats(&self, id: u32) -> Stats {
         let Ok(per_cpu) = self.stats.get(&id, 0) else {
             return Stats::default();
         };
-        per_cpu
-            .iter()
-            .fold(Stats::default(), |a, s| a.plus(&Stats::from(s)))
+        let extra = self.harvested.get(&id).map(|h| h.stats).unwrap_or_default();
+        per_cpu.iter().fold(extra, |a, s| a.plus(&Stats::from(s)))
+    }
+
+    /// Takes out of the kernel's table the stored entries that can no longer pair
+    /// (harvest.rs), handing each unwatched call to `f` as an event. Waits a little
+    /// after the generation changed, for BPF programs that read the old plan to finish.
+    pub fn harvest(&mut self, force: bool, f: impl FnMut(u32, &[u8])) {
+        const SETTLE: std::time::Duration = std::time::Duration::from_millis(2);
+        let Some(since) = self.harvest_due else {
+            return;
+        };
+        if !force && since.elapsed() < SETTLE {
+            return;
+        }
+        self.harvest_due = None;
+        crate::harvest::take(
+            &mut self.pending,
+            &self.plans,
+            &self.pids,
+            &mut self.harvested,
+            f,
+        );
     }
 
     /// Latency bucket counts summed over CPUs.
@@ -838,6 +909,7 @@ impl Engine {
         // Readers call this every few milliseconds: the place to take the keeper's
         // answers, so that they never pile up in the socket.
         self.reclaim();
+        self.harvest(false, &mut f);
         let mut n = 0;
         while n < max
             && let Some(item) = self.events.next()

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod decode;
 pub mod engine;
 pub mod error;
+mod harvest;
 pub mod hist;
 pub mod keeper;
 pub mod multi;

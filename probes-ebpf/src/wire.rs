@@ -19,6 +19,10 @@ unsafe impl aya::Pod for psc_by_name {}
 unsafe impl aya::Pod for psc_section {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_item {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_pending_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_pending {}
 
 /// The compiled BPF object.
 pub static BPF_OBJECT: &[u8] =

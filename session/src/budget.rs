@@ -90,6 +90,9 @@ pub enum Mode {
     Windowed,
     /// Expensive points off: the budget does not cover even a short window.
     Off,
+    /// (Of every probe, in a note:) the period's budget was spent early, and the costly
+    /// points stay detached until the next period.
+    Capped,
 }
 
 impl Mode {

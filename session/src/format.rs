@@ -103,10 +103,27 @@ pub fn describe_cost(c: &ProbeCost) -> String {
         .filter(|w| w.observed_pct < 99.95)
         .map(|w| format!("; observed {} of calls (budget)", pct1(w.observed_pct)))
         .unwrap_or_default();
+    let unseen = c
+        .watch
+        .and_then(|w| describe_unseen(&w))
+        .map(|u| format!("; {u}"))
+        .unwrap_or_default();
+    let observed = observed + &unseen;
     format!(
         "cost ~{} a call{pct}{observed}",
         fmt_ns(c.per_call_ns.round() as u64)
     )
+}
+
+/// `~1,200 calls not seen: the probe was detached 62% of the time` (None: it never was).
+pub fn describe_unseen(w: &crate::governor::Watch) -> Option<String> {
+    (w.unseen_est > 0 || w.detached_pct >= 0.05).then(|| {
+        format!(
+            "~{} calls not seen: the probe was detached {} of the time",
+            w.unseen_est,
+            pct1(w.detached_pct)
+        )
+    })
 }
 
 /// What a probe will add to each call, from the calibration: its entry (emulated or

@@ -92,6 +92,12 @@ impl Windowed {
         matches!(self.win, Win::Open(_))
     }
 
+    /// Whether the points are in the kernel (open, or closing with the points still
+    /// attached for the grace period).
+    fn attached(&self) -> bool {
+        !matches!(self.win, Win::Closed)
+    }
+
     fn open_total(&self, now: Instant) -> Duration {
         self.open_total
             + match self.win {
@@ -164,13 +170,18 @@ impl Windowed {
         self.win = Win::Closed;
     }
 
-    /// Time attached since `since` (the last evaluation); then counts again from zero.
-    fn take_recent(&mut self, now: Instant, since: Instant) -> Duration {
-        let open = self.open_recent
+    /// Time attached since `since` (the last evaluation).
+    fn recent(&self, now: Instant, since: Instant) -> Duration {
+        self.open_recent
             + match self.win {
                 Win::Open(t) | Win::Closing(t, _) => now.duration_since(t.max(since)),
                 Win::Closed => Duration::ZERO,
-            };
+            }
+    }
+
+    /// The same; then counts again from zero.
+    fn take_recent(&mut self, now: Instant, since: Instant) -> Duration {
+        let open = self.recent(now, since);
         self.open_recent = Duration::ZERO;
         open
     }
@@ -196,6 +207,18 @@ struct Probe {
     /// the last period, in % of the target's CPU.
     full_pct: Option<f64>,
     recent_pct: Option<f64>,
+    /// Calls made while the entry was detached, estimated up to the last evaluation,
+    /// and the call rate (calls a second) last measured while it was attached.
+    unseen: f64,
+    call_rate: Option<f64>,
+    /// Calls per ns of the target's own CPU time, last measured while attached.
+    calls_per_cpu_ns: Option<f64>,
+    /// The target's CPU time spent while the entry was attached since the last
+    /// evaluation, that time when it was last attached, and the CPU time at the last
+    /// evaluation (or at the attach): calls not seen are estimated by CPU time.
+    cpu_attached: u64,
+    cpu_open_at: Option<u64>,
+    cpu_at_eval: Option<u64>,
 }
 
 impl Probe {
@@ -229,18 +252,80 @@ impl Probe {
         (cheap, costly)
     }
 
-    /// Share of the time the probe's entry was attached.
-    fn entry_share(&self, now: Instant) -> f64 {
-        let g = if self.entry_stepped {
+    /// The group of points that holds the probe's entry (None: not windowed).
+    fn entry_group(&self) -> Option<&Windowed> {
+        if self.entry_stepped {
             self.costly.as_ref()
         } else {
             self.entry.as_ref()
+        }
+    }
+
+    /// Share of the time the probe's entry was attached.
+    fn entry_share(&self, now: Instant) -> f64 {
+        self.entry_group()
+            .map_or(1.0, |g| {
+                g.open_total(now).as_secs_f64()
+                    / now.duration_since(self.attached_at).as_secs_f64().max(1e-9)
+            })
+            .min(1.0)
+    }
+
+    /// Calls made while the entry was detached since the last evaluation (`prev`), from
+    /// the calls seen (`d`) while it was attached. By the target's CPU time where it was
+    /// measured: while attached, the probe itself slows the calls (`cost` ns), and a
+    /// busy target makes more calls in the same time once it is gone; a service waiting
+    /// for requests spends its CPU time on them, so the CPU clock suits both. By the wall
+    /// clock otherwise.
+    fn estimate_unseen(
+        &mut self,
+        d: &Stats,
+        cost: f64,
+        cpu_now: Option<u64>,
+        now: Instant,
+        prev: Instant,
+    ) -> f64 {
+        let since = prev.max(self.attached_at);
+        let span = now.duration_since(since);
+        let entry_open = self.entry_group().map_or(span, |g| g.recent(now, since));
+        let attached_now = self.entry_group().is_none_or(Windowed::attached);
+        if entry_open >= MIN_MEASURE {
+            self.call_rate = Some(d.hits as f64 / entry_open.as_secs_f64());
+        }
+        let wall = self.call_rate.unwrap_or(0.0) * span.saturating_sub(entry_open).as_secs_f64();
+        let Some(cpu) = cpu_now else {
+            return wall;
         };
-        g.map_or(1.0, |g| {
-            g.open_total(now).as_secs_f64()
-                / now.duration_since(self.attached_at).as_secs_f64().max(1e-9)
-        })
-        .min(1.0)
+        let mut cpu_att = std::mem::take(&mut self.cpu_attached);
+        if attached_now && let Some(t) = self.cpu_open_at.replace(cpu) {
+            cpu_att += cpu.saturating_sub(t);
+        }
+        let cpu_span = self.cpu_at_eval.replace(cpu).map(|t| cpu.saturating_sub(t));
+        if span == entry_open {
+            return 0.0;
+        }
+        // The target's own work while attached, less the probe's.
+        let work = cpu_att as f64 - cost;
+        if work >= 1e6 && d.hits > 0 {
+            self.calls_per_cpu_ns = Some(d.hits as f64 / work);
+        }
+        match (cpu_span, self.calls_per_cpu_ns) {
+            (Some(all), Some(r)) => r * all.saturating_sub(cpu_att) as f64,
+            _ => wall,
+        }
+    }
+
+    /// Calls made while the entry was detached: those up to the last evaluation, and
+    /// since then at the last measured rate.
+    fn unseen_now(&self, now: Instant, last_eval: Instant) -> f64 {
+        let since = last_eval.max(self.attached_at);
+        let detached = match self.entry_group() {
+            Some(g) => now
+                .duration_since(since)
+                .saturating_sub(g.recent(now, since)),
+            None => Duration::ZERO,
+        };
+        self.unseen + self.call_rate.unwrap_or(0.0) * detached.as_secs_f64()
     }
 
     /// Share of the time the costly points were attached.
@@ -256,10 +341,14 @@ impl Probe {
 pub struct Watch {
     /// Share of the time the return points are attached, in %.
     pub watch_pct: f64,
-    /// Share of calls seen whole (entry and return), in %: calls while the entry was
-    /// detached are not seen at all, calls while only the return was detached are seen
-    /// with their arguments.
+    /// Share of calls seen whole (entry and return), in %: of the calls seen at their
+    /// entry (`hits`) and those estimated not seen, the ones with their return watched.
     pub observed_pct: f64,
+    /// Calls made while the probe's entry was detached, which no counter can see:
+    /// estimated from its call rate while attached and the time detached.
+    pub unseen_est: u64,
+    /// Share of the time the probe's entry was detached, in %.
+    pub detached_pct: f64,
     /// What attaching every point all the time would cost, in % of the target's CPU.
     pub full_pct: Option<f64>,
     /// What the probe cost over the last period, in % of the target's CPU.
@@ -270,7 +359,8 @@ pub struct Watch {
 /// A change in what the budget does, for the user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Note {
-    pub func: String,
+    /// The probe's function (None: every probe, as for the hard cap).
+    pub func: Option<String>,
     pub mode: Mode,
     pub watch_pct: f64,
     pub full_pct: Option<f64>,
@@ -299,7 +389,12 @@ pub struct Governor {
     /// (points take the kernel a few ms to come and go, windows close on the reader's
     /// clock): the budget they are sized with is scaled by this, in (0, 1].
     correction: f64,
+    /// When the hard cap last fired.
+    cap_fired: Option<Instant>,
 }
+
+/// The hard cap is said again only after this long without it firing.
+const CAP_NOTE_QUIET: Duration = Duration::from_secs(30);
 
 impl Governor {
     pub fn new(budget: Option<f64>) -> Governor {
@@ -318,6 +413,7 @@ impl Governor {
             capped: false,
             last_guard: now,
             correction: 1.0,
+            cap_fired: None,
         }
     }
 
@@ -359,6 +455,12 @@ impl Governor {
                 at_period_start: Stats::default(),
                 full_pct: None,
                 recent_pct: None,
+                unseen: 0.0,
+                call_rate: None,
+                calls_per_cpu_ns: None,
+                cpu_attached: 0,
+                cpu_open_at: cpu_ns,
+                cpu_at_eval: cpu_ns,
             },
         );
         self.next_eval = self.next_eval.min(now + FIRST_LOOK);
@@ -391,14 +493,12 @@ impl Governor {
     pub fn watch(&self, func: usize, st: &Stats) -> Option<Watch> {
         let p = self.probes.get(&func)?;
         let now = Instant::now();
-        let whole = if st.hits == 0 {
-            1.0
-        } else {
-            st.hits.saturating_sub(st.unwatched) as f64 / st.hits as f64
-        };
+        let unseen_est = p.unseen_now(now, self.last_eval).round() as u64;
         Some(Watch {
             watch_pct: 100.0 * p.watch_share(),
-            observed_pct: (100.0 * p.entry_share(now) * whole).min(100.0),
+            observed_pct: observed_pct(st, unseen_est),
+            unseen_est,
+            detached_pct: 100.0 * (1.0 - p.entry_share(now)),
             full_pct: p.full_pct,
             recent_pct: p.recent_pct,
             mode: p.mode,
@@ -412,15 +512,18 @@ impl Governor {
         &mut self,
         engine: &mut Engine,
         hc: Option<&HitCost>,
-        cpu_ns: impl FnOnce() -> Option<u64>,
+        mut cpu_ns: impl FnMut() -> Option<u64>,
     ) {
         if self.frozen || self.probes.is_empty() {
             return;
         }
+        // Read at most once a tick, and only when needed.
+        let mut cpu_memo = None;
+        let mut cpu = move || *cpu_memo.get_or_insert_with(&mut cpu_ns);
         let now = Instant::now();
         if now >= self.next_eval {
             if let Some(hc) = hc {
-                self.evaluate(engine, hc, cpu_ns(), now);
+                self.evaluate(engine, hc, cpu(), now);
             }
             self.next_eval = now + PERIOD;
         }
@@ -450,18 +553,23 @@ impl Governor {
             if spent > TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64() {
                 self.capped = true;
                 self.next_eval = now;
+                self.note_cap(now, b);
             }
         }
         let capped = self.capped;
         let last_eval = self.last_eval;
         for p in self.probes.values_mut() {
+            let was_attached = p.entry_group().map(Windowed::attached);
             let entry_duty = p.entry.as_ref().map_or(1.0, |e| e.duty);
             // Closing, the entry goes first and the costly points after it: every call
             // entered while the entry was attached has its return watched. Opening, the
             // other way round. The costly points never stay open longer than the entry
             // (returns without entries would be cost for nothing).
+            // The hard cap detaches the costly points; cheap entries only when they are
+            // in windows already (else they fit the budget, and stay: calls stay counted).
             let cap = if capped { 0.0 } else { 1.0 };
             if let Some(e) = &mut p.entry {
+                let cap = if e.duty >= 1.0 { 1.0 } else { cap };
                 e.step_close(p.id, engine, now, last_eval, cap, true);
             }
             // (The entry link takes the kernel a few ms more to go: calls entered then
@@ -483,7 +591,44 @@ impl Governor {
             if let Some(e) = &mut p.entry {
                 e.step_open(p.id, engine, now, cap, returns_ready && !capped);
             }
+            // The target's CPU time while the entry is attached (see `evaluate`).
+            let attached = p.entry_group().map(Windowed::attached);
+            if attached != was_attached
+                && let Some(c) = cpu()
+            {
+                if attached == Some(true) {
+                    p.cpu_open_at = Some(c);
+                } else if let Some(t) = p.cpu_open_at.take() {
+                    p.cpu_attached += c.saturating_sub(t);
+                }
+            }
         }
+    }
+
+    /// Says that the hard cap fired: the first time, and again only after it has been
+    /// quiet for a while (it may fire every period under a steady load).
+    fn note_cap(&mut self, now: Instant, budget: f64) {
+        let quiet = self
+            .cap_fired
+            .is_none_or(|t| now.duration_since(t) >= CAP_NOTE_QUIET);
+        self.cap_fired = Some(now);
+        if !quiet {
+            return;
+        }
+        let into = now.duration_since(self.period_start).as_secs_f64();
+        self.notes.push(Note {
+            func: None,
+            mode: Mode::Capped,
+            watch_pct: 0.0,
+            full_pct: None,
+            budget_pct: Some(budget),
+            text: format!(
+                "budget {}: the probes spent this second's budget in its first {:.2} s: their costly points are detached until the next second (calls entered meanwhile are counted as unwatched or estimated as unseen; said again only after {} s without)",
+                budget::describe(Some(budget)),
+                into,
+                CAP_NOTE_QUIET.as_secs()
+            ),
+        });
     }
 
     fn evaluate(&mut self, engine: &mut Engine, hc: &HitCost, cpu_ns: Option<u64>, now: Instant) {
@@ -506,8 +651,10 @@ impl Governor {
         let mut spent = 0.0;
         for (&func, p) in self.probes.iter_mut() {
             let st = engine.stats(p.id);
-            let (cheap, costly) = p.price(&delta(&st, &p.last), hc);
+            let d = delta(&st, &p.last);
+            let (cheap, costly) = p.price(&d, hc);
             p.last = st;
+            p.unseen += p.estimate_unseen(&d, cheap + costly, cpu_ns, now, prev);
             for (g, cost) in [(&mut p.entry, cheap), (&mut p.costly, costly)] {
                 if let Some(g) = g {
                     let open = g.take_recent(now, prev);
@@ -598,7 +745,7 @@ impl Governor {
                 p.mode = mode;
                 p.noted_share = share;
                 self.notes.push(Note {
-                    func: p.name.clone(),
+                    func: Some(p.name.clone()),
                     mode,
                     watch_pct: 100.0 * share,
                     full_pct: p.full_pct,
@@ -642,6 +789,18 @@ fn describe_change(p: &Probe, budget: Option<f64>, was: Option<f64>) -> String {
             "budget {b}: {name}: return points detached{would}; calls are counted, with arguments but no results or latency"
         ),
     }
+}
+
+/// Calls seen whole (entered and returned with the return watched: `hits` less the
+/// unwatched and those still in flight), as a share of every call made (`hits` and the
+/// estimate of those not seen), in %.
+pub fn observed_pct(st: &Stats, unseen_est: u64) -> f64 {
+    let all = st.hits + unseen_est;
+    if all == 0 {
+        return 100.0;
+    }
+    let whole = st.hits.saturating_sub(st.unwatched + st.in_flight());
+    100.0 * whole as f64 / all as f64
 }
 
 fn delta(now: &Stats, then: &Stats) -> Stats {

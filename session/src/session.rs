@@ -639,16 +639,28 @@ impl Session {
         self.gov.set_budget(budget);
     }
 
-    /// What the budget does with the probe on `func`.
-    /// (Of a probe over several functions: its busiest one's.)
+    /// What the budget does with the probe on `func`. Of a probe over several
+    /// functions: its busiest one's windows, and the calls of them all.
     pub fn watch(&self, func: usize) -> Option<Watch> {
         let a = self.active.get(&func)?;
-        let busiest = a
+        let each: Vec<(Watch, Stats)> = a
             .members
             .iter()
-            .map(|m| (m.id, self.engine.stats(m.id)))
-            .max_by_key(|(_, st)| st.hits)?;
-        self.gov.watch(busiest.0 as usize, &busiest.1)
+            .filter_map(|m| {
+                let st = self.engine.stats(m.id);
+                Some((self.gov.watch(m.id as usize, &st)?, st))
+            })
+            .collect();
+        let (busiest, _) = each.iter().max_by_key(|(_, st)| st.hits)?;
+        let st = each
+            .iter()
+            .fold(Stats::default(), |sum, (_, st)| sum.plus(st));
+        let unseen_est = each.iter().map(|(w, _)| w.unseen_est).sum();
+        Some(Watch {
+            unseen_est,
+            observed_pct: crate::governor::observed_pct(&st, unseen_est),
+            ..*busiest
+        })
     }
 
     /// Changes in what the budget does, since the last call.

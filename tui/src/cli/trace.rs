@@ -279,6 +279,7 @@ fn mode_name(m: crate::budget::Mode) -> &'static str {
         crate::budget::Mode::Full => "full",
         crate::budget::Mode::Windowed => "windowed",
         crate::budget::Mode::Off => "off",
+        crate::budget::Mode::Capped => "capped",
     }
 }
 
@@ -444,6 +445,8 @@ fn summarize(
                     "cost_ns":cost.map(|c| c.per_call_ns.round() as u64),
                     "overhead_pct":cost.and_then(|c| c.overhead_pct).map(round2),
                     "observed_pct":cost.and_then(|c| c.watch).map(|w| round2(w.observed_pct)),
+                    "unseen_est":cost.and_then(|c| c.watch).map(|w| w.unseen_est),
+                    "detached_pct":cost.and_then(|c| c.watch).map(|w| round2(w.detached_pct)),
                     "unwatched":st.unwatched,"unrecorded":st.unrecorded})
             )?;
         } else {
