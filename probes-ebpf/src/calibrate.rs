@@ -6,7 +6,7 @@
 //! hit itself; the BPF program's own time is measured per probe while it runs. Last, a
 //! latency probe on an empty function gives the floor that the probe itself adds to
 //! every latency it measures.
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 // Plain functions with a known first instruction (Rust's own code gives no such
 // guarantee). System V: argument in RDI, result in RAX.
@@ -124,6 +124,17 @@ pub(crate) fn floor_calls(stepped: bool) {
     }
 }
 
+/// What one measurement of the hit costs found (see `Engine::price_hits`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HitPrices {
+    pub emulated_ns: f64,
+    pub stepped_ns: f64,
+    pub nop5_ns: f64,
+    /// The single-stepped batches' spread (see `time_per_call`): above ~0.5 the machine
+    /// is too busy or noisy for one measurement to be the price.
+    pub spread: f64,
+}
+
 /// Nanoseconds a uprobe hit adds to the probed instruction, by how the kernel runs it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct HitCost {
@@ -151,21 +162,40 @@ pub(crate) fn targets() -> [(unsafe extern "C" fn(u64) -> u64, u64); 3] {
     ]
 }
 
-/// Time per call of `f`, the best of three runs of `n` calls.
-pub(crate) fn time_per_call(f: unsafe extern "C" fn(u64) -> u64, n: u64) -> f64 {
-    (0..3)
+/// Batches a calibration function is timed in: many short ones, so that on a busy
+/// machine most of them run without being preempted, and a low quantile of their
+/// per-call times is what a hit costs rather than what the neighbours cost.
+const BATCHES: u64 = 40;
+
+/// Time per call of `f` over `n` calls: the first quartile of BATCHES batches' per-call
+/// times, and their spread ((third quartile - first) / first quartile).
+pub(crate) fn time_per_call(f: unsafe extern "C" fn(u64) -> u64, n: u64) -> (f64, f64) {
+    let per_batch = (n / BATCHES).max(1);
+    let mut t: Vec<f64> = (0..BATCHES)
         .map(|_| {
-            let t = Instant::now();
-            for i in 0..n {
+            let start = Instant::now();
+            for i in 0..per_batch {
                 // SAFETY: the functions read RDI and return it; nothing else.
                 std::hint::black_box(unsafe { f(std::hint::black_box(i)) });
             }
-            t.elapsed()
+            start.elapsed().as_nanos() as f64 / per_batch as f64
         })
-        .min()
-        .unwrap_or(Duration::ZERO)
-        .as_nanos() as f64
-        / n as f64
+        .collect();
+    t.sort_by(f64::total_cmp);
+    let q = |x: f64| t[((t.len() - 1) as f64 * x).round() as usize];
+    let (q1, q3) = (q(0.25), q(0.75));
+    (q1, if q1 > 0.0 { (q3 - q1) / q1 } else { 0.0 })
+}
+
+/// The median of some measurements (of the hit costs, repeated while probes run).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }
 
 /// The file offset of code at `addr` in this process's executable, from

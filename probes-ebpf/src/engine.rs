@@ -10,7 +10,7 @@ use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use aya::programs::UProbe;
 use symbols::Function;
 
-use crate::calibrate::HitCost;
+use crate::calibrate::{HitCost, HitPrices};
 use crate::error::EngineError;
 use crate::keeper::Keeper;
 use crate::plan::Plan;
@@ -39,6 +39,10 @@ pub struct Engine {
     harvest_due: Option<std::time::Instant>,
     /// Paired probes: the group that holds their return points, and the process.
     returns: HashMap<u32, Group>,
+    /// Each probe's own 1-in-N sampling, and the factor the budget multiplies it by
+    /// when periscope's own work on rows competes with the target (`set_row_sample`).
+    base_sample: HashMap<u32, u32>,
+    row_sample: u32,
     pids: HashMap<u32, u32>,
     /// periscope's own copy of the uprobe links, by key (see `window_key`); the keeper
     /// holds another.
@@ -269,6 +273,8 @@ impl Engine {
             harvested: HashMap::new(),
             harvest_due: None,
             returns: HashMap::new(),
+            base_sample: HashMap::new(),
+            row_sample: 1,
             pids: HashMap::new(),
             links: HashMap::new(),
             keeper,
@@ -356,6 +362,10 @@ impl Engine {
             self.returns.insert(id, group);
         }
         wire.generation = 0;
+        self.base_sample.insert(id, wire.sample_every.max(1));
+        if wire.flags & PSC_F_EVENTS != 0 {
+            wire.sample_every = wire.sample_every.max(1).saturating_mul(self.row_sample);
+        }
         self.pids.insert(id, pid);
         self.harvested.remove(&id);
         self.probes.set(id, wire, 0)?;
@@ -522,6 +532,21 @@ impl Engine {
         self.attach_points(key, &exe, pid, &points)
     }
 
+    /// Makes a row of only 1 call in `factor` (on top of each probe's own sampling), in
+    /// every probe that records calls: the rest count as sampled out. Latency histograms
+    /// and counts keep every call.
+    pub fn set_row_sample(&mut self, factor: u32) {
+        self.row_sample = factor.max(1);
+        for (&id, wire) in &mut self.plans {
+            if wire.flags & PSC_F_EVENTS == 0 {
+                continue;
+            }
+            let base = self.base_sample.get(&id).copied().unwrap_or(1);
+            wire.sample_every = base.saturating_mul(self.row_sample);
+            let _ = self.probes.set(id, *wire, 0);
+        }
+    }
+
     fn set_watching(&mut self, id: u32, on: bool) -> Result<(), EngineError> {
         let Some(wire) = self.plans.get_mut(&id) else {
             return Ok(());
@@ -546,18 +571,43 @@ impl Engine {
     }
 
     fn calibrate_with(&mut self, id: u32) -> Result<HitCost, EngineError> {
-        let mut per_call = [0f64; 3];
-        for (k, (f, n)) in crate::calibrate::targets().into_iter().enumerate() {
-            let bare = crate::calibrate::time_per_call(f, n);
-            self.attach_own(id, &[(own_offset(f as usize)?, u64::from(id))])?;
-            per_call[k] = (crate::calibrate::time_per_call(f, n) - bare).max(0.0);
-        }
+        let p = self.price_hits_with(id)?;
         Ok(HitCost {
+            emulated_ns: p.emulated_ns,
+            stepped_ns: p.stepped_ns,
+            nop5_ns: p.nop5_ns,
+            latency_floor_ns: self.calibrate_floor(false)?,
+            latency_floor_stepped_ns: self.calibrate_floor(true)?,
+        })
+    }
+
+    /// Measures the hit costs again (not the latency floors, which every latency
+    /// already had subtracted): the session repeats it while probes run, so that the
+    /// budget's prices follow the machine.
+    pub fn price_hits(&mut self) -> Result<HitPrices, EngineError> {
+        let id = self.allocate_id()?;
+        let result = self.price_hits_with(id);
+        self.detach(id);
+        result
+    }
+
+    fn price_hits_with(&mut self, id: u32) -> Result<HitPrices, EngineError> {
+        let mut per_call = [0f64; 3];
+        let mut spread = 0.0;
+        for (k, (f, n)) in crate::calibrate::targets().into_iter().enumerate() {
+            let (bare, _) = crate::calibrate::time_per_call(f, n);
+            self.attach_own(id, &[(own_offset(f as usize)?, u64::from(id))])?;
+            let (probed, s) = crate::calibrate::time_per_call(f, n);
+            per_call[k] = (probed - bare).max(0.0);
+            if k == 1 {
+                spread = s;
+            }
+        }
+        Ok(HitPrices {
             emulated_ns: per_call[0],
             stepped_ns: per_call[1],
             nop5_ns: per_call[2],
-            latency_floor_ns: self.calibrate_floor(false)?,
-            latency_floor_stepped_ns: self.calibrate_floor(true)?,
+            spread,
         })
     }
 

@@ -63,7 +63,7 @@ pub(crate) fn take(
         if plan.flags & PSC_F_LATENCY != 0 && plan.sample_every > 1 {
             let seq = h.sampled_seq;
             h.sampled_seq += 1;
-            if seq % u64::from(plan.sample_every) != 0 {
+            if !seq.is_multiple_of(u64::from(plan.sample_every)) {
                 h.stats.sampled_out += 1;
                 continue;
             }

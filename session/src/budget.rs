@@ -93,6 +93,10 @@ pub enum Mode {
     /// (Of every probe, in a note:) the period's budget was spent early, and the costly
     /// points stay detached until the next period.
     Capped,
+    /// (In a note:) about the hit prices the budget decides by.
+    Pricing,
+    /// (In a note:) how many calls are made rows, for periscope's own CPU time.
+    Rows,
 }
 
 impl Mode {

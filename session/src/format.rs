@@ -115,11 +115,13 @@ pub fn describe_cost(c: &ProbeCost) -> String {
     )
 }
 
-/// `~1,200 calls not seen: the probe was detached 62% of the time` (None: it never was).
+/// `~1200 calls not seen: the probe was detached 62% of the time` (None: it never was);
+/// `≥1200` when the estimate is a lower bound.
 pub fn describe_unseen(w: &crate::governor::Watch) -> Option<String> {
     (w.unseen_est > 0 || w.detached_pct >= 0.05).then(|| {
         format!(
-            "~{} calls not seen: the probe was detached {} of the time",
+            "{}{} calls not seen: the probe was detached {} of the time",
+            if w.unseen_at_least { "≥" } else { "~" },
             w.unseen_est,
             pct1(w.detached_pct)
         )

@@ -29,10 +29,11 @@ const GRACE: Duration = Duration::from_millis(10);
 const RETRY_EVERY: Duration = Duration::from_secs(20);
 /// The shortest window (see `schedule`).
 const MIN_WINDOW: Duration = Duration::from_millis(50);
-/// The budget applies to a target using at least this much CPU (2% of a core): below
-/// it, what a probe costs is too small to matter (1 ms of CPU a second at the default
-/// 5%), and a nearly idle service keeps every call.
-const MIN_TARGET_CPU: f64 = 0.02e9;
+/// The budget is a share of the target's CPU time, counted as at least this much (20%
+/// of a core): at the default 5%, never less than 1% of one core. A light service has
+/// room, and a probe that costs it a fraction of a percent of a core sees every call;
+/// a busy one is held to its share.
+const MIN_TARGET_CPU: f64 = 0.2e9;
 /// The share of the budget the windows are sized for.
 const TARGET_SHARE: f64 = 0.9;
 /// How often the hard cap is checked.
@@ -213,6 +214,11 @@ struct Probe {
     call_rate: Option<f64>,
     /// Calls per ns of the target's own CPU time, last measured while attached.
     calls_per_cpu_ns: Option<f64>,
+    /// Some estimate was by the wall clock while the probe itself took most of the
+    /// target's time: the calls then ran slower than unprobed, so it is a lower bound.
+    unseen_at_least: bool,
+    /// The last measure of the call rate was taken while the probe dominated.
+    rate_unknowable: bool,
     /// The target's CPU time spent while the entry was attached since the last
     /// evaluation, that time when it was last attached, and the CPU time at the last
     /// evaluation (or at the attach): calls not seen are estimated by CPU time.
@@ -306,25 +312,49 @@ impl Probe {
         }
         // The target's own work while attached, less the probe's.
         let work = cpu_att as f64 - cost;
-        if work >= 1e6 && d.hits > 0 {
+        // The subtraction means something only while the target's own work is a fair
+        // part of its time; below that the prices' error is larger than the work, and
+        // the unprobed rate cannot be known. (A nearly idle target keeps its last rate.)
+        let dominated = cpu_att >= 1_000_000 && cost > 0.8 * cpu_att as f64;
+        if dominated {
+            self.calls_per_cpu_ns = None;
+            self.rate_unknowable = true;
+        } else if work >= 1e6 && d.hits > 0 {
             self.calls_per_cpu_ns = Some(d.hits as f64 / work);
+            self.rate_unknowable = false;
         }
         match (cpu_span, self.calls_per_cpu_ns) {
             (Some(all), Some(r)) => r * all.saturating_sub(cpu_att) as f64,
-            _ => wall,
+            _ => {
+                self.unseen_at_least |= self.rate_unknowable && wall > 0.0;
+                wall
+            }
         }
     }
 
     /// Calls made while the entry was detached: those up to the last evaluation, and
-    /// since then at the last measured rate.
-    fn unseen_now(&self, now: Instant, last_eval: Instant) -> f64 {
+    /// since then at the last measured rate (by CPU time when `cpu_now`, the target's
+    /// CPU time now, is known).
+    fn unseen_now(&self, now: Instant, last_eval: Instant, cpu_now: Option<u64>) -> f64 {
         let since = last_eval.max(self.attached_at);
-        let detached = match self.entry_group() {
-            Some(g) => now
-                .duration_since(since)
-                .saturating_sub(g.recent(now, since)),
-            None => Duration::ZERO,
+        let Some(g) = self.entry_group() else {
+            return self.unseen;
         };
+        let attached = g.attached();
+        if let (Some(cpu), Some(r), Some(at_eval)) =
+            (cpu_now, self.calls_per_cpu_ns, self.cpu_at_eval)
+        {
+            let open = self.cpu_attached
+                + match (attached, self.cpu_open_at) {
+                    (true, Some(t)) => cpu.saturating_sub(t),
+                    _ => 0,
+                };
+            let detached = cpu.saturating_sub(at_eval).saturating_sub(open);
+            return self.unseen + r * detached as f64;
+        }
+        let detached = now
+            .duration_since(since)
+            .saturating_sub(g.recent(now, since));
         self.unseen + self.call_rate.unwrap_or(0.0) * detached.as_secs_f64()
     }
 
@@ -349,6 +379,9 @@ pub struct Watch {
     pub unseen_est: u64,
     /// Share of the time the probe's entry was detached, in %.
     pub detached_pct: f64,
+    /// `unseen_est` is a lower bound: the calls were timed while the probe itself took
+    /// most of the target's time (it slows them), and more were made while detached.
+    pub unseen_at_least: bool,
     /// What attaching every point all the time would cost, in % of the target's CPU.
     pub full_pct: Option<f64>,
     /// What the probe cost over the last period, in % of the target's CPU.
@@ -391,7 +424,21 @@ pub struct Governor {
     correction: f64,
     /// When the hard cap last fired.
     cap_fired: Option<Instant>,
+    /// periscope's own CPU time and the machine's idle time at the last evaluation,
+    /// and what periscope's own work took from the target's CPU since (ns a second):
+    /// its CPU time beyond what the machine had idle.
+    host_at_eval: Option<(u64, (u64, u64))>,
+    last_eval_secs: f64,
+    pub competing: f64,
+    /// Rows are made of 1 call in this many (periscope's own work on rows would
+    /// otherwise take more than its share of the budget).
+    pub row_sample: u32,
 }
+
+/// The share of the budget periscope's own work on rows may take before fewer rows
+/// are made; below a quarter of it, rows come back.
+const ROWS_SHARE: f64 = 0.5;
+const MAX_ROW_SAMPLE: u32 = 4096;
 
 /// The hard cap is said again only after this long without it firing.
 const CAP_NOTE_QUIET: Duration = Duration::from_secs(30);
@@ -414,6 +461,10 @@ impl Governor {
             last_guard: now,
             correction: 1.0,
             cap_fired: None,
+            host_at_eval: None,
+            last_eval_secs: 1.0,
+            competing: 0.0,
+            row_sample: 1,
         }
     }
 
@@ -458,6 +509,8 @@ impl Governor {
                 unseen: 0.0,
                 call_rate: None,
                 calls_per_cpu_ns: None,
+                unseen_at_least: false,
+                rate_unknowable: false,
                 cpu_attached: 0,
                 cpu_open_at: cpu_ns,
                 cpu_at_eval: cpu_ns,
@@ -485,20 +538,35 @@ impl Governor {
         self.next_eval = Instant::now();
     }
 
+    /// A note about the budget as a whole (the hit prices it decides by).
+    pub fn say(&mut self, mode: Mode, text: String) {
+        self.notes.push(Note {
+            func: None,
+            mode,
+            watch_pct: 0.0,
+            full_pct: None,
+            budget_pct: self.budget,
+            text: format!("budget {}: {text}", budget::describe(self.budget)),
+        });
+    }
+
     /// Changes in what the budget does since the last call.
     pub fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
     }
 
-    pub fn watch(&self, func: usize, st: &Stats) -> Option<Watch> {
+    /// What the budget does with one probe; `cpu_now`: the target's CPU time now, for
+    /// the estimate of calls not seen since the last evaluation.
+    pub fn watch(&self, func: usize, st: &Stats, cpu_now: Option<u64>) -> Option<Watch> {
         let p = self.probes.get(&func)?;
         let now = Instant::now();
-        let unseen_est = p.unseen_now(now, self.last_eval).round() as u64;
+        let unseen_est = p.unseen_now(now, self.last_eval, cpu_now).round() as u64;
         Some(Watch {
             watch_pct: 100.0 * p.watch_share(),
             observed_pct: observed_pct(st, unseen_est),
             unseen_est,
             detached_pct: 100.0 * (1.0 - p.entry_share(now)),
+            unseen_at_least: p.unseen_at_least && unseen_est > 0,
             full_pct: p.full_pct,
             recent_pct: p.recent_pct,
             mode: p.mode,
@@ -508,11 +576,14 @@ impl Governor {
     /// Opens and closes windows that are due, and every period prices the probes
     /// again. `cpu_ns` reads the target's CPU time so far (only when it is needed:
     /// readers call this every few milliseconds).
+    /// `host` reads periscope's own CPU time and the machine's idle time
+    /// (symbols::process), at evaluations only.
     pub fn tick(
         &mut self,
         engine: &mut Engine,
         hc: Option<&HitCost>,
         mut cpu_ns: impl FnMut() -> Option<u64>,
+        host: impl FnOnce() -> Option<(u64, (u64, u64))>,
     ) {
         if self.frozen || self.probes.is_empty() {
             return;
@@ -523,7 +594,11 @@ impl Governor {
         let now = Instant::now();
         if now >= self.next_eval {
             if let Some(hc) = hc {
-                self.evaluate(engine, hc, cpu(), now);
+                let c = cpu();
+                self.last_eval_secs = now.duration_since(self.last_eval).as_secs_f64();
+                let target = c.zip(self.cpu_at_eval).map(|(c, t)| c.saturating_sub(t));
+                self.measure_host(host(), target);
+                self.evaluate(engine, hc, c, now);
             }
             self.next_eval = now + PERIOD;
         }
@@ -631,6 +706,56 @@ impl Governor {
         });
     }
 
+    /// What periscope's own work (reading, decoding, writing rows) took from the target
+    /// since the last evaluation: its CPU time beyond the time the machine's CPUs were
+    /// idle (on a machine with idle cores periscope competes with nobody), of which the
+    /// target's share of everything else that ran (a light target among busy
+    /// neighbours loses little of it; a target that fills the machine, most).
+    /// `host`: periscope's CPU time, and the machine's idle and total CPU time;
+    /// `target_cpu`: the target's CPU time over the same interval.
+    fn measure_host(&mut self, host: Option<(u64, (u64, u64))>, target_cpu: Option<u64>) {
+        if let (Some((own, (idle, all))), Some((own0, (idle0, all0))), Some(target)) =
+            (host, self.host_at_eval, target_cpu)
+        {
+            let own = own.saturating_sub(own0) as f64;
+            let idle = idle.saturating_sub(idle0) as f64;
+            let others = (all.saturating_sub(all0) as f64 - idle - own).max(1.0);
+            let share = (target as f64 / others).min(1.0);
+            let secs = self.last_eval_secs.max(1e-3);
+            self.competing = (own - idle).max(0.0) * share / secs;
+        }
+        if host.is_some() {
+            self.host_at_eval = host;
+        }
+    }
+
+    /// Fewer rows when periscope's own work takes more than its share of the budget
+    /// (`allowed`, ns a second), more again when it takes little; said when it changes.
+    fn adjust_rows(&mut self, engine: &mut Engine, allowed: f64) {
+        let share = ROWS_SHARE * allowed;
+        let was = self.row_sample;
+        if self.competing > share && share > 0.0 {
+            let more = (self.competing / share).ceil().max(2.0) as u32;
+            self.row_sample = self.row_sample.saturating_mul(more).min(MAX_ROW_SAMPLE);
+        } else if self.row_sample > 1 && self.competing < share / 4.0 {
+            self.row_sample /= 2;
+        }
+        if self.row_sample == was {
+            return;
+        }
+        engine.set_row_sample(self.row_sample);
+        let text = if self.row_sample > 1 {
+            format!(
+                "periscope's own work on rows took {} of a core from the target this second: 1 call in {} is now a row (the others count as sampled out; counts and latency histograms keep every call)",
+                crate::format::pct1(self.competing / 1e7),
+                self.row_sample
+            )
+        } else {
+            "every call is a row again".to_string()
+        };
+        self.say(Mode::Rows, text);
+    }
+
     fn evaluate(&mut self, engine: &mut Engine, hc: &HitCost, cpu_ns: Option<u64>, now: Instant) {
         let prev = self.last_eval;
         let secs = now.duration_since(prev).as_secs_f64().max(1e-3);
@@ -708,7 +833,11 @@ impl Governor {
                 } else if !windowing {
                     self.correction = 1.0;
                 }
-                let allowed = goal * self.correction;
+                // periscope's own work counts too, where it takes from the target: up to
+                // its share of the budget (past that, fewer rows are made).
+                self.adjust_rows(engine, goal);
+                let rows = self.competing.min(ROWS_SHARE * goal);
+                let allowed = (goal * self.correction - rows).max(0.0);
                 let e_total: f64 = entries.iter().sum();
                 if e_total <= allowed {
                     self.entries_over = None;

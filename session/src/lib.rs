@@ -8,6 +8,7 @@ pub mod error;
 pub mod format;
 pub mod governor;
 pub mod histogram;
+mod pricing;
 pub mod session;
 pub mod spec;
 

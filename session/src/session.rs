@@ -126,6 +126,8 @@ pub struct Session {
     /// What a uprobe hit costs here, measured at start-up; the error says why not.
     pub hit_cost: Result<probes_ebpf::HitCost, String>,
     gov: Governor,
+    /// Keeps `hit_cost`'s prices current while probes run.
+    pricing: Option<crate::pricing::Pricing>,
     /// Symbolized stacks, by (stack id, caller at the entry): the kernel deduplicates
     /// stacks, so each is walked and symbolized once.
     stacks: HashMap<(u32, Option<u64>), Arc<Vec<symbols::pclntab::Position>>>,
@@ -164,6 +166,7 @@ impl Session {
             by_id: FxHashMap::default(),
             next_number: 1,
             max_string: 64,
+            pricing: hit_cost.as_ref().ok().map(crate::pricing::Pricing::new),
             hit_cost,
             gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
             stacks: HashMap::new(),
@@ -621,13 +624,25 @@ impl Session {
         })
     }
 
-    /// Opens and closes the budget's windows that are due (see governor.rs).
+    /// Opens and closes the budget's windows that are due (see governor.rs), and
+    /// measures the hit prices again when that is due (pricing.rs).
     pub fn tick(&mut self) {
+        if let (Some(pricing), Ok(hc)) = (&mut self.pricing, &mut self.hit_cost)
+            && !self.active.is_empty()
+            && pricing.due()
+        {
+            let m = self.engine.price_hits().ok();
+            if let Some(text) = pricing.record(m, hc) {
+                self.gov.say(crate::budget::Mode::Pricing, text);
+            }
+        }
         let pid = self.pid;
-        self.gov
-            .tick(&mut self.engine, self.hit_cost.as_ref().ok(), || {
-                symbols::process::cpu_time_ns(pid)
-            });
+        self.gov.tick(
+            &mut self.engine,
+            self.hit_cost.as_ref().ok(),
+            || symbols::process::cpu_time_ns(pid),
+            || symbols::process::own_cpu_ns().zip(symbols::process::machine_times_ns()),
+        );
     }
 
     /// The budget: a share of the target's CPU time in %, or None (off).
@@ -642,13 +657,19 @@ impl Session {
     /// What the budget does with the probe on `func`. Of a probe over several
     /// functions: its busiest one's windows, and the calls of them all.
     pub fn watch(&self, func: usize) -> Option<Watch> {
+        self.watch_at(func, None)
+    }
+
+    /// The same, with the target's CPU time now (`cost` reads it anyway) for a finer
+    /// estimate of the calls not seen.
+    fn watch_at(&self, func: usize, cpu_now: Option<u64>) -> Option<Watch> {
         let a = self.active.get(&func)?;
         let each: Vec<(Watch, Stats)> = a
             .members
             .iter()
             .filter_map(|m| {
                 let st = self.engine.stats(m.id);
-                Some((self.gov.watch(m.id as usize, &st)?, st))
+                Some((self.gov.watch(m.id as usize, &st, cpu_now)?, st))
             })
             .collect();
         let (busiest, _) = each.iter().max_by_key(|(_, st)| st.hits)?;
@@ -658,6 +679,7 @@ impl Session {
         let unseen_est = each.iter().map(|(w, _)| w.unseen_est).sum();
         Some(Watch {
             unseen_est,
+            unseen_at_least: each.iter().any(|(w, _)| w.unseen_at_least),
             observed_pct: crate::governor::observed_pct(&st, unseen_est),
             ..*busiest
         })
@@ -692,13 +714,14 @@ impl Session {
         let hc = self.hit_cost.as_ref().ok()?;
         let a = self.active.get(&func)?;
         let c = probes_ebpf::cost::of(st, hc);
-        let cpu = symbols::process::cpu_time_ns(self.pid)
+        let cpu_now = symbols::process::cpu_time_ns(self.pid);
+        let cpu = cpu_now
             .zip(a.cpu_at_attach)
             .map(|(now, then)| now.saturating_sub(then));
         Some(ProbeCost {
             per_call_ns: c.per_call_ns,
             overhead_pct: cpu.and_then(|cpu| probes_ebpf::cost::overhead_pct(c.total_ns, cpu)),
-            watch: self.watch(func),
+            watch: self.watch_at(func, cpu_now),
         })
     }
 

@@ -127,3 +127,35 @@ pub fn kernel_version() -> (u32, u32) {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
+
+/// This process's own CPU time (user + system, all threads), in nanoseconds.
+pub fn own_cpu_ns() -> Option<u64> {
+    // SAFETY: getrusage writes into the struct it is given; zeroed is a valid rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF needs nothing else.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return None;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    Some(ns(ru.ru_utime) + ns(ru.ru_stime))
+}
+
+/// Time the machine's CPUs have been idle (idle + iowait) and in all (every state), all
+/// CPUs together, in nanoseconds, from the first line of /proc/stat.
+pub fn machine_times_ns() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal (guest times are inside user).
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let idle = f.get(3)? + f.get(4).copied().unwrap_or(0);
+    let all: u64 = f.iter().sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ns = 1_000_000_000 / hz;
+    Some((idle * ns, all * ns))
+}

@@ -280,6 +280,8 @@ fn mode_name(m: crate::budget::Mode) -> &'static str {
         crate::budget::Mode::Windowed => "windowed",
         crate::budget::Mode::Off => "off",
         crate::budget::Mode::Capped => "capped",
+        crate::budget::Mode::Pricing => "pricing",
+        crate::budget::Mode::Rows => "rows",
     }
 }
 
@@ -446,6 +448,7 @@ fn summarize(
                     "overhead_pct":cost.and_then(|c| c.overhead_pct).map(round2),
                     "observed_pct":cost.and_then(|c| c.watch).map(|w| round2(w.observed_pct)),
                     "unseen_est":cost.and_then(|c| c.watch).map(|w| w.unseen_est),
+                    "unseen_at_least":cost.and_then(|c| c.watch).map(|w| w.unseen_at_least),
                     "detached_pct":cost.and_then(|c| c.watch).map(|w| round2(w.detached_pct)),
                     "unwatched":st.unwatched,"unrecorded":st.unrecorded})
             )?;
