@@ -197,7 +197,7 @@ struct Tracer {
 struct Printed {
     lines: u64,
     stats: Vec<serde_json::Value>,
-    latency: serde_json::Value,
+    latency: Vec<serde_json::Value>,
 }
 
 impl Tracer {
@@ -215,14 +215,14 @@ impl Tracer {
             let mut p = Printed {
                 lines: 0,
                 stats: Vec::new(),
-                latency: Default::default(),
+                latency: Vec::new(),
             };
             for l in out.lines().map_while(Result::ok) {
                 p.lines += 1;
                 if l.contains("\"type\":\"stats\"") {
                     p.stats.push(serde_json::from_str(&l).unwrap_or_default());
                 } else if l.contains("\"type\":\"latency\"") {
-                    p.latency = serde_json::from_str(&l).unwrap_or_default();
+                    p.latency.push(serde_json::from_str(&l).unwrap_or_default());
                 }
             }
             let _ = tx.send(p);
@@ -238,7 +238,7 @@ impl Tracer {
 
     /// SIGINT, then the latency object.
     fn stop_latency(self) -> serde_json::Value {
-        self.stop_all().latency
+        self.stop_all().latency.pop().unwrap_or_default()
     }
 
     fn stop_all(mut self) -> Printed {
@@ -375,6 +375,8 @@ fn demo_throughput() {
         observed.join(", ")
     );
 
+    trust(pid, &rps);
+
     // Honest latency: what a probe reports for a function that takes nanoseconds.
     let t = Tracer::start(pid, &["--json", "--latency", "main.PriceOf"]);
     wrk(
@@ -390,6 +392,73 @@ fn demo_throughput() {
     exit_time(pid);
     let _ = demo.kill();
     let _ = demo.wait();
+}
+
+/// What periscope reports under the default budget is true: the demo saturating the
+/// machine under wrk, argument and latency probes on four hot functions of its request
+/// path. Throughput against bare (alternated), the calls seen, and for each probe the
+/// share of calls it says it observed whole against the share it really did (calls in
+/// its latency histogram, over hits and the calls it estimates it did not see).
+fn trust(pid: u32, rps: &dyn Fn() -> f64) {
+    let probes = [
+        "--args",
+        "--latency",
+        "runtime.mallocgc",
+        "net/url.unescape",
+        "strconv.Atoi",
+        "bufio.(*Reader).ReadSlice",
+    ];
+    let (mut base, mut on) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..3 {
+        base.push(rps());
+        let t = Tracer::start(pid, &[&["--json", "--budget", "5%"], &probes[..]].concat());
+        on.push(rps());
+        last = Some(t.stop_all());
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (b, y) = (mean(&base), mean(&on));
+    println!(
+        "trust (demo saturating the machine under wrk, 3 alternating rounds of 4 s; --args --latency on runtime.mallocgc, net/url.unescape, strconv.Atoi, bufio.(*Reader).ReadSlice, default budget 5%): {b:.0} req/s without probes, {y:.0} req/s with them: {:.1}% fewer (target < 5%)",
+        (1.0 - y / b) * 100.0
+    );
+    let Some(p) = last else { return };
+    let mut worst: f64 = 0.0;
+    for st in &p.stats {
+        let func = st["func"].as_str().unwrap_or("?");
+        let n = |k: &str| st[k].as_u64().unwrap_or(0);
+        let whole = p
+            .latency
+            .iter()
+            .find(|l| l["func"] == func && l.get("by").is_none())
+            .and_then(|l| l["count"].as_u64())
+            .unwrap_or(0);
+        let all = n("hits") + n("unseen_est");
+        let really = if all > 0 {
+            100.0 * whole as f64 / all as f64
+        } else {
+            100.0
+        };
+        let said = st["observed_pct"].as_f64().unwrap_or(f64::NAN);
+        worst = worst.max((said - really).abs());
+        println!(
+            "  {func}: {} hits, ~{} not seen{}, {whole} seen whole; observed {said:.2}% said, {really:.2}% really; {} rows, {} sampled out, {} lost; {:.2}% of the target's CPU",
+            n("hits"),
+            n("unseen_est"),
+            if st["unseen_at_least"] == true {
+                " (at least)"
+            } else {
+                ""
+            },
+            n("emitted"),
+            n("sampled_out"),
+            n("lost"),
+            st["overhead_pct"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    println!(
+        "  observed share said against really seen: largest difference {worst:.3} points (target <= 0.1)"
+    );
 }
 
 /// Requests per second that wrk gets from `target` in `secs`.

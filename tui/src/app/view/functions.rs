@@ -169,6 +169,9 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                         "; budget: observed {} of calls",
                         crate::format::pct1(w.observed_pct)
                     ));
+                    if let Some(u) = crate::format::describe_unseen(&w) {
+                        pct.push_str(&format!("; {u}"));
+                    }
                 }
                 probe_line.push(Span::styled(
                     format!(
