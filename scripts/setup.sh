@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TOOLS_DIR="${PERISCOPE_TOOLS:-$PWD/.tools}"
-GO_VERSIONS="${PERISCOPE_GO_VERSIONS:-1.21.13 1.27.3}"
+# Every Go release from 1.21 (1.19 comes from Debian): each has DWARF quirks of its own,
+# and the value fixtures are checked on all of them.
+GO_VERSIONS="${PERISCOPE_GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3}"
 APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd fzf curl)
 
 missing=()

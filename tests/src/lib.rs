@@ -40,6 +40,29 @@ pub fn toolchains() -> Vec<Toolchain> {
         .collect()
 }
 
+/// Every Go release the project installs, 1.19 to 1.27 (`make setup`): for the value
+/// fixtures, since each release describes some values its own way. Most tests use the
+/// three of `toolchains`.
+pub fn every_release() -> Vec<Toolchain> {
+    let root = repo_root();
+    let mut all = vec![Toolchain {
+        label: "go1.19".into(),
+        go: PathBuf::from("/usr/lib/go-1.19/bin/go"),
+    }];
+    for v in [
+        "1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3",
+    ] {
+        let go = root.join(format!(".tools/go-{v}/go/bin/go"));
+        assert!(go.exists(), "{} is missing: run `make setup`", go.display());
+        let minor = v.rsplit_once('.').map_or(v, |(m, _)| m);
+        all.push(Toolchain {
+            label: format!("go{minor}"),
+            go,
+        });
+    }
+    all
+}
+
 pub fn newest() -> Toolchain {
     toolchains().pop().unwrap()
 }

@@ -77,8 +77,58 @@ fn trace_run(fx: &mut FixtureProc, extra: &[&str]) -> (Vec<Value>, Vec<Value>) {
 }
 
 #[test]
+fn results_of_functions_with_a_defer_are_each_once_where_the_abi_puts_them() {
+    // Go 1.19 to 1.26 describe each unnamed or blank result of a function with a
+    // `defer` twice; the results are the program's own, once each, on every release.
+    for tc in periscope_tests::every_release() {
+        for variant in [Variant::Plain, Variant::Pie] {
+            let what = format!("{} {variant:?}", tc.label);
+            let bin = fixture("values", &tc, variant);
+            let out = std::process::Command::new(periscope_tests::periscope())
+                .args([
+                    "list",
+                    bin.to_str().unwrap(),
+                    r"^main\.(Audit|Named|Blank)$",
+                ])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            for want in [
+                "main.Audit(name string, round int) (int, error)",
+                "main.Named(name string) (n int, err error)",
+                "main.Blank(x int) (int, error)",
+            ] {
+                assert!(
+                    text.lines().any(|l| l.starts_with(want)),
+                    "{what}: {want} not in {text}"
+                );
+            }
+            let mut fx = FixtureProc::start(&bin);
+            let (got, record) = periscope_tests::trace_calls(
+                &mut fx,
+                &[
+                    "--json",
+                    "--args",
+                    "--ret",
+                    "main.Audit",
+                    "main.Named",
+                    "main.Blank",
+                ],
+                "defers 6",
+            );
+            assert_eq!(got.len(), 18, "{what}: {got:?}");
+            for (g, w) in got.iter().zip(&record) {
+                assert_eq!(g["func"], w["func"], "{what}");
+                assert_eq!(g["args"], w["args"], "{what}: {g}");
+                assert_eq!(g["ret"], w["ret"], "{what}: {g}");
+            }
+        }
+    }
+}
+
+#[test]
 fn values_are_the_programs_own_or_marked_not_captured() {
-    for tc in toolchains() {
+    for tc in periscope_tests::every_release() {
         for variant in [Variant::Plain, Variant::Pie] {
             let what = format!("{} {variant:?}", tc.label);
             let mut fx = FixtureProc::start(&fixture("values", &tc, variant));

@@ -102,6 +102,9 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
     if let Some(w) = lock(&shared).session.keeper_warning() {
         println!("warning: {w}");
     }
+    if let Some(w) = cat.release_warning() {
+        println!("warning: {w}");
+    }
     if let Some(n) = lock(&shared).session.batching_note() {
         println!("note: {n}");
     }

@@ -46,6 +46,9 @@ async fn event_loop(mut session: Session) -> Result<()> {
     if let Some(w) = session.keeper_warning() {
         state.error(w);
     }
+    if let Some(w) = session.cat.release_warning() {
+        state.error(w);
+    }
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;

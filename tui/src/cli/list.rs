@@ -16,6 +16,9 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
         None => None,
     };
     let cat = target.open()?;
+    if let Some(w) = cat.release_warning() {
+        eprintln!("periscope: warning: {w}");
+    }
     if !cat.has_dwarf {
         eprintln!(
             "periscope: {}: {}",

@@ -152,6 +152,9 @@ pub fn run(opts: Options) -> Result<()> {
     if let Some(w) = session.keeper_warning() {
         crate::say!("periscope: warning: {w}");
     }
+    if let Some(w) = cat.release_warning() {
+        crate::say!("periscope: warning: {w}");
+    }
     if let Some(n) = session.batching_note() {
         crate::say!("periscope: note: {n}");
     }
