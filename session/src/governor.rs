@@ -422,8 +422,10 @@ pub struct Governor {
     /// (points take the kernel a few ms to come and go, windows close on the reader's
     /// clock): the budget they are sized with is scaled by this, in (0, 1].
     correction: f64,
-    /// When the hard cap last fired.
+    /// When the hard cap last fired, and what the probes had spent of the period when
+    /// it fired or they were last priced after it.
     cap_fired: Option<Instant>,
+    spent_at_cap: f64,
     /// periscope's own CPU time and the machine's idle time at the last evaluation,
     /// and what periscope's own work took from the target's CPU since (ns a second):
     /// its CPU time beyond what the machine had idle.
@@ -461,6 +463,7 @@ impl Governor {
             last_guard: now,
             correction: 1.0,
             cap_fired: None,
+            spent_at_cap: 0.0,
             host_at_eval: None,
             last_eval_secs: 1.0,
             competing: 0.0,
@@ -609,13 +612,14 @@ impl Governor {
             for p in self.probes.values_mut() {
                 p.at_period_start = engine.stats(p.id);
             }
-        } else if !self.capped
-            && now.duration_since(self.last_guard) >= GUARD_EVERY
+        } else if now.duration_since(self.last_guard) >= GUARD_EVERY
             && let (Some(b), Some(hc), Some(cpu)) = (self.budget, hc, self.cpu_rate)
         {
             // The hard cap: whatever the estimates said, the probes never spend more
-            // than the budget of this period. Past it, every window closes until the
-            // next period, and the estimates are made again at once.
+            // than the budget of this period. Past it, the costly windows close until the
+            // next period, and the estimates are made again at once. Cheap entries that
+            // fit stay; when they go on spending (a burst that started after the last
+            // estimate), they are priced again, and go in windows too.
             self.last_guard = now;
             let spent: f64 = self
                 .probes
@@ -625,10 +629,19 @@ impl Governor {
                     a + c
                 })
                 .sum();
-            if spent > TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64() {
+            let limit = TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64();
+            if !self.capped && spent > limit {
                 self.capped = true;
                 self.next_eval = now;
                 self.note_cap(now, b);
+            } else if self.capped
+                && spent > self.spent_at_cap + 0.25 * limit
+                && now.duration_since(self.last_eval) >= MIN_WINDOW
+            {
+                self.next_eval = now;
+            }
+            if self.next_eval == now {
+                self.spent_at_cap = spent;
             }
         }
         let capped = self.capped;

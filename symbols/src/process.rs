@@ -47,9 +47,15 @@ pub fn exe_identity(pid: u32) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
-/// CPU time the process has used (user + system, all threads), in nanoseconds.
+/// CPU time the process has used (user + system, all threads), in nanoseconds: the
+/// larger of its live threads' exact times and its own total in clock ticks. The
+/// ticks keep the time of threads that exited (a program ending takes its workers
+/// first; their time must not vanish from what probes are priced against).
 pub fn cpu_time_ns(pid: u32) -> Option<u64> {
-    schedstat_ns(pid).or_else(|| stat_cpu_ns(pid))
+    match (schedstat_ns(pid), stat_cpu_ns(pid)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The CPU time of every thread of `pid` to the nanosecond, from
