@@ -409,6 +409,8 @@ pub struct Governor {
     next_eval: Instant,
     last_eval: Instant,
     cpu_at_eval: Option<u64>,
+    /// The same at the evaluation before (`evaluate` checks prices against it).
+    cpu_at_eval_prev: Option<u64>,
     notes: Vec<Note>,
     /// The cheap entries alone cost more than the budget: their share, in %.
     pub entries_over: Option<f64>,
@@ -455,6 +457,7 @@ impl Governor {
             next_eval: now + PERIOD,
             last_eval: now,
             cpu_at_eval: None,
+            cpu_at_eval_prev: None,
             notes: Vec::new(),
             entries_over: None,
             frozen: false,
@@ -781,16 +784,37 @@ impl Governor {
             _ => None,
         };
         self.last_eval = now;
+        self.cpu_at_eval_prev = self.cpu_at_eval;
         self.cpu_at_eval = cpu_ns;
         if cpu_rate.is_some() {
             self.cpu_rate = cpu_rate;
         }
         let mut funcs = Vec::new();
         let mut spent = 0.0;
-        for (&func, p) in self.probes.iter_mut() {
-            let st = engine.stats(p.id);
+        // The prices checked against the target's own CPU time: the probes' hits are
+        // handled on the target's threads, so they can never have cost more than all of
+        // it. Priced above that, the hit prices are too high this interval (a price
+        // measured on a busier moment): scaled down to fit.
+        let priced: Vec<(usize, Stats, (f64, f64))> = self
+            .probes
+            .iter()
+            .map(|(&f, p)| {
+                let st = engine.stats(p.id);
+                (f, st, p.price(&delta(&st, &p.last), hc))
+            })
+            .collect();
+        let total: f64 = priced.iter().map(|(_, _, (a, b))| a + b).sum();
+        let target_ns = cpu_ns
+            .zip(self.cpu_at_eval_prev)
+            .map(|(c, t)| c.saturating_sub(t) as f64);
+        let scale = match target_ns {
+            Some(t) if total > t && t > 0.0 => t / total,
+            _ => 1.0,
+        };
+        for (func, st, (cheap, costly)) in priced {
+            let p = self.probes.get_mut(&func).expect("probe");
             let d = delta(&st, &p.last);
-            let (cheap, costly) = p.price(&d, hc);
+            let (cheap, costly) = (cheap * scale, costly * scale);
             p.last = st;
             p.unseen += p.estimate_unseen(&d, cheap + costly, cpu_ns, now, prev);
             for (g, cost) in [(&mut p.entry, cheap), (&mut p.costly, costly)] {

@@ -14,6 +14,9 @@ pub struct Elf {
     map: Arc<memmap2::Mmap>,
     segments: Vec<Segment>,
     pub is_pie: bool,
+    /// Symbol addresses by name, indexed on the first look-up: decoding a value looks
+    /// some up per call (`runtime.types`), and the table has tens of thousands.
+    symbols: std::sync::OnceLock<std::collections::HashMap<String, u64>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +75,7 @@ impl Elf {
             map: Arc::new(map),
             segments,
             is_pie,
+            symbols: std::sync::OnceLock::new(),
         })
     }
 
@@ -147,10 +151,19 @@ impl Elf {
     }
 
     pub fn symbol_addr(&self, name: &str) -> Option<u64> {
-        let obj = self.object();
-        obj.symbols()
-            .find(|s| s.name() == Ok(name))
-            .map(|s| s.address())
+        self.symbols
+            .get_or_init(|| {
+                let mut m = std::collections::HashMap::new();
+                for s in self.object().symbols() {
+                    if let Ok(n) = s.name() {
+                        // The first of a name, as a scan would find it.
+                        m.entry(n.to_string()).or_insert(s.address());
+                    }
+                }
+                m
+            })
+            .get(name)
+            .copied()
     }
 
     pub fn has_symbols(&self) -> bool {

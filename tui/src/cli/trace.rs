@@ -2,7 +2,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
@@ -10,7 +10,8 @@ use probes_ebpf::Stats;
 use serde_json::json;
 use symbols::Catalog;
 
-use crate::format::{call_line, describe_cost, fmt_ns, write_call_json};
+use super::writer::{Behind, Out, Writer};
+use crate::format::{describe_cost, fmt_ns};
 use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
 
 pub struct Options {
@@ -167,6 +168,9 @@ pub fn run(opts: Options) -> Result<()> {
     let mut last_alive_check = Instant::now();
     let mut target_gone = None;
     let mut pending: Option<Vec<Row>> = None;
+    // How long the writer's queue was full (the kernel drops calls meanwhile).
+    let mut behind = Duration::ZERO;
+    let mut behind_since: Option<Instant> = None;
     loop {
         let mut drained = 0;
         if pending.is_none() {
@@ -192,10 +196,17 @@ pub fn run(opts: Options) -> Result<()> {
         }
         if let Some(rows) = pending.take() {
             match writer.tx.try_send(Out::Rows(rows)) {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(t) = behind_since.take() {
+                        behind += t.elapsed();
+                    }
+                }
                 // The reader of stdout is slower than the program: stop draining until
                 // it catches up; the ring buffer fills and the kernel counts the loss.
-                Err(TrySendError::Full(Out::Rows(rows))) => pending = Some(rows),
+                Err(TrySendError::Full(Out::Rows(rows))) => {
+                    behind_since.get_or_insert_with(Instant::now);
+                    pending = Some(rows);
+                }
                 Err(_) => break, // stdout is closed (`| head`): stop as on Ctrl-C
             }
         }
@@ -252,18 +263,33 @@ pub fn run(opts: Options) -> Result<()> {
         opts.by_expr(),
         opts.json,
     )?;
+    if let Some(t) = behind_since.take() {
+        behind += t.elapsed();
+    }
+    // The summary is always written: calls still queued now are skipped (and counted),
+    // unless stdout itself is blocked.
+    writer.hurry();
+    let cause = writer.behind();
     let summary_queued = writer
-        .send_until(Out::Text(summary), deadline + Duration::from_secs(1))
+        .send_until(Out::Text(summary), Instant::now() + Duration::from_secs(5))
         .is_ok();
-    let finished = writer.finish(deadline + Duration::from_secs(1));
+    let (finished, skipped) = writer.finish(Instant::now() + Duration::from_secs(5));
     session.wait_detached(crate::session::detach_progress());
-    if unwritten > 0 || !summary_queued || !finished {
+    let lost: u64 = finals.iter().map(|f| f.1.lost).sum();
+    let unwritten = unwritten + skipped;
+    if lost > 0 || unwritten > 0 || !summary_queued || !finished {
         crate::say!(
-            "periscope: stdout is not being read: {unwritten} call(s) were not written{}",
+            "periscope: {}: {lost} call(s) lost in the kernel's ring buffer while the writer was behind ({:.1} s in all), {unwritten} read but not written at the end{}",
+            match cause {
+                Behind::Stdout => "stdout was read more slowly than calls came",
+                Behind::Formatting =>
+                    "periscope could not format and write calls as fast as they came",
+            },
+            behind.as_secs_f64(),
             if summary_queued && finished {
                 ""
             } else {
-                ", and the summary may not have been"
+                "; the summary may not have been written (stdout is blocked)"
             }
         );
     }
@@ -286,103 +312,6 @@ fn mode_name(m: crate::budget::Mode) -> &'static str {
         crate::budget::Mode::Pricing => "pricing",
         crate::budget::Mode::Rows => "rows",
     }
-}
-
-enum Out {
-    Rows(Vec<Row>),
-    Text(Vec<u8>),
-}
-
-/// Writes calls to stdout on its own thread, behind a bounded queue (a few batches of
-/// DRAIN_BATCH calls): a slow reader of stdout never makes periscope hold more.
-struct Writer {
-    tx: SyncSender<Out>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Writer {
-    fn start(cat: Arc<Catalog>, json: bool, clock_offset_ns: i64) -> Writer {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Out>(4);
-        let thread = std::thread::spawn(move || {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            for msg in rx {
-                let ok = match msg {
-                    Out::Rows(mut rows) => {
-                        print_calls(&mut out, &mut rows, &cat, json, clock_offset_ns)
-                    }
-                    Out::Text(t) => out.write_all(&t).is_ok(),
-                };
-                if !ok || out.flush().is_err() {
-                    return; // stdout closed: dropping `rx` tells the main loop
-                }
-            }
-        });
-        Writer { tx, thread }
-    }
-
-    /// Queues `msg`, waiting until `deadline` for room; on failure returns how many
-    /// calls were not queued.
-    fn send_until(&self, mut msg: Out, deadline: Instant) -> Result<(), usize> {
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    msg = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
-                    return Err(match m {
-                        Out::Rows(r) => r.len(),
-                        Out::Text(_) => 0,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Closes the queue and waits until `deadline` for the output to be written.
-    fn finish(self, deadline: Instant) -> bool {
-        drop(self.tx);
-        while !self.thread.is_finished() {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.thread.join();
-        true
-    }
-}
-
-/// Writes the calls; false once stdout is closed.
-fn print_calls(
-    out: &mut impl Write,
-    rows: &mut Vec<Row>,
-    cat: &Catalog,
-    as_json: bool,
-    clock_offset_ns: i64,
-) -> bool {
-    if as_json {
-        // Serialized into one buffer and written at once: a line is written in dozens
-        // of small pieces, each a call into a writer.
-        let mut buf = Vec::with_capacity(rows.len() * 256);
-        for r in rows.drain(..) {
-            let name = &cat.functions[r.at].name;
-            write_call_json(&mut buf, &r.call, name, r.stack.as_ref(), clock_offset_ns);
-            buf.push(b'\n');
-        }
-        return out.write_all(&buf).is_ok();
-    }
-    for r in rows.drain(..) {
-        let name = &cat.functions[r.at].name;
-        let line = call_line(&r.call, name, clock_offset_ns);
-        let stack = r.stack.as_ref().map(crate::format::stack_lines);
-        if write!(out, "{line}\n{}", stack.unwrap_or_default()).is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 /// One latency line: JSON `{"type":"latency",…}` (with `"by"` for a split), or text.

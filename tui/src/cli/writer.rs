@@ -1,0 +1,155 @@
+//! `trace`'s output: calls written to stdout on a thread of their own, behind a bounded
+//! queue (a few batches of DRAIN_BATCH calls), so that a slow reader of stdout never
+//! makes periscope hold more. It keeps the numbers that say where calls were lost: time
+//! spent formatting against time spent waiting on stdout, and the calls it was told to
+//! skip at the end so that the summary is always written.
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use symbols::Catalog;
+
+use crate::format::{call_line, write_call_json};
+use crate::session::Row;
+
+pub enum Out {
+    Rows(Vec<Row>),
+    Text(Vec<u8>),
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Past the end's deadline: skip calls, write only text (the summary).
+    hurry: AtomicBool,
+    skipped: AtomicUsize,
+    format_ns: AtomicU64,
+    write_ns: AtomicU64,
+}
+
+pub struct Writer {
+    pub tx: SyncSender<Out>,
+    thread: std::thread::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+/// Why calls were not written: the writer's own time or stdout's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Behind {
+    /// Most of the writer's time went into writes: whoever reads stdout is slower.
+    Stdout,
+    /// Most of it went into formatting: periscope itself could not keep up.
+    Formatting,
+}
+
+impl Writer {
+    pub fn start(cat: Arc<Catalog>, json: bool, clock_offset_ns: i64) -> Writer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Out>(4);
+        let shared = Arc::new(Shared::default());
+        let sh = Arc::clone(&shared);
+        let thread = std::thread::spawn(move || {
+            let mut out = std::io::stdout().lock();
+            let mut buf = Vec::new();
+            for msg in rx {
+                buf.clear();
+                let t0 = Instant::now();
+                match msg {
+                    Out::Rows(rows) if sh.hurry.load(Ordering::Relaxed) => {
+                        sh.skipped.fetch_add(rows.len(), Ordering::Relaxed);
+                        continue;
+                    }
+                    Out::Rows(mut rows) => {
+                        format_calls(&mut buf, &mut rows, &cat, json, clock_offset_ns)
+                    }
+                    Out::Text(t) => buf = t,
+                }
+                let t1 = Instant::now();
+                let ok = out.write_all(&buf).is_ok() && out.flush().is_ok();
+                let t2 = Instant::now();
+                sh.format_ns
+                    .fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
+                sh.write_ns
+                    .fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
+                if !ok {
+                    return; // stdout closed: dropping `rx` tells the main loop
+                }
+            }
+        });
+        Writer { tx, thread, shared }
+    }
+
+    /// Queues `msg`, waiting until `deadline` for room; on failure returns how many
+    /// calls were not queued.
+    pub fn send_until(&self, mut msg: Out, deadline: Instant) -> Result<(), usize> {
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                    return Err(match m {
+                        Out::Rows(r) => r.len(),
+                        Out::Text(_) => 0,
+                    });
+                }
+            }
+        }
+    }
+
+    /// From now on calls still queued are skipped (and counted): only text goes out.
+    pub fn hurry(&self) {
+        self.shared.hurry.store(true, Ordering::Relaxed);
+    }
+
+    /// Where the writer's time went, once it has spent any.
+    pub fn behind(&self) -> Behind {
+        let f = self.shared.format_ns.load(Ordering::Relaxed);
+        let w = self.shared.write_ns.load(Ordering::Relaxed);
+        if w > f {
+            Behind::Stdout
+        } else {
+            Behind::Formatting
+        }
+    }
+
+    /// Closes the queue and waits until `deadline` for the output to be written;
+    /// returns whether it was, and how many calls were skipped after `hurry`.
+    pub fn finish(self, deadline: Instant) -> (bool, usize) {
+        drop(self.tx);
+        let skipped = || self.shared.skipped.load(Ordering::Relaxed);
+        while !self.thread.is_finished() {
+            if Instant::now() >= deadline {
+                return (false, skipped());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.thread.join();
+        (true, skipped())
+    }
+}
+
+/// Formats the calls into `buf`, in one buffer written at once (a line is made of
+/// dozens of small pieces, each a call into a writer otherwise).
+fn format_calls(
+    buf: &mut Vec<u8>,
+    rows: &mut Vec<Row>,
+    cat: &Catalog,
+    as_json: bool,
+    clock_offset_ns: i64,
+) {
+    buf.reserve(rows.len() * 256);
+    for r in rows.drain(..) {
+        let name = &cat.functions[r.at].name;
+        if as_json {
+            write_call_json(buf, &r.call, name, r.stack.as_ref(), clock_offset_ns);
+            buf.push(b'\n');
+        } else {
+            let line = call_line(&r.call, name, clock_offset_ns);
+            let stack = r.stack.as_ref().map(crate::format::stack_lines);
+            let _ = write!(buf, "{line}\n{}", stack.unwrap_or_default());
+        }
+    }
+}
