@@ -136,6 +136,8 @@ fn a_flood_read_slowly_keeps_memory_bounded_and_duration_on_time() {
         .args([
             "trace",
             "--json",
+            "--budget",
+            "off",
             "--duration",
             "4s",
             "--pid",
@@ -161,6 +163,11 @@ fn a_flood_read_slowly_keeps_memory_bounded_and_duration_on_time() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = started.elapsed();
+    let said = {
+        let mut e = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+        e
+    };
     let out = lines(&reader.join().unwrap());
     assert!(peak < 256 << 20, "peak resident memory {} MB", peak >> 20);
     // 4 s, plus at most a second to write what is buffered, plus detaching; generous
@@ -175,10 +182,87 @@ fn a_flood_read_slowly_keeps_memory_bounded_and_duration_on_time() {
         st["lost"].as_u64().unwrap() > 0,
         "a slow reader loses events: {st}"
     );
+    // Every recorded call reaches the output, or is said not to have.
+    let (lost, unwritten) = loss_line(&said);
+    assert_eq!(lost, st["lost"].as_u64().unwrap(), "{said}");
     assert_eq!(
-        calls,
+        calls + unwritten,
         st["emitted"].as_u64().unwrap(),
-        "every recorded call reaches the output: {st}"
+        "{st}: {said}"
+    );
+    assert!(
+        said.contains("stdout was read more slowly than calls came"),
+        "{said}"
     );
     assert!(fx.is_running());
+}
+
+/// The numbers of trace's loss line: (lost in the ring buffer, read but not written).
+fn loss_line(said: &str) -> (u64, u64) {
+    let line = said
+        .lines()
+        .find(|l| l.contains("lost in the kernel's ring buffer"))
+        .unwrap_or_else(|| panic!("no loss line: {said}"));
+    let num_before = |what: &str| -> u64 {
+        let head = &line[..line.find(what).unwrap()];
+        head.trim_end()
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        num_before(" call(s) lost"),
+        num_before(" read but not written"),
+    )
+}
+
+#[test]
+fn a_json_flood_into_a_file_ends_with_its_summary_and_says_where_calls_went() {
+    // Hot in a tight loop, every call a row, written to a file as fast as periscope
+    // can: the summary lines are there, and every call is written, lost (counted by the
+    // kernel) or said not written.
+    let tc = periscope_tests::newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    fx.run("busy");
+    let path = std::env::temp_dir().join(format!("periscope-flood-{}.jsonl", std::process::id()));
+    let out = Command::new(periscope())
+        .args([
+            "trace",
+            "--json",
+            "--budget",
+            "off",
+            "--args",
+            "--duration",
+            "3s",
+        ])
+        .args(["--pid", &fx.pid.to_string(), "main.Hot"])
+        .stdout(std::fs::File::create(&path).unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    fx.run("run 0");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    let text = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let got = lines(&text);
+    let st = got
+        .iter()
+        .find(|v| v["type"] == "stats")
+        .unwrap_or_else(|| panic!("no stats line in {} lines: {said}", got.len()));
+    let calls = got.iter().filter(|v| v["type"] == "call").count() as u64;
+    let n = |k: &str| st[k].as_u64().unwrap();
+    assert!(calls > 10_000, "{st}");
+    assert_eq!(n("hits"), n("emitted") + n("lost") + n("in_flight"), "{st}");
+    if n("lost") > 0 || calls < n("emitted") {
+        let (lost, unwritten) = loss_line(&said);
+        assert_eq!(lost, n("lost"), "{said}");
+        assert_eq!(calls + unwritten, n("emitted"), "{said}");
+        // A file is never the slow part.
+        assert!(!said.contains("stdout was read more slowly"), "{said}");
+    } else {
+        assert_eq!(calls, n("emitted"), "{st}");
+    }
 }

@@ -281,6 +281,9 @@ pub fn run(opts: Options) -> Result<()> {
         crate::say!(
             "periscope: {}: {lost} call(s) lost in the kernel's ring buffer while the writer was behind ({:.1} s in all), {unwritten} read but not written at the end{}",
             match cause {
+                // The writer kept up: reading and decoding did not.
+                _ if behind.is_zero() =>
+                    "periscope could not read and decode calls as fast as they came",
                 Behind::Stdout => "stdout was read more slowly than calls came",
                 Behind::Formatting =>
                     "periscope could not format and write calls as fast as they came",
