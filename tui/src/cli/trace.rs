@@ -266,14 +266,18 @@ pub fn run(opts: Options) -> Result<()> {
     if let Some(t) = behind_since.take() {
         behind += t.elapsed();
     }
-    // The summary is always written: calls still queued now are skipped (and counted),
-    // unless stdout itself is blocked.
-    writer.hurry();
+    // The summary is always written: when the writer has not taken it within a second,
+    // the calls still queued are skipped (and counted), unless stdout itself is blocked.
     let cause = writer.behind();
-    let summary_queued = writer
-        .send_until(Out::Text(summary), Instant::now() + Duration::from_secs(5))
-        .is_ok();
-    let (finished, skipped) = writer.finish(Instant::now() + Duration::from_secs(5));
+    let second = |s| Instant::now() + Duration::from_secs(s);
+    let summary_queued = match writer.offer(Out::Text(summary), second(1)) {
+        Ok(()) => true,
+        Err(again) => {
+            writer.hurry();
+            writer.offer(again, second(5)).is_ok()
+        }
+    };
+    let (finished, skipped) = writer.finish(Duration::from_secs(1), Duration::from_secs(5));
     session.wait_detached(crate::session::detach_progress());
     let lost: u64 = finals.iter().map(|f| f.1.lost).sum();
     let unwritten = unwritten + skipped;

@@ -79,9 +79,9 @@ impl Writer {
         Writer { tx, thread, shared }
     }
 
-    /// Queues `msg`, waiting until `deadline` for room; on failure returns how many
-    /// calls were not queued.
-    pub fn send_until(&self, mut msg: Out, deadline: Instant) -> Result<(), usize> {
+    /// Queues `msg`, waiting until `deadline` for room; gives it back when it could not
+    /// be queued (no room in time, or stdout closed).
+    pub fn offer(&self, mut msg: Out, deadline: Instant) -> Result<(), Out> {
         loop {
             match self.tx.try_send(msg) {
                 Ok(()) => return Ok(()),
@@ -89,14 +89,17 @@ impl Writer {
                     msg = m;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
-                    return Err(match m {
-                        Out::Rows(r) => r.len(),
-                        Out::Text(_) => 0,
-                    });
-                }
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => return Err(m),
             }
         }
+    }
+
+    /// `offer`, and on failure how many calls were not queued.
+    pub fn send_until(&self, msg: Out, deadline: Instant) -> Result<(), usize> {
+        self.offer(msg, deadline).map_err(|m| match m {
+            Out::Rows(r) => r.len(),
+            Out::Text(_) => 0,
+        })
     }
 
     /// From now on calls still queued are skipped (and counted): only text goes out.
@@ -115,19 +118,27 @@ impl Writer {
         }
     }
 
-    /// Closes the queue and waits until `deadline` for the output to be written;
-    /// returns whether it was, and how many calls were skipped after `hurry`.
-    pub fn finish(self, deadline: Instant) -> (bool, usize) {
+    /// Closes the queue and waits `first` for everything queued to be written, then
+    /// (still writing) skips the calls left and waits `then` for the text; returns
+    /// whether all was written, and how many calls were skipped after `hurry`.
+    pub fn finish(self, first: Duration, then: Duration) -> (bool, usize) {
         drop(self.tx);
-        let skipped = || self.shared.skipped.load(Ordering::Relaxed);
-        while !self.thread.is_finished() {
-            if Instant::now() >= deadline {
-                return (false, skipped());
+        let wait = |d: Duration| {
+            let deadline = Instant::now() + d;
+            while !self.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(5));
+            self.thread.is_finished()
+        };
+        let done = wait(first) || {
+            self.shared.hurry.store(true, Ordering::Relaxed);
+            wait(then)
+        };
+        let skipped = self.shared.skipped.load(Ordering::Relaxed);
+        if done {
+            let _ = self.thread.join();
         }
-        let _ = self.thread.join();
-        (true, skipped())
+        (done, skipped)
     }
 }
 
