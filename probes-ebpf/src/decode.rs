@@ -368,11 +368,15 @@ impl Decoder<'_> {
                 if addr == 0 {
                     return GoValue::Nil;
                 }
-                let len = match got(sec, *count) {
-                    Got::Bytes(b) => crate::wire::read::<u64>(b, 0),
-                    _ => None,
-                };
-                GoValue::Map { len }
+                // A length that was not read is not captured, with its reason: never an
+                // unknown length beside a known map.
+                match got(sec, *count) {
+                    Got::Bytes(b) => GoValue::Map {
+                        len: crate::wire::read::<u64>(b, 0),
+                    },
+                    Got::Fault => GoValue::Fault(addr),
+                    Got::Not(why) => GoValue::NotCaptured(why),
+                }
             }),
             How::Iface {
                 empty,

@@ -15,6 +15,7 @@ use probes_ebpf::points::Points;
 use probes_ebpf::{Engine, Group, HitCost, Stats};
 
 use crate::budget::{self, Mode};
+use crate::unseen::Unseen;
 
 /// Windows open at the start of each period.
 const PERIOD: Duration = Duration::from_secs(1);
@@ -39,7 +40,7 @@ const TARGET_SHARE: f64 = 0.9;
 /// How often the hard cap is checked.
 const GUARD_EVERY: Duration = Duration::from_millis(10);
 /// Shortest open time that gives a usable measure of a group's rate.
-const MIN_MEASURE: Duration = Duration::from_millis(15);
+pub(crate) const MIN_MEASURE: Duration = Duration::from_millis(15);
 
 #[derive(Debug, Clone, Copy)]
 enum Win {
@@ -208,23 +209,8 @@ struct Probe {
     /// the last period, in % of the target's CPU.
     full_pct: Option<f64>,
     recent_pct: Option<f64>,
-    /// Calls made while the entry was detached, estimated up to the last evaluation,
-    /// and the call rate (calls a second) last measured while it was attached.
-    unseen: f64,
-    call_rate: Option<f64>,
-    /// Calls per ns of the target's own CPU time, last measured while attached.
-    calls_per_cpu_ns: Option<f64>,
-    /// Some estimate was by the wall clock while the probe itself took most of the
-    /// target's time: the calls then ran slower than unprobed, so it is a lower bound.
-    unseen_at_least: bool,
-    /// The last measure of the call rate was taken while the probe dominated.
-    rate_unknowable: bool,
-    /// The target's CPU time spent while the entry was attached since the last
-    /// evaluation, that time when it was last attached, and the CPU time at the last
-    /// evaluation (or at the attach): calls not seen are estimated by CPU time.
-    cpu_attached: u64,
-    cpu_open_at: Option<u64>,
-    cpu_at_eval: Option<u64>,
+    /// The calls made while its entry was detached (unseen.rs).
+    unseen: Unseen,
 }
 
 impl Probe {
@@ -277,12 +263,8 @@ impl Probe {
             .min(1.0)
     }
 
-    /// Calls made while the entry was detached since the last evaluation (`prev`), from
-    /// the calls seen (`d`) while it was attached. By the target's CPU time where it was
-    /// measured: while attached, the probe itself slows the calls (`cost` ns), and a
-    /// busy target makes more calls in the same time once it is gone; a service waiting
-    /// for requests spends its CPU time on them, so the CPU clock suits both. By the wall
-    /// clock otherwise.
+    /// Calls made while the entry was detached since the last evaluation (`prev`),
+    /// from the calls seen (`d`, costing `cost` ns) while it was attached.
     fn estimate_unseen(
         &mut self,
         d: &Stats,
@@ -290,72 +272,28 @@ impl Probe {
         cpu_now: Option<u64>,
         now: Instant,
         prev: Instant,
-    ) -> f64 {
+    ) {
         let since = prev.max(self.attached_at);
         let span = now.duration_since(since);
-        let entry_open = self.entry_group().map_or(span, |g| g.recent(now, since));
-        let attached_now = self.entry_group().is_none_or(Windowed::attached);
-        if entry_open >= MIN_MEASURE {
-            self.call_rate = Some(d.hits as f64 / entry_open.as_secs_f64());
-        }
-        let wall = self.call_rate.unwrap_or(0.0) * span.saturating_sub(entry_open).as_secs_f64();
-        let Some(cpu) = cpu_now else {
-            return wall;
-        };
-        let mut cpu_att = std::mem::take(&mut self.cpu_attached);
-        if attached_now && let Some(t) = self.cpu_open_at.replace(cpu) {
-            cpu_att += cpu.saturating_sub(t);
-        }
-        let cpu_span = self.cpu_at_eval.replace(cpu).map(|t| cpu.saturating_sub(t));
-        if span == entry_open {
-            return 0.0;
-        }
-        // The target's own work while attached, less the probe's.
-        let work = cpu_att as f64 - cost;
-        // The subtraction means something only while the target's own work is a fair
-        // part of its time; below that the prices' error is larger than the work, and
-        // the unprobed rate cannot be known. (A nearly idle target keeps its last rate.)
-        let dominated = cpu_att >= 1_000_000 && cost > 0.8 * cpu_att as f64;
-        if dominated {
-            self.calls_per_cpu_ns = None;
-            self.rate_unknowable = true;
-        } else if work >= 1e6 && d.hits > 0 {
-            self.calls_per_cpu_ns = Some(d.hits as f64 / work);
-            self.rate_unknowable = false;
-        }
-        match (cpu_span, self.calls_per_cpu_ns) {
-            (Some(all), Some(r)) => r * all.saturating_sub(cpu_att) as f64,
-            _ => {
-                self.unseen_at_least |= self.rate_unknowable && wall > 0.0;
-                wall
-            }
-        }
+        let g = self.entry_group();
+        let open = g.map_or(span, |g| g.recent(now, since));
+        let attached = g.is_none_or(Windowed::attached);
+        self.unseen
+            .evaluate(d.hits, cost, span, open, attached, cpu_now);
     }
 
-    /// Calls made while the entry was detached: those up to the last evaluation, and
-    /// since then at the last measured rate (by CPU time when `cpu_now`, the target's
-    /// CPU time now, is known).
+    /// Calls made while the entry was detached, up to now.
     fn unseen_now(&self, now: Instant, last_eval: Instant, cpu_now: Option<u64>) -> f64 {
         let since = last_eval.max(self.attached_at);
-        let Some(g) = self.entry_group() else {
-            return self.unseen;
-        };
-        let attached = g.attached();
-        if let (Some(cpu), Some(r), Some(at_eval)) =
-            (cpu_now, self.calls_per_cpu_ns, self.cpu_at_eval)
-        {
-            let open = self.cpu_attached
-                + match (attached, self.cpu_open_at) {
-                    (true, Some(t)) => cpu.saturating_sub(t),
-                    _ => 0,
-                };
-            let detached = cpu.saturating_sub(at_eval).saturating_sub(open);
-            return self.unseen + r * detached as f64;
+        match self.entry_group() {
+            None => self.unseen.total(),
+            Some(g) => {
+                let detached = now
+                    .duration_since(since)
+                    .saturating_sub(g.recent(now, since));
+                self.unseen.now(g.attached(), detached, cpu_now)
+            }
         }
-        let detached = now
-            .duration_since(since)
-            .saturating_sub(g.recent(now, since));
-        self.unseen + self.call_rate.unwrap_or(0.0) * detached.as_secs_f64()
     }
 
     /// Share of the time the costly points were attached.
@@ -512,14 +450,7 @@ impl Governor {
                 at_period_start: Stats::default(),
                 full_pct: None,
                 recent_pct: None,
-                unseen: 0.0,
-                call_rate: None,
-                calls_per_cpu_ns: None,
-                unseen_at_least: false,
-                rate_unknowable: false,
-                cpu_attached: 0,
-                cpu_open_at: cpu_ns,
-                cpu_at_eval: cpu_ns,
+                unseen: Unseen::new(cpu_ns),
             },
         );
         self.next_eval = self.next_eval.min(now + FIRST_LOOK);
@@ -572,7 +503,7 @@ impl Governor {
             observed_pct: observed_pct(st, unseen_est),
             unseen_est,
             detached_pct: 100.0 * (1.0 - p.entry_share(now)),
-            unseen_at_least: p.unseen_at_least && unseen_est > 0,
+            unseen_at_least: p.unseen.at_least() && unseen_est > 0,
             full_pct: p.full_pct,
             recent_pct: p.recent_pct,
             mode: p.mode,
@@ -687,11 +618,7 @@ impl Governor {
             if attached != was_attached
                 && let Some(c) = cpu()
             {
-                if attached == Some(true) {
-                    p.cpu_open_at = Some(c);
-                } else if let Some(t) = p.cpu_open_at.take() {
-                    p.cpu_attached += c.saturating_sub(t);
-                }
+                p.unseen.entry_moved(attached == Some(true), c);
             }
         }
     }
@@ -816,7 +743,7 @@ impl Governor {
             let d = delta(&st, &p.last);
             let (cheap, costly) = (cheap * scale, costly * scale);
             p.last = st;
-            p.unseen += p.estimate_unseen(&d, cheap + costly, cpu_ns, now, prev);
+            p.estimate_unseen(&d, cheap + costly, cpu_ns, now, prev);
             for (g, cost) in [(&mut p.entry, cheap), (&mut p.costly, costly)] {
                 if let Some(g) = g {
                     let open = g.take_recent(now, prev);

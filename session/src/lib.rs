@@ -11,6 +11,7 @@ pub mod histogram;
 mod pricing;
 pub mod session;
 pub mod spec;
+mod unseen;
 
 pub use error::{OpenError, SetError};
 pub use session::{Row, Session};

@@ -825,7 +825,14 @@ fn w_writes_the_tables_calls_as_json_lines() {
     press(&mut s, KeyCode::Char('w'));
     let msg = s.message.clone().unwrap().0;
     assert!(msg.starts_with("wrote 40 calls to "), "{msg}");
-    let path = std::path::PathBuf::from(msg.trim_start_matches("wrote 40 calls to "));
+    let path = std::path::PathBuf::from(
+        msg.trim_start_matches("wrote 40 calls to ")
+            .trim_end_matches(" (readable by you only)"),
+    );
+    // Captured values can be secrets: the file is its owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", path.display());
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()

@@ -104,9 +104,38 @@ pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
                         match b.get(i) {
                             Some('n') => s.push('\n'),
                             Some('t') => s.push('\t'),
+                            Some('r') => s.push('\r'),
+                            // Go's \xHH: a byte by its value (periscope's strings are
+                            // compared byte-wise as UTF-8 text, so only ASCII values).
+                            Some('x') => {
+                                let hex: String =
+                                    b.get(i + 1..i + 3).unwrap_or(&[]).iter().collect();
+                                match u8::from_str_radix(&hex, 16) {
+                                    Ok(v) if v < 0x80 && hex.len() == 2 => s.push(v as char),
+                                    _ => {
+                                        return Err(err(
+                                            i,
+                                            "\\x takes two hex digits below 80 (an ASCII byte)"
+                                                .into(),
+                                        ));
+                                    }
+                                }
+                                i += 2;
+                            }
                             Some(&c) => s.push(c),
                             None => return Err(err(col, "unterminated string".into())),
                         }
+                    }
+                    // A raw control character (a NUL, a newline) is refused rather than
+                    // kept unseen in the condition: written as an escape it shows.
+                    Some(&c) if c.is_control() => {
+                        return Err(err(
+                            i + 1,
+                            format!(
+                                "a control character ({:?}) in a string: write it as an escape (\\n, \\t, \\x00)",
+                                c
+                            ),
+                        ));
                     }
                     Some(&c) => s.push(c),
                 }
@@ -150,6 +179,11 @@ mod tests {
         assert_eq!(t[3], (Tok::Op("=="), 8));
         assert_eq!(t[4], (Tok::Str("alice".into()), 11));
         assert_eq!(t[6], (Tok::Op("!"), 22));
+        // Escapes as Go writes them; a raw control character is refused at its column.
+        let t = lex(r#"name == "a\x00b\n""#).unwrap();
+        assert_eq!(t[2].0, Tok::Str("a\0b\n".into()));
+        let e = lex("name == \"a\0b\"").unwrap_err();
+        assert_eq!(e.column, 11, "{e:?}");
     }
 
     #[test]

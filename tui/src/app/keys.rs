@@ -277,16 +277,17 @@ fn keep_condition(s: &mut State, func: usize) {
     }
 }
 
-/// `w`: the table's calls (or the filtered function's) as JSON lines in a file.
+/// `w`: the table's calls (or the filtered function's) as JSON lines in a file of the
+/// user's only (private_file.rs).
 fn save_rows(s: &mut State) {
-    let path = s.save_dir.join(format!(
-        "periscope-{}-{}.jsonl",
+    let stem = format!(
+        "periscope-{}-{}",
         s.pid,
         crate::format::unix_ns(
             s.rows.back().map_or(0, |r| r.row.call.ts_ns),
             s.clock_offset_ns
         ) / 1_000_000_000
-    ));
+    );
     let mut out = String::new();
     let mut n = 0;
     for r in s.shown_rows() {
@@ -299,12 +300,20 @@ fn save_rows(s: &mut State) {
         out.push('\n');
         n += 1;
     }
-    match std::fs::write(&path, out) {
-        Ok(()) => {
+    let written = crate::private_file::create(&s.save_dir, &stem, "jsonl")
+        .and_then(|(path, mut f)| std::io::Write::write_all(&mut f, out.as_bytes()).map(|()| path));
+    match written {
+        Ok(path) => {
             let shown = std::fs::canonicalize(&path).unwrap_or(path);
-            s.info(format!("wrote {n} calls to {}", shown.display()));
+            s.info(format!(
+                "wrote {n} calls to {} (readable by you only)",
+                shown.display()
+            ));
         }
-        Err(e) => s.error(format!("cannot write {}: {e}", path.display())),
+        Err(e) => s.error(format!(
+            "cannot write the calls in {}: {e}",
+            s.save_dir.display()
+        )),
     }
 }
 
