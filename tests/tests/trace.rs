@@ -297,6 +297,14 @@ fn bad_probes_get_one_clear_line() {
             &["main.Login if attempts >\n \"x\""],
             "column 13: type mismatch",
         ),
+        (
+            &["--capture", "u.Name,,u.Age", "main.SetInfo"],
+            "--capture `u.Name,,u.Age`, column 8: an empty path",
+        ),
+        (
+            &["main.Login if username == \"a\u{1}b\""],
+            "column 15: a control character",
+        ),
     ];
     let deep = [
         format!(

@@ -130,6 +130,7 @@ fn main() {
                     .as_deref()
                     .map(periscope::format::parse_duration)
                     .transpose()?;
+                check_capture_list(&capture)?;
                 cli::trace::run(cli::trace::Options {
                     pid,
                     duration,
@@ -174,4 +175,20 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     msg.replace(['\n', '\r', '\t'], " ")
+}
+
+/// `--capture a,,b`: clap splits at the commas, so an empty path is an element of its
+/// own; said with its column in the list as typed.
+fn check_capture_list(paths: &[String]) -> anyhow::Result<()> {
+    let mut col = 1;
+    for p in paths {
+        if p.trim().is_empty() {
+            anyhow::bail!(
+                "--capture `{}`, column {col}: an empty path (separate paths with one comma: r.URL.Path,r.Host)",
+                paths.join(",")
+            );
+        }
+        col += p.chars().count() + 1;
+    }
+    Ok(())
 }
