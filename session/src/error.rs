@@ -31,6 +31,8 @@ pub enum SetError {
     TargetGone(String),
     #[error("{0}: no code to probe")]
     NoCode(String),
+    #[error("pid {0} exited while probes were attached; nothing is left in it")]
+    ExitedDuringAttach(u32),
     #[error(
         "{0}: results need DWARF and the binary is stripped: trace its latency (--latency) or argument words (--args)"
     )]

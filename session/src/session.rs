@@ -214,6 +214,11 @@ impl Session {
                     // All or nothing: the previous probe stays as it was.
                     let ids: Vec<u32> = attached.iter().map(|m| m.id).collect();
                     self.engine.detach_many(&ids);
+                    // A target that exits mid-attach fails with whatever the kernel
+                    // said about its files (ENOENT, ESRCH): say what happened.
+                    if matches!(e, SetError::Attach(_)) && !symbols::process::is_alive(self.pid) {
+                        return Err(SetError::ExitedDuringAttach(self.pid));
+                    }
                     return Err(e);
                 }
             }
