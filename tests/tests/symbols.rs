@@ -471,3 +471,47 @@ fn a_name_without_its_package_path_means_the_one_function_it_ends() {
         Err(symbols::resolve::ResolveError::Unknown(_))
     ));
 }
+
+#[test]
+fn a_function_both_inlined_and_compiled_is_one_line_that_says_so() {
+    // cmd/pprof has a few hundred functions Go inlined at some call sites and compiled
+    // for others: `list` shows each once, probeable, saying that a probe sees only the
+    // calls that were not inlined (JSON keeps both records, as DWARF has them).
+    let bin = periscope_tests::pprof();
+    let (code, json, err) = list(&[bin.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let mut probeable = std::collections::HashSet::new();
+    let mut inlined = std::collections::HashSet::new();
+    for l in json.lines() {
+        let f: serde_json::Value = serde_json::from_str(l).unwrap();
+        let name = f["name"].as_str().unwrap().to_string();
+        if f["inlined_only"] == true {
+            inlined.insert(name);
+        } else {
+            probeable.insert(name);
+        }
+    }
+    let both: Vec<&String> = inlined.intersection(&probeable).collect();
+    assert!(both.len() > 100, "{}", both.len());
+    let (code, text, err) = list(&[bin.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines_of: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for l in text.lines() {
+        if let Some(name) = both.iter().find(|n| l.starts_with(&format!("{n}("))) {
+            lines_of.entry(name.as_str()).or_default().push(l);
+        }
+    }
+    for name in &both {
+        let ls = lines_of
+            .get(name.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        assert_eq!(ls.len(), 1, "{name}: {ls:?}");
+        assert!(
+            ls[0].contains("[also inlined: a probe sees only the calls that were not]"),
+            "{}",
+            ls[0]
+        );
+        assert!(!ls[0].contains("not probeable"), "{}", ls[0]);
+    }
+}

@@ -45,10 +45,21 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
     for f in cat.functions.iter().filter(|f| f.probeable()) {
         *seen.entry(f.name.as_str()).or_default() += 1;
     }
+    let inlined_too: std::collections::HashSet<&str> = cat
+        .functions
+        .iter()
+        .filter(|f| f.inlined_only)
+        .map(|f| f.name.as_str())
+        .collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for f in &cat.functions {
         if re.as_ref().is_some_and(|re| !re.is_match(&f.name)) {
+            continue;
+        }
+        // A function inlined at some call sites and compiled at others is one line of
+        // text: the probeable copy's, which says that inlined calls are not seen.
+        if !as_json && f.inlined_only && seen.contains_key(f.name.as_str()) {
             continue;
         }
         let p = points(f);
@@ -61,6 +72,9 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
                 && f.probeable()
             {
                 line += &format!("  [1 of {n} named so: {}@{:#x}]", f.name, f.entry);
+            }
+            if f.probeable() && inlined_too.contains(f.name.as_str()) {
+                line += "  [also inlined: a probe sees only the calls that were not]";
             }
             match p {
                 Some(p) => writeln!(out, "{line}  [{p}]"),
