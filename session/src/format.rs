@@ -139,9 +139,12 @@ pub fn estimate_per_call(hc: &probes_ebpf::HitCost, stepped_entry: bool, paired:
     entry + if paired { hc.stepped_ns } else { 0.0 }
 }
 
-/// `12%`, `0.4%`: one decimal below 10.
+/// `12%`, `0.4%`: one decimal below 10; a cost too small for that is `<0.1%`, never
+/// `0%`.
 pub fn pct1(p: f64) -> String {
-    if p < 10.0 {
+    if p > 0.0 && p < 0.05 {
+        "<0.1%".to_string()
+    } else if p < 10.0 {
         format!("{p:.1}%")
     } else {
         format!("{p:.0}%")

@@ -860,7 +860,12 @@ fn describe_change(p: &Probe, budget: Option<f64>, was: Option<f64>) -> String {
     }
     let would = p
         .full_pct
-        .map(|f| format!(" (with every point attached all the time it would cost {f:.0}% of the target's CPU)"))
+        .map(|f| {
+            format!(
+                " (with every point attached all the time it would cost {} of the target's CPU)",
+                crate::format::pct1(f)
+            )
+        })
         .unwrap_or_default();
     let was = was
         .map(|w| format!(", was {}", crate::format::pct1(100.0 * w)))
