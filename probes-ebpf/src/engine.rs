@@ -563,15 +563,7 @@ impl Engine {
     /// Measures what a uprobe hit costs here (see calibrate.rs): probes two functions of
     /// periscope's own under an inactive plan and times them against bare calls.
     pub fn calibrate(&mut self) -> Result<HitCost, EngineError> {
-        let id = self.allocate_id()?;
-        let result = self.calibrate_with(id);
-        // The links go like any probe's (through the keeper): startup does not wait.
-        self.detach(id);
-        result
-    }
-
-    fn calibrate_with(&mut self, id: u32) -> Result<HitCost, EngineError> {
-        let p = self.price_hits_with(id)?;
+        let p = self.price_hits()?;
         Ok(HitCost {
             emulated_ns: p.emulated_ns,
             stepped_ns: p.stepped_ns,
@@ -587,6 +579,7 @@ impl Engine {
     pub fn price_hits(&mut self) -> Result<HitPrices, EngineError> {
         let id = self.allocate_id()?;
         let result = self.price_hits_with(id);
+        // The links go like any probe's (through the keeper): startup does not wait.
         self.detach(id);
         result
     }
