@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use crate::governor::MIN_MEASURE;
 
+/// How much of the past measures each evaluation keeps (about the last five windows).
+const DECAY: f64 = 0.8;
+
 #[derive(Debug, Clone)]
 pub struct Unseen {
     /// Calls estimated up to the last evaluation.
@@ -22,6 +25,9 @@ pub struct Unseen {
     at_least: bool,
     /// The last measure of the rate was taken while the probe dominated.
     unknowable: bool,
+    /// Calls seen and the target's own work (ns) while attached, summed over the
+    /// evaluations with the older ones fading (DECAY each).
+    acc: (f64, f64),
     /// The target's CPU time spent while the entry was attached since the last
     /// evaluation, that time when it was last attached, and the CPU time at the last
     /// evaluation (or at the attach).
@@ -39,6 +45,7 @@ impl Unseen {
             calls_per_cpu_ns: None,
             at_least: false,
             unknowable: false,
+            acc: (0.0, 0.0),
             cpu_attached: 0,
             cpu_open_at: cpu,
             cpu_at_eval: cpu,
@@ -99,9 +106,13 @@ impl Unseen {
         let dominated = cpu_att >= 1_000_000 && cost > 0.8 * cpu_att as f64;
         if dominated {
             self.calls_per_cpu_ns = None;
+            self.acc = (0.0, 0.0);
             self.unknowable = true;
         } else if work >= 1e6 && hits > 0 {
-            self.calls_per_cpu_ns = Some(hits as f64 / work);
+            // Over the last several windows, the older ones fading: one short window
+            // catches a few hundred calls, too few to stand for a whole second alone.
+            self.acc = (DECAY * self.acc.0 + hits as f64, DECAY * self.acc.1 + work);
+            self.calls_per_cpu_ns = Some(self.acc.0 / self.acc.1);
             self.unknowable = false;
         }
         self.total += match (cpu_span, self.calls_per_cpu_ns) {
