@@ -68,8 +68,9 @@ struct Windowed {
     group: Group,
     duty: f64,
     win: Win,
-    /// When the next window may open.
+    /// When the next window may open, and when the last one did.
     next_open: Instant,
+    last_open: Instant,
     /// Time attached since the last evaluation, and since the probe was attached.
     open_recent: Duration,
     open_total: Duration,
@@ -84,6 +85,7 @@ impl Windowed {
             duty: 1.0,
             win: Win::Open(now),
             next_open: now + PERIOD,
+            last_open: now,
             open_recent: Duration::ZERO,
             open_total: Duration::ZERO,
             rate: None,
@@ -142,7 +144,11 @@ impl Windowed {
                     Group::Entry => self.closed(since, now, last_eval),
                 }
             }
-            Win::Closing(since, closed) if now.duration_since(closed) >= GRACE => {
+            // Every call entered has returned (the usual case for a short function): no
+            // need to wait; its returns would be hit for nothing.
+            Win::Closing(since, closed)
+                if now.duration_since(closed) >= GRACE || engine.stats(id).in_flight() == 0 =>
+            {
                 engine.release_window(id, self.group);
                 self.closed(since, now, last_eval);
             }
@@ -153,15 +159,33 @@ impl Windowed {
     /// Opens this group's window when the next one is due; `may_open` is false while
     /// the window this one depends on is not open, or the period's budget is spent.
     fn step_open(&mut self, id: u32, engine: &mut Engine, now: Instant, cap: f64, may_open: bool) {
-        let duty = self.duty.min(cap);
-        let due = duty >= 1.0 || now >= self.next_open;
-        if !matches!(self.win, Win::Closed) || !may_open || !due {
+        if !may_open || !self.due(id, engine, now, cap) {
             return;
         }
-        if !engine.window_busy(id, self.group) && engine.set_window(id, self.group, true).is_ok() {
+        let duty = self.duty.min(cap);
+        if engine.set_window(id, self.group, true).is_ok() {
             self.win = Win::Open(now);
+            self.last_open = now;
             self.next_open = now + schedule(duty).1;
         }
+    }
+
+    /// Whether this group's next window may open now (closed, its last one removed,
+    /// and its time come).
+    fn due(&self, id: u32, engine: &Engine, now: Instant, cap: f64) -> bool {
+        let duty = self.duty.min(cap);
+        matches!(self.win, Win::Closed)
+            && (duty >= 1.0 || now >= self.next_open)
+            && !engine.window_busy(id, self.group)
+    }
+
+    /// A new share of the time: the next window opens as the new share spaces them from
+    /// the last one (a group that was off must not wait out its retry interval).
+    fn set_duty(&mut self, duty: f64) {
+        if duty > self.duty {
+            self.next_open = self.next_open.min(self.last_open + schedule(duty).1);
+        }
+        self.duty = duty;
     }
 
     /// The points went at `now`, attached since `since`: their time counts as open
@@ -375,12 +399,18 @@ pub struct Governor {
     /// Rows are made of 1 call in this many (periscope's own work on rows would
     /// otherwise take more than its share of the budget).
     pub row_sample: u32,
+    /// Target CPU time (ns) the probes and periscope took beyond the budget, still to
+    /// be paid back.
+    debt: f64,
 }
 
 /// The share of the budget periscope's own work on rows may take before fewer rows
 /// are made; below a quarter of it, rows come back.
 const ROWS_SHARE: f64 = 0.5;
 const MAX_ROW_SAMPLE: u32 = 4096;
+
+/// A debt to the budget is paid back over this many seconds.
+const REPAY_SECS: f64 = 4.0;
 
 /// The hard cap is said again only after this long without it firing.
 const CAP_NOTE_QUIET: Duration = Duration::from_secs(30);
@@ -409,6 +439,7 @@ impl Governor {
             last_eval_secs: 1.0,
             competing: 0.0,
             row_sample: 1,
+            debt: 0.0,
         }
     }
 
@@ -563,7 +594,8 @@ impl Governor {
                     a + c
                 })
                 .sum();
-            let limit = TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64();
+            let limit =
+                (TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64() - self.debt).max(0.0);
             if !self.capped && spent > limit {
                 self.capped = true;
                 self.next_eval = now;
@@ -601,10 +633,16 @@ impl Governor {
                 .entry
                 .as_ref()
                 .is_none_or(|e| e.duty >= 1.0 || !e.is_open());
+            // When the entry is in windows too, the returns open only for its window:
+            // returns with no entry before them cost for nothing.
+            let entry_due = p
+                .entry
+                .as_ref()
+                .is_none_or(|e| e.duty >= 1.0 || e.is_open() || e.due(p.id, engine, now, cap));
             if let Some(c) = &mut p.costly {
                 let cap = if capped { 0.0 } else { entry_duty };
                 c.step_close(p.id, engine, now, last_eval, cap, entry_closed);
-                c.step_open(p.id, engine, now, cap, !capped);
+                c.step_open(p.id, engine, now, cap, !capped && entry_due);
             }
             let returns_ready = p
                 .costly
@@ -697,6 +735,10 @@ impl Governor {
             "every call is a row again".to_string()
         };
         self.say(Mode::Rows, text);
+        // For the Rows note, the share of calls made rows.
+        if let Some(n) = self.notes.last_mut() {
+            n.watch_pct = 100.0 / self.row_sample as f64;
+        }
     }
 
     fn evaluate(&mut self, engine: &mut Engine, hc: &HitCost, cpu_ns: Option<u64>, now: Instant) {
@@ -748,7 +790,12 @@ impl Governor {
                 if let Some(g) = g {
                     let open = g.take_recent(now, prev);
                     if open >= MIN_MEASURE {
-                        g.rate = Some(cost / open.as_secs_f64());
+                        // A rise is taken at once; a fall by at most 4x a time: a short
+                        // window that saw few calls (the target between two bursts, or
+                        // stalled while the kernel placed the points) would otherwise
+                        // attach everything again.
+                        let measured = cost / open.as_secs_f64();
+                        g.rate = Some(g.rate.map_or(measured, |r| measured.max(r / 4.0)));
                     }
                 }
             }
@@ -801,20 +848,29 @@ impl Governor {
                 // its share of the budget (past that, fewer rows are made).
                 self.adjust_rows(engine, goal);
                 let rows = self.competing.min(ROWS_SHARE * goal);
+                // What was spent beyond the budget (the first look at a hot probe, the
+                // kernel's time to take points out, a burst before the hard cap) is paid
+                // back over the next seconds, by the costly points first: over the whole
+                // session, the probes and periscope's own work stay within the budget.
+                // Entries that fit the budget stay (calls stay counted): the debt then
+                // shrinks as they spend less than it.
+                let budget_ns = b / 100.0 * cpu * secs;
+                self.debt = (self.debt + (spent + self.competing) * secs - budget_ns).max(0.0);
+                let repay = self.debt / REPAY_SECS;
                 let allowed = (goal * self.correction - rows).max(0.0);
                 let e_total: f64 = entries.iter().sum();
                 if e_total <= allowed {
                     self.entries_over = None;
                     (
                         vec![1.0; funcs.len()],
-                        budget::duties(&costly, allowed - e_total),
+                        budget::duties(&costly, (allowed - e_total - repay).max(0.0)),
                     )
                 } else {
                     // Whole probes in windows: a call is seen with both its ends or not
                     // at all, so latency and results keep coming from the windows.
                     self.entries_over = Some(100.0 * e_total / cpu);
                     let whole: Vec<f64> = entries.iter().zip(&costly).map(|(e, c)| e + c).collect();
-                    let d = budget::duties(&whole, allowed);
+                    let d = budget::duties(&whole, (allowed - repay).max(0.0));
                     (d.clone(), d)
                 }
             }
@@ -823,10 +879,10 @@ impl Governor {
         for (i, func) in funcs.into_iter().enumerate() {
             let p = self.probes.get_mut(&func).expect("probe");
             if let Some(e) = &mut p.entry {
-                e.duty = entry_duty[i];
+                e.set_duty(entry_duty[i]);
             }
             if let Some(c) = &mut p.costly {
-                c.duty = costly_duty[i];
+                c.set_duty(costly_duty[i]);
             }
             // Said when the mode changes, and when the windows widen or narrow by half
             // or more.

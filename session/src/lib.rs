@@ -4,6 +4,7 @@
 //! that bounds what probes cost, and the formatting all three front-ends print with.
 //! Data flows one way: symbols → probes-ebpf → session → tui.
 pub mod budget;
+pub mod digest;
 pub mod error;
 pub mod format;
 pub mod governor;

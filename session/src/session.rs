@@ -205,6 +205,9 @@ impl Session {
         let mut attached: Vec<Member> = Vec::new();
         let mut first: Option<SetOk> = None;
         for &f in funcs {
+            // Attaching takes the kernel ms per probe: the budget acts on the probes
+            // already attached meanwhile (a hot one's first look ends on time).
+            self.tick();
             match self.attach_one(f, s) {
                 Ok((m, ok)) => {
                     attached.push(m);

@@ -82,7 +82,17 @@ impl Unseen {
         attached_now: bool,
         cpu_now: Option<u64>,
     ) {
-        if open >= MIN_MEASURE {
+        let mut cpu_att = std::mem::take(&mut self.cpu_attached);
+        if let Some(cpu) = cpu_now
+            && attached_now
+            && let Some(t) = self.cpu_open_at.replace(cpu)
+        {
+            cpu_att += cpu.saturating_sub(t);
+        }
+        // A window in which the target did nothing (it was between bursts, or the points
+        // were on their way out) says nothing of its rate: the last one stays.
+        let idle = cpu_now.is_some() && cpu_att < 1_000_000 && hits == 0;
+        if open >= MIN_MEASURE && !idle {
             self.call_rate = Some(hits as f64 / open.as_secs_f64());
         }
         let wall = self.call_rate.unwrap_or(0.0) * span.saturating_sub(open).as_secs_f64();
@@ -90,15 +100,9 @@ impl Unseen {
             self.total += wall;
             return;
         };
-        let mut cpu_att = std::mem::take(&mut self.cpu_attached);
-        if attached_now && let Some(t) = self.cpu_open_at.replace(cpu) {
-            cpu_att += cpu.saturating_sub(t);
-        }
         let cpu_span = self.cpu_at_eval.replace(cpu).map(|t| cpu.saturating_sub(t));
-        if span == open {
-            return;
-        }
-        // The target's own work while attached, less the probe's.
+        // The target's own work while attached, less the probe's. (Measured even when
+        // the entry was attached throughout: the rate serves the next detached time.)
         let work = cpu_att as f64 - cost;
         // The subtraction means something only while the target's own work is a fair
         // part of its time; below that the prices' error is larger than the work, and
@@ -114,6 +118,9 @@ impl Unseen {
             self.acc = (DECAY * self.acc.0 + hits as f64, DECAY * self.acc.1 + work);
             self.calls_per_cpu_ns = Some(self.acc.0 / self.acc.1);
             self.unknowable = false;
+        }
+        if span == open {
+            return;
         }
         self.total += match (cpu_span, self.calls_per_cpu_ns) {
             (Some(all), Some(r)) => r * all.saturating_sub(cpu_att) as f64,

@@ -14,6 +14,21 @@ use serde_json::Value;
 /// `periscope trace --json` with stdout in a file (a flood must never wait on a pipe
 /// the test reads only at the end), started and attached.
 fn start(pid: u32, args: &[&str], tag: &str) -> (Child, std::path::PathBuf) {
+    let (child, out, _) = start_said(pid, args, tag);
+    (child, out)
+}
+
+/// The same, and what periscope says on stderr after it attached (the lines come once
+/// it exits).
+fn start_said(
+    pid: u32,
+    args: &[&str],
+    tag: &str,
+) -> (
+    Child,
+    std::path::PathBuf,
+    std::thread::JoinHandle<Vec<String>>,
+) {
     let out = std::env::temp_dir().join(format!(
         "periscope-trust-{tag}-{}.jsonl",
         std::process::id()
@@ -30,8 +45,8 @@ fn start(pid: u32, args: &[&str], tag: &str) -> (Child, std::path::PathBuf) {
     let (attached, said) = periscope_tests::read_until_attached(&mut err);
     assert!(attached, "periscope did not attach: {said}");
     // Keep reading stderr so that budget notes never block it.
-    std::thread::spawn(move || for _ in err.lines() {});
-    (child, out)
+    let said = std::thread::spawn(move || err.lines().map_while(Result::ok).collect());
+    (child, out, said)
 }
 
 fn stop(child: Child, out: &std::path::Path) -> Vec<Value> {
@@ -305,4 +320,54 @@ fn a_short_burst_and_a_target_going_from_idle_to_busy_say_every_detach() {
         );
     }
     assert_observed_adds_up(st);
+}
+
+#[test]
+fn several_hot_probes_stay_within_the_budget_together_and_say_it_in_few_lines() {
+    // A hot loop (Hot and the select around it) and a request-like call every ms
+    // (Login), latency and arguments on all, at the default budget set explicitly:
+    // what the probes cost in all, over the session, stays within it, and people get a
+    // few lines about it, not one per probe per second.
+    let mut fx = FixtureProc::start(&fixture("kinds", &newest(), Variant::Plain));
+    fx.run("busy");
+    let (child, out, said) = start_said(
+        fx.pid,
+        &[
+            "--budget",
+            "5%",
+            "--args",
+            "--latency",
+            "main.Hot",
+            "runtime.selectnbrecv",
+            "main.Work",
+            "strconv.Atoi",
+        ],
+        "several",
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let lines = stop(child, &out);
+    let said = said.join().unwrap();
+    fx.run("run 0");
+    let stats = of_type(&lines, "stats");
+    assert_eq!(stats.len(), 4, "{stats:?}");
+    let sum: f64 = stats
+        .iter()
+        .map(|s| s["overhead_pct"].as_f64().unwrap_or(0.0))
+        .sum();
+    eprintln!("summed overhead {sum:.2}%; said: {said:#?}");
+    // The budget is 5% of the target's CPU; the prices are measured: a tenth of noise.
+    assert!(sum <= 5.5, "the probes cost {sum:.2}% in all: {stats:?}");
+    let hot = stats.iter().find(|s| s["func"] == "main.Hot").unwrap();
+    assert!(u(hot, "hits") > 0, "{hot}");
+    for st in &stats {
+        assert_observed_adds_up(st);
+    }
+    let budget_lines: Vec<&String> = said.iter().filter(|l| l.contains(": budget ")).collect();
+    // One line for the probes together at most every 5 s (digest.rs), and the hard
+    // cap and the prices when they come.
+    assert!(
+        budget_lines.len() <= 6,
+        "{} budget lines in 10 s: {budget_lines:#?}",
+        budget_lines.len()
+    );
 }

@@ -33,6 +33,8 @@ struct Shared {
     gone: String,
     /// Changes in what the budget does, not printed yet.
     notes: Vec<String>,
+    /// The budget's notes, as lines for people (digest.rs).
+    digest: crate::digest::Digest,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -51,6 +53,7 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
         exited: false,
         gone: String::new(),
         notes: Vec::new(),
+        digest: crate::digest::Digest::new(),
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -189,7 +192,8 @@ fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
             sh.session.drain(&mut buf, KEEP);
             crate::session::insert_by_entry(&mut sh.rows, std::mem::take(&mut buf));
             let notes = sh.session.take_budget_notes();
-            sh.notes.extend(notes.into_iter().map(|n| n.text));
+            let lines = sh.digest.push(notes, Instant::now());
+            sh.notes.extend(lines);
             let excess = sh.rows.len().saturating_sub(KEEP);
             sh.rows.drain(..excess);
             if !sh.exited && last_check.elapsed() > Duration::from_secs(1) {

@@ -1,7 +1,7 @@
 //! The TUI's event loop: one `tokio::select!` over keys, a 20 Hz frame tick that drains
 //! the ring buffer, a 1 Hz sample of counters and histograms, and termination signals.
 //! It performs the effects that `update` asks for.
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossterm::event::{Event, EventStream, KeyEventKind};
@@ -56,6 +56,7 @@ async fn event_loop(mut session: Session) -> Result<()> {
     // that restores the terminal before the panic message prints.
     let mut term = ratatui::init();
     let mut cache = ViewCache::default();
+    let mut digest = crate::digest::Digest::new();
     let mut keys = EventStream::new();
     let mut frame = tokio::time::interval(FRAME);
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -83,8 +84,8 @@ async fn event_loop(mut session: Session) -> Result<()> {
             _ = sighup.recv() => Some(Action::Quit),
         };
         let mut effects = action.map(|a| update(&mut state, a)).unwrap_or_default();
-        for n in session.take_budget_notes() {
-            effects.extend(update(&mut state, Action::BudgetNote(n.text)));
+        for line in digest.push(session.take_budget_notes(), Instant::now()) {
+            effects.extend(update(&mut state, Action::BudgetNote(line)));
         }
         while !effects.is_empty() {
             let mut next = Vec::new();

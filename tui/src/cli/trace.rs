@@ -171,6 +171,7 @@ pub fn run(opts: Options) -> Result<()> {
     // How long the writer's queue was full (the kernel drops calls meanwhile).
     let mut behind = Duration::ZERO;
     let mut behind_since: Option<Instant> = None;
+    let mut digest = crate::digest::Digest::new();
     loop {
         let mut drained = 0;
         if pending.is_none() {
@@ -181,9 +182,9 @@ pub fn run(opts: Options) -> Result<()> {
             rows.sort_by_key(|r| r.call.ts_ns);
             pending = (!rows.is_empty()).then_some(rows);
         }
-        for note in session.take_budget_notes() {
-            crate::say!("periscope: {}", note.text);
-            if opts.json {
+        let notes = session.take_budget_notes();
+        if opts.json {
+            for note in &notes {
                 let line = json!({"type":"budget","func":note.func,"mode":mode_name(note.mode),
                     "watch_pct":round2(note.watch_pct),"full_cost_pct":note.full_pct.map(round2),
                     "budget_pct":note.budget_pct});
@@ -193,6 +194,10 @@ pub fn run(opts: Options) -> Result<()> {
                     Instant::now() + Duration::from_secs(1),
                 );
             }
+        }
+        // People get one line for all the probes, when it changes (digest.rs).
+        for line in digest.push(notes, Instant::now()) {
+            crate::say!("periscope: {line}");
         }
         if let Some(rows) = pending.take() {
             match writer.tx.try_send(Out::Rows(rows)) {
