@@ -536,6 +536,11 @@ __noinline __u32 build_section(const struct frame *f, struct psc_probe *p, __u32
 	return (c.pos - start) | c.trunc;
 }
 
+/* A bucket index clamped to the histogram, in the very register the access then uses:
+ * 6.1's verifier loses a bound that clang checks on a copy (a zero-extended 32-bit
+ * index), and rejects the access as unbounded. */
+#define CLAMP_BUCKET(x) ({ __u64 __v = (x); asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(__v) : "i"(PSC_HIST_BUCKETS - 1)); __v; })
+
 static __always_inline __u32 hist_bucket(__u64 v)
 {
 	if (v < 64)
@@ -550,7 +555,7 @@ static __always_inline __u32 hist_bucket(__u64 v)
 	if (x >> 1) { e += 1; }
 	__u32 shift = e - 5;
 	__u32 idx = 64 + (e - 6) * 32 + ((v >> shift) & 31);
-	return idx < PSC_HIST_BUCKETS ? idx : PSC_HIST_BUCKETS - 1;
+	return idx;
 }
 
 /* Adds a latency to the histogram of (probe, value); past PSC_BY_VALUES values a
@@ -579,9 +584,8 @@ static __always_inline void by_record(__u32 id, __u64 value, const struct psc_by
 		if (!h)
 			return;
 	}
-	__u32 b = hist_bucket(latency);
-	if (b < PSC_HIST_BUCKETS)
-		__sync_fetch_and_add(&h->buckets[b], 1);
+	__u64 b = CLAMP_BUCKET(hist_bucket(latency));
+	__sync_fetch_and_add(&h->buckets[b], 1);
 }
 
 
@@ -760,9 +764,8 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	if (p->flags & PSC_F_LATENCY) {
 		struct psc_hist *h = bpf_map_lookup_elem(&psc_hist, &id);
 		if (h) {
-			__u32 b = hist_bucket(latency);
-			if (b < PSC_HIST_BUCKETS)
-				h->buckets[b]++;
+			__u64 b = CLAMP_BUCKET(hist_bucket(latency));
+			h->buckets[b]++;
 		}
 	}
 	if (p->flags & PSC_F_BY) {

@@ -229,7 +229,10 @@ fn batched_and_single_uprobes_both_attach_and_leave_nothing() {
             let mut t = Target::start(&format!("multi-{mode}-{sig}"));
             let mut child = Command::new(periscope())
                 .env("PERISCOPE_UPROBE_MULTI", mode)
-                .args(["trace", "--latency", "--pid", &t.fx.pid.to_string()])
+                // Every point stays attached, to be counted (the budget would window
+                // them on this busy target).
+                .args(["trace", "--budget", "off", "--latency", "--pid"])
+                .arg(t.fx.pid.to_string())
                 .args(PROBES)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
