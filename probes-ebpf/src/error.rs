@@ -43,7 +43,7 @@ pub enum EngineError {
     MissingMap(&'static str),
     #[error("BPF map error: {0}")]
     Map(#[from] aya::maps::MapError),
-    #[error("BPF program error: {0}")]
+    #[error("{}", program_hint(.0))]
     Program(#[from] aya::programs::ProgramError),
     #[error("{0}")]
     Io(#[source] std::io::Error),
@@ -70,6 +70,48 @@ pub const PRIVILEGES: &str = "run periscope as root, or give it CAP_BPF and CAP_
 
 /// The same, when uprobes are perf events (no uprobe_multi links).
 const PRIVILEGES_PERF: &str = "one perf event per uprobe (no uprobe_multi links) needs CAP_SYS_ADMIN: run periscope as root, or give it CAP_SYS_ADMIN (plus CAP_SYS_PTRACE for another user's process)";
+
+/// A program the kernel refused, in one line: the verifier's reason (its log is
+/// thousands of lines), the kernel, and where the whole log goes when asked for
+/// (PERISCOPE_VERIFIER_LOG=FILE).
+fn program_hint(e: &aya::programs::ProgramError) -> String {
+    let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = e
+    else {
+        return format!("BPF program error: {e}");
+    };
+    let log = verifier_log.to_string();
+    let reason = verifier_reason(&log);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let kept = match std::env::var_os("PERISCOPE_VERIFIER_LOG") {
+        Some(path) => match std::fs::write(&path, &log) {
+            Ok(()) => format!("its whole log is in {}", path.to_string_lossy()),
+            Err(w) => format!("writing its log to {}: {w}", path.to_string_lossy()),
+        },
+        None => "set PERISCOPE_VERIFIER_LOG=FILE to keep its whole log, and report it with the kernel's version".into(),
+    };
+    format!(
+        "Linux {} refused periscope's BPF program ({io_error}): the verifier says \"{reason}\"; {kept}",
+        release.trim()
+    )
+}
+
+/// The verifier's reason for refusing a program: the last line of its log before the
+/// statistics it ends with.
+pub fn verifier_reason(log: &str) -> String {
+    let stats = ["verification time", "stack depth", "processed ", "max_states_per_insn"];
+    let line = log
+        .lines()
+        .map(str::trim)
+        .rev()
+        .find(|l| !l.is_empty() && !stats.iter().any(|s| l.starts_with(s)))
+        .unwrap_or("no log");
+    // Some kernels end the reason and the statistics on one line.
+    let line = line.split(" verification time").next().unwrap_or(line);
+    shorten(line)
+}
 
 /// What an attach failure means, and what to do about it.
 fn attach_hint(e: &std::io::Error, pid: u32, batched: bool) -> String {
@@ -107,5 +149,31 @@ pub fn shorten(text: &str) -> String {
         text.to_string()
     } else {
         format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verifiers_reason_is_the_line_before_its_statistics() {
+        // The end of what Debian 12's 6.1 said of the program before b0a2035.
+        let log = "905: (b7) r1 = 1                      ; R1_w=1\n\
+                   ; __sync_fetch_and_add(&h->buckets[b], 1);\n\
+                   906: (db) lock *(u64 *)(r0 +0) += r1\n\
+                   R0 unbounded memory access, make sure to bounds check any such access\n\
+                   verification time 1256216 usec\n\
+                   stack depth 312+0+88+24+0+72+40+16\n\
+                   processed 17280 insns (limit 1000000) max_states_per_insn 16 total_states 597 peak_states 487 mark_read 29\n";
+        assert_eq!(
+            verifier_reason(log),
+            "R0 unbounded memory access, make sure to bounds check any such access"
+        );
+        assert_eq!(
+            verifier_reason("R0 invalid mem access 'scalar' verification time 5 usec\n"),
+            "R0 invalid mem access 'scalar'"
+        );
+        assert_eq!(verifier_reason(""), "no log");
     }
 }
