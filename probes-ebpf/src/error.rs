@@ -101,7 +101,12 @@ fn program_hint(e: &aya::programs::ProgramError) -> String {
 /// The verifier's reason for refusing a program: the last line of its log before the
 /// statistics it ends with.
 pub fn verifier_reason(log: &str) -> String {
-    let stats = ["verification time", "stack depth", "processed ", "max_states_per_insn"];
+    let stats = [
+        "verification time",
+        "stack depth",
+        "processed ",
+        "max_states_per_insn",
+    ];
     let line = log
         .lines()
         .map(str::trim)

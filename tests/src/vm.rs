@@ -167,6 +167,8 @@ pub fn init_script(command: &str) -> String {
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+mkdir -p /dev/pts
+mount -t devpts -o ptmxmode=666 devpts /dev/pts && ln -sf pts/ptmx /dev/ptmx
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
@@ -244,4 +246,20 @@ pub fn guest_output(console: &str) -> Option<&str> {
         .find("GUEST-END")
         .map_or(console.len(), |e| start + e);
     Some(&console[start..end])
+}
+
+/// The image the kernel checks and benches boot: busybox, periscope, `kernel_check`
+/// (src/bin/kernel-check.rs), each fixture `(name, file)` at /fx/NAME, and an /init that
+/// runs `kernel-check ARGS` with periscope at /periscope.
+pub fn checks_image(kernel_check: &Path, fixtures: &[(String, PathBuf)], args: &str) -> Vec<u8> {
+    let mut fs = Initramfs::new();
+    fs.copy(Path::new("/bin/busybox"), "bin/busybox");
+    fs.program(&crate::periscope(), "periscope");
+    fs.program(kernel_check, "kernel-check");
+    for (name, file) in fixtures {
+        fs.copy(file, &format!("fx/{name}"));
+    }
+    let command = format!("PERISCOPE_BIN=/periscope /kernel-check {args}");
+    fs.file("init", init_script(&command).as_bytes(), 0o755);
+    fs.finish()
 }

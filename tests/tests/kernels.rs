@@ -3,39 +3,36 @@
 //! 6.12) boots under qemu with periscope, the checks of src/bin/kernel-check.rs and the
 //! kinds fixture built by Go 1.19 and 1.27 (and stripped); every check must
 //! pass in the guest: arguments and results call for call, conditions, latency of known
-//! sleeps, a `--by` split, stacks, a budget window, the shell, and the target's text
+//! sleeps, a `--by` split, stacks, a budget window, the shell, the TUI in a terminal, 40
+//! probes stopped at once, and the target's text
 //! equal to its file after every stop.
 use std::path::Path;
 use std::time::Duration;
 
-use periscope_tests::vm::{Initramfs, boot, guest_output, init_script, kernels};
-use periscope_tests::{Variant, fixture, periscope, toolchains};
+use periscope_tests::vm::{boot, checks_image, guest_output, kernels};
+use periscope_tests::{Variant, fixture, toolchains};
 
 #[test]
 fn every_kernel_feature_works_on_older_kernels_in_a_vm() {
-    let mut fs = Initramfs::new();
-    fs.copy(Path::new("/bin/busybox"), "bin/busybox");
-    fs.program(&periscope(), "periscope");
-    fs.program(
-        Path::new(env!("CARGO_BIN_EXE_kernel-check")),
-        "kernel-check",
-    );
     let tcs = toolchains();
     let (oldest, newest) = (&tcs[0], &tcs[tcs.len() - 1]);
-    let mut args = Vec::new();
+    let mut fixtures = Vec::new();
     for tc in [oldest, newest] {
-        let label = &tc.label;
-        fs.copy(
-            &fixture("kinds", tc, Variant::Plain),
-            &format!("fx/{label}"),
-        );
-        args.push(format!("{label}=/fx/{label}"));
+        fixtures.push((tc.label.clone(), fixture("kinds", tc, Variant::Plain)));
     }
-    fs.copy(&fixture("kinds", newest, Variant::Stripped), "fx/stripped");
-    args.push("stripped=/fx/stripped".into());
-    let command = format!("PERISCOPE_BIN=/periscope /kernel-check {}", args.join(" "));
-    fs.file("init", init_script(&command).as_bytes(), 0o755);
-    let image = fs.finish();
+    fixtures.push((
+        "stripped".to_string(),
+        fixture("kinds", newest, Variant::Stripped),
+    ));
+    let args: Vec<String> = fixtures
+        .iter()
+        .map(|(name, _)| format!("{name}=/fx/{name}"))
+        .collect();
+    let image = checks_image(
+        Path::new(env!("CARGO_BIN_EXE_kernel-check")),
+        &fixtures,
+        &args.join(" "),
+    );
     // The kernels boot side by side: a guest spends much of its time waiting (on the
     // fixture, on windows of the budget), and each is a few minutes under emulation.
     let runs: Vec<_> = kernels()
@@ -60,10 +57,10 @@ fn every_kernel_feature_works_on_older_kernels_in_a_vm() {
         // Shown with --nocapture: what each check measured on this kernel.
         eprintln!("kernel {}:\n{out}", kernel.version);
         let checks: Vec<&str> = out.lines().filter(|l| l.starts_with("check ")).collect();
-        // Eight checks on each of two fixtures, and the stripped one.
+        // Nine checks on each of two fixtures, and the stripped one.
         assert_eq!(
             checks.len(),
-            2 * 8 + 1,
+            2 * 9 + 1,
             "{}: not every check ran:\n{out}",
             kernel.version
         );

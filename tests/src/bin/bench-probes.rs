@@ -10,6 +10,7 @@
 //! 3. The demo HTTP service under wrk on loopback: requests per second without probes
 //!    and with an arguments probe and a latency probe on two functions of its request
 //!    path, alternated, and the throughput drop.
+//! 5. (`bench-probes kernels` alone) Parts 1 and 4 on the older kernels, in VMs.
 //! 4. Exit with about 300 uprobes attached (latency probes on the demo's net/http
 //!    functions with the most RETs): the time from SIGTERM to exit with uprobe_multi
 //!    links, against one perf event per uprobe (`PERISCOPE_UPROBE_MULTI=off`).
@@ -18,19 +19,25 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use periscope_tests::bench::{TracefsProbe, ns_per_call_of};
 use periscope_tests::{FixtureProc, Variant, fixture, newest};
 
 const WORK: &str = "main.Work";
 
 fn main() {
-    callgraph_cost();
     let bin = fixture("kinds", &newest(), Variant::Plain);
+    // `bench-probes kernels`: part 5 alone.
+    if std::env::args().nth(1).as_deref() == Some("kernels") {
+        other_kernels(&bin);
+        return;
+    }
+    callgraph_cost();
     let mut fx = FixtureProc::start(&bin);
     let base = ns_per_call(&mut fx, 3_000_000);
     println!("probe cost per call of {WORK} (fixture loop, best of 3; bare call {base:.1} ns):");
 
     let tracefs = {
-        let _probe = TracefsProbe::first_instruction(&bin, fx.pid);
+        let _probe = TracefsProbe::first_instruction(&bin, WORK);
         ns_per_call(&mut fx, 200_000) - base
     };
     let row = |what: &str, ns: f64| {
@@ -149,6 +156,40 @@ fn main() {
     drop(fx);
 
     demo_throughput();
+    other_kernels(&bin);
+}
+
+/// Part 5: the same costs on the older kernels of tests/tests/kernels.rs, each in its VM
+/// (emulated: ratios against a tracefs uprobe in that VM only), and the exit with about
+/// 300 uprobes, where 6.1 has one perf event per uprobe.
+fn other_kernels(bin: &std::path::Path) {
+    let check = std::env::current_exe()
+        .unwrap()
+        .with_file_name("kernel-check");
+    if !check.exists() {
+        println!("other kernels: {} not built", check.display());
+        return;
+    }
+    let image = periscope_tests::vm::checks_image(
+        &check,
+        &[("kinds".to_string(), bin.to_path_buf())],
+        "--bench /fx/kinds",
+    );
+    for kernel in periscope_tests::vm::kernels() {
+        let console = periscope_tests::vm::boot(&kernel, &image, Duration::from_secs(900));
+        let out = periscope_tests::vm::guest_output(&console).unwrap_or("(the VM never ran)");
+        println!(
+            "Linux {} under qemu (TCG, no acceleration):",
+            kernel.version
+        );
+        for line in out.lines() {
+            if let Some(l) = line.strip_prefix("bench ") {
+                println!("  {l}");
+            } else if line.contains("panicked") || line.contains("error") {
+                println!("  {line}");
+            }
+        }
+    }
 }
 
 /// What periscope itself reported for the calls just timed (calibration + the BPF
@@ -175,16 +216,6 @@ fn children_cpu_secs() -> f64 {
 /// Runs the fixture's loop; best of three, in ns per call.
 fn ns_per_call(fx: &mut FixtureProc, calls: u64) -> f64 {
     ns_per_call_of(fx, "work", calls)
-}
-
-/// The same with another of the fixture's timed loops (`checked`: main.Hot2).
-fn ns_per_call_of(fx: &mut FixtureProc, cmd: &str, calls: u64) -> f64 {
-    (0..3)
-        .map(|_| {
-            let rec = fx.run(&format!("{cmd} {calls}"));
-            rec[0]["ns"].as_f64().unwrap() / calls as f64
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 /// `periscope trace` in the background, attached when it says so.
@@ -247,55 +278,6 @@ impl Tracer {
         self.child.wait().unwrap();
         self.lines.recv_timeout(Duration::from_secs(30)).unwrap()
     }
-}
-
-/// A plain uprobe through tracefs (no BPF), removed on drop.
-struct TracefsProbe;
-
-const TRACEFS: &str = "/sys/kernel/tracing";
-
-impl TracefsProbe {
-    fn first_instruction(bin: &std::path::Path, pid: u32) -> TracefsProbe {
-        if !std::path::Path::new(TRACEFS).join("uprobe_events").exists() {
-            let ok = Command::new("mount")
-                .args(["-t", "tracefs", "nodev", TRACEFS])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "cannot mount tracefs at {TRACEFS}");
-        }
-        let cat = symbols::Catalog::open(bin).unwrap();
-        let f = cat.function(WORK).unwrap();
-        let off = cat
-            .elf
-            .vaddr_to_offset(symbols::LinkAddr(f.entry))
-            .unwrap()
-            .0;
-        let _ = pid; // tracefs probes are system-wide; only the fixture runs this code.
-        write(
-            "uprobe_events",
-            &format!("p:periscope_bench/first {}:{off:#x}\n", bin.display()),
-        );
-        write("events/periscope_bench/first/enable", "1\n");
-        TracefsProbe
-    }
-}
-
-impl Drop for TracefsProbe {
-    fn drop(&mut self) {
-        write("events/periscope_bench/first/enable", "0\n");
-        write("uprobe_events", "-:periscope_bench/first\n");
-    }
-}
-
-fn write(file: &str, what: &str) {
-    use std::io::Write;
-    let path = format!("{TRACEFS}/{file}");
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    f.write_all(what.as_bytes())
-        .unwrap_or_else(|e| panic!("{path} <- {what:?}: {e}"));
 }
 
 fn demo_throughput() {

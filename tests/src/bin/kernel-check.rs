@@ -4,6 +4,7 @@
 //! `check LABEL NAME: FAILED …`, then `checks done`.
 //!
 //! kernel-check LABEL=FIXTURE… [stripped=FIXTURE]   (periscope: $PERISCOPE_BIN)
+//! kernel-check --bench FIXTURE   (`make bench` on this kernel: `bench …` lines)
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -18,6 +19,12 @@ use serde_json::Value;
 type Check = fn(&Path) -> Result<String, String>;
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--bench") {
+        let fx = std::env::args().nth(2).expect("--bench FIXTURE");
+        bench(Path::new(&fx));
+        println!("checks done");
+        return;
+    }
     let mut fixtures: Vec<(String, PathBuf)> = Vec::new();
     let mut stripped = None;
     for a in std::env::args().skip(1) {
@@ -28,7 +35,7 @@ fn main() {
             fixtures.push((label.to_string(), PathBuf::from(path)));
         }
     }
-    let checks: [(&str, Check); 8] = [
+    let checks: [(&str, Check); 9] = [
         ("values", values),
         ("conditions", conditions),
         ("latency", latency),
@@ -36,6 +43,7 @@ fn main() {
         ("stack", stack),
         ("budget", budget),
         ("shell", shell),
+        ("tui", tui),
         ("exit", exit),
     ];
     for (label, fx) in &fixtures {
@@ -339,6 +347,150 @@ fn shell(fx: &Path) -> Result<String, String> {
     Ok(String::new())
 }
 
+/// The TUI in a terminal of its own (a pty read by a terminal emulator): search for
+/// Login, capture its arguments and results, show its latency, quit.
+fn tui(fx: &Path) -> Result<String, String> {
+    let mut fx = FixtureProc::start(fx);
+    fx.run("steady");
+    let term = Pty::spawn(&[
+        periscope().to_str().unwrap(),
+        "--budget",
+        "off",
+        &fx.pid.to_string(),
+    ])?;
+    term.wait_for("the function list", |s| s.contains("main.Login("))?;
+    term.write("/main.Login\r")?;
+    term.wait_for("Login selected", |s| s.contains("┌ main.Login "))?;
+    term.write("ar")?;
+    term.wait_for("decoded Login calls", |s| {
+        s.matches("username=\"").count() >= 3
+    })?;
+    term.write("l")?;
+    term.wait_for("a latency histogram", |s| {
+        s.contains("count") && s.contains("p99")
+    })?;
+    term.write("q")?;
+    let status = term.wait()?;
+    fx.run("stop");
+    untouched(fx.pid)?;
+    if !status.success() {
+        return Err(format!("the TUI exited {status}"));
+    }
+    Ok(String::new())
+}
+
+/// A program in a pseudo-terminal of 160x45, its screen kept by a terminal emulator.
+struct Pty {
+    child: std::process::Child,
+    master: std::fs::File,
+    screen: std::sync::Arc<std::sync::Mutex<vt100::Parser>>,
+}
+
+impl Pty {
+    fn spawn(argv: &[&str]) -> Result<Pty, String> {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        use std::os::unix::process::CommandExt;
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 45,
+            ws_col: 160,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors; the name and termios may be null.
+        let r = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        if r != 0 {
+            return Err(format!("openpty: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: both descriptors were just opened and are owned here.
+        let slave = unsafe { std::fs::File::from_raw_fd(slave) };
+        let master = unsafe { std::fs::File::from_raw_fd(master) };
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .env("TERM", "xterm-256color")
+            .stdin(slave.try_clone().map_err(|e| e.to_string())?)
+            .stdout(slave.try_clone().map_err(|e| e.to_string())?)
+            .stderr(slave);
+        // SAFETY: between fork and exec: a new session with the pty as its terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(vt100::Parser::new(
+            std::num::NonZeroU16::new(45).unwrap(),
+            std::num::NonZeroU16::new(160).unwrap(),
+            0,
+        )));
+        let (reader, parser) = (
+            master.try_clone().map_err(|e| e.to_string())?,
+            screen.clone(),
+        );
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut reader = reader;
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                parser.lock().unwrap().process(&buf[..n]);
+            }
+            let _ = reader.into_raw_fd();
+        });
+        Ok(Pty {
+            child,
+            master,
+            screen,
+        })
+    }
+
+    fn text(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn write(&self, keys: &str) -> Result<(), String> {
+        (&self.master)
+            .write_all(keys.as_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Polls the screen (for a minute: an emulated machine is slow) until `pred`.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> Result<(), String> {
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if pred(&self.text()) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("no {what} on the screen:\n{}", self.text()))
+    }
+
+    fn wait(mut self) -> Result<std::process::ExitStatus, String> {
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if let Some(st) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(st);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        Err(format!("the TUI did not quit:\n{}", self.text()))
+    }
+}
+
 /// Latency probes on the fixture's functions with the most return points, then
 /// SIGTERM: the time periscope takes to leave (the uprobes one link each where the
 /// kernel has no uprobe_multi).
@@ -389,4 +541,88 @@ fn stripped_latency(fx: &Path) -> Result<String, String> {
         Some(l) if l["count"] == 40 => Ok(String::new()),
         other => Err(format!("latency of a stripped binary: {other:?}")),
     }
+}
+
+/// `make bench` on this kernel, as ratios against a plain tracefs uprobe measured in the
+/// same VM (an emulated machine's times mean nothing beside the host's): per call of
+/// main.Work, an arguments probe and a latency probe; then the time to exit with about
+/// 300 uprobes attached.
+fn bench(bin: &Path) {
+    use periscope_tests::bench::{TracefsProbe, ns_per_call_of};
+    let mut fx = FixtureProc::start(bin);
+    let base = ns_per_call_of(&mut fx, "work", 200_000);
+    let tracefs = {
+        let _probe = TracefsProbe::first_instruction(bin, "main.Work");
+        ns_per_call_of(&mut fx, "work", 20_000) - base
+    };
+    println!(
+        "bench tracefs uprobe on main.Work's first instruction: {tracefs:.0} ns a call (bare call {base:.1} ns)"
+    );
+    for (what, args) in [
+        (
+            "periscope entry probe, 2 arguments",
+            ["--args", "main.Work"],
+        ),
+        (
+            "periscope entry+return, latency",
+            ["--latency", "main.Work"],
+        ),
+    ] {
+        let (child, _err) = spawn_trace(fx.pid, &["--budget", "off", "--json", args[0], args[1]]);
+        let ns = ns_per_call_of(&mut fx, "work", 20_000) - base;
+        let _ = stop(child);
+        println!(
+            "bench {what}: {ns:.0} ns a call, {:.2}x the tracefs uprobe",
+            ns / tracefs
+        );
+    }
+    // Latency probes on the functions with the most return points, to about 300 uprobes.
+    let out = Command::new(periscope())
+        .args(["list", "--json", &fx.pid.to_string(), "."])
+        .output()
+        .expect("periscope list");
+    let mut funcs: Vec<(String, usize)> = lines(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .filter(|f| f["probe_entry"].is_string() && f["inlined_only"] == false)
+        .filter_map(|f| {
+            let name = f["name"].as_str()?;
+            (!name.contains('[')).then(|| {
+                (
+                    name.to_string(),
+                    f["returns"].as_array().map_or(0, Vec::len) + 1,
+                )
+            })
+        })
+        .collect();
+    funcs.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let (mut names, mut uprobes) = (Vec::new(), 0);
+    for (name, n) in funcs {
+        if uprobes >= 300 {
+            break;
+        }
+        names.push(name);
+        uprobes += n;
+    }
+    let mut args: Vec<&str> = vec!["--budget", "off", "--latency"];
+    args.extend(names.iter().map(String::as_str));
+    let t = Instant::now();
+    let (mut child, _err) = spawn_trace(fx.pid, &args);
+    let attach = t.elapsed();
+    let t = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let exit = t.elapsed();
+    let clean = untouched(fx.pid).is_ok();
+    println!(
+        "bench {} latency probes, {uprobes} uprobes: attached in {:.1} s, exit in {:.1} s{}",
+        names.len(),
+        attach.as_secs_f64(),
+        exit.as_secs_f64(),
+        if clean {
+            ""
+        } else {
+            " (the target's text was NOT its file again)"
+        }
+    );
 }
