@@ -92,23 +92,43 @@ impl Elf {
         object::File::parse(self.data()).expect("ELF parsed at open")
     }
 
-    /// The uncompressed contents of a section, if present.
+    /// The uncompressed contents of a section, if present and intact.
     pub fn section(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        self.section_checked(name).ok().flatten()
+    }
+
+    /// The same, telling a section that is absent (None) from one that is damaged
+    /// (Err: why it cannot be read, such as a compressed stream that does not inflate).
+    pub fn section_checked(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Option<std::borrow::Cow<'_, [u8]>>, String> {
         let obj = self.object();
-        let sec = obj.section_by_name(name)?;
-        let c = sec.compressed_data().ok()?;
+        let Some(sec) = obj.section_by_name(name) else {
+            return Ok(None);
+        };
+        let c = sec.compressed_data().map_err(|e| e.to_string())?;
         if c.format != object::CompressionFormat::Zlib {
-            return c.decompress().ok();
+            return c.decompress().map(Some).map_err(|e| e.to_string());
         }
         // Go's DWARF is zlib (SHF_COMPRESSED): inflated with zlib-rs, about twice as
         // fast as the miniz_oxide that `object` uses, and the largest cost of a catalog.
-        let mut out = Vec::with_capacity(c.uncompressed_size as usize);
+        // (The size comes from the file: a damaged header must not reserve gigabytes.)
+        let mut out = Vec::with_capacity((c.uncompressed_size as usize).min(1 << 30));
         let mut z = flate2::Decompress::new(true);
         match z.decompress_vec(c.data, &mut out, flate2::FlushDecompress::Finish) {
             Ok(flate2::Status::StreamEnd) if out.len() as u64 == c.uncompressed_size => {
-                Some(std::borrow::Cow::Owned(out))
+                Ok(Some(std::borrow::Cow::Owned(out)))
             }
-            _ => None,
+            Ok(_) if out.len() as u64 == c.uncompressed_size => Err(
+                "its compressed data is corrupt: the zlib stream's checksum does not match".into(),
+            ),
+            Ok(_) => Err(format!(
+                "its compressed data inflates to {} bytes, its header says {}",
+                out.len(),
+                c.uncompressed_size
+            )),
+            Err(e) => Err(format!("its compressed data does not inflate: {e}")),
         }
     }
 

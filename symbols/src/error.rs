@@ -30,6 +30,14 @@ pub enum Error {
     OldGo { path: PathBuf, version: String },
     #[error("malformed .gopclntab in {path}: {what}")]
     BadPclntab { path: PathBuf, what: &'static str },
+    #[error(
+        "{path}: its DWARF section {section} is damaged ({what}); periscope reads types from it: use an undamaged copy of the binary"
+    )]
+    DamagedDwarf {
+        path: PathBuf,
+        section: &'static str,
+        what: String,
+    },
     #[error("reading DWARF of {path}: {source}")]
     Dwarf {
         path: PathBuf,

@@ -93,7 +93,16 @@ fn a_costly_probe_is_held_to_its_budget_and_marks_what_it_did_not_see() {
     let st = of_type(&lines, "stats")[0];
     assert_eq!(st["lost"], 0, "{st}");
     assert_eq!(st["emitted"].as_u64().unwrap(), whole + partial, "{st}");
-    assert_eq!(st["unwatched"].as_u64().unwrap(), partial, "{st}");
+    // On a busy machine periscope may make rows of some calls only (its own work
+    // competes with the target): those sampled out are counted, some of them unwatched.
+    let (unwatched, sampled_out) = (
+        st["unwatched"].as_u64().unwrap(),
+        st["sampled_out"].as_u64().unwrap(),
+    );
+    assert!(
+        (partial..=partial + sampled_out).contains(&unwatched),
+        "{partial} unwatched rows: {st}"
+    );
     assert!(st["observed_pct"].as_f64().unwrap() < 100.0, "{st}");
     // Far fewer calls were seen whole than made while the probe was attached (most of
     // the fixture's run): the rest were seen at their entry only, or (when even the

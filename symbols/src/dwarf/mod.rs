@@ -92,15 +92,38 @@ pub fn has_dwarf(elf: &Elf) -> bool {
 pub fn load(elf: &Elf) -> Result<DwarfInfo> {
     // Go compresses its DWARF (SHF_COMPRESSED). Inflating is the largest single cost of
     // a big binary's catalog, and each section is its own zlib stream: one thread each.
-    let owned: HashMap<gimli::SectionId, Cow<'_, [u8]>> = std::thread::scope(|s| {
+    // A section that is there but does not inflate is an error naming it (read as
+    // empty, it would make a binary without functions).
+    let mut owned: HashMap<gimli::SectionId, Cow<'_, [u8]>> = HashMap::default();
+    std::thread::scope(|s| -> Result<()> {
         let jobs: Vec<_> = SECTIONS
             .iter()
-            .map(|&(id, name)| (id, s.spawn(move || elf.section(name))))
+            .map(|&(id, name)| (id, name, s.spawn(move || elf.section_checked(name))))
             .collect();
-        jobs.into_iter()
-            .filter_map(|(id, j)| Some((id, j.join().ok()??)))
-            .collect()
-    });
+        for (id, name, job) in jobs {
+            match job.join() {
+                Ok(Ok(Some(data))) => {
+                    owned.insert(id, data);
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(what)) => {
+                    return Err(Error::DamagedDwarf {
+                        path: elf.path().to_path_buf(),
+                        section: name,
+                        what,
+                    });
+                }
+                Err(_) => {
+                    return Err(Error::DamagedDwarf {
+                        path: elf.path().to_path_buf(),
+                        section: name,
+                        what: "reading it failed".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    })?;
     let dwarf = gimli::Dwarf::load(|id| -> std::result::Result<R<'_>, gimli::Error> {
         Ok(EndianSlice::new(
             owned.get(&id).map(|c| &**c).unwrap_or(&[]),
