@@ -86,8 +86,11 @@ pub fn call_line(c: &Call, func: &str, offset_ns: i64) -> String {
     if let Some(r) = &c.ret {
         s += &format!(" → ({})", join(r));
     }
-    if let Some(l) = c.latency_ns {
-        s += &format!("  {}", fmt_ns(l));
+    match c.latency_ns {
+        // (The probe's own time is subtracted: 0 is below what it can measure.)
+        Some(0) => s += "  below the probe's floor",
+        Some(l) => s += &format!("  {}", fmt_ns(l)),
+        None => {}
     }
     s
 }
@@ -201,7 +204,8 @@ impl serde::Serialize for StackJson<'_> {
 /// Appends one call as a JSON object (no newline) to `out`:
 /// `{"type":"call","func","pid","tid","goid","ts" (Unix ns of the entry, for lining
 /// up with logs),"ts_ns" (the kernel's monotonic clock: orders calls exactly),"args"?,
-/// "ret"?,"latency_ns"?,"truncated"? (only true),"unwatched"? (only true: seen at
+/// "ret"?,"latency_ns"?,"below_floor"? (only true: latency_ns is 0 because the call
+/// took no longer than the probe's own time),"truncated"? (only true),"unwatched"? (only true: seen at
 /// its entry only, the budget had the return points detached),"stack"? (callers,
 /// innermost first)}`. The fixed keys are written as they are and the numbers with
 /// itoa: a trace prints a million of these a second, and serde's struct machinery
@@ -234,6 +238,11 @@ pub fn write_call_json(
     }
     if let Some(l) = c.latency_ns {
         field(out, br#","latency_ns":"#, l);
+        // The probe's own time (the floor) was subtracted: a call that took no longer
+        // is 0, which is "below what a probe can measure", not "no time".
+        if l == 0 {
+            out.extend_from_slice(br#","below_floor":true"#);
+        }
     }
     if c.truncated {
         out.extend_from_slice(br#","truncated":true"#);
@@ -329,5 +338,12 @@ mod tests {
             v,
             serde_json::json!({"type":"call","func":"f","pid":10,"tid":11,"goid":12,"ts":1000,"ts_ns":1000})
         );
+        // A call no longer than the probe's own time: 0 once the floor is subtracted,
+        // said as below the floor rather than as taking no time.
+        c.latency_ns = Some(0);
+        let v: serde_json::Value = serde_json::from_str(&call_json(&c, "f", None, 0)).unwrap();
+        assert_eq!(v["latency_ns"], 0);
+        assert_eq!(v["below_floor"], true);
+        assert!(call_line(&c, "f", 0).ends_with("below the probe's floor"));
     }
 }

@@ -399,18 +399,12 @@ pub struct Governor {
     /// Rows are made of 1 call in this many (periscope's own work on rows would
     /// otherwise take more than its share of the budget).
     pub row_sample: u32,
-    /// Target CPU time (ns) the probes and periscope took beyond the budget, still to
-    /// be paid back.
-    debt: f64,
 }
 
 /// The share of the budget periscope's own work on rows may take before fewer rows
 /// are made; below a quarter of it, rows come back.
 const ROWS_SHARE: f64 = 0.5;
 const MAX_ROW_SAMPLE: u32 = 4096;
-
-/// A debt to the budget is paid back over this many seconds.
-const REPAY_SECS: f64 = 4.0;
 
 /// The hard cap is said again only after this long without it firing.
 const CAP_NOTE_QUIET: Duration = Duration::from_secs(30);
@@ -439,7 +433,6 @@ impl Governor {
             last_eval_secs: 1.0,
             competing: 0.0,
             row_sample: 1,
-            debt: 0.0,
         }
     }
 
@@ -594,8 +587,7 @@ impl Governor {
                     a + c
                 })
                 .sum();
-            let limit =
-                (TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64() - self.debt).max(0.0);
+            let limit = TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64();
             if !self.capped && spent > limit {
                 self.capped = true;
                 self.next_eval = now;
@@ -848,29 +840,20 @@ impl Governor {
                 // its share of the budget (past that, fewer rows are made).
                 self.adjust_rows(engine, goal);
                 let rows = self.competing.min(ROWS_SHARE * goal);
-                // What was spent beyond the budget (the first look at a hot probe, the
-                // kernel's time to take points out, a burst before the hard cap) is paid
-                // back over the next seconds, by the costly points first: over the whole
-                // session, the probes and periscope's own work stay within the budget.
-                // Entries that fit the budget stay (calls stay counted): the debt then
-                // shrinks as they spend less than it.
-                let budget_ns = b / 100.0 * cpu * secs;
-                self.debt = (self.debt + (spent + self.competing) * secs - budget_ns).max(0.0);
-                let repay = self.debt / REPAY_SECS;
                 let allowed = (goal * self.correction - rows).max(0.0);
                 let e_total: f64 = entries.iter().sum();
                 if e_total <= allowed {
                     self.entries_over = None;
                     (
                         vec![1.0; funcs.len()],
-                        budget::duties(&costly, (allowed - e_total - repay).max(0.0)),
+                        budget::duties(&costly, allowed - e_total),
                     )
                 } else {
                     // Whole probes in windows: a call is seen with both its ends or not
                     // at all, so latency and results keep coming from the windows.
                     self.entries_over = Some(100.0 * e_total / cpu);
                     let whole: Vec<f64> = entries.iter().zip(&costly).map(|(e, c)| e + c).collect();
-                    let d = budget::duties(&whole, (allowed - repay).max(0.0));
+                    let d = budget::duties(&whole, allowed);
                     (d.clone(), d)
                 }
             }

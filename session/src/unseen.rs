@@ -101,8 +101,8 @@ impl Unseen {
             return;
         };
         let cpu_span = self.cpu_at_eval.replace(cpu).map(|t| cpu.saturating_sub(t));
-        // The target's own work while attached, less the probe's. (Measured even when
-        // the entry was attached throughout: the rate serves the next detached time.)
+        // The target's own work while attached, less the probe's. (Whether the probe
+        // dominated is known from the first look on; the rate is taken from windows.)
         let work = cpu_att as f64 - cost;
         // The subtraction means something only while the target's own work is a fair
         // part of its time; below that the prices' error is larger than the work, and
@@ -112,7 +112,7 @@ impl Unseen {
             self.calls_per_cpu_ns = None;
             self.acc = (0.0, 0.0);
             self.unknowable = true;
-        } else if work >= 1e6 && hits > 0 {
+        } else if work >= 1e6 && hits > 0 && span != open {
             // Over the last several windows, the older ones fading: one short window
             // catches a few hundred calls, too few to stand for a whole second alone.
             self.acc = (DECAY * self.acc.0 + hits as f64, DECAY * self.acc.1 + work);

@@ -1021,3 +1021,42 @@ fn a_stripped_target_shows_raw_words_and_says_so() {
         "{text}"
     );
 }
+
+#[test]
+fn control_keys_edit_prompts_as_readline_does_and_are_never_typed() {
+    let mut s = state();
+    let ctrl = |s: &mut State, c: char| {
+        update(
+            s,
+            Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)),
+        )
+    };
+    // The budget prompt holds "5%": Ctrl-U clears it (it was typed as `u`: "5%u1%").
+    press(&mut s, KeyCode::Char('b'));
+    ctrl(&mut s, 'u');
+    typed(&mut s, "1%");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![Effect::SetBudget(Some(1.0))]
+    );
+    // Ctrl-H is a backspace, Ctrl-W takes a word, Ctrl-A and Ctrl-K the line's head.
+    press(&mut s, KeyCode::Char('b'));
+    ctrl(&mut s, 'u');
+    typed(&mut s, "2%x");
+    ctrl(&mut s, 'h');
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![Effect::SetBudget(Some(2.0))]
+    );
+    press(&mut s, KeyCode::Char('b'));
+    ctrl(&mut s, 'u');
+    typed(&mut s, "off 3%");
+    ctrl(&mut s, 'w');
+    ctrl(&mut s, 'a');
+    ctrl(&mut s, 'k');
+    typed(&mut s, "4%");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![Effect::SetBudget(Some(4.0))]
+    );
+}

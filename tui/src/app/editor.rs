@@ -1,14 +1,32 @@
 //! The editor of a probe's condition (`c`) and of the paths it captures first (`C`):
 //! checked as it is typed, with Tab completion of parameters and fields.
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Effect;
 use super::complete;
 use super::state::{Editing, Input, Mode, State};
 use crate::session::ProbeSpec;
 
-/// Line editing keys; true when the text changed.
+/// Line editing keys, with readline's control keys; true when the text changed.
 pub(super) fn edit(input: &mut Input, k: &KeyEvent) -> bool {
+    if k.modifiers.contains(KeyModifiers::CONTROL)
+        && let KeyCode::Char(c) = k.code
+    {
+        // A control key is never typed as its letter.
+        let before = input.text.clone();
+        match c {
+            'u' => input.kill_head(),
+            'k' => input.kill_tail(),
+            'w' => input.kill_word(),
+            'h' => input.backspace(),
+            'a' => input.cursor = 0,
+            'e' => input.cursor = input.text.chars().count(),
+            'b' => input.left(),
+            'f' => input.right(),
+            _ => {}
+        }
+        return input.text != before;
+    }
     match k.code {
         KeyCode::Char(c) => {
             input.insert(c);

@@ -82,6 +82,34 @@ impl Input {
         self.cursor = self.cursor.saturating_sub(1);
     }
 
+    /// Ctrl-U: the text before the cursor goes.
+    pub fn kill_head(&mut self) {
+        let at = self.byte(self.cursor);
+        self.text.replace_range(..at, "");
+        self.cursor = 0;
+    }
+
+    /// Ctrl-K: the text from the cursor on goes.
+    pub fn kill_tail(&mut self) {
+        let at = self.byte(self.cursor);
+        self.text.truncate(at);
+    }
+
+    /// Ctrl-W: the word before the cursor goes (and the spaces after it).
+    pub fn kill_word(&mut self) {
+        let chars: Vec<char> = self.text.chars().collect();
+        let mut start = self.cursor;
+        while start > 0 && chars[start - 1] == ' ' {
+            start -= 1;
+        }
+        while start > 0 && chars[start - 1] != ' ' {
+            start -= 1;
+        }
+        let (a, b) = (self.byte(start), self.byte(self.cursor));
+        self.text.replace_range(a..b, "");
+        self.cursor = start;
+    }
+
     pub fn right(&mut self) {
         self.cursor = (self.cursor + 1).min(self.text.chars().count());
     }
