@@ -55,4 +55,20 @@ for pkg in "${kernel_pkgs[@]}"; do
     rm -rf "$tmp"
   fi
 done
+# And one kernel periscope cannot run on, to check that it says so: Debian 11's 5.10
+# (no bpf_loop, which came in 5.17), from bullseye's archive.
+old_dir="$TOOLS_DIR/old-kernels"
+if ! ls "$old_dir"/*/vmlinuz >/dev/null 2>&1; then
+  echo "setup: fetching Debian 11's kernel (5.10) for the VM tests"
+  deb=$(curl -fsS -m 120 http://deb.debian.org/debian/dists/bullseye/main/binary-amd64/Packages.xz | xz -d |
+    awk '/^Package: linux-image-5\.10\.0-[0-9]+-amd64-unsigned$/{p=1} p&&/^Filename:/{print $2; p=0}' | sort -V | tail -1)
+  [ -n "$deb" ] || { echo "setup: no 5.10 kernel in bullseye's archive" >&2; exit 1; }
+  tmp=$(mktemp -d)
+  curl -fsS -m 300 -o "$tmp/k.deb" "http://deb.debian.org/debian/$deb"
+  dpkg -x "$tmp/k.deb" "$tmp/x"
+  img=$(ls "$tmp"/x/boot/vmlinuz-* | head -1)
+  mkdir -p "$old_dir/${img##*/vmlinuz-}"
+  cp "$img" "$old_dir/${img##*/vmlinuz-}/vmlinuz"
+  rm -rf "$tmp"
+fi
 echo "setup: ok"

@@ -43,8 +43,10 @@ pub enum EngineError {
     MissingMap(&'static str),
     #[error("BPF map error: {0}")]
     Map(#[from] aya::maps::MapError),
+    // Not a `source`: the hint holds what matters of it, and the whole error would
+    // print the verifier's log after it.
     #[error("{}", program_hint(.0))]
-    Program(#[from] aya::programs::ProgramError),
+    Program(aya::programs::ProgramError),
     #[error("{0}")]
     Io(#[source] std::io::Error),
     #[error("too many probes at once (limit {0})")]
@@ -71,6 +73,12 @@ pub const PRIVILEGES: &str = "run periscope as root, or give it CAP_BPF and CAP_
 /// The same, when uprobes are perf events (no uprobe_multi links).
 const PRIVILEGES_PERF: &str = "one perf event per uprobe (no uprobe_multi links) needs CAP_SYS_ADMIN: run periscope as root, or give it CAP_SYS_ADMIN (plus CAP_SYS_PTRACE for another user's process)";
 
+impl From<aya::programs::ProgramError> for EngineError {
+    fn from(e: aya::programs::ProgramError) -> Self {
+        EngineError::Program(e)
+    }
+}
+
 /// A program the kernel refused, in one line: the verifier's reason (its log is
 /// thousands of lines), the kernel, and where the whole log goes when asked for
 /// (PERISCOPE_VERIFIER_LOG=FILE).
@@ -92,8 +100,20 @@ fn program_hint(e: &aya::programs::ProgramError) -> String {
         },
         None => "set PERISCOPE_VERIFIER_LOG=FILE to keep its whole log, and report it with the kernel's version".into(),
     };
+    // periscope's program loops with bpf_loop (Linux 5.17): an older kernel refuses it
+    // in words that do not say so.
+    let version: Vec<u32> = release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let old = if version.as_slice() < [5, 17].as_slice() {
+        " (periscope needs Linux 5.17 or newer: its program uses bpf_loop)"
+    } else {
+        ""
+    };
     format!(
-        "Linux {} refused periscope's BPF program ({io_error}): the verifier says \"{reason}\"; {kept}",
+        "Linux {} refused periscope's BPF program ({io_error}){old}: the verifier says \"{reason}\"; {kept}",
         release.trim()
     )
 }

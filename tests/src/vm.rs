@@ -18,7 +18,16 @@ pub struct Kernel {
 
 /// The kernels set-up installed, oldest first.
 pub fn kernels() -> Vec<Kernel> {
-    let dir = crate::repo_root().join(".tools/kernels");
+    kernels_in(".tools/kernels")
+}
+
+/// Kernels periscope cannot run on (set-up installs Debian 11's 5.10): it must say so.
+pub fn old_kernels() -> Vec<Kernel> {
+    kernels_in(".tools/old-kernels")
+}
+
+fn kernels_in(dir: &str) -> Vec<Kernel> {
+    let dir = crate::repo_root().join(dir);
     let mut found: Vec<Kernel> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e} (run `make setup`)", dir.display()))
         .flatten()

@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use periscope_tests::vm::{boot, checks_image, guest_output, kernels};
+use periscope_tests::vm::{
+    Initramfs, boot, checks_image, guest_output, init_script, kernels, old_kernels,
+};
 use periscope_tests::{Variant, fixture, toolchains};
 
 #[test]
@@ -73,4 +75,36 @@ fn every_kernel_feature_works_on_older_kernels_in_a_vm() {
         );
     }
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
+fn a_kernel_too_old_is_refused_in_one_line() {
+    // Debian 11's 5.10 has no bpf_loop: periscope cannot load its program there, and
+    // must say why in one line (not the verifier's log) and exit 2.
+    let mut fs = Initramfs::new();
+    fs.copy(Path::new("/bin/busybox"), "bin/busybox");
+    fs.program(&periscope_tests::periscope(), "periscope");
+    let newest = &toolchains()[toolchains().len() - 1];
+    fs.copy(&fixture("kinds", newest, Variant::Plain), "fx/kinds");
+    let command = "sleep 600 | /fx/kinds > /dev/null & sleep 1; /periscope trace --pid $! --duration 1s main.Hot 2>/tmp/err; echo \"status $?\"; cat /tmp/err";
+    fs.file("init", init_script(command).as_bytes(), 0o755);
+    let image = fs.finish();
+    for kernel in old_kernels() {
+        let console = boot(&kernel, &image, Duration::from_secs(300));
+        let out = guest_output(&console)
+            .unwrap_or_else(|| panic!("{}: the guest never ran:\n{console}", kernel.version));
+        let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.first(),
+            Some(&"status 2"),
+            "{}:\n{out}",
+            kernel.version
+        );
+        assert_eq!(lines.len(), 2, "one line expected:\n{out}");
+        assert!(
+            lines[1].contains(&format!("Linux {}", kernel.version))
+                && lines[1].contains("needs Linux 5.17 or newer"),
+            "{out}"
+        );
+    }
 }
