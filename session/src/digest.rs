@@ -123,7 +123,7 @@ impl Digest {
         }
         parts.extend(rows);
         format!(
-            "budget {b}: {}; calls in between are estimated, not seen (per probe: --json, the TUI's details pane)",
+            "budget {b}: {}; calls in between are seen at their entry only, or estimated (per probe: --json, the TUI's details pane)",
             parts.join("; ")
         )
     }
