@@ -179,10 +179,13 @@ impl Windowed {
             && !engine.window_busy(id, self.group)
     }
 
-    /// A new share of the time: the next window opens as the new share spaces them from
-    /// the last one (a group that was off must not wait out its retry interval).
+    /// A new share of the time. A group that was off (a window every RETRY_EVERY) opens
+    /// as the new share spaces windows from its last one, rather than wait out the retry
+    /// interval; other changes take effect from the next window (opening early on every
+    /// rise would add windows, and each costs the target the kernel's placing and
+    /// removing of its points).
     fn set_duty(&mut self, duty: f64) {
-        if duty > self.duty {
+        if self.duty <= 0.0 && duty > 0.0 {
             self.next_open = self.next_open.min(self.last_open + schedule(duty).1);
         }
         self.duty = duty;
