@@ -119,6 +119,18 @@ fn own_offset(addr: usize) -> Result<u64, EngineError> {
     })
 }
 
+/// The plan of a calibration probe on periscope's own code: every call, the goroutine
+/// read from calibrate.rs's fake `g` (goid at 0, stack top at 8).
+fn own_plan(flags: u32) -> psc_probe {
+    psc_probe {
+        flags,
+        sample_every: 1,
+        goid_off: 0,
+        stack_hi_off: 8,
+        ..Default::default()
+    }
+}
+
 /// Errors that mean "this kernel cannot make uprobe_multi links", as opposed to a bad
 /// offset or a target that is gone.
 fn is_unsupported(e: &std::io::Error) -> bool {
@@ -370,21 +382,9 @@ impl Engine {
         self.harvested.remove(&id);
         self.probes.set(id, wire, 0)?;
         self.plans.insert(id, wire);
-        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
-        self.stats.set(
-            id,
-            PerCpuValues::try_from(vec![psc_stats::default(); ncpu]).map_err(EngineError::Io)?,
-            0,
-        )?;
+        self.zero_counters(id, plan.wire.flags & PSC_F_LATENCY != 0)?;
         if plan.wire.flags & PSC_F_BY != 0 {
             self.reset_by(id)?;
-        }
-        if plan.wire.flags & PSC_F_LATENCY != 0 {
-            self.hist.set(
-                id,
-                PerCpuValues::try_from(vec![psc_hist::default(); ncpu]).map_err(EngineError::Io)?,
-                0,
-            )?;
         }
         let offset = |p: &Point| {
             elf.vaddr_to_offset(symbols::LinkAddr(p.addr))
@@ -577,11 +577,38 @@ impl Engine {
     /// already had subtracted): the session repeats it while probes run, so that the
     /// budget's prices follow the machine.
     pub fn price_hits(&mut self) -> Result<HitPrices, EngineError> {
+        self.own_probe(Self::price_hits_with)
+    }
+
+    /// Runs `f` with a probe id of its own for a calibration on periscope's own code;
+    /// its uprobes go after, whatever `f` returned (through the keeper, like any
+    /// probe's: start-up does not wait for them).
+    fn own_probe<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self, u32) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let id = self.allocate_id()?;
-        let result = self.price_hits_with(id);
-        // The links go like any probe's (through the keeper): startup does not wait.
+        let result = f(self, id);
         self.detach(id);
         result
+    }
+
+    /// Fresh per-CPU counters for probe `id` (and its latency histogram).
+    fn zero_counters(&mut self, id: u32, latency: bool) -> Result<(), EngineError> {
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
+        self.stats.set(
+            id,
+            PerCpuValues::try_from(vec![psc_stats::default(); ncpu]).map_err(EngineError::Io)?,
+            0,
+        )?;
+        if latency {
+            self.hist.set(
+                id,
+                PerCpuValues::try_from(vec![psc_hist::default(); ncpu]).map_err(EngineError::Io)?,
+                0,
+            )?;
+        }
+        Ok(())
     }
 
     fn price_hits_with(&mut self, id: u32) -> Result<HitPrices, EngineError> {
@@ -606,27 +633,13 @@ impl Engine {
 
     /// The median latency a probe measures on an empty function (calibrate.rs).
     fn calibrate_floor(&mut self, stepped: bool) -> Result<f64, EngineError> {
-        let id = self.allocate_id()?;
-        let result = self.calibrate_floor_with(id, stepped);
-        self.detach(id);
-        result
+        self.own_probe(|e, id| e.calibrate_floor_with(id, stepped))
     }
 
     fn calibrate_floor_with(&mut self, id: u32, stepped: bool) -> Result<f64, EngineError> {
-        let plan = psc_probe {
-            flags: PSC_F_ACTIVE | PSC_F_PAIRED | PSC_F_LATENCY,
-            sample_every: 1,
-            goid_off: 0,
-            stack_hi_off: 8,
-            ..Default::default()
-        };
-        self.probes.set(id, plan, 0)?;
-        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
-        self.hist.set(
-            id,
-            PerCpuValues::try_from(vec![psc_hist::default(); ncpu]).map_err(EngineError::Io)?,
-            0,
-        )?;
+        self.probes
+            .set(id, own_plan(PSC_F_ACTIVE | PSC_F_PAIRED | PSC_F_LATENCY), 0)?;
+        self.zero_counters(id, true)?;
         let (entry, ret) = crate::calibrate::floor_points(stepped);
         let cookie = |kind: u32| u64::from(id) | (u64::from(kind) << PSC_COOKIE_KIND_SHIFT);
         let points = [
@@ -647,29 +660,16 @@ impl Engine {
     /// after its stack check), includes the caller, whose return address is then at
     /// [rsp]: Linux 6.12 does, and stable kernels that took the change (Debian 12's
     /// 6.1.192 does); a version cannot tell, so periscope asks the kernel once, on a
-    /// function of its own.
+    /// function of its own. Before any probe is attached: it reads the ring buffer.
     pub fn kernel_adds_caller(&mut self) -> Result<bool, EngineError> {
-        let id = self.allocate_id()?;
-        let result = self.kernel_adds_caller_with(id);
-        self.detach(id);
-        result
+        debug_assert!(self.plans.is_empty(), "events of probes would be dropped");
+        self.own_probe(Self::kernel_adds_caller_with)
     }
 
     fn kernel_adds_caller_with(&mut self, id: u32) -> Result<bool, EngineError> {
-        let plan = psc_probe {
-            flags: PSC_F_ACTIVE | PSC_F_EVENTS | PSC_F_STACK,
-            sample_every: 1,
-            goid_off: 0,
-            stack_hi_off: 8,
-            ..Default::default()
-        };
-        self.probes.set(id, plan, 0)?;
-        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
-        self.stats.set(
-            id,
-            PerCpuValues::try_from(vec![psc_stats::default(); ncpu]).map_err(EngineError::Io)?,
-            0,
-        )?;
+        self.probes
+            .set(id, own_plan(PSC_F_ACTIVE | PSC_F_EVENTS | PSC_F_STACK), 0)?;
+        self.zero_counters(id, false)?;
         let (entry, ret) = crate::calibrate::stack_points();
         let cookie = u64::from(id) | (u64::from(PSC_POINT_ENTRY) << PSC_COOKIE_KIND_SHIFT);
         self.attach_own(id, &[(own_offset(entry)?, cookie)])?;

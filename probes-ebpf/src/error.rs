@@ -102,12 +102,7 @@ fn program_hint(e: &aya::programs::ProgramError) -> String {
     };
     // periscope's program loops with bpf_loop (Linux 5.17): an older kernel refuses it
     // in words that do not say so.
-    let version: Vec<u32> = release
-        .split(|c: char| !c.is_ascii_digit())
-        .take(2)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let old = if version.as_slice() < [5, 17].as_slice() {
+    let old = if symbols::process::kernel_version() < (5, 17) {
         " (periscope needs Linux 5.17 or newer: its program uses bpf_loop)"
     } else {
         ""

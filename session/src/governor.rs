@@ -360,6 +360,8 @@ pub struct Note {
     /// The probe's function (None: every probe, as for the hard cap).
     pub func: Option<String>,
     pub mode: Mode,
+    /// Share of the time the probe's costly points are attached, in %; in a Rows note,
+    /// the share of calls made rows.
     pub watch_pct: f64,
     pub full_pct: Option<f64>,
     /// The budget in force, in % (None: off).
