@@ -426,10 +426,10 @@ impl Session {
         self.engine.detach_many(&ids);
     }
 
-    /// Stops every probe (at once: see `Engine::detach_many`) and returns each probe's
-    /// final counters and, for latency probes, its latency buckets. The calls still
-    /// buffered stay readable through `drain` until the next `set`.
-    pub fn finish(&mut self) -> Vec<(usize, Stats, Option<Vec<u64>>)> {
+    /// Stops every probe (at once: see `Engine::detach_many`). The probes' calls stay
+    /// readable through `drain` until the next `set`; their counters are final once
+    /// `detaching` is 0 (until then, points not yet removed still count calls).
+    pub fn stop_all(&mut self) {
         self.gov.freeze();
         let ids: Vec<u32> = self
             .active
@@ -437,6 +437,17 @@ impl Session {
             .flat_map(|a| a.members.iter().map(|m| m.id))
             .collect();
         self.engine.detach_many(&ids);
+    }
+
+    /// Uprobes whose removal has not finished yet (`drain` takes note of removals).
+    pub fn detaching(&self) -> usize {
+        self.engine.detaching()
+    }
+
+    /// Each stopped probe's final counters and, for latency probes, its latency
+    /// buckets: read after `detaching` is 0, they count exactly the calls `drain`
+    /// gives (and the ones said lost or in flight).
+    pub fn finals(&self) -> Vec<(usize, Stats, Option<Vec<u64>>)> {
         let mut finals: Vec<_> = self
             .active
             .keys()
@@ -458,7 +469,7 @@ impl Session {
 
     /// Removes every probe and waits until the target carries none of their uprobes,
     /// saying so on stderr when that takes a while. Every way periscope stops goes
-    /// through here (or `finish`, then `wait_detached`) before the process exits.
+    /// through here (or `stop_all`, then `drain` until `detaching` is 0) before the process exits.
     pub fn close(&mut self) {
         self.remove_all();
         self.wait_detached(detach_progress());

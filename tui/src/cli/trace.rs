@@ -231,20 +231,30 @@ pub fn run(opts: Options) -> Result<()> {
         }
     }
     // Detach first; then what is still buffered goes out, for at most a second more.
-    let mut finals = session.finish();
-    finals.sort_by_key(|f| order.iter().position(|&o| o == f.0));
-    let costs: Vec<Option<ProbeCost>> = finals
-        .iter()
-        .map(|(func, st, _)| session.cost(*func, st))
-        .collect();
+    // The counters are read once every uprobe is gone, so that they count exactly the
+    // calls read (until then, points not yet removed still fire).
+    session.stop_all();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut unwritten = 0;
+    let mut progress = crate::session::detach_progress();
+    let mut finals = None;
     loop {
         let rows = match pending.take() {
             Some(rows) => rows,
             None => {
                 let mut rows = Vec::new();
                 if session.drain(&mut rows, DRAIN_BATCH) == 0 {
+                    let left = session.detaching();
+                    progress(left);
+                    if left > 0 {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    if finals.is_none() {
+                        // Every call counted is in the ring buffer now: read it all.
+                        finals = Some(session.finals());
+                        continue;
+                    }
                     break;
                 }
                 rows
@@ -254,6 +264,12 @@ pub fn run(opts: Options) -> Result<()> {
             unwritten += n;
         }
     }
+    let mut finals = finals.unwrap_or_default();
+    finals.sort_by_key(|f| order.iter().position(|&o| o == f.0));
+    let costs: Vec<Option<ProbeCost>> = finals
+        .iter()
+        .map(|(func, st, _)| session.cost(*func, st))
+        .collect();
     let mut summary = Vec::new();
     let split: Vec<_> = finals
         .iter()
@@ -283,7 +299,6 @@ pub fn run(opts: Options) -> Result<()> {
         }
     };
     let (finished, skipped) = writer.finish(Duration::from_secs(1), Duration::from_secs(5));
-    session.wait_detached(crate::session::detach_progress());
     let lost: u64 = finals.iter().map(|f| f.1.lost).sum();
     let unwritten = unwritten + skipped;
     if lost > 0 || unwritten > 0 || !summary_queued || !finished {
