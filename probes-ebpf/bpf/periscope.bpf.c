@@ -826,6 +826,12 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 static __always_inline void account_time(struct psc_stats *st, __u64 t0, int head)
 {
 	__u64 dt = bpf_ktime_get_ns() - t0;
+	/* A uprobe's program can be preempted (it runs with migration, not preemption,
+	 * disabled): on a busy machine a timed hit then measures another task's time slice,
+	 * ms that, scaled up to the untimed hits, priced a probe at several times its cost.
+	 * No program of ours takes that long: such a hit is left out of the average. */
+	if (dt > PSC_PROG_NS_MAX)
+		return;
 	if (head) {
 		st->head_ns += dt;
 		st->head_hits++;

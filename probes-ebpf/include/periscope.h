@@ -23,6 +23,7 @@
 #define PSC_STACKS 16384   /* distinct stacks kept (a stack-trace map) */
 #define PSC_TIME_EVERY 16   /* time one probe hit in this many (a power of two) */
 #define PSC_TIME_HEAD 64    /* ...after timing each of a probe's first hits (per CPU) */
+#define PSC_PROG_NS_MAX 1000000 /* a timed hit longer than this was preempted: not counted */
 
 /* Attach cookie: probe id in the low 32 bits, point kind in the next 8, then flags. */
 enum psc_point {

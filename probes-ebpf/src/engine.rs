@@ -43,6 +43,8 @@ pub struct Engine {
     /// when periscope's own work on rows competes with the target (`set_row_sample`).
     base_sample: HashMap<u32, u32>,
     row_sample: u32,
+    /// Costly return points of probes attached from now on start detached (`defer_costly`).
+    defer_costly: bool,
     pids: HashMap<u32, u32>,
     /// periscope's own copy of the uprobe links, by key (see `window_key`); the keeper
     /// holds another.
@@ -287,6 +289,7 @@ impl Engine {
             returns: HashMap::new(),
             base_sample: HashMap::new(),
             row_sample: 1,
+            defer_costly: false,
             pids: HashMap::new(),
             links: HashMap::new(),
             keeper,
@@ -343,11 +346,21 @@ impl Engine {
         Ok(id)
     }
 
+    /// From now on, a probe whose costly group holds only return points (its entry is
+    /// emulated) is attached with that group detached: the budget opens it once it has
+    /// priced it from the entry's call rate. Attaching every return of a hot function
+    /// for a first look costs the target more than the budget of a whole second: its
+    /// single-stepped returns while they are measured, and again while the kernel takes
+    /// them out (tens of ms, hit all the while).
+    pub fn defer_costly(&mut self, on: bool) {
+        self.defer_costly = on;
+    }
+
     /// The points are attached in two groups (see `Group`), each under a window key
     /// that `set_window` detaches and attaches again for the budget; both windows start
-    /// open. The costly group holds the single-stepped points, and all the returns when
-    /// any of them is single-stepped (a call is paired only if its return is watched
-    /// wherever it returns).
+    /// open (the costly one may start closed: `defer_costly`). The costly group holds
+    /// the single-stepped points, and all the returns when any of them is single-stepped
+    /// (a call is paired only if its return is watched wherever it returns).
     #[allow(clippy::too_many_arguments)]
     fn attach_id(
         &mut self,
@@ -361,11 +374,16 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let paired = plan.wire.flags & PSC_F_PAIRED != 0;
         let returns_costly = points.returns.iter().any(|p| p.stepped);
+        let entry_stepped = points.entries.iter().any(|p| p.stepped);
+        let deferred = self.defer_costly && !entry_stepped;
         let mut wire = plan.wire;
         // Whichever group holds the return points, the program stores an entry to pair
         // only while they are all attached (WATCHING); the generation starts at 0.
         if paired {
-            wire.flags |= PSC_F_WINDOWED | PSC_F_WATCHING;
+            wire.flags |= PSC_F_WINDOWED;
+            if !(returns_costly && deferred) {
+                wire.flags |= PSC_F_WATCHING;
+            }
             let group = if returns_costly {
                 Group::Costly
             } else {
@@ -427,9 +445,19 @@ impl Engine {
                 generation: 0,
             };
             self.windows.insert((id, group), w);
+            if group == Group::Costly && deferred {
+                continue;
+            }
             self.open_window(id, group).map_err(attach_err)?;
         }
         Ok(())
+    }
+
+    /// Whether the points of `group` are attached now (their window is open).
+    pub fn window_open(&self, id: u32, group: Group) -> bool {
+        self.windows
+            .get(&(id, group))
+            .is_some_and(|w| w.open.is_some())
     }
 
     /// Whether the probe has points in `group` (attached in windows).

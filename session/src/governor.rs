@@ -47,20 +47,26 @@ enum Win {
     Open(Instant),
     /// Closed for the program, the points still attached: (opened, closed).
     Closing(Instant, Instant),
+    /// The points are on their way out: (opened, removal asked). The kernel takes tens
+    /// of ms to remove them, hit all the while: that time is attached time, priced and
+    /// counted like the window's own.
+    Removing(Instant, Instant),
     Closed,
 }
 
 /// How long a window stays open, and how often one opens, for a share `duty` of the
-/// time: windows of PERIOD × duty each PERIOD, but never shorter than MIN_WINDOW
-/// (attaching and removing points costs the target too: short windows would be mostly
+/// time, when removing its points takes `lag` (attached time too): windows of
+/// PERIOD × duty each PERIOD, removal included, but never open shorter than MIN_WINDOW
+/// (placing and removing points costs the target too: short windows would be mostly
 /// that), so a small share opens less often. A group that is off (duty 0) gets a
 /// MIN_WINDOW every RETRY_EVERY, to measure again.
-fn schedule(duty: f64) -> (Duration, Duration) {
+fn schedule(duty: f64, lag: Duration) -> (Duration, Duration) {
     if duty <= 0.0 {
         return (MIN_WINDOW, RETRY_EVERY);
     }
-    let len = PERIOD.mul_f64(duty.min(1.0)).max(MIN_WINDOW);
-    (len, len.div_f64(duty.min(1.0)).max(PERIOD))
+    let duty = duty.min(1.0);
+    let len = PERIOD.mul_f64(duty).saturating_sub(lag).max(MIN_WINDOW);
+    (len, (len + lag).div_f64(duty).max(PERIOD))
 }
 
 /// One group of points of a probe and its windows.
@@ -71,24 +77,36 @@ struct Windowed {
     /// When the next window may open, and when the last one did.
     next_open: Instant,
     last_open: Instant,
-    /// Time attached since the last evaluation, and since the probe was attached.
+    /// Time attached since the last evaluation (removal included: what the points cost
+    /// is priced over it); time live (removal left out: the calls a point counts are
+    /// counted then) since the last evaluation, and since the probe was attached.
     open_recent: Duration,
-    open_total: Duration,
+    live_recent: Duration,
+    live_total: Duration,
     /// ns per second the group costs while attached, last measured.
     rate: Option<f64>,
+    /// How long removing its points takes the kernel, recently.
+    lag: Duration,
+    /// Windows opened since the attach (the first look not counted).
+    opened: u32,
 }
 
 impl Windowed {
-    fn new(group: Group, now: Instant) -> Windowed {
+    /// A group just attached (`open`), or left detached until it is priced.
+    fn new(group: Group, now: Instant, open: bool) -> Windowed {
         Windowed {
             group,
-            duty: 1.0,
-            win: Win::Open(now),
-            next_open: now + PERIOD,
+            duty: if open { 1.0 } else { 0.0 },
+            win: if open { Win::Open(now) } else { Win::Closed },
+            next_open: now + if open { PERIOD } else { RETRY_EVERY },
+            // A group left detached is spaced as if a window had opened at the attach.
             last_open: now,
             open_recent: Duration::ZERO,
-            open_total: Duration::ZERO,
+            live_recent: Duration::ZERO,
+            live_total: Duration::ZERO,
             rate: None,
+            lag: Duration::ZERO,
+            opened: 0,
         }
     }
 
@@ -96,16 +114,18 @@ impl Windowed {
         matches!(self.win, Win::Open(_))
     }
 
-    /// Whether the points are in the kernel (open, or closing with the points still
-    /// attached for the grace period).
-    fn attached(&self) -> bool {
-        !matches!(self.win, Win::Closed)
+    /// Whether the points count calls: open, or closing with the points still attached
+    /// for the grace period. (Once their removal is asked for, a point goes within a
+    /// fraction of a ms; the kernel's waiting for other CPUs after that, tens of ms,
+    /// sees no calls.)
+    fn live(&self) -> bool {
+        matches!(self.win, Win::Open(_) | Win::Closing(..))
     }
 
-    fn open_total(&self, now: Instant) -> Duration {
-        self.open_total
+    fn live_total(&self, now: Instant) -> Duration {
+        self.live_total
             + match self.win {
-                Win::Open(t) => now.duration_since(t),
+                Win::Open(t) | Win::Closing(t, _) => now.duration_since(t),
                 _ => Duration::ZERO,
             }
     }
@@ -131,7 +151,7 @@ impl Windowed {
         } else {
             Duration::ZERO
         };
-        let (len, _) = schedule(duty);
+        let (len, _) = schedule(duty, self.lag);
         match self.win {
             Win::Open(since)
                 if may_close
@@ -141,7 +161,7 @@ impl Windowed {
                 let _ = engine.set_window(id, self.group, false);
                 match self.group {
                     Group::Costly => self.win = Win::Closing(since, now),
-                    Group::Entry => self.closed(since, now, last_eval),
+                    Group::Entry => self.removing(since, now, last_eval),
                 }
             }
             // Every call entered has returned (the usual case for a short function): no
@@ -150,6 +170,13 @@ impl Windowed {
                 if now.duration_since(closed) >= GRACE || engine.stats(id).in_flight() == 0 =>
             {
                 engine.release_window(id, self.group);
+                self.removing(since, now, last_eval);
+            }
+            Win::Removing(since, asked) if !engine.window_busy(id, self.group) => {
+                // Weighed over a few windows: one slow removal does not make the next
+                // window short.
+                let took = now.duration_since(asked);
+                self.lag = (self.lag * 3 + took) / 4;
                 self.closed(since, now, last_eval);
             }
             _ => {}
@@ -166,7 +193,8 @@ impl Windowed {
         if engine.set_window(id, self.group, true).is_ok() {
             self.win = Win::Open(now);
             self.last_open = now;
-            self.next_open = now + schedule(duty).1;
+            self.opened += 1;
+            self.next_open = now + schedule(duty, self.lag).1;
         }
     }
 
@@ -181,21 +209,36 @@ impl Windowed {
 
     /// A new share of the time. A group that was off (a window every RETRY_EVERY) opens
     /// as the new share spaces windows from its last one, rather than wait out the retry
-    /// interval; other changes take effect from the next window (opening early on every
-    /// rise would add windows, and each costs the target the kernel's placing and
-    /// removing of its points).
+    /// interval; a smaller share spaces the next window from the last one at once (a
+    /// costly window is followed by the next only once the budget has paid for it);
+    /// other rises take effect from the next window (opening early on every rise would
+    /// add windows, and each costs the target the kernel's placing and removing of its
+    /// points). The first window after the attach opens within PERIOD of it, whatever
+    /// the share: whole calls of a costly probe are seen within a second or so.
     fn set_duty(&mut self, duty: f64) {
+        let mut from_last = self.last_open + schedule(duty, self.lag).1;
+        if self.opened == 0 {
+            from_last = from_last.min(self.last_open + PERIOD);
+        }
         if self.duty <= 0.0 && duty > 0.0 {
-            self.next_open = self.next_open.min(self.last_open + schedule(duty).1);
+            self.next_open = self.next_open.min(from_last);
+        } else if duty < self.duty && self.opened > 0 {
+            self.next_open = self.next_open.max(from_last);
         }
         self.duty = duty;
     }
 
+    /// Removal of the points, live since `since`, asked for at `now`.
+    fn removing(&mut self, since: Instant, now: Instant, last_eval: Instant) {
+        self.live_recent += now.duration_since(since.max(last_eval));
+        self.live_total += now.duration_since(since);
+        self.win = Win::Removing(since, now);
+    }
+
     /// The points went at `now`, attached since `since`: their time counts as open
-    /// (a RET hit during the grace period costs like any other).
+    /// (a RET hit during the grace period or the removal costs like any other).
     fn closed(&mut self, since: Instant, now: Instant, last_eval: Instant) {
         self.open_recent += now.duration_since(since.max(last_eval));
-        self.open_total += now.duration_since(since);
         self.win = Win::Closed;
     }
 
@@ -203,15 +246,27 @@ impl Windowed {
     fn recent(&self, now: Instant, since: Instant) -> Duration {
         self.open_recent
             + match self.win {
-                Win::Open(t) | Win::Closing(t, _) => now.duration_since(t.max(since)),
+                Win::Open(t) | Win::Closing(t, _) | Win::Removing(t, _) => {
+                    now.duration_since(t.max(since))
+                }
                 Win::Closed => Duration::ZERO,
             }
     }
 
-    /// The same; then counts again from zero.
+    /// Time live since `since` (the last evaluation).
+    fn live_recent(&self, now: Instant, since: Instant) -> Duration {
+        self.live_recent
+            + match self.win {
+                Win::Open(t) | Win::Closing(t, _) => now.duration_since(t.max(since)),
+                _ => Duration::ZERO,
+            }
+    }
+
+    /// The time attached since `since`; then counts both again from zero.
     fn take_recent(&mut self, now: Instant, since: Instant) -> Duration {
         let open = self.recent(now, since);
         self.open_recent = Duration::ZERO;
+        self.live_recent = Duration::ZERO;
         open
     }
 }
@@ -284,7 +339,7 @@ impl Probe {
     fn entry_share(&self, now: Instant) -> f64 {
         self.entry_group()
             .map_or(1.0, |g| {
-                g.open_total(now).as_secs_f64()
+                g.live_total(now).as_secs_f64()
                     / now.duration_since(self.attached_at).as_secs_f64().max(1e-9)
             })
             .min(1.0)
@@ -303,8 +358,8 @@ impl Probe {
         let since = prev.max(self.attached_at);
         let span = now.duration_since(since);
         let g = self.entry_group();
-        let open = g.map_or(span, |g| g.recent(now, since));
-        let attached = g.is_none_or(Windowed::attached);
+        let open = g.map_or(span, |g| g.live_recent(now, since));
+        let attached = g.is_none_or(Windowed::live);
         self.unseen
             .evaluate(d.hits, cost, span, open, attached, cpu_now);
     }
@@ -317,8 +372,8 @@ impl Probe {
             Some(g) => {
                 let detached = now
                     .duration_since(since)
-                    .saturating_sub(g.recent(now, since));
-                self.unseen.now(g.attached(), detached, cpu_now)
+                    .saturating_sub(g.live_recent(now, since));
+                self.unseen.now(g.live(), detached, cpu_now)
             }
         }
     }
@@ -462,7 +517,11 @@ impl Governor {
             self.cpu_at_eval = cpu_ns;
             self.next_eval = now + FIRST_LOOK;
         }
-        let group = |g| engine.has_group(id, g).then(|| Windowed::new(g, now));
+        let group = |g| {
+            engine
+                .has_group(id, g)
+                .then(|| Windowed::new(g, now, engine.window_open(id, g)))
+        };
         self.probes.insert(
             func,
             Probe {
@@ -592,8 +651,18 @@ impl Governor {
                     a + c
                 })
                 .sum();
+            // What the windows open now will cost while the kernel removes their points
+            // (they are hit until then): spent already, as far as the cap goes.
+            let removal: f64 = self
+                .probes
+                .values()
+                .flat_map(|p| [&p.entry, &p.costly])
+                .flatten()
+                .filter(|g| g.live())
+                .map(|g| g.rate.unwrap_or(0.0) * g.lag.as_secs_f64())
+                .sum();
             let limit = TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64();
-            if !self.capped && spent > limit {
+            if !self.capped && spent + removal > limit {
                 self.capped = true;
                 self.next_eval = now;
                 self.note_cap(now, b);
@@ -610,7 +679,7 @@ impl Governor {
         let capped = self.capped;
         let last_eval = self.last_eval;
         for p in self.probes.values_mut() {
-            let was_attached = p.entry_group().map(Windowed::attached);
+            let was_attached = p.entry_group().map(Windowed::live);
             let entry_duty = p.entry.as_ref().map_or(1.0, |e| e.duty);
             // Closing, the entry goes first and the costly points after it: every call
             // entered while the entry was attached has its return watched. Opening, the
@@ -649,7 +718,7 @@ impl Governor {
                 e.step_open(p.id, engine, now, cap, returns_ready && !capped);
             }
             // The target's CPU time while the entry is attached (see `evaluate`).
-            let attached = p.entry_group().map(Windowed::attached);
+            let attached = p.entry_group().map(Windowed::live);
             if attached != was_attached
                 && let Some(c) = cpu()
             {
@@ -783,9 +852,13 @@ impl Governor {
             let (cheap, costly) = (cheap * scale, costly * scale);
             p.last = st;
             p.estimate_unseen(&d, cheap + costly, cpu_ns, now, prev);
+            let mut entry_open = None;
             for (g, cost) in [(&mut p.entry, cheap), (&mut p.costly, costly)] {
                 if let Some(g) = g {
                     let open = g.take_recent(now, prev);
+                    if g.group == Group::Entry {
+                        entry_open = Some(open);
+                    }
                     if open >= MIN_MEASURE {
                         // A rise is taken at once; a fall by at most 4x a time: a short
                         // window that saw few calls (the target between two bursts, or
@@ -795,6 +868,20 @@ impl Governor {
                         g.rate = Some(g.rate.map_or(measured, |r| measured.max(r / 4.0)));
                     }
                 }
+            }
+            // Returns left detached until priced (Engine::defer_costly): priced from the
+            // entry's call rate, each return at a single-stepped hit's price (on the high
+            // side: their first window measures them).
+            if let (Some(c), Some(open)) = (&mut p.costly, entry_open)
+                && c.rate.is_none()
+                && !c.live()
+                && open >= MIN_MEASURE
+            {
+                // (Never above the target's CPU time: the hits are handled on its
+                // threads, and calls made slower by them are fewer.)
+                let calls = (d.hits + d.morestack) as f64 / open.as_secs_f64();
+                let most = cpu_rate.unwrap_or(f64::INFINITY);
+                c.rate = Some((calls * hc.stepped_ns).min(most));
             }
             let full = p.entry.as_ref().and_then(|g| g.rate).unwrap_or(0.0)
                 + p.costly.as_ref().and_then(|g| g.rate).unwrap_or(0.0);

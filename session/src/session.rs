@@ -161,6 +161,8 @@ impl Session {
         let kernel_adds_caller = engine
             .kernel_adds_caller()
             .unwrap_or_else(|_| symbols::process::kernel_version() >= (6, 12));
+        // The budget opens deferred return points once priced: only with prices.
+        engine.defer_costly(hit_cost.is_ok());
         Ok(Session {
             pid,
             exe,
@@ -678,6 +680,8 @@ impl Session {
 
     pub fn set_budget(&mut self, budget: Option<f64>) {
         self.gov.set_budget(budget);
+        self.engine
+            .defer_costly(budget.is_some() && self.hit_cost.is_ok());
     }
 
     /// What the budget does with the probe on `func`. Of a probe over several

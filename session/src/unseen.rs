@@ -11,6 +11,11 @@ use crate::governor::MIN_MEASURE;
 
 /// How much of the past measures each evaluation keeps (about the last five windows).
 const DECAY: f64 = 0.8;
+/// The share of the target's time a probe takes beyond which the calls it times are
+/// slowed enough that a rate by the wall clock is only a lower bound.
+const SLOWED: f64 = 0.25;
+/// Calls that measure a rate however short the look.
+const ENOUGH_CALLS: u64 = 100;
 
 #[derive(Debug, Clone)]
 pub struct Unseen {
@@ -25,6 +30,9 @@ pub struct Unseen {
     at_least: bool,
     /// The last measure of the rate was taken while the probe dominated.
     unknowable: bool,
+    /// The wall clock's rate was measured while the probe took more than SLOWED of the
+    /// target's time.
+    rate_slowed: bool,
     /// Calls seen and the target's own work (ns) while attached, summed over the
     /// evaluations with the older ones fading (DECAY each).
     acc: (f64, f64),
@@ -45,6 +53,7 @@ impl Unseen {
             calls_per_cpu_ns: None,
             at_least: false,
             unknowable: false,
+            rate_slowed: false,
             acc: (0.0, 0.0),
             cpu_attached: 0,
             cpu_open_at: cpu,
@@ -66,8 +75,13 @@ impl Unseen {
         self.total
     }
 
+    /// Whether the estimate up to now is a lower bound: some part of it was, or the
+    /// calls since the last evaluation are estimated by a rate the probe slowed.
     pub fn at_least(&self) -> bool {
         self.at_least
+            || (self.calls_per_cpu_ns.is_none()
+                && self.call_rate.is_some()
+                && (self.unknowable || self.rate_slowed))
     }
 
     /// An evaluation: over the last `span`, the entry was attached `open` of it (and is
@@ -92,8 +106,14 @@ impl Unseen {
         // A window in which the target did nothing (it was between bursts, or the points
         // were on their way out) says nothing of its rate: the last one stays.
         let idle = cpu_now.is_some() && cpu_att < 1_000_000 && hits == 0;
-        if open >= MIN_MEASURE && !idle {
+        // (A short look that saw many calls measures too: a probe attached last, just
+        // before the evaluation, may have no other window for many seconds.)
+        let measured = open >= MIN_MEASURE || (hits >= ENOUGH_CALLS && !open.is_zero());
+        if measured && !idle {
             self.call_rate = Some(hits as f64 / open.as_secs_f64());
+            // Timed while the probe took a large share of the target's time, the calls
+            // ran slower than unprobed: by this rate, an estimate is a lower bound.
+            self.rate_slowed = cpu_att > 0 && cost > SLOWED * cpu_att as f64;
         }
         let wall = self.call_rate.unwrap_or(0.0) * span.saturating_sub(open).as_secs_f64();
         let Some(cpu) = cpu_now else {
@@ -102,17 +122,22 @@ impl Unseen {
         };
         let cpu_span = self.cpu_at_eval.replace(cpu).map(|t| cpu.saturating_sub(t));
         // The target's own work while attached, less the probe's. (Whether the probe
-        // dominated is known from the first look on; the rate is taken from windows.)
+        // dominated is known from the first look on; the rate is taken from windows: in
+        // a first look of the entry alone, the probe's cost is often most of the
+        // target's time, and what is left after taking it out is within its error.)
         let work = cpu_att as f64 - cost;
         // The subtraction means something only while the target's own work is a fair
         // part of its time; below that the prices' error is larger than the work, and
         // the unprobed rate cannot be known. (A nearly idle target keeps its last rate.)
+        // Between the two, the rate by CPU time is too uncertain to be taken (a 30%
+        // error in the price is the whole work at 77%): the last one stays.
         let dominated = cpu_att >= 1_000_000 && cost > 0.8 * cpu_att as f64;
+        let reliable = cost <= 0.5 * cpu_att as f64;
         if dominated {
             self.calls_per_cpu_ns = None;
             self.acc = (0.0, 0.0);
             self.unknowable = true;
-        } else if work >= 1e6 && hits > 0 && span != open {
+        } else if reliable && work >= 1e6 && hits > 0 && span != open {
             // Over the last several windows, the older ones fading: one short window
             // catches a few hundred calls, too few to stand for a whole second alone.
             self.acc = (DECAY * self.acc.0 + hits as f64, DECAY * self.acc.1 + work);
@@ -125,7 +150,7 @@ impl Unseen {
         self.total += match (cpu_span, self.calls_per_cpu_ns) {
             (Some(all), Some(r)) => r * all.saturating_sub(cpu_att) as f64,
             _ => {
-                self.at_least |= self.unknowable && wall > 0.0;
+                self.at_least |= (self.unknowable || self.rate_slowed) && wall > 0.0;
                 wall
             }
         };
@@ -188,6 +213,26 @@ mod tests {
         u.evaluate(
             1000,
             95.0 * MS as f64,
+            sec,
+            sec / 10,
+            false,
+            Some(1000 * MS),
+        );
+        assert!((u.total() - 9_000.0).abs() < 1.0, "{}", u.total());
+        assert!(u.at_least());
+    }
+
+    #[test]
+    fn a_rate_the_probe_slowed_gives_a_lower_bound() {
+        // Attached 100 ms: 1,000 calls, the probe 60% of the target's time there (too
+        // much to take out of the CPU time reliably, too little to call it dominated):
+        // the wall clock's rate stands, as a lower bound, also for the calls since.
+        let mut u = Unseen::new(Some(0));
+        u.entry_moved(false, 100 * MS);
+        let sec = Duration::from_secs(1);
+        u.evaluate(
+            1000,
+            60.0 * MS as f64,
             sec,
             sec / 10,
             false,
