@@ -47,10 +47,10 @@ enum Win {
     Open(Instant),
     /// Closed for the program, the points still attached: (opened, closed).
     Closing(Instant, Instant),
-    /// The points are on their way out: (opened, removal asked). The kernel takes tens
-    /// of ms to remove them, hit all the while: that time is attached time, priced and
-    /// counted like the window's own.
-    Removing(Instant, Instant),
+    /// The points are on their way out: (removal asked). The kernel takes tens
+    /// of ms to remove them (a group of many points is hit until its last goes): the
+    /// next window waits for it, and windows are spaced so that it fits their share.
+    Removing(Instant),
     Closed,
 }
 
@@ -77,10 +77,10 @@ struct Windowed {
     /// When the next window may open, and when the last one did.
     next_open: Instant,
     last_open: Instant,
-    /// Time attached since the last evaluation (removal included: what the points cost
-    /// is priced over it); time live (removal left out: the calls a point counts are
-    /// counted then) since the last evaluation, and since the probe was attached.
-    open_recent: Duration,
+    /// Time live (open or closing; removal left out) since the last evaluation, and
+    /// since the probe was attached. Costs and calls are measured over it: the hits
+    /// during a removal count in with the window's, so a group of many points is
+    /// priced on the high side.
     live_recent: Duration,
     live_total: Duration,
     /// ns per second the group costs while attached, last measured.
@@ -101,7 +101,6 @@ impl Windowed {
             next_open: now + if open { PERIOD } else { RETRY_EVERY },
             // A group left detached is spaced as if a window had opened at the attach.
             last_open: now,
-            open_recent: Duration::ZERO,
             live_recent: Duration::ZERO,
             live_total: Duration::ZERO,
             rate: None,
@@ -172,12 +171,12 @@ impl Windowed {
                 engine.release_window(id, self.group);
                 self.removing(since, now, last_eval);
             }
-            Win::Removing(since, asked) if !engine.window_busy(id, self.group) => {
+            Win::Removing(asked) if !engine.window_busy(id, self.group) => {
                 // Weighed over a few windows: one slow removal does not make the next
                 // window short.
                 let took = now.duration_since(asked);
                 self.lag = (self.lag * 3 + took) / 4;
-                self.closed(since, now, last_eval);
+                self.win = Win::Closed;
             }
             _ => {}
         }
@@ -232,25 +231,7 @@ impl Windowed {
     fn removing(&mut self, since: Instant, now: Instant, last_eval: Instant) {
         self.live_recent += now.duration_since(since.max(last_eval));
         self.live_total += now.duration_since(since);
-        self.win = Win::Removing(since, now);
-    }
-
-    /// The points went at `now`, attached since `since`: their time counts as open
-    /// (a RET hit during the grace period or the removal costs like any other).
-    fn closed(&mut self, since: Instant, now: Instant, last_eval: Instant) {
-        self.open_recent += now.duration_since(since.max(last_eval));
-        self.win = Win::Closed;
-    }
-
-    /// Time attached since `since` (the last evaluation).
-    fn recent(&self, now: Instant, since: Instant) -> Duration {
-        self.open_recent
-            + match self.win {
-                Win::Open(t) | Win::Closing(t, _) | Win::Removing(t, _) => {
-                    now.duration_since(t.max(since))
-                }
-                Win::Closed => Duration::ZERO,
-            }
+        self.win = Win::Removing(now);
     }
 
     /// Time live since `since` (the last evaluation).
@@ -262,10 +243,9 @@ impl Windowed {
             }
     }
 
-    /// The time attached since `since`; then counts both again from zero.
+    /// The time live since `since`; then counts again from zero.
     fn take_recent(&mut self, now: Instant, since: Instant) -> Duration {
-        let open = self.recent(now, since);
-        self.open_recent = Duration::ZERO;
+        let open = self.live_recent(now, since);
         self.live_recent = Duration::ZERO;
         open
     }
@@ -651,18 +631,8 @@ impl Governor {
                     a + c
                 })
                 .sum();
-            // What the windows open now will cost while the kernel removes their points
-            // (they are hit until then): spent already, as far as the cap goes.
-            let removal: f64 = self
-                .probes
-                .values()
-                .flat_map(|p| [&p.entry, &p.costly])
-                .flatten()
-                .filter(|g| g.live())
-                .map(|g| g.rate.unwrap_or(0.0) * g.lag.as_secs_f64())
-                .sum();
             let limit = TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64();
-            if !self.capped && spent + removal > limit {
+            if !self.capped && spent > limit {
                 self.capped = true;
                 self.next_eval = now;
                 self.note_cap(now, b);

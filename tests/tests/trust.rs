@@ -356,8 +356,8 @@ fn several_hot_probes_stay_near_the_budget_together_and_say_it_in_few_lines() {
         .sum();
     eprintln!("summed overhead {sum:.2}%; said: {said:#?}");
     // The budget is 5% of the target's CPU. What is not held yet (each probe's first
-    // look, the kernel's time to take points out) puts the sum at 5.1-5.6% here: this
-    // guards against worse.
+    // look) puts the sum at up to 5.5% here on a loaded machine: this guards against
+    // worse.
     assert!(sum <= 6.5, "the probes cost {sum:.2}% in all: {stats:?}");
     let hot = stats.iter().find(|s| s["func"] == "main.Hot").unwrap();
     assert!(u(hot, "hits") > 0, "{hot}");
