@@ -9,11 +9,46 @@ pub struct HistRow {
     pub count: u64,
 }
 
-/// Rows from the fastest to the slowest call seen. Each covers a fixed fraction of a
-/// power of two of nanoseconds (1/16, 1/8 … or a whole one, several when even that
-/// does not fit): as finely as `max_rows` allows.
+/// A latency figure of a histogram (a percentile, the max) for people: "below floor"
+/// where it falls among the calls below the probe's floor (bucket 0, which the HDR
+/// histogram records at 1 ns), else its time.
+pub fn fmt_latency(v: u64, buckets: &[u64]) -> String {
+    if v <= 1 && buckets.first().is_some_and(|&n| n > 0) {
+        "below floor".to_string()
+    } else {
+        crate::format::fmt_ns(v)
+    }
+}
+
+impl HistRow {
+    /// The calls faster than the probe's floor (the cost of its own two hits, which is
+    /// taken out of every latency): their time is not known, only that it is below it.
+    pub fn below_floor(&self) -> bool {
+        self.hi == 0
+    }
+}
+
+/// Rows from the fastest to the slowest call seen: first the calls below the probe's
+/// floor (the kernel's bucket 0), if any, in a row of their own; then rows that each
+/// cover a fixed fraction of a power of two of nanoseconds (1/16, 1/8 … or a whole one,
+/// several when even that does not fit): as finely as `max_rows` allows.
 pub fn rows(buckets: &[u64], max_rows: usize) -> Vec<HistRow> {
-    let Some(first) = buckets.iter().position(|&n| n > 0) else {
+    let below = buckets.first().copied().unwrap_or(0);
+    let mut out = Vec::new();
+    if below > 0 {
+        out.push(HistRow {
+            lo: 0,
+            hi: 0,
+            count: below,
+        });
+    }
+    let max_rows = max_rows.saturating_sub(out.len());
+    out.extend(timed_rows(buckets, max_rows));
+    out
+}
+
+fn timed_rows(buckets: &[u64], max_rows: usize) -> Vec<HistRow> {
+    let Some(first) = buckets.iter().skip(1).position(|&n| n > 0).map(|i| i + 1) else {
         return vec![];
     };
     let last = buckets.iter().rposition(|&n| n > 0).unwrap_or(first);
@@ -72,6 +107,15 @@ mod tests {
                 assert!(r.count >= n, "{v} in {r:?}");
             }
         }
+    }
+
+    #[test]
+    fn calls_below_the_floor_get_a_row_of_their_own() {
+        let rows = rows(&buckets(&[(0, 4), (900, 2)]), 5);
+        assert!(rows[0].below_floor(), "{rows:?}");
+        assert_eq!(rows[0].count, 4);
+        assert!(rows[1..].iter().all(|r| !r.below_floor() && r.lo >= 1));
+        assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), 6);
     }
 
     #[test]

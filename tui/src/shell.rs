@@ -374,14 +374,14 @@ fn execute(
             // --by: each value's count and percentiles.
             for (value, b) in sh.session.histograms_by(func).unwrap_or_default() {
                 let h = probes_ebpf::hist::to_hdr(&b);
-                let q = |x: f64| crate::format::fmt_ns(h.value_at_quantile(x));
+                let q = |x: f64| crate::histogram::fmt_latency(h.value_at_quantile(x), &b);
                 println!(
                     "  = {value}: {} calls  p50 {}  p90 {}  p99 {}  max {}",
                     h.len(),
                     q(0.5),
                     q(0.9),
                     q(0.99),
-                    crate::format::fmt_ns(h.max())
+                    crate::histogram::fmt_latency(h.max(), &b)
                 );
             }
         }
@@ -434,14 +434,14 @@ fn print_hist(buckets: &[u64]) {
     let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1);
     for r in rows {
         let bar = "#".repeat(((r.count as f64 / max as f64) * 40.0).ceil() as usize);
-        println!(
-            "{:>9} – {:<9} {bar:<40} {}",
-            fmt_ns(r.lo),
-            fmt_ns(r.hi),
-            r.count
-        );
+        let range = if r.below_floor() {
+            format!("{:>21}", "below the floor")
+        } else {
+            format!("{:>9} – {:<9}", fmt_ns(r.lo), fmt_ns(r.hi))
+        };
+        println!("{range} {bar:<40} {}", r.count);
     }
-    let q = |x: f64| fmt_ns(h.value_at_quantile(x));
+    let q = |x: f64| crate::histogram::fmt_latency(h.value_at_quantile(x), buckets);
     println!(
         "count {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
         h.len(),
@@ -449,7 +449,7 @@ fn print_hist(buckets: &[u64]) {
         q(0.9),
         q(0.99),
         q(0.999),
-        fmt_ns(h.max())
+        crate::histogram::fmt_latency(h.max(), buckets)
     );
 }
 

@@ -350,9 +350,14 @@ fn latency_line(
     as_json: bool,
 ) -> Result<()> {
     let h = probes_ebpf::hist::to_hdr(buckets);
-    let q = |x: f64| h.value_at_quantile(x);
+    // Calls below the probe's floor (the kernel's bucket 0) are known only to be below
+    // it: a figure among them is 0 in JSON, with `below_floor` saying how many there
+    // were, and "below floor" in text (never a made-up 1 ns).
+    let below = buckets.first().copied().unwrap_or(0);
+    let at = |v: u64| if below > 0 && v <= 1 { 0 } else { v };
+    let q = |x: f64| at(h.value_at_quantile(x));
     if as_json {
-        let mut j = json!({"type":"latency","func":name,"count":h.len(),"min_ns":h.min(),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":h.max()});
+        let mut j = json!({"type":"latency","func":name,"count":h.len(),"below_floor":below,"min_ns":at(h.min()),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":at(h.max())});
         if let Some((expr, value)) = by {
             j["by_expr"] = json!(expr);
             j["by"] = json!(value);
@@ -367,15 +372,27 @@ fn latency_line(
     if h.is_empty() {
         writeln!(out, "{label}: no completed calls")?;
     } else {
+        let t = |v: u64| {
+            if below > 0 && v == 0 {
+                "below floor".to_string()
+            } else {
+                fmt_ns(v)
+            }
+        };
+        let under = if below > 0 {
+            format!(" ({below} below the probe's floor)")
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{label}: {} calls  min {}  p50 {}  p90 {}  p99 {}  max {}",
+            "{label}: {} calls{under}  min {}  p50 {}  p90 {}  p99 {}  max {}",
             h.len(),
-            fmt_ns(h.min()),
-            fmt_ns(q(0.5)),
-            fmt_ns(q(0.9)),
-            fmt_ns(q(0.99)),
-            fmt_ns(h.max())
+            t(at(h.min())),
+            t(q(0.5)),
+            t(q(0.9)),
+            t(q(0.99)),
+            t(at(h.max()))
         )?;
     }
     Ok(())
@@ -432,4 +449,42 @@ fn summarize(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency_line;
+    use probes_ebpf::hist::bucket_of;
+
+    fn buckets(values: &[(u64, u64)]) -> Vec<u64> {
+        let mut b = vec![0; probes_ebpf::wire::PSC_HIST_BUCKETS as usize];
+        for &(v, n) in values {
+            b[bucket_of(v)] += n;
+        }
+        b
+    }
+
+    #[test]
+    fn calls_below_the_floor_are_said_so_never_1ns() {
+        // Six calls faster than the probe's floor (the kernel's bucket 0), four at 900 ns.
+        let b = buckets(&[(0, 6), (900, 4)]);
+        let mut out = Vec::new();
+        latency_line(&mut out, "main.F", None, &b, true).unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(j["count"], 10);
+        assert_eq!(j["below_floor"], 6);
+        assert_eq!(j["min_ns"], 0);
+        assert_eq!(j["p50_ns"], 0);
+        assert!(j["max_ns"].as_u64().unwrap() >= 880, "{j}");
+        let mut out = Vec::new();
+        latency_line(&mut out, "main.F", None, &b, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(
+                "main.F: 10 calls (6 below the probe's floor)  min below floor  p50 below floor"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(" 1ns"), "{text}");
+    }
 }

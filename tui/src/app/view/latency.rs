@@ -104,7 +104,7 @@ fn split(f: &mut Frame, area: Rect, split: &[(String, Vec<u64>)], expr: Option<&
     let cols = Layout::horizontal(vec![Constraint::Fill(1); shown.len()]).split(area);
     for ((value, buckets), col) in shown.iter().zip(cols.iter()) {
         let h = probes_ebpf::hist::to_hdr(buckets);
-        let q = |x: f64| fmt_ns(h.value_at_quantile(x));
+        let q = |x: f64| crate::histogram::fmt_latency(h.value_at_quantile(x), buckets);
         let mut lines = vec![
             Line::styled(
                 format!("{} = {value}", expr.unwrap_or("by")),
@@ -139,14 +139,14 @@ fn stats_lines(buckets: &[u64]) -> Vec<Line<'static>> {
             Span::styled(v, Style::new().add_modifier(Modifier::BOLD)),
         ])
     };
-    let q = |x: f64| fmt_ns(h.value_at_quantile(x));
+    let q = |x: f64| crate::histogram::fmt_latency(h.value_at_quantile(x), buckets);
     vec![
         row("count", h.len().to_string()),
         row("p50", q(0.5)),
         row("p90", q(0.9)),
         row("p99", q(0.99)),
         row("p99.9", q(0.999)),
-        row("max", fmt_ns(h.max())),
+        row("max", crate::histogram::fmt_latency(h.max(), buckets)),
     ]
 }
 
@@ -160,7 +160,11 @@ fn histogram_lines(buckets: &[u64], area: Rect) -> Vec<Line<'static>> {
             let len = ((r.count as f64 / max as f64) * bar_w as f64).ceil() as usize;
             Line::from(vec![
                 Span::styled(
-                    format!("{:>8}–{:<8} ", fmt_ns(r.lo), fmt_ns(r.hi)),
+                    if r.below_floor() {
+                        format!("{:>17} ", "below floor")
+                    } else {
+                        format!("{:>8}–{:<8} ", fmt_ns(r.lo), fmt_ns(r.hi))
+                    },
                     Style::new().fg(Color::DarkGray),
                 ),
                 Span::styled("█".repeat(len.min(bar_w)), Style::new().fg(Color::Magenta)),
