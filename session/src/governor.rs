@@ -114,9 +114,10 @@ impl Windowed {
     }
 
     /// Whether the points count calls: open, or closing with the points still attached
-    /// for the grace period. (Once their removal is asked for, a point goes within a
-    /// fraction of a ms; the kernel's waiting for other CPUs after that, tens of ms,
-    /// sees no calls.)
+    /// for the grace period. (Once their removal is asked for, a single entry point goes
+    /// within a fraction of a ms, and the kernel's waiting for other CPUs after that,
+    /// tens of ms, sees no calls; the calls a group of many points still counts then
+    /// make its measures high, on the safe side.)
     fn live(&self) -> bool {
         matches!(self.win, Win::Open(_) | Win::Closing(..))
     }
