@@ -128,6 +128,10 @@ fn shell_tab_completes_commands_functions_options_fields_and_probes() {
     let (at, names) = complete("trace main.Lo");
     assert_eq!(at, 6);
     assert_eq!(names, vec!["main.Login".to_string()]);
+    // A short name (the package path left out), as `trace` takes it.
+    let (at, names) = complete("trace abi.Kind.Str");
+    assert_eq!(at, 6);
+    assert_eq!(names, vec!["abi.Kind.String".to_string()]);
     let (_, names) = complete("hist ");
     assert!(names[0].starts_with("main."), "{names:?}");
     assert!(names.len() == 200, "capped: {}", names.len());

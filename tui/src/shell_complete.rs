@@ -1,6 +1,8 @@
 //! What Tab completes in the shell: commands first, then function names (the
 //! program's own before the standard library's), options of `trace`, parameter and
 //! field names after `if`, and probe numbers after `untrace`.
+use std::collections::HashMap;
+
 use symbols::Catalog;
 
 use crate::app::{complete, search};
@@ -55,18 +57,41 @@ pub fn complete(cat: &Catalog, probes: &[usize], head: &str) -> (usize, Vec<Stri
     }
 }
 
-/// Function names starting with `prefix`: the program's own first, at most 200.
+/// Function names starting with `prefix`: the program's own first, at most 200. A
+/// prefix of a short name (`http.(*Server).Se`, the package path left out, as `trace`
+/// accepts it) completes to the short name where only one function has it, else to
+/// the full names.
 fn functions(cat: &Catalog, prefix: &str) -> Vec<String> {
+    use symbols::catalog::short_name;
+    let mut shorts: HashMap<&str, usize> = HashMap::new();
+    for f in &cat.functions {
+        let short = short_name(&f.name);
+        if short != f.name && short.starts_with(prefix) {
+            *shorts.entry(short).or_default() += 1;
+        }
+    }
     let (mut own, mut rest): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
-    for f in cat.functions.iter().filter(|f| f.name.starts_with(prefix)) {
-        if search::is_user(f) {
-            own.push(f.name.clone());
+    for f in &cat.functions {
+        let short = short_name(&f.name);
+        let name = if f.name.starts_with(prefix) {
+            f.name.as_str()
+        } else if shorts.get(short) == Some(&1) {
+            short
+        } else if shorts.contains_key(short) {
+            f.name.as_str()
         } else {
-            rest.push(f.name.clone());
+            continue;
+        };
+        if search::is_user(f) {
+            own.push(name.to_string());
+        } else {
+            rest.push(name.to_string());
         }
     }
     own.sort();
+    own.dedup();
     rest.sort();
+    rest.dedup();
     own.extend(rest);
     own.truncate(200);
     own
