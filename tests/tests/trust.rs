@@ -144,7 +144,8 @@ fn pace_under_budget(tc: &Toolchain, variant: Variant, budget: &str, calls: u64)
     let err = (hits + unseen) as f64 / calls as f64 - 1.0;
     assert!(
         err.abs() <= 0.1,
-        "{what}: {hits} hits + ~{unseen} unseen for {calls} calls: {st}"
+        "{what}: {hits} hits + ~{unseen} unseen for {calls} calls: {st}; what the budget did: {:?}",
+        of_type(&lines, "budget")
     );
     assert_observed_adds_up(&st);
     // The latency histogram holds the calls seen whole (rows may be fewer: when
