@@ -13,10 +13,19 @@ pub struct HistRow {
 /// where it falls among the calls below the probe's floor (bucket 0, which the HDR
 /// histogram records at 1 ns), else its time.
 pub fn fmt_latency(v: u64, buckets: &[u64]) -> String {
+    match latency_ns(v, buckets) {
+        0 if buckets.first().is_some_and(|&n| n > 0) => "below floor".to_string(),
+        v => crate::format::fmt_ns(v),
+    }
+}
+
+/// The same figure for machines: 0 among the calls below the floor (`below_floor`
+/// says how many there were), never the 1 ns the HDR histogram records them at.
+pub fn latency_ns(v: u64, buckets: &[u64]) -> u64 {
     if v <= 1 && buckets.first().is_some_and(|&n| n > 0) {
-        "below floor".to_string()
+        0
     } else {
-        crate::format::fmt_ns(v)
+        v
     }
 }
 

@@ -351,10 +351,10 @@ fn latency_line(
 ) -> Result<()> {
     let h = probes_ebpf::hist::to_hdr(buckets);
     // Calls below the probe's floor (the kernel's bucket 0) are known only to be below
-    // it: a figure among them is 0 in JSON, with `below_floor` saying how many there
-    // were, and "below floor" in text (never a made-up 1 ns).
+    // it: histogram.rs says so for them.
+    use crate::histogram::{fmt_latency, latency_ns};
     let below = buckets.first().copied().unwrap_or(0);
-    let at = |v: u64| if below > 0 && v <= 1 { 0 } else { v };
+    let at = |v: u64| latency_ns(v, buckets);
     let q = |x: f64| at(h.value_at_quantile(x));
     if as_json {
         let mut j = json!({"type":"latency","func":name,"count":h.len(),"below_floor":below,"min_ns":at(h.min()),"p50_ns":q(0.5),"p90_ns":q(0.9),"p99_ns":q(0.99),"max_ns":at(h.max())});
@@ -372,13 +372,7 @@ fn latency_line(
     if h.is_empty() {
         writeln!(out, "{label}: no completed calls")?;
     } else {
-        let t = |v: u64| {
-            if below > 0 && v == 0 {
-                "below floor".to_string()
-            } else {
-                fmt_ns(v)
-            }
-        };
+        let t = |v: u64| fmt_latency(v, buckets);
         let under = if below > 0 {
             format!(" ({below} below the probe's floor)")
         } else {
