@@ -15,6 +15,7 @@ use probes_ebpf::points::Points;
 use probes_ebpf::{Engine, Group, HitCost, Stats};
 
 use crate::budget::{self, Mode};
+use crate::rows::{ROWS_SHARE, RowSampler};
 use crate::unseen::Unseen;
 
 /// Windows open at the start of each period.
@@ -437,15 +438,10 @@ pub struct Governor {
     host_at_eval: Option<(u64, (u64, u64))>,
     last_eval_secs: f64,
     pub competing: f64,
-    /// Rows are made of 1 call in this many (periscope's own work on rows would
+    /// Rows are made of 1 call in `rows.factor` (periscope's own work on rows would
     /// otherwise take more than its share of the budget).
-    pub row_sample: u32,
+    pub rows: RowSampler,
 }
-
-/// The share of the budget periscope's own work on rows may take before fewer rows
-/// are made; below a quarter of it, rows come back.
-const ROWS_SHARE: f64 = 0.5;
-const MAX_ROW_SAMPLE: u32 = 4096;
 
 /// The hard cap is said again only after this long without it firing.
 const CAP_NOTE_QUIET: Duration = Duration::from_secs(30);
@@ -473,7 +469,7 @@ impl Governor {
             host_at_eval: None,
             last_eval_secs: 1.0,
             competing: 0.0,
-            row_sample: 1,
+            rows: RowSampler::default(),
         }
     }
 
@@ -749,24 +745,19 @@ impl Governor {
 
     /// Fewer rows when periscope's own work takes more than its share of the budget
     /// (`allowed`, ns a second), more again when it takes little; said when it changes.
-    fn adjust_rows(&mut self, engine: &mut Engine, allowed: f64) {
-        let share = ROWS_SHARE * allowed;
-        let was = self.row_sample;
-        if self.competing > share && share > 0.0 {
-            let more = (self.competing / share).ceil().max(2.0) as u32;
-            self.row_sample = self.row_sample.saturating_mul(more).min(MAX_ROW_SAMPLE);
-        } else if self.row_sample > 1 && self.competing < share / 4.0 {
-            self.row_sample /= 2;
-        }
-        if self.row_sample == was {
+    fn adjust_rows(&mut self, engine: &mut Engine, allowed: f64, rows_made: u64) {
+        let Some(factor) = self
+            .rows
+            .adjust(self.competing, ROWS_SHARE * allowed, rows_made)
+        else {
             return;
-        }
-        engine.set_row_sample(self.row_sample);
-        let text = if self.row_sample > 1 {
+        };
+        engine.set_row_sample(factor);
+        let text = if factor > 1 {
             format!(
                 "periscope's own work on rows took {} of a core from the target this second: 1 call in {} is now a row (the others count as sampled out; counts and latency histograms keep every call)",
-                crate::format::pct1(self.competing / 1e7),
-                self.row_sample
+                crate::format::pct1(self.rows.rows_work / 1e7),
+                factor
             )
         } else {
             "every call is a row again".to_string()
@@ -774,7 +765,7 @@ impl Governor {
         self.say(Mode::Rows, text);
         // For the Rows note, the share of calls made rows.
         if let Some(n) = self.notes.last_mut() {
-            n.watch_pct = 100.0 / self.row_sample as f64;
+            n.watch_pct = 100.0 / factor as f64;
         }
     }
 
@@ -797,6 +788,7 @@ impl Governor {
         }
         let mut funcs = Vec::new();
         let mut spent = 0.0;
+        let mut rows_made = 0;
         // The prices checked against the target's own CPU time: the probes' hits are
         // handled on the target's threads, so they can never have cost more than all of
         // it. Priced above that, the hit prices are too high this interval (a price
@@ -822,6 +814,7 @@ impl Governor {
             let d = delta(&st, &p.last);
             let (cheap, costly) = (cheap * scale, costly * scale);
             p.last = st;
+            rows_made += d.emitted;
             p.estimate_unseen(&d, cheap + costly, cpu_ns, now, prev);
             let mut entry_open = None;
             for (g, cost) in [(&mut p.entry, cheap), (&mut p.costly, costly)] {
@@ -901,7 +894,7 @@ impl Governor {
                 }
                 // periscope's own work counts too, where it takes from the target: up to
                 // its share of the budget (past that, fewer rows are made).
-                self.adjust_rows(engine, goal);
+                self.adjust_rows(engine, goal, rows_made);
                 let rows = self.competing.min(ROWS_SHARE * goal);
                 let allowed = (goal * self.correction - rows).max(0.0);
                 let e_total: f64 = entries.iter().sum();

@@ -10,8 +10,10 @@ pub mod format;
 pub mod governor;
 pub mod histogram;
 mod pricing;
+mod rows;
 pub mod session;
 pub mod spec;
+pub mod stack;
 mod unseen;
 
 pub use error::{OpenError, SetError};
