@@ -119,11 +119,34 @@ struct {
 
 #define G_SPAN_MASK 255 /* bytes of runtime.g read at once: stack.hi up to goid */
 
+/* A walk up a goroutine's frame pointers, one frame per bpf_loop step: each frame
+ * record is {caller's rbp, return address}, at increasing addresses below the
+ * goroutine's stack top. */
+struct walk {
+	__u64 fp;
+	__u64 hi;
+	__u64 frame[2];
+	__u32 done;
+	__u32 _pad;
+};
+
 struct scratch {
 	__u8 buf[PSC_SCRATCH];
 	struct psc_pending pending;
 	__u8 g[G_SPAN_MASK + 1 + 8];
+	struct psc_outer outer;
+	struct walk walk;
 };
+
+/* Deep stacks' outer parts, by a hash of what they hold. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PSC_OUTERS);
+	__type(key, __u64);
+	__type(value, struct psc_outer);
+} psc_outers SEC(".maps");
+_Static_assert((PSC_OUTER & (PSC_OUTER - 1)) == 0, "PSC_OUTER: a power of two");
+_Static_assert(PSC_OUTER * 8 <= G_SPAN_MASK + 1, "a ring of outer frames fits in scratch.g");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -640,6 +663,73 @@ static __always_inline int read_goid_hi(__u64 g, const struct psc_probe *p, stru
 	return 0;
 }
 
+static long walk_frame(__u32 i, void *ctx)
+{
+	/* The walk's state lives in the scratch map, not on the stack: the program's
+	 * stack is nearly full, and a callback's frame counts on top of it. */
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&psc_scratch, &zero);
+	if (!sc)
+		return 1;
+	struct walk *w = &sc->walk;
+	struct psc_outer *o = &sc->outer;
+	if (w->fp + 16 > w->hi || bpf_probe_read_user(w->frame, 16, (void *)w->fp)) {
+		w->done = 1;
+		return 1;
+	}
+	o->ips[o->depth & (PSC_OUTER - 1)] = w->frame[1];
+	o->depth++;
+	if (w->frame[0] <= w->fp) {
+		w->done = 1;
+		return 1;
+	}
+	w->fp = w->frame[0];
+	return 0;
+}
+
+/* A stack deeper than psc_stacks keeps (the kernel's walk stops at PSC_STACK_DEPTH
+ * frames, innermost first): walks it to its goroutine's first frame, keeps the
+ * outermost PSC_OUTER frames and the count in psc_outers, and returns their key
+ * (0: not deeper, or not walked). The kernel's own check comes first: a second
+ * stack read that skips what psc_stacks holds finds nothing on a shallow stack, at
+ * the cost of the kernel's walk, far less than this one. */
+static __always_inline __u64 outer_of(struct pt_regs *ctx, __u64 g, const struct psc_probe *p, struct scratch *sc)
+{
+	if (bpf_get_stack(ctx, sc->g, 8, BPF_F_USER_STACK | (PSC_STACK_DEPTH & BPF_F_SKIP_FIELD_MASK)) <= 0)
+		return 0;
+	__u64 hi = 0;
+	if (bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off)))
+		return 0;
+	struct psc_outer *o = &sc->outer;
+	o->depth = 0;
+	o->_pad = 0;
+	struct walk *w = &sc->walk;
+	w->fp = ctx->rbp;
+	w->hi = hi;
+	w->done = 0;
+	if (w->fp < ctx->rsp)
+		return 0;
+	bpf_loop(PSC_WALK_MAX, walk_frame, NULL, 0);
+	__u32 depth = o->depth;
+	o->cut = !w->done;
+	o->n = depth < PSC_OUTER ? depth : PSC_OUTER;
+	/* Outermost last: the ring rotated so that its oldest frame comes first (through
+	 * sc->g, free until the goroutine id is read: the program's stack is full). */
+	__u64 *ring = (__u64 *)sc->g;
+	for (int i = 0; i < PSC_OUTER; i++)
+		ring[i] = o->ips[i];
+	__u32 first = depth < PSC_OUTER ? 0 : depth;
+	__u64 key = 14695981039346656037ull ^ depth ^ ((__u64)o->cut << 32);
+	for (int i = 0; i < PSC_OUTER; i++) {
+		__u64 ip = i < o->n ? ring[(first + i) & (PSC_OUTER - 1)] : 0;
+		o->ips[i] = ip;
+		key = (key ^ ip) * 1099511628211ull;
+	}
+	key |= 1;
+	bpf_map_update_elem(&psc_outers, &key, o, BPF_ANY);
+	return key;
+}
+
 static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc, int at_call)
 {
 	__u64 g = ctx->r14, goid = 0, hi = 0;
@@ -679,11 +769,13 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	__u32 truncated = 0, len = 0;
 	/* Only calls that are kept pay for a stack walk. */
 	__s64 stack_id = 0;
-	__u64 caller = 0;
+	__u64 caller = 0, outer = 0;
 	if (p->flags & PSC_F_STACK) {
 		stack_id = bpf_get_stackid(ctx, &psc_stacks, BPF_F_USER_STACK);
 		if (!at_call)
 			bpf_probe_read_user(&caller, 8, (void *)ctx->rsp);
+		if (stack_id >= 0)
+			outer = outer_of(ctx, g, p, sc);
 	}
 	struct psc_event *ev = (void *)sc->buf;
 	if (p->flags & PSC_F_EVENTS) {
@@ -702,6 +794,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		ev->ret_len = 0;
 		ev->stack_id = stack_id;
 		ev->caller = caller;
+		ev->outer = outer;
 		emit(sc, sizeof(struct psc_event) + len, st);
 		return 0;
 	}
@@ -721,6 +814,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	pd->tid = tid;
 	pd->stack_id = stack_id;
 	pd->caller = caller;
+	pd->outer = outer;
 	pd->by_ok = 0;
 	if ((p->flags & PSC_F_BY) && p->by.kind >= PSC_BY_INT && p->by.section == PSC_SEC_ENTRY)
 		pd->by_ok = by_read(f, p, &pd->by_value, &pd->by_name);
@@ -809,6 +903,7 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	ev->ts_ns = pd->ts_ns;
 	ev->stack_id = pd->stack_id;
 	ev->caller = pd->caller;
+	ev->outer = pd->outer;
 	ev->latency_ns = latency;
 	bpf_map_delete_elem(&psc_pending, &key);
 	__u32 rlen = build_section(f, p, PSC_SEC_RET, sc, sizeof(struct psc_event) + elen);

@@ -18,9 +18,12 @@
 #define PSC_ENTRY_MAX 2048  /* bytes of a stored entry section */
 #define PSC_SCRATCH 8192
 #define PSC_HIST_BUCKETS 1280
-#define PSC_VERSION 2
+#define PSC_VERSION 3
 #define PSC_STACK_DEPTH 64 /* frames of a captured stack */
 #define PSC_STACKS 16384   /* distinct stacks kept (a stack-trace map) */
+#define PSC_OUTER 16       /* outermost frames kept of a stack deeper than PSC_STACK_DEPTH */
+#define PSC_OUTERS 4096    /* distinct outer parts kept (an LRU hash) */
+#define PSC_WALK_MAX 2048  /* frames followed to find a deep stack's outermost ones (~0.4 ms here) */
 #define PSC_TIME_EVERY 16   /* time one probe hit in this many (a power of two) */
 #define PSC_TIME_HEAD 64    /* ...after timing each of a probe's first hits (per CPU) */
 #define PSC_PROG_NS_MAX 1000000 /* a timed hit longer than this was preempted: not counted */
@@ -203,6 +206,7 @@ struct psc_pending {
 	__u32 _pad;
 	__s64 stack_id;  /* as in psc_event */
 	__u64 caller;
+	__u64 outer;     /* as in psc_event */
 	__u64 by_value;  /* an entry-section `by` value (its hash for a string) */
 	__u32 by_ok;
 	__u32 _pad2;
@@ -234,6 +238,19 @@ struct psc_event {
 	 * caller's): the kernel's walk misses the immediate caller at some entries. */
 	__s64 stack_id;
 	__u64 caller;
+	/* A stack deeper than psc_stacks holds: its key in psc_outers (0: none). */
+	__u64 outer;
+};
+
+/* The outer part of a deep stack: how many frames the walk followed (return
+ * addresses, from rbp at the probe), whether it stopped at PSC_WALK_MAX before the
+ * goroutine's first frame, and the last `n` of them, outermost last. */
+struct psc_outer {
+	__u32 depth;
+	__u32 cut;
+	__u32 n;
+	__u32 _pad;
+	__u64 ips[PSC_OUTER];
 };
 
 /* A captured section: registers, a stack window, then items. */

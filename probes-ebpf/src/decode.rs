@@ -31,6 +31,8 @@ pub struct Call {
 pub struct StackRef {
     pub id: Result<u32, i64>,
     pub caller: Option<u64>,
+    /// A stack deeper than the kernel's table holds: its outer part (`Engine::outer`).
+    pub outer: Option<u64>,
 }
 
 /// One side (entry or return) of an event, borrowed from the ring-buffer record: the
@@ -112,6 +114,7 @@ pub fn decode(raw: &[u8], cat: &Catalog, plan: &Plan, bias: LoadBias) -> Option<
         stack: (ev.flags & PSC_EVF_STACK != 0).then_some(StackRef {
             id: u32::try_from(ev.stack_id).map_err(|_| ev.stack_id),
             caller: (ev.caller != 0).then_some(ev.caller),
+            outer: (ev.outer != 0).then_some(ev.outer),
         }),
     })
 }

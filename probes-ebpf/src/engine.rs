@@ -19,12 +19,24 @@ use crate::wire::*;
 
 const PROGRAM: &str = "periscope_probe";
 
+/// The outer part of a deep stack: the frames the walk followed from the probe's
+/// frame pointer (`depth`, return addresses, the first of them the one the kernel's
+/// stack holds after the pc), whether it stopped before the goroutine's first frame
+/// (`cut`), and the last of them, outermost last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outer {
+    pub depth: u32,
+    pub cut: bool,
+    pub ips: Vec<u64>,
+}
+
 pub struct Engine {
     ebpf: aya::Ebpf,
     probes: Array<MapData, psc_probe>,
     stats: PerCpuArray<MapData, psc_stats>,
     hist: PerCpuArray<MapData, psc_hist>,
     stacks: aya::maps::StackTraceMap<MapData>,
+    outers: aya::maps::HashMap<MapData, u64, psc_outer>,
     by_hist: aya::maps::HashMap<MapData, psc_by_key, psc_hist>,
     by_count: Array<MapData, u32>,
     by_names: aya::maps::HashMap<MapData, psc_by_key, psc_by_name>,
@@ -269,6 +281,7 @@ impl Engine {
         let hist = PerCpuArray::try_from(take("psc_hist")?)?;
         let events = RingBuf::try_from(take("psc_events")?)?;
         let stacks = aya::maps::StackTraceMap::try_from(take("psc_stacks")?)?;
+        let outers = aya::maps::HashMap::try_from(take("psc_outers")?)?;
         let by_hist = aya::maps::HashMap::try_from(take("psc_by_hist")?)?;
         let by_count = Array::try_from(take("psc_by_count")?)?;
         let by_names = aya::maps::HashMap::try_from(take("psc_by_names")?)?;
@@ -279,6 +292,7 @@ impl Engine {
             stats,
             hist,
             stacks,
+            outers,
             by_hist,
             by_count,
             by_names,
@@ -1016,6 +1030,17 @@ impl Engine {
     pub fn stack(&self, id: u32) -> Option<Vec<u64>> {
         let trace = self.stacks.get(&id, 0).ok()?;
         Some(trace.frames().iter().map(|f| f.ip).collect())
+    }
+
+    /// The outer part of a stack deeper than `stack` holds (`StackRef::outer`).
+    pub fn outer(&self, key: u64) -> Option<Outer> {
+        let o = self.outers.get(&key, 0).ok()?;
+        let n = (o.n as usize).min(o.ips.len());
+        Some(Outer {
+            depth: o.depth,
+            cut: o.cut != 0,
+            ips: o.ips[..n].to_vec(),
+        })
     }
 
     /// Hands at most `max` records waiting in the ring buffer to `f`; returns how

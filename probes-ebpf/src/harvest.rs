@@ -102,6 +102,7 @@ fn entry_event(
         ret_len: 0,
         stack_id: pd.stack_id,
         caller: pd.caller,
+        outer: pd.outer,
     };
     buf.clear();
     // SAFETY: psc_event is a plain C struct of integers without implicit padding

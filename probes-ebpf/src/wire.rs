@@ -23,6 +23,8 @@ unsafe impl aya::Pod for psc_item {}
 unsafe impl aya::Pod for psc_pending_key {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_pending {}
+// SAFETY: as above.
+unsafe impl aya::Pod for psc_outer {}
 
 /// The compiled BPF object.
 pub static BPF_OBJECT: &[u8] =

@@ -54,11 +54,16 @@ pub fn wall_clock(ts_ns: u64, offset_ns: i64, digits: u32) -> String {
 /// A call's callers as indented lines under it: `    at main.caller (main.go:42)`.
 pub fn stack_lines(s: &crate::session::Callers) -> String {
     match s {
-        crate::session::Callers::Frames(frames) => frames
-            .iter()
-            .map(|p| {
-                let file = p.file.rsplit('/').next().unwrap_or(&p.file);
-                format!("    at {} ({file}:{})\n", p.func, p.line)
+        crate::session::Callers::Frames(stack) => stack
+            .parts()
+            .map(|p| match p {
+                Some(p) => {
+                    let file = p.file.rsplit('/').next().unwrap_or(&p.file);
+                    format!("    at {} ({file}:{})\n", p.func, p.line)
+                }
+                None => stack.elided.map_or_else(String::new, |e| {
+                    format!("    {}\n", crate::stack::Stack::elided_text(&e))
+                }),
             })
             .collect(),
         crate::session::Callers::NotCaptured(why) => format!("    ‹stack not captured: {why}›\n"),
@@ -183,15 +188,41 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// `[{"func","file","line"}, …]`, or `{"not_captured": REASON}`.
 enum StackJson<'a> {
-    Frames(&'a [symbols::pclntab::Position]),
+    Frames(&'a crate::stack::Stack),
     NotCaptured(&'a str),
+}
+
+/// A frame of a JSON stack, or the mark where frames were left out:
+/// `{"elided": N}` (`"at_least": true` when the walk stopped before the root).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum FrameJson<'a> {
+    Frame(&'a symbols::pclntab::Position),
+    Elided {
+        elided: u64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        at_least: bool,
+    },
 }
 
 impl serde::Serialize for StackJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         match self {
-            StackJson::Frames(f) => f.serialize(s),
+            StackJson::Frames(f) => s.collect_seq(f.parts().map(|p| match p {
+                Some(p) => FrameJson::Frame(p),
+                None => {
+                    let e = f.elided.unwrap_or(crate::stack::Elided {
+                        at: 0,
+                        count: 0,
+                        at_least: false,
+                    });
+                    FrameJson::Elided {
+                        elided: e.count,
+                        at_least: e.at_least,
+                    }
+                }
+            })),
             StackJson::NotCaptured(why) => {
                 let mut m = s.serialize_map(Some(1))?;
                 m.serialize_entry("not_captured", why)?;

@@ -70,10 +70,11 @@ pub struct Row {
 }
 
 /// A call's callers, innermost first: its caller at the line of the call, then that
-/// one's caller, up to PSC_STACK_DEPTH frames.
+/// one's caller, up to PSC_STACK_DEPTH frames; for a deeper stack, its outermost
+/// frames after those, and the count of the frames between (`Stack::elided`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Callers {
-    Frames(Arc<Vec<symbols::pclntab::Position>>),
+    Frames(Arc<crate::stack::Stack>),
     /// Why there is none (the kernel's stack table was full, say).
     NotCaptured(String),
 }
@@ -128,9 +129,9 @@ pub struct Session {
     gov: Governor,
     /// Keeps `hit_cost`'s prices current while probes run.
     pricing: Option<crate::pricing::Pricing>,
-    /// Symbolized stacks, by (stack id, caller at the entry): the kernel deduplicates
-    /// stacks, so each is walked and symbolized once.
-    stacks: HashMap<(u32, Option<u64>), Arc<Vec<symbols::pclntab::Position>>>,
+    /// Symbolized stacks, by (stack id, caller at the entry, outer part): the kernel
+    /// deduplicates stacks, so each is walked and symbolized once.
+    stacks: HashMap<(u32, Option<u64>, Option<u64>), Arc<crate::stack::Stack>>,
     /// A user stack taken at a `push rbp` includes the caller (Linux ≥ 6.12, and stable
     /// kernels that took the change: Engine::kernel_adds_caller).
     kernel_adds_caller: bool,
@@ -563,7 +564,7 @@ impl Session {
                 });
             }
         };
-        if let Some(c) = self.stacks.get(&(id, s.caller)) {
+        if let Some(c) = self.stacks.get(&(id, s.caller, s.outer)) {
             return Callers::Frames(Arc::clone(c));
         }
         let Some(ips) = self.engine.stack(id) else {
@@ -580,6 +581,9 @@ impl Session {
         // up as a caller too).
         let skip = usize::from(ips.first().is_some_and(|&ip| inside(ip)));
         let mut rest = ips.iter().copied().skip(skip);
+        // The kernel's walk: the pc, then the frame-pointer chain's return addresses
+        // (after the caller, where the kernel adds it).
+        let mut chain = ips.len().saturating_sub(1);
         match s.caller {
             // Linux ≥ 6.12 (and some stable kernels before it) adds [rsp] itself when the
             // probed instruction is `push rbp`
@@ -589,7 +593,7 @@ impl Session {
             Some(c) if !(self.kernel_adds_caller && self.entry_is_push(func)) => {
                 pcs.push((c, false));
             }
-            Some(_) => {}
+            Some(_) => chain = chain.saturating_sub(1),
             None => {
                 if let Some(ip) = rest.next() {
                     pcs.push((ip, true));
@@ -597,7 +601,17 @@ impl Session {
             }
         }
         pcs.extend(rest.map(|ip| (ip, false)));
-        pcs.truncate(probes_ebpf::wire::PSC_STACK_DEPTH as usize);
+        // A deep stack's outer part (the kernel's walk stopped at its table's depth).
+        let outer = s.outer.and_then(|k| self.engine.outer(k));
+        let mut elided = None;
+        match outer {
+            Some(o) => {
+                let (ips, e) = crate::stack::outer_part(chain, &o);
+                elided = e.map(|e| crate::stack::Elided { at: pcs.len(), ..e });
+                pcs.extend(ips.into_iter().map(|ip| (ip, false)));
+            }
+            None => pcs.truncate(probes_ebpf::wire::PSC_STACK_DEPTH as usize),
+        }
         let frames: Vec<_> = pcs
             .into_iter()
             .map(|(ip, exact)| {
@@ -611,8 +625,9 @@ impl Session {
                 })
             })
             .collect();
-        let frames = Arc::new(frames);
-        self.stacks.insert((id, s.caller), Arc::clone(&frames));
+        let frames = Arc::new(crate::stack::Stack { frames, elided });
+        self.stacks
+            .insert((id, s.caller, s.outer), Arc::clone(&frames));
         Callers::Frames(frames)
     }
 

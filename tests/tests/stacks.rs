@@ -91,3 +91,69 @@ fn a_leaf_probed_at_its_call_sites_has_each_callers_line() {
         }
     }
 }
+
+#[test]
+fn a_stack_deeper_than_the_kernels_keeps_its_root_and_counts_what_it_left_out() {
+    // 300 deep: the kernel's walk keeps the innermost 64 frames; the outermost are the
+    // goroutine's own (the spawned closure, then runtime.goexit), and the frames left
+    // out between them are counted, so that every call's frames add up to its depth.
+    let spawned = line_of("kinds", "go func() { done <- Recurse(n) }()");
+    const DEPTH: u64 = 300;
+    for tc in toolchains() {
+        for variant in [Variant::Plain, Variant::Pie] {
+            let what = format!("{} {variant:?}", tc.label);
+            let mut fx = FixtureProc::start(&fixture("kinds", &tc, variant));
+            let (got, _) = stacks(&mut fx, &["main.Recurse"], &format!("recurse {DEPTH}"));
+            assert_eq!(got.len() as u64, 4 * (DEPTH + 1), "{what}");
+            let mut elided_calls = 0;
+            for c in &got {
+                let n = c["args"]["n"].as_u64().unwrap();
+                let st = c["stack"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{what}: {c}"));
+                let marks: Vec<&Value> = st.iter().filter(|f| f.get("elided").is_some()).collect();
+                assert!(marks.len() <= 1, "{what}: {c}");
+                let left_out: u64 = marks.iter().map(|m| m["elided"].as_u64().unwrap()).sum();
+                assert!(
+                    marks.iter().all(|m| m.get("at_least").is_none()),
+                    "{what}: {c}"
+                );
+                let recursing = st.iter().filter(|f| f["func"] == "main.Recurse").count() as u64;
+                assert_eq!(recursing + left_out, DEPTH - n, "{what}: call at {n}: {c}");
+                // The root, whatever the depth.
+                let (func, line) = frame(&st[st.len() - 2]);
+                assert!(func.starts_with("main.recurse.func"), "{what}: {c}");
+                assert_eq!(line, spawned, "{what}: {c}");
+                assert_eq!(st[st.len() - 1]["func"], "runtime.goexit", "{what}: {c}");
+                // Elided only where the kernel's walk was full.
+                if left_out > 0 {
+                    elided_calls += 1;
+                    assert!(DEPTH - n > 60, "{what}: {c}");
+                }
+            }
+            // Deep calls are most of them: each of the four goroutines' calls more
+            // than 80 deep.
+            assert!(elided_calls >= 4 * (DEPTH - 80), "{what}: {elided_calls}");
+        }
+    }
+}
+
+#[test]
+fn a_stack_too_deep_to_walk_says_at_least_how_many_frames_it_left_out() {
+    // Past the walk's 2,048 frames, the root cannot be found within a bounded time:
+    // the frames are cut with "at least", never ended with a frame from the middle.
+    let tc = toolchains().pop().unwrap();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let (got, _) = stacks(&mut fx, &["main.Recurse if n < 3"], "recurse 2500");
+    assert_eq!(got.len(), 4 * 3);
+    for c in &got {
+        let n = c["args"]["n"].as_u64().unwrap();
+        let st = c["stack"].as_array().unwrap();
+        let last = st.last().unwrap();
+        assert_eq!(last["at_least"], true, "{c}");
+        let recursing = st.iter().filter(|f| f["func"] == "main.Recurse").count() as u64;
+        let left_out = last["elided"].as_u64().unwrap();
+        assert!(recursing + left_out < 2500 - n, "{c}");
+        assert!(recursing + left_out >= 2000, "{c}");
+    }
+}

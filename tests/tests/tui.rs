@@ -638,8 +638,14 @@ fn the_callers_view_ranks_call_paths_by_calls_and_by_latency() {
         file: "/src/shop/main.go".into(),
         line,
     };
-    let busy = Arc::new(vec![at("main.handleLogin", 42), at("main.main", 7)]);
-    let slow = Arc::new(vec![at("main.retryLogin", 88), at("main.main", 9)]);
+    let busy = Arc::new(periscope::stack::Stack::from(vec![
+        at("main.handleLogin", 42),
+        at("main.main", 7),
+    ]));
+    let slow = Arc::new(periscope::stack::Stack::from(vec![
+        at("main.retryLogin", 88),
+        at("main.main", 9),
+    ]));
     let mut rows = Vec::new();
     for i in 0..30 {
         let mut r = login(&s, i, "alice", 1);

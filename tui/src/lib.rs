@@ -11,4 +11,4 @@ pub mod signals;
 pub mod target;
 
 // The session layer below the front-ends, under the paths they use.
-pub use periscope_session::{budget, digest, format, governor, histogram, say, session};
+pub use periscope_session::{budget, digest, format, governor, histogram, say, session, stack};

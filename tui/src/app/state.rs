@@ -246,7 +246,7 @@ pub struct State {
 /// A call path of a probe (its callers, innermost first) and what went through it.
 #[derive(Debug, Clone)]
 pub struct CallPath {
-    pub frames: Arc<Vec<symbols::pclntab::Position>>,
+    pub frames: Arc<crate::stack::Stack>,
     pub calls: u64,
     /// Latency of the calls that had one, summed.
     pub total_ns: u64,

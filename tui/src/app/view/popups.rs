@@ -137,8 +137,15 @@ fn detail(f: &mut Frame, s: &State, seq: u64, scroll: u16) {
     match &r.row.stack {
         Some(Callers::Frames(frames)) => {
             lines.push(Line::styled("callers", Style::new().fg(Color::Cyan)));
-            for p in frames.iter() {
-                lines.push(Line::raw(format!("  {}", position(p))));
+            for p in frames.parts() {
+                match (p, frames.elided) {
+                    (Some(p), _) => lines.push(Line::raw(format!("  {}", position(p)))),
+                    (None, Some(e)) => lines.push(Line::styled(
+                        format!("  {}", crate::stack::Stack::elided_text(&e)),
+                        dim(),
+                    )),
+                    (None, None) => {}
+                }
             }
         }
         Some(Callers::NotCaptured(why)) => {
@@ -193,20 +200,34 @@ fn callers(f: &mut Frame, s: &State, func: usize) {
         ),
         Style::new().add_modifier(Modifier::BOLD),
     )];
+    let frame = |f: &symbols::pclntab::Position| {
+        let file = f.file.rsplit('/').next().unwrap_or(&f.file);
+        format!(
+            "{}:{file}:{}",
+            symbols::catalog::short_name(&f.func),
+            f.line
+        )
+    };
+    // The innermost four; a deep stack's then ends with its goroutine's first
+    // function (what the recursion was called from), the frames between counted.
     let path_line = |p: &crate::app::state::CallPath| {
-        p.frames
-            .iter()
-            .take(4)
-            .map(|f| {
-                let file = f.file.rsplit('/').next().unwrap_or(&f.file);
-                format!(
-                    "{}:{file}:{}",
-                    symbols::catalog::short_name(&f.func),
-                    f.line
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ← ")
+        let mut parts: Vec<String> = p.frames.iter().take(4).map(frame).collect();
+        if let Some(e) = p.frames.elided {
+            let root = p.frames.frames[e.at..]
+                .iter()
+                .rev()
+                .find(|f| f.func != "runtime.goexit");
+            let shown = 4.min(e.at);
+            let between = e.count + (e.at - shown) as u64;
+            let between = if e.at_least {
+                format!("… ≥{between} frames")
+            } else {
+                format!("… {between} frames")
+            };
+            parts.push(between);
+            parts.extend(root.map(frame));
+        }
+        parts.join(" ← ")
     };
     let mut section = |title: &str, paths: &[&crate::app::state::CallPath]| {
         lines.push(Line::styled(
