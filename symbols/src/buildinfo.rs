@@ -19,6 +19,43 @@ pub fn go_version(section: &[u8]) -> Option<String> {
     String::from_utf8(bytes.to_vec()).ok()
 }
 
+/// The main module's path, from the module information after the version string:
+/// its `mod` line, or for Go's own commands (`path cmd/compile`, no `mod` line) the
+/// `cmd` module. None when the binary carries none.
+pub fn main_module(section: &[u8]) -> Option<String> {
+    let version = go_version(section)?;
+    let mut at = 32;
+    let (len, n) = uvarint(&section[at..])?;
+    debug_assert_eq!(len as usize, version.len());
+    at += n + len as usize;
+    let (len, n) = uvarint(section.get(at..)?)?;
+    let mut info = section.get(at + n..at + n + len as usize)?;
+    // Between two 16-byte sentinels (as debug/buildinfo strips them).
+    if info.len() >= 33 && info[info.len() - 17] == b'\n' {
+        info = &info[16..info.len() - 16];
+    }
+    let info = String::from_utf8_lossy(info);
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key)?.split('\t').next().map(str::to_string))
+    };
+    if let Some(m) = field("mod\t") {
+        return Some(m);
+    }
+    let path = field("path\t")?;
+    path.starts_with("cmd/").then(|| "cmd".to_string())
+}
+
+/// Whether a package belongs to the main module `module` (vendored copies of others
+/// under it do not).
+pub fn in_module(pkg: &str, module: &str) -> bool {
+    let inside = pkg == module
+        || pkg
+            .strip_prefix(module)
+            .is_some_and(|rest| rest.starts_with('/'));
+    inside && !pkg[module.len()..].contains("/vendor/")
+}
+
 pub(crate) fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
     let mut x = 0u64;
     for (i, &c) in b.iter().enumerate().take(10) {
@@ -60,5 +97,40 @@ mod tests {
         sec.push(9);
         sec.extend(b"go1.27.3!");
         assert_eq!(go_version(&sec).as_deref(), Some("go1.27.3!"));
+    }
+
+    fn section(info: &str) -> Vec<u8> {
+        let mut sec = MAGIC.to_vec();
+        sec.extend([8, 2]);
+        sec.resize(32, 0);
+        sec.push(8);
+        sec.extend(b"go1.27.3");
+        // The module information sits between two 16-byte sentinels.
+        let wrapped = format!("{}{info}{}", "s".repeat(16), "e".repeat(16));
+        sec.push(wrapped.len() as u8);
+        sec.extend(wrapped.as_bytes());
+        sec
+    }
+
+    #[test]
+    fn the_main_module_is_its_mod_line_or_cmd_for_gos_own_commands() {
+        let shop = section("path\tperiscope.demo/shop\nmod\tperiscope.demo/shop\t(devel)\t\n");
+        assert_eq!(main_module(&shop).as_deref(), Some("periscope.demo/shop"));
+        let compile = section("path\tcmd/compile\nbuild\t-compiler=gc\n");
+        assert_eq!(main_module(&compile).as_deref(), Some("cmd"));
+        let file = section("path\tcommand-line-arguments\n");
+        assert_eq!(main_module(&file), None);
+    }
+
+    #[test]
+    fn a_module_holds_its_packages_but_not_what_it_vendors() {
+        assert!(in_module("cmd/compile/internal/types2", "cmd"));
+        assert!(in_module("cmd", "cmd"));
+        assert!(!in_module("cmdx/foo", "cmd"));
+        assert!(!in_module("cmd/vendor/golang.org/x/telemetry", "cmd"));
+        assert!(in_module(
+            "github.com/prometheus/prometheus/promql",
+            "github.com/prometheus/prometheus"
+        ));
     }
 }

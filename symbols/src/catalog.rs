@@ -131,6 +131,9 @@ fn short_file(f: &str) -> &str {
 pub struct Catalog {
     pub elf: Elf,
     pub go_version: String,
+    /// The main module's path, from the build information (`cmd` for Go's own
+    /// commands): its packages are the program's own code.
+    pub main_module: Option<String>,
     pub functions: Vec<Function>,
     pub types: Types,
     pub g_offsets: Option<GOffsets>,
@@ -168,6 +171,9 @@ impl Catalog {
             .section(".go.buildinfo")
             .and_then(|s| buildinfo::go_version(&s))
             .unwrap_or_else(|| "unknown".into());
+        let main_module = elf
+            .section(".go.buildinfo")
+            .and_then(|s| buildinfo::main_module(&s));
         if let Some((1, minor)) = buildinfo::parse_version(&go_version)
             && minor < 17
         {
@@ -253,6 +259,7 @@ impl Catalog {
         Ok(Catalog {
             elf,
             go_version,
+            main_module,
             functions,
             types,
             g_offsets,

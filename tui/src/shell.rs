@@ -229,7 +229,7 @@ fn execute(
                 .iter()
                 .filter(|f| match &re {
                     Some(re) => re.is_match(&f.name),
-                    None => search::is_user(f),
+                    None => search::is_user(cat, f),
                 })
                 .collect();
             names.sort_by(|a, b| a.name.cmp(&b.name));

@@ -82,7 +82,7 @@ fn functions(cat: &Catalog, prefix: &str) -> Vec<String> {
         } else {
             continue;
         };
-        if search::is_user(f) {
+        if search::is_user(cat, f) {
             own.push(name.to_string());
         } else {
             rest.push(name.to_string());

@@ -3,12 +3,16 @@ use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 use symbols::{Catalog, Function};
 
-/// The program's own code: `main` and packages under a domain-like module path
-/// (`github.com/…`), vendored ones too (`cmd/vendor/github.com/google/pprof/…`). The
-/// Go runtime, the standard library and compiler-generated functions (`type:.eq…`)
-/// are hidden unless asked for.
-pub fn is_user(f: &Function) -> bool {
-    is_user_package(&f.package)
+/// The program's own code: `main`, the main module's packages (from the build
+/// information: `cmd/compile/internal/…` in Go's compiler), and packages under a
+/// domain-like module path (`github.com/…`), vendored ones too
+/// (`cmd/vendor/github.com/google/pprof/…`). The Go runtime, the standard library and
+/// compiler-generated functions (`type:.eq…`) are hidden unless asked for.
+pub fn is_user(cat: &Catalog, f: &Function) -> bool {
+    cat.main_module
+        .as_deref()
+        .is_some_and(|m| symbols::buildinfo::in_module(&f.package, m))
+        || is_user_package(&f.package)
 }
 
 fn is_user_package(pkg: &str) -> bool {
@@ -30,7 +34,7 @@ pub fn filter(cat: &Catalog, query: &str, show_std: bool) -> Vec<usize> {
         .functions
         .iter()
         .enumerate()
-        .filter(|(_, f)| show_std || is_user(f))
+        .filter(|(_, f)| show_std || is_user(cat, f))
         .map(|(i, f)| (i, f.name.as_str()))
         .collect();
     names.sort_by(|a, b| a.1.cmp(b.1));
