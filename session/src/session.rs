@@ -657,6 +657,20 @@ impl Session {
             .sum()
     }
 
+    /// The probe on `func`'s name in summaries: its function's, or for a generic
+    /// function's bodies, every shape it covers (`main.Max[int|string]`).
+    pub fn label(&self, func: usize) -> String {
+        let names: Vec<&str> = match self.active.get(&func) {
+            Some(a) => a
+                .members
+                .iter()
+                .map(|m| self.cat.functions[m.func].name.as_str())
+                .collect(),
+            None => vec![self.cat.functions[func].name.as_str()],
+        };
+        symbols::resolve::label(&names)
+    }
+
     /// Where the probe on `func` sits, in words (`entry: 3 call site(s); …`).
     pub fn describe_points(&self, func: usize) -> Option<String> {
         let a = self.active.get(&func)?;

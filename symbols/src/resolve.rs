@@ -164,3 +164,95 @@ pub fn resolve(cat: &Catalog, spec: &str) -> Result<Vec<usize>, ResolveError> {
         }),
     }
 }
+
+/// What a probe over the functions `names` is called in summaries: their name, or for
+/// a generic function's bodies, the shapes they cover (`main.Max[int|string]`,
+/// `main.List[int|string].Len`): one shape's name would say the others were not seen.
+pub fn label(names: &[&str]) -> String {
+    let first = names.first().copied().unwrap_or_default();
+    let split = |n: &str| -> Option<(String, String, String)> {
+        let i = n.find("[go.shape.")?;
+        let mut depth = 0;
+        let end = n[i..].char_indices().find_map(|(k, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i + k)
+        })?;
+        // Each type argument's shape without its prefix, nor the parameter index Go
+        // 1.19 adds (`go.shape.int_0`).
+        let shapes: Vec<&str> = n[i + 1..end]
+            .split(',')
+            .map(|a| {
+                let a = a.trim().trim_start_matches("go.shape.");
+                match a.rsplit_once('_') {
+                    Some((t, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => t,
+                    _ => a,
+                }
+            })
+            .collect();
+        Some((
+            n[..i].to_string(),
+            shapes.join(","),
+            n[end + 1..].to_string(),
+        ))
+    };
+    let Some((head, _, tail)) = split(first) else {
+        return first.to_string();
+    };
+    let mut shapes: Vec<String> = Vec::new();
+    for n in names {
+        match split(n) {
+            Some((h, s, t)) if h == head && t == tail => {
+                if !shapes.contains(&s) {
+                    shapes.push(s);
+                }
+            }
+            _ => return first.to_string(),
+        }
+    }
+    if shapes.len() < 2 {
+        return first.to_string();
+    }
+    format!("{head}[{}]{tail}", shapes.join("|"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn a_generics_bodies_are_labelled_with_every_shape() {
+        assert_eq!(
+            label(&["main.Max[go.shape.int]", "main.Max[go.shape.string]"]),
+            "main.Max[int|string]"
+        );
+        assert_eq!(
+            label(&[
+                "main.List[go.shape.int].Len",
+                "main.List[go.shape.[]uint8].Len"
+            ]),
+            "main.List[int|[]uint8].Len"
+        );
+        // One shape (copies of one body), or other functions: the name as it is.
+        assert_eq!(
+            label(&["main.Max[go.shape.int]", "main.Max[go.shape.int]"]),
+            "main.Max[go.shape.int]"
+        );
+        assert_eq!(label(&["main.f.func1", "main.f.func1"]), "main.f.func1");
+        // Go 1.19 numbers each shape by its type parameter.
+        assert_eq!(
+            label(&["main.Max[go.shape.int_0]", "main.Max[go.shape.string_0]"]),
+            "main.Max[int|string]"
+        );
+        assert_eq!(
+            label(&[
+                "main.Pair[go.shape.int_0,go.shape.string_1]",
+                "main.Pair[go.shape.string_0,go.shape.int_1]"
+            ]),
+            "main.Pair[int,string|string,int]"
+        );
+    }
+}

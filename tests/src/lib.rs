@@ -481,6 +481,17 @@ pub fn trace_calls(
     args: &[&str],
     cmd: &str,
 ) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let (lines, record) = trace_lines(fx, args, cmd);
+    let calls = lines.into_iter().filter(|v| v["type"] == "call").collect();
+    (calls, record)
+}
+
+/// As `trace_calls`, every line periscope printed (calls, latency, stats, budget).
+pub fn trace_lines(
+    fx: &mut FixtureProc,
+    args: &[&str],
+    cmd: &str,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     let (child, _err) = spawn_trace(fx.pid, args);
     let record = fx.run(cmd);
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -490,7 +501,6 @@ pub fn trace_calls(
     let got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v["type"] == "call")
         .collect();
     (got, record)
 }

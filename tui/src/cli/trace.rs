@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use probes_ebpf::Stats;
 use serde_json::json;
-use symbols::Catalog;
 
 use super::writer::{Behind, Out, Writer};
 use crate::format::{describe_cost, fmt_ns};
@@ -101,7 +100,7 @@ pub fn run(opts: Options) -> Result<()> {
             crate::say!("periscope: {note}");
         }
         if let Some(points) = session.describe_points(func) {
-            crate::say!("periscope: {}: {points}", cat.functions[func].name);
+            crate::say!("periscope: {}: {points}", session.label(func));
         }
         order.push(func);
     }
@@ -233,6 +232,9 @@ pub fn run(opts: Options) -> Result<()> {
     // Detach first; then what is still buffered goes out, for at most a second more.
     // The counters are read once every uprobe is gone, so that they count exactly the
     // calls read (until then, points not yet removed still fire).
+    // A probe's name in summaries (a generic's shapes together), while it is attached.
+    let labels: std::collections::HashMap<usize, String> =
+        order.iter().map(|&f| (f, session.label(f))).collect();
     session.stop_all();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut unwritten = 0;
@@ -277,7 +279,7 @@ pub fn run(opts: Options) -> Result<()> {
         .collect();
     summarize(
         &mut summary,
-        &cat,
+        &labels,
         &finals,
         &costs,
         &split,
@@ -394,7 +396,7 @@ fn latency_line(
 
 fn summarize(
     out: &mut impl Write,
-    cat: &Catalog,
+    labels: &std::collections::HashMap<usize, String>,
     finals: &[(usize, Stats, Option<Vec<u64>>)],
     costs: &[Option<ProbeCost>],
     split: &[Vec<(String, Vec<u64>)>],
@@ -402,7 +404,7 @@ fn summarize(
     as_json: bool,
 ) -> Result<()> {
     for (((func, st, buckets), cost), split) in finals.iter().zip(costs).zip(split) {
-        let name = &cat.functions[*func].name;
+        let name = &labels[func];
         if let Some(b) = buckets {
             latency_line(out, name, None, b, as_json)?;
         }
