@@ -8,8 +8,8 @@
 //! probe has at most `PSC_MAX_OPS` of them: reads are ranked so that the budget goes
 //! where it matters. Paths the user named (`--capture r.URL.Path`) come first, then
 //! the arguments' own strings, then the structs they point to, the strings inside
-//! those, what lies further along a named path, slice elements; a receiver's
-//! contents come last.
+//! those, what lies further along a named path, slice elements, what the elements of
+//! slices and arrays point to; a receiver's contents come last.
 use std::collections::HashMap;
 
 use symbols::{Catalog, Kind, Location, TypeId};
@@ -300,10 +300,16 @@ impl<'a> Builder<'a> {
             Kind::Array { elem, len } => {
                 let es = self.cat.types.get(elem).size;
                 let n = len.min(u64::from(self.capture.max_elems));
+                // What its elements point to is read after the struct's own fields, as
+                // a slice's elements are: a list must not crowd out a name.
+                let inner = At {
+                    in_elems: true,
+                    ..at.clone()
+                };
                 How::Array {
                     len,
                     items: (0..n)
-                        .map(|i| self.node(elem, src, off + i * es, at))
+                        .map(|i| self.node(elem, src, off + i * es, &inner))
                         .collect(),
                 }
             }

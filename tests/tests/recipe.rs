@@ -258,13 +258,17 @@ fn the_decoder_gives_back_what_the_plan_read_and_marks_the_rest() {
     assert_eq!(field(r, "Header"), &GoValue::Map { len: Some(1) });
     // One level of pointers by default: the URL is its address.
     assert!(matches!(field(r, "URL"), GoValue::Ptr(a) if *a >= 0xc000_0000));
-    // The receiver's contents come last: its last names did not fit in the 24 reads.
+    // The receiver's contents come last, its own fields before what its lists hold:
+    // the array's last strings (read after the slice's) did not fit in the 24 reads.
     let m = arg(&args, "m");
     assert_eq!(field(m, "Prefix"), &s("/api"));
     let GoValue::List { items, len: 8 } = field(m, "Names") else {
         panic!("{:?}", field(m, "Names"))
     };
     assert_eq!(items[0], s("n0"));
+    let GoValue::List { items, len: 8 } = field(m, "Routes") else {
+        panic!("{:?}", field(m, "Routes"))
+    };
     assert_eq!(items[7], GoValue::NotCaptured(Missing::Budget));
     assert_eq!(p.wire.nops as u32, PSC_MAX_OPS);
 }

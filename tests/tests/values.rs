@@ -379,3 +379,49 @@ fn a_name_means_every_function_of_that_name() {
         }
     }
 }
+
+#[test]
+fn a_structs_own_fields_are_read_before_what_its_lists_hold() {
+    // Profile holds 24 strings in three arrays before its Label, its map and its Level:
+    // more than a probe reads. The fields are whole; the lists hold what was left.
+    for tc in toolchains() {
+        let what = tc.label.clone();
+        let mut fx = FixtureProc::start(&fixture("values", &tc, Variant::Plain));
+        let (got, record) = periscope_tests::trace_calls(
+            &mut fx,
+            &["--json", "--args", "main.(*Profile).Inspect"],
+            "inspect 3",
+        );
+        let want: Vec<&Value> = record.iter().filter(|r| r["type"] == "call").collect();
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(&want) {
+            let (gp, wp) = (&g["args"]["p"], &w["args"]["p"]);
+            for field in ["Label", "Seen", "Level"] {
+                assert_eq!(gp[field], wp[field], "{what}: {field}: {g}");
+            }
+            assert_eq!(g["args"]["depth"], w["args"]["depth"], "{what}: {g}");
+            let mut marked = 0;
+            faithful(&g["args"], &w["args"], "args", &mut marked)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            // Some notes did not fit, each said, and the reads went in list order.
+            assert!(
+                marked > 0,
+                "{what}: every note fit, the test proves nothing: {g}"
+            );
+            let lists: Vec<&Value> = ["Notes", "Drafts", "Tags"]
+                .iter()
+                .flat_map(|l| gp[*l].as_array().unwrap())
+                .collect();
+            let first_cut = lists
+                .iter()
+                .position(|v| v.get("not_captured").is_some())
+                .unwrap();
+            assert!(
+                lists[first_cut..]
+                    .iter()
+                    .all(|v| v["not_captured"] == "budget"),
+                "{what}: {g}"
+            );
+        }
+    }
+}
