@@ -464,6 +464,26 @@ fn sampling_and_removal_by_keys() {
 }
 
 #[test]
+fn help_scrolls_on_a_small_terminal() {
+    // At 80x24 the keys do not fit: the popup says which lines it shows, scrolls to
+    // the last, and closes on any other key.
+    let mut s = state();
+    press(&mut s, KeyCode::Char('?'));
+    let first = render(&s, 80, 24);
+    assert!(first.contains("Everywhere"), "{first}");
+    assert!(first.contains("lines 1–"), "{first}");
+    assert!(!first.contains("Ctrl-C quits"), "{first}");
+    press(&mut s, KeyCode::Char('G'));
+    let last = render(&s, 80, 24);
+    assert!(last.contains("Ctrl-C quits"), "{last}");
+    assert!(!last.contains("Everywhere"), "{last}");
+    press(&mut s, KeyCode::Char('g'));
+    assert!(render(&s, 80, 24).contains("Everywhere"));
+    press(&mut s, KeyCode::Esc);
+    assert_eq!(s.mode, Mode::Normal);
+}
+
+#[test]
 fn every_screen_draws_at_any_size() {
     let mut s = busy_state();
     // Each screen, and a text only it shows once there is room for it.

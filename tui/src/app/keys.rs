@@ -12,6 +12,20 @@ use crate::session::ProbeSpec;
 /// Rows a page key moves.
 const PAGE: usize = 20;
 
+/// A scrolling popup's keys: the new first line, or None for a key that closes it.
+/// (The view clamps it to the last page.)
+fn scrolled(code: KeyCode, scroll: u16) -> Option<u16> {
+    match code {
+        KeyCode::Char('j') | KeyCode::Down => Some(scroll.saturating_add(1)),
+        KeyCode::Char('k') | KeyCode::Up => Some(scroll.saturating_sub(1)),
+        KeyCode::PageDown | KeyCode::Char(' ') => Some(scroll.saturating_add(PAGE as u16)),
+        KeyCode::PageUp => Some(scroll.saturating_sub(PAGE as u16)),
+        KeyCode::Char('g') | KeyCode::Home => Some(0),
+        KeyCode::Char('G') | KeyCode::End => Some(u16::MAX),
+        _ => None,
+    }
+}
+
 pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
         return quit(s);
@@ -20,18 +34,11 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Mode::Normal => normal(s, k),
         Mode::Detail { seq, scroll } => {
             let to = match k.code {
-                KeyCode::Char('j') | KeyCode::Down => Some(scroll.saturating_add(1)),
-                KeyCode::Char('k') | KeyCode::Up => Some(scroll.saturating_sub(1)),
-                KeyCode::PageDown | KeyCode::Char(' ') => Some(scroll.saturating_add(PAGE as u16)),
-                KeyCode::PageUp => Some(scroll.saturating_sub(PAGE as u16)),
-                KeyCode::Char('g') | KeyCode::Home => Some(0),
-                // The view clamps it to the last page.
-                KeyCode::Char('G') | KeyCode::End => Some(u16::MAX),
                 KeyCode::Char('y') => {
                     copy_call(s, seq);
                     Some(scroll)
                 }
-                _ => None,
+                code => scrolled(code, scroll),
             };
             s.mode = match to {
                 Some(scroll) => Mode::Detail { seq, scroll },
@@ -39,8 +46,16 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             };
             vec![]
         }
-        Mode::Help | Mode::Callers { .. } => {
-            // Any key closes a popup; Enter on a detail too.
+        Mode::Help { scroll } => {
+            // Scrolls where the terminal is too short for every key; any other closes.
+            s.mode = match scrolled(k.code, scroll) {
+                Some(scroll) => Mode::Help { scroll },
+                None => Mode::Normal,
+            };
+            vec![]
+        }
+        Mode::Callers { .. } => {
+            // Any key closes a popup.
             s.mode = Mode::Normal;
             vec![]
         }
@@ -129,7 +144,7 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     };
     match cmd {
         Cmd::Quit => return quit(s),
-        Cmd::Help => s.mode = Mode::Help,
+        Cmd::Help => s.mode = Mode::Help { scroll: 0 },
         Cmd::NextPane => s.focus = s.focus.next(),
         Cmd::PrevPane => s.focus = s.focus.next().next(),
         Cmd::Up => step(s, -1),

@@ -156,7 +156,9 @@ pub enum Mode {
     Budget {
         input: Input,
     },
-    Help,
+    Help {
+        scroll: u16,
+    },
     /// Enter on the events table: one call in full.
     Detail {
         seq: u64,

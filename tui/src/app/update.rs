@@ -182,11 +182,19 @@ fn applied(s: &mut State, func: usize, asked: ProbeSpec, result: Result<SetOk, S
                 (None, Some(p)) => format!(" ({p})"),
                 _ => String::new(),
             };
+            // A replaced probe starts counting again: said where a histogram is lost.
+            let restart = if s.probes.get(&func).is_some_and(|p| p.latency) && settings.latency {
+                "; its latency histogram starts again"
+            } else {
+                ""
+            };
             match note {
-                Some(n) => s.error(n),
-                None => s.info(format!("probing {name}: {}{cost}", settings.describe())),
+                Some(n) => s.error(format!("{n}{restart}")),
+                None => s.info(format!(
+                    "probing {name}: {}{cost}{restart}",
+                    settings.describe()
+                )),
             }
-            // A replaced probe starts counting again.
             s.views.remove(&func);
             s.probes.insert(func, settings.clone());
             if settings.latency && s.lat_sel.is_none_or(|f| !s.probes[&f].latency) {

@@ -97,8 +97,12 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
     let table = Table::new(rows, widths).header(header).column_spacing(1);
     f.render_widget(table, inner);
     if shown.is_empty() {
+        // A probe of latency alone makes no rows: its calls fill the latency pane.
+        let rows_made = s.probes.values().any(|p| p.args || p.ret || p.stack);
         let hint = if s.probes.is_empty() {
             "no probes yet: select a function and press a (arguments), r (results) or l (latency)"
+        } else if !rows_made {
+            "latency only: calls are counted in the latency pane, not listed here (a adds rows with arguments, r with results)"
         } else {
             "waiting for calls…"
         };

@@ -15,7 +15,7 @@ use crate::session::Callers;
 
 pub fn draw(f: &mut Frame, s: &State) {
     match &s.mode {
-        Mode::Help => help(f),
+        Mode::Help { scroll } => help(f, *scroll),
         Mode::Detail { seq, scroll } => detail(f, s, *seq, *scroll),
         Mode::Condition {
             func,
@@ -75,7 +75,7 @@ fn popup(f: &mut Frame, width: u16, height: u16, title: &str) -> Rect {
     inner
 }
 
-fn help(f: &mut Frame) {
+fn help(f: &mut Frame, scroll: u16) {
     let mut lines = Vec::new();
     for (scope, title) in [
         (Scope::Global, "Everywhere"),
@@ -95,12 +95,23 @@ fn help(f: &mut Frame) {
         }
     }
     lines.push(Line::styled(
-        "Ctrl-C quits from anywhere · any key closes",
+        "Ctrl-C quits from anywhere · any other key closes",
         dim(),
     ));
-    let h = lines.len() as u16;
-    let area = popup(f, 64, h, " Keys ");
-    f.render_widget(Paragraph::new(lines), area);
+    let total = lines.len() as u16;
+    let h = total.min(f.area().height.saturating_sub(4));
+    let scroll = scroll.min(total.saturating_sub(h));
+    let title = if total > h {
+        format!(
+            " Keys · lines {}–{} of {total} · j k PgUp PgDn g G ",
+            scroll + 1,
+            scroll + h
+        )
+    } else {
+        " Keys ".to_string()
+    };
+    let area = popup(f, 64, h, &title);
+    f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), area);
 }
 
 fn detail(f: &mut Frame, s: &State, seq: u64, scroll: u16) {
