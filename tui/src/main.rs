@@ -88,6 +88,10 @@ enum Cmd {
         /// (the condition syntax; pointers are followed along them).
         #[arg(long, value_delimiter = ',')]
         capture: Vec<String>,
+        /// Serve the probes' counters and latency histograms for Prometheus at
+        /// http://ADDR/metrics (`127.0.0.1:9464`; port 0 picks a free one).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
         /// Function names, each optionally followed by `if CONDITION`.
         #[arg(required = true)]
         probes: Vec<String>,
@@ -120,6 +124,7 @@ fn main() {
             stack,
             by,
             capture,
+            metrics,
             probes,
         } => {
             let all = !(args || ret || latency);
@@ -147,6 +152,7 @@ fn main() {
                         by,
                     },
                     max_string,
+                    metrics,
                     probes,
                 })
             })()

@@ -23,6 +23,8 @@ pub struct Options {
     pub spec: ProbeSpec,
     /// Longest string captured, in bytes.
     pub max_string: u16,
+    /// `--metrics ADDR`: serve Prometheus metrics there.
+    pub metrics: Option<String>,
     pub probes: Vec<String>,
 }
 
@@ -53,6 +55,16 @@ impl Options {
 }
 
 pub fn run(opts: Options) -> Result<()> {
+    // Listening first: an address in use fails before anything is attached.
+    let metrics = opts
+        .metrics
+        .as_deref()
+        .map(periscope_exporters::MetricsServer::start)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(m) = &metrics {
+        crate::say!("periscope: metrics at http://{}/metrics", m.addr());
+    }
     let mut session = Session::open(opts.pid)?;
     session.max_string = opts.max_string;
     session.set_budget(opts.budget);
@@ -163,6 +175,20 @@ pub fn run(opts: Options) -> Result<()> {
         opts.json,
         crate::format::clock_offset_ns(),
     );
+    let labels_now: std::collections::HashMap<usize, String> =
+        order.iter().map(|&f| (f, session.label(f))).collect();
+    let snapshot = |session: &Session, read: u64| {
+        let mut s = periscope_exporters::Snapshot::take(
+            session,
+            &order,
+            |f| labels_now[&f].clone(),
+            opts.by_expr(),
+        );
+        s.rows_read = read;
+        s
+    };
+    let mut rows_read = 0u64;
+    let mut last_snapshot = Instant::now();
     let start = Instant::now();
     let mut last_alive_check = Instant::now();
     let mut target_gone = None;
@@ -176,10 +202,18 @@ pub fn run(opts: Options) -> Result<()> {
         if pending.is_none() {
             let mut rows = Vec::new();
             drained = session.drain(&mut rows, DRAIN_BATCH);
+            rows_read += drained as u64;
             // Calls arrive when they return: within what is read at once, print them in
             // entry order (a call that encloses others after them otherwise).
             rows.sort_by_key(|r| r.call.ts_ns);
             pending = (!rows.is_empty()).then_some(rows);
+        }
+        // A scrape sees counters at most a quarter of a second old.
+        if let Some(m) = &metrics
+            && last_snapshot.elapsed() >= Duration::from_millis(250)
+        {
+            last_snapshot = Instant::now();
+            m.publish(snapshot(&session, rows_read));
         }
         let notes = session.take_budget_notes();
         if opts.json {

@@ -1,0 +1,75 @@
+//! `--metrics ADDR`: an HTTP endpoint serving `/metrics` from the latest snapshot, on
+//! a thread of its own (a scrape never waits for the probes' reader, nor it for one).
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::prometheus;
+use crate::snapshot::Snapshot;
+
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    latest: Arc<Mutex<Snapshot>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (`127.0.0.1:9464`; port 0 picks one: see `addr`).
+    pub fn start(addr: &str) -> Result<MetricsServer, String> {
+        let server = tiny_http::Server::http(addr)
+            .map(Arc::new)
+            .map_err(|e| {
+                format!("--metrics {addr}: cannot listen there ({e}): give another address, or port 0 for a free one")
+            })?;
+        let latest = Arc::new(Mutex::new(Snapshot::default()));
+        let (srv, snap) = (Arc::clone(&server), Arc::clone(&latest));
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || serve(&srv, &snap))
+            .map_err(|e| format!("--metrics: {e}"))?;
+        Ok(MetricsServer {
+            server,
+            latest,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (the port chosen for port 0).
+    pub fn addr(&self) -> String {
+        match self.server.server_addr() {
+            tiny_http::ListenAddr::IP(a) => a.to_string(),
+            tiny_http::ListenAddr::Unix(a) => format!("{a:?}"),
+        }
+    }
+
+    /// What the next scrape sees.
+    pub fn publish(&self, s: Snapshot) {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, latest: &Mutex<Snapshot>) {
+    for req in server.incoming_requests() {
+        let path = req.url().split('?').next().unwrap_or("");
+        let response = if path == "/metrics" && *req.method() == tiny_http::Method::Get {
+            let body = {
+                let s = latest.lock().unwrap_or_else(|e| e.into_inner());
+                prometheus::render(&s)
+            };
+            let ct = tiny_http::Header::from_bytes("Content-Type", prometheus::CONTENT_TYPE)
+                .expect("a valid header");
+            tiny_http::Response::from_string(body).with_header(ct)
+        } else {
+            tiny_http::Response::from_string("periscope serves /metrics\n").with_status_code(404)
+        };
+        let _ = req.respond(response);
+    }
+}
