@@ -10,7 +10,7 @@ TOOLS_DIR="${PERISCOPE_TOOLS:-$PWD/.tools}"
 # and the value fixtures are checked on all of them.
 GO_VERSIONS="${PERISCOPE_GO_VERSIONS:-1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3}"
 APT_PKGS=(clang llvm libbpf-dev bpftool golang-1.19-go tmux wrk libclang-dev fonts-dejavu-core gdb gcc libc6-dev util-linux passwd fzf curl
-  qemu-system-x86 busybox-static xz-utils binutils)
+  qemu-system-x86 busybox-static xz-utils binutils prometheus)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

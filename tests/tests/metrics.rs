@@ -9,12 +9,16 @@ use serde_json::Value;
 
 /// GET `path` from `addr` (host:port): the status line and the body.
 fn get(addr: &str, path: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    try_get(addr, path).unwrap_or_else(|| panic!("GET http://{addr}{path} failed"))
+}
+
+fn try_get(addr: &str, path: &str) -> Option<(String, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
 /// The value of the sample `name{labels}` in an exposition.
@@ -24,10 +28,15 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
-#[test]
-fn a_scrape_holds_the_probes_counts_and_latency_as_the_trace_reports_them() {
-    let tc = newest();
-    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+/// A trace of the kinds fixture's Pace with `--metrics` on a free port: the trace, the
+/// endpoint's address, and the thread that collects its JSON lines.
+fn trace_with_metrics(
+    fx: &FixtureProc,
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<Vec<Value>>,
+) {
     let mut child = Command::new(periscope())
         .args([
             "trace",
@@ -65,6 +74,27 @@ fn a_scrape_holds_the_probes_counts_and_latency_as_the_trace_reports_them() {
             .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
             .collect::<Vec<_>>()
     });
+    (child, addr, lines)
+}
+
+/// Stops the trace; its summary lines (stats, latency).
+fn stop(
+    mut child: std::process::Child,
+    lines: std::thread::JoinHandle<Vec<Value>>,
+) -> (Value, Value) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let lines = lines.join().unwrap();
+    let of = |t: &str| lines.iter().find(|l| l["type"] == t).unwrap().clone();
+    (of("stats"), of("latency"))
+}
+
+#[test]
+fn a_scrape_holds_the_probes_counts_and_latency_as_the_trace_reports_them() {
+    let tc = newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let (child, addr, lines) = trace_with_metrics(&fx);
     let rec = fx.run("pace 4 3000");
     assert_eq!(rec[0]["calls"], 3000);
     // Published a quarter of a second at most after the last call.
@@ -73,12 +103,7 @@ fn a_scrape_holds_the_probes_counts_and_latency_as_the_trace_reports_them() {
     assert!(status.contains("200"), "{status}");
     let (missing, _) = get(&addr, "/other");
     assert!(missing.contains("404"), "{missing}");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
-    let lines = lines.join().unwrap();
-    let of = |t: &str| lines.iter().find(|l| l["type"] == t).unwrap().clone();
-    let (st, lat) = (of("stats"), of("latency"));
+    let (st, lat) = stop(child, lines);
     let f = r#"{func="main.Pace"}"#;
     // Counters: exactly the trace's own, and the fixture's calls.
     assert_eq!(sample(&text, &format!("periscope_calls_total{f}")), 3000.0);
@@ -149,4 +174,95 @@ fn an_address_that_cannot_be_listened_on_is_one_line_before_anything_attaches() 
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--metrics") && err.contains(&addr), "{err}");
     assert!(!err.contains("attached"), "{err}");
+}
+
+/// A query's one value from a Prometheus server's HTTP API (None until it has one).
+fn query(prom: &str, q: &str) -> Option<f64> {
+    let enc: String = q
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (_, body) = try_get(prom, &format!("/api/v1/query?query={enc}"))?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn debians_prometheus_scrapes_the_counts_and_its_quantiles_agree_with_periscopes() {
+    let prometheus = std::path::Path::new("/usr/bin/prometheus");
+    assert!(
+        prometheus.exists(),
+        "no /usr/bin/prometheus: run `make setup`"
+    );
+    let tc = newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let (child, addr, lines) = trace_with_metrics(&fx);
+    let rec = fx.run("pace 4 3000");
+    assert_eq!(rec[0]["calls"], 3000);
+    // A Prometheus of its own, scraping every second into a scratch directory.
+    let dir = std::env::temp_dir().join(format!("psc-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: periscope\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let web = format!("127.0.0.1:{port}");
+    let mut prom = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stored = periscope_tests::eventually(30, || {
+        query(&web, r#"periscope_calls_total{func="main.Pace"}"#) == Some(3000.0)
+    });
+    let q50 = query(
+        &web,
+        "histogram_quantile(0.5, periscope_latency_seconds_bucket)",
+    );
+    let q99 = query(
+        &web,
+        "histogram_quantile(0.99, periscope_latency_seconds_bucket)",
+    );
+    let recorded = query(&web, r#"periscope_recorded_total{func="main.Pace"}"#);
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (st, lat) = stop(child, lines);
+    assert!(stored, "Prometheus never stored the 3000 calls");
+    assert_eq!(recorded, st["emitted"].as_f64(), "{st}");
+    // Each quantile within one bucket's width of periscope's own (a bucket of the
+    // fixed bounds, the wider of the two around periscope's figure).
+    let bounds: Vec<f64> = periscope_exporters::prometheus::BOUNDS_NS
+        .iter()
+        .map(|&b| b as f64 / 1e9)
+        .collect();
+    for (q, key) in [(q50, "p50_ns"), (q99, "p99_ns")] {
+        let q = q.unwrap_or_else(|| panic!("no {key} from Prometheus"));
+        let own = lat[key].as_f64().unwrap() / 1e9;
+        let i = bounds.partition_point(|&b| b < own).min(bounds.len() - 1);
+        let width = (bounds[i] - if i > 0 { bounds[i - 1] } else { 0.0 })
+            .max(bounds.get(i + 1).map_or(0.0, |&b| b - bounds[i]));
+        assert!(
+            (q - own).abs() <= width,
+            "{key}: Prometheus {q} s, periscope {own} s (bucket width {width} s)"
+        );
+    }
 }
