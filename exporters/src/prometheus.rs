@@ -202,7 +202,7 @@ pub fn render(s: &Snapshot) -> String {
             histogram(&mut out, name, &format!("func=\"{}\"", escape(&m.func)), b);
         }
     }
-    if let Some(expr) = &s.by_expr {
+    if p.iter().any(|m| m.by_expr.is_some()) {
         let name = "periscope_latency_by_seconds";
         let _ = writeln!(
             out,
@@ -210,6 +210,7 @@ pub fn render(s: &Snapshot) -> String {
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
         for m in p {
+            let Some(expr) = &m.by_expr else { continue };
             for (value, b) in &m.by {
                 let labels = format!(
                     "func=\"{}\",by=\"{}\",value=\"{}\"",

@@ -10,7 +10,12 @@ pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
     latest: Arc<Mutex<Snapshot>>,
     thread: Option<JoinHandle<()>>,
+    /// When `publish_every` last took a snapshot.
+    last: Mutex<Option<std::time::Instant>>,
 }
+
+/// A scrape sees counters at most this old.
+const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl MetricsServer {
     /// Listens on `addr` (`127.0.0.1:9464`; port 0 picks one: see `addr`).
@@ -30,6 +35,7 @@ impl MetricsServer {
             server,
             latest,
             thread: Some(thread),
+            last: Mutex::new(None),
         })
     }
 
@@ -44,6 +50,20 @@ impl MetricsServer {
     /// What the next scrape sees.
     pub fn publish(&self, s: Snapshot) {
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Takes a snapshot of `session` for the next scrape when the last one is a
+    /// quarter of a second old (front-ends call it from their loops);
+    /// `rows_read`: the calls periscope has read so far.
+    pub fn publish_every(&self, session: &periscope_session::Session, rows_read: u64) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let mut s = Snapshot::of(session);
+        s.rows_read = rows_read;
+        self.publish(s);
     }
 }
 

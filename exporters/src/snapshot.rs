@@ -14,15 +14,14 @@ pub struct ProbeMetrics {
     pub overhead_pct: Option<f64>,
     /// The kernel's latency buckets (probes_ebpf::hist), for a latency probe.
     pub latency: Option<Vec<u64>>,
-    /// `--by`: each value's buckets.
+    /// `--by`: the expression, and each value's buckets.
+    pub by_expr: Option<String>,
     pub by: Vec<(String, Vec<u64>)>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub probes: Vec<ProbeMetrics>,
-    /// The `--by` expression, if any.
-    pub by_expr: Option<String>,
     /// periscope's own work: calls read from the kernel, and calls it could not
     /// write (its output was behind).
     pub rows_read: u64,
@@ -30,31 +29,28 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The probes on `funcs` as they are now, named by `label`.
-    pub fn take(
-        session: &Session,
-        funcs: &[usize],
-        label: impl Fn(usize) -> String,
-        by_expr: Option<&str>,
-    ) -> Snapshot {
-        let probes = funcs
-            .iter()
-            .filter_map(|&f| {
+    /// Every probe of the session as it is now, in the order they were set, each
+    /// named as summaries name it (`Session::label`).
+    pub fn of(session: &Session) -> Snapshot {
+        let probes = session
+            .probes()
+            .into_iter()
+            .filter_map(|(_, f, spec)| {
                 let stats = session.stats(f)?;
                 let cost = session.cost(f, &stats);
                 Some(ProbeMetrics {
-                    func: label(f),
+                    func: session.label(f),
                     stats,
                     watch: cost.and_then(|c| c.watch),
                     overhead_pct: cost.and_then(|c| c.overhead_pct),
                     latency: session.histogram(f),
                     by: session.histograms_by(f).unwrap_or_default(),
+                    by_expr: spec.by,
                 })
             })
             .collect();
         Snapshot {
             probes,
-            by_expr: by_expr.map(str::to_string),
             ..Snapshot::default()
         }
     }

@@ -266,3 +266,58 @@ fn debians_prometheus_scrapes_the_counts_and_its_quantiles_agree_with_periscopes
         );
     }
 }
+
+#[test]
+fn the_shell_serves_metrics_for_the_probes_it_sets() {
+    let tc = newest();
+    let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
+    let mut shell = periscope_tests::shell_command(&[
+        "--budget",
+        "off",
+        "--metrics",
+        "127.0.0.1:0",
+        &fx.pid.to_string(),
+    ])
+    .spawn()
+    .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    let mut out = BufReader::new(shell.stdout.take().unwrap());
+    let mut said = String::new();
+    let addr = loop {
+        let mut l = String::new();
+        assert!(
+            out.read_line(&mut l).unwrap() > 0,
+            "no metrics line: {said}"
+        );
+        said.push_str(&l);
+        if let Some(a) = l.trim().strip_prefix("metrics at http://") {
+            break a.trim_end_matches("/metrics").to_string();
+        }
+    };
+    writeln!(stdin, "trace main.Pace --latency").unwrap();
+    stdin.flush().unwrap();
+    loop {
+        let mut l = String::new();
+        assert!(out.read_line(&mut l).unwrap() > 0, "no probe: {said}");
+        said.push_str(&l);
+        if l.contains("main.Pace") {
+            break;
+        }
+    }
+    fx.run("pace 4 1000");
+    let f = r#"{func="main.Pace"}"#;
+    let seen = periscope_tests::eventually(5, || {
+        get(&addr, "/metrics")
+            .1
+            .contains(&format!("periscope_calls_total{f} 1000\n"))
+    });
+    let text = get(&addr, "/metrics").1;
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    assert!(shell.wait().unwrap().success());
+    assert!(seen, "{text}");
+    assert_eq!(
+        sample(&text, &format!("periscope_latency_seconds_count{f}")),
+        1000.0
+    );
+}

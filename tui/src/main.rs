@@ -23,6 +23,10 @@ struct Cli {
     /// of calls it saw.
     #[arg(long, global = true, default_value = "5%", value_parser = parse_budget)]
     budget: Budget,
+    /// Serve the probes' counters and latency histograms for Prometheus at
+    /// http://ADDR/metrics (`127.0.0.1:9464`; port 0 picks a free one).
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -88,10 +92,6 @@ enum Cmd {
         /// (the condition syntax; pointers are followed along them).
         #[arg(long, value_delimiter = ',')]
         capture: Vec<String>,
-        /// Serve the probes' counters and latency histograms for Prometheus at
-        /// http://ADDR/metrics (`127.0.0.1:9464`; port 0 picks a free one).
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<String>,
         /// Function names, each optionally followed by `if CONDITION`.
         #[arg(required = true)]
         probes: Vec<String>,
@@ -102,11 +102,11 @@ fn main() {
     let cli = Cli::parse();
     let Some(cmd) = cli.cmd else {
         let pid = cli.pid.expect("clap requires a pid or a command");
-        exit_on_error(app::runtime::run(pid, cli.budget.0));
+        exit_on_error(app::runtime::run(pid, cli.budget.0, cli.metrics.as_deref()));
         return;
     };
     let result = match cmd {
-        Cmd::Shell { pid } => periscope::shell::run(pid, cli.budget.0),
+        Cmd::Shell { pid } => periscope::shell::run(pid, cli.budget.0, cli.metrics.as_deref()),
         Cmd::List {
             target,
             regex,
@@ -124,7 +124,6 @@ fn main() {
             stack,
             by,
             capture,
-            metrics,
             probes,
         } => {
             let all = !(args || ret || latency);
@@ -152,7 +151,7 @@ fn main() {
                         by,
                     },
                     max_string,
-                    metrics,
+                    metrics: cli.metrics,
                     probes,
                 })
             })()

@@ -41,9 +41,10 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
+pub fn run(pid: u32, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
     // Before any thread starts: SIGINT, SIGTERM and SIGHUP go to one waiting thread.
     crate::signals::block();
+    let metrics = crate::metrics::start(metrics)?;
     let mut session = Session::open(pid)?;
     session.set_budget(budget);
     let cat = session.cat.clone();
@@ -78,9 +79,10 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
         });
     }
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let metrics_addr = metrics.as_ref().map(|m| m.addr());
     let drainer = {
         let (shared, stop) = (shared.clone(), stop.clone());
-        std::thread::spawn(move || drain_loop(&shared, &stop))
+        std::thread::spawn(move || drain_loop(&shared, &stop, metrics))
     };
     // Tab lists the candidates, as bash does, rather than cycling through them.
     let config = rustyline::Config::builder()
@@ -101,6 +103,9 @@ pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
     );
     if !cat.has_dwarf {
         println!("note: {}", symbols::stripped::NOTE);
+    }
+    if let Some(a) = metrics_addr {
+        println!("metrics at http://{a}/metrics");
     }
     if let Some(w) = lock(&shared).session.keeper_warning() {
         println!("warning: {w}");
@@ -183,13 +188,21 @@ fn history_path() -> PathBuf {
     PathBuf::from(home).join(".periscope_history")
 }
 
-fn drain_loop(shared: &Mutex<Shared>, stop: &AtomicBool) {
+fn drain_loop(
+    shared: &Mutex<Shared>,
+    stop: &AtomicBool,
+    metrics: Option<periscope_exporters::MetricsServer>,
+) {
     let mut buf = Vec::new();
     let mut last_check = Instant::now();
+    let mut rows_read = 0u64;
     while !stop.load(Ordering::SeqCst) {
         {
             let mut sh = lock(shared);
-            sh.session.drain(&mut buf, KEEP);
+            rows_read += sh.session.drain(&mut buf, KEEP) as u64;
+            if let Some(m) = &metrics {
+                m.publish_every(&sh.session, rows_read);
+            }
             crate::session::insert_by_entry(&mut sh.rows, std::mem::take(&mut buf));
             let notes = sh.session.take_budget_notes();
             let lines = sh.digest.push(notes, Instant::now());

@@ -20,18 +20,22 @@ const FRAME: Duration = Duration::from_millis(50);
 /// beyond that the ring buffer fills and the kernel counts the rest as lost.
 const DRAIN_PER_FRAME: usize = 20_000;
 
-pub fn run(pid: u32, budget: Option<f64>) -> Result<()> {
+pub fn run(pid: u32, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
     // Everything that can fail for a bad target fails here, before the screen changes.
+    let metrics = crate::metrics::start(metrics)?;
     let mut session = Session::open(pid)?;
     session.set_budget(budget);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    rt.block_on(event_loop(session))
+    rt.block_on(event_loop(session, metrics))
 }
 
-async fn event_loop(mut session: Session) -> Result<()> {
+async fn event_loop(
+    mut session: Session,
+    metrics: Option<periscope_exporters::MetricsServer>,
+) -> Result<()> {
     let binary = std::fs::read_link(&session.exe)
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -43,6 +47,10 @@ async fn event_loop(mut session: Session) -> Result<()> {
     if let Some(n) = session.batching_note() {
         state.info(n);
     }
+    if let Some(m) = &metrics {
+        state.info(format!("metrics at http://{}/metrics", m.addr()));
+    }
+    let mut rows_read = 0u64;
     if let Some(w) = session.keeper_warning() {
         state.error(w);
     }
@@ -70,7 +78,10 @@ async fn event_loop(mut session: Session) -> Result<()> {
                 None => Some(Action::Quit),
             },
             _ = frame.tick() => {
-                session.drain(&mut buf, DRAIN_PER_FRAME);
+                rows_read += session.drain(&mut buf, DRAIN_PER_FRAME) as u64;
+                if let Some(m) = &metrics {
+                    m.publish_every(&session, rows_read);
+                }
                 (!buf.is_empty()).then(|| Action::Events(std::mem::take(&mut buf)))
             }
             _ = second.tick() => Some(match session.target() {

@@ -56,12 +56,7 @@ impl Options {
 
 pub fn run(opts: Options) -> Result<()> {
     // Listening first: an address in use fails before anything is attached.
-    let metrics = opts
-        .metrics
-        .as_deref()
-        .map(periscope_exporters::MetricsServer::start)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let metrics = crate::metrics::start(opts.metrics.as_deref())?;
     if let Some(m) = &metrics {
         crate::say!("periscope: metrics at http://{}/metrics", m.addr());
     }
@@ -175,20 +170,7 @@ pub fn run(opts: Options) -> Result<()> {
         opts.json,
         crate::format::clock_offset_ns(),
     );
-    let labels_now: std::collections::HashMap<usize, String> =
-        order.iter().map(|&f| (f, session.label(f))).collect();
-    let snapshot = |session: &Session, read: u64| {
-        let mut s = periscope_exporters::Snapshot::take(
-            session,
-            &order,
-            |f| labels_now[&f].clone(),
-            opts.by_expr(),
-        );
-        s.rows_read = read;
-        s
-    };
     let mut rows_read = 0u64;
-    let mut last_snapshot = Instant::now();
     let start = Instant::now();
     let mut last_alive_check = Instant::now();
     let mut target_gone = None;
@@ -208,12 +190,8 @@ pub fn run(opts: Options) -> Result<()> {
             rows.sort_by_key(|r| r.call.ts_ns);
             pending = (!rows.is_empty()).then_some(rows);
         }
-        // A scrape sees counters at most a quarter of a second old.
-        if let Some(m) = &metrics
-            && last_snapshot.elapsed() >= Duration::from_millis(250)
-        {
-            last_snapshot = Instant::now();
-            m.publish(snapshot(&session, rows_read));
+        if let Some(m) = &metrics {
+            m.publish_every(&session, rows_read);
         }
         let notes = session.take_budget_notes();
         if opts.json {
