@@ -14,6 +14,7 @@ mod rows;
 pub mod session;
 pub mod spec;
 pub mod stack;
+pub mod template;
 mod unseen;
 
 pub use error::{OpenError, SetError};

@@ -12,4 +12,6 @@ pub mod signals;
 pub mod target;
 
 // The session layer below the front-ends, under the paths they use.
-pub use periscope_session::{budget, digest, format, governor, histogram, say, session, stack};
+pub use periscope_session::{
+    budget, digest, format, governor, histogram, say, session, stack, template,
+};

@@ -92,6 +92,10 @@ enum Cmd {
         /// (the condition syntax; pointers are followed along them).
         #[arg(long, value_delimiter = ',')]
         capture: Vec<String>,
+        /// A message per call: `'login {username} -> {r1} in {latency}'`, values named
+        /// as conditions name them; it decides what is captured.
+        #[arg(long, value_name = "TEMPLATE")]
+        log: Option<String>,
         /// Function names, each optionally followed by `if CONDITION`.
         #[arg(required = true)]
         probes: Vec<String>,
@@ -124,9 +128,11 @@ fn main() {
             stack,
             by,
             capture,
+            log,
             probes,
         } => {
-            let all = !(args || ret || latency);
+            // A log template alone captures what it names.
+            let all = !(args || ret || latency || log.is_some());
             // --by splits the latency histogram: it records latency.
             let latency = latency || by.is_some();
             (|| {
@@ -152,6 +158,7 @@ fn main() {
                     },
                     max_string,
                     metrics: cli.metrics,
+                    log,
                     probes,
                 })
             })()

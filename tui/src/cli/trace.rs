@@ -25,6 +25,8 @@ pub struct Options {
     pub max_string: u16,
     /// `--metrics ADDR`: serve Prometheus metrics there.
     pub metrics: Option<String>,
+    /// `--log TEMPLATE`: a message per call (session::template).
+    pub log: Option<String>,
     pub probes: Vec<String>,
 }
 
@@ -60,6 +62,12 @@ pub fn run(opts: Options) -> Result<()> {
     if let Some(m) = &metrics {
         crate::say!("periscope: metrics at http://{}/metrics", m.addr());
     }
+    let template = opts
+        .log
+        .as_deref()
+        .map(crate::template::Template::parse)
+        .transpose()
+        .map_err(|e| anyhow!("--log `{}`, {e}", opts.log.as_deref().unwrap_or_default()))?;
     let mut session = Session::open(opts.pid)?;
     session.max_string = opts.max_string;
     session.set_budget(opts.budget);
@@ -88,11 +96,26 @@ pub fn run(opts: Options) -> Result<()> {
             .cloned()
             .collect();
         followed.extend(paths.iter().cloned());
-        let settings = ProbeSpec {
+        let mut settings = ProbeSpec {
             condition: cond.map(String::from),
             paths,
             ..opts.spec.clone()
         };
+        // A log template decides what else is captured: what it names, read first.
+        if let Some(t) = &template {
+            let needs = t
+                .check(&cat, f)
+                .map_err(|e| anyhow!("--log `{}`, {e}", t.text))?;
+            // (A message is a row: a template of `{latency}` alone reads the arguments.)
+            settings.args |= needs.args || !(needs.ret || settings.ret);
+            settings.ret |= needs.ret;
+            settings.latency |= needs.latency;
+            for p in needs.paths {
+                if !settings.paths.contains(&p) {
+                    settings.paths.insert(0, p);
+                }
+            }
+        }
         let set = session
             .set_group(&funcs, &settings)
             .map_err(|e| match (e.column(), cond) {
@@ -169,6 +192,7 @@ pub fn run(opts: Options) -> Result<()> {
         Arc::clone(&cat),
         opts.json,
         crate::format::clock_offset_ns(),
+        template.map(Arc::new),
     );
     let mut rows_read = 0u64;
     let start = Instant::now();

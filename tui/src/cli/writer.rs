@@ -44,7 +44,13 @@ pub enum Behind {
 }
 
 impl Writer {
-    pub fn start(cat: Arc<Catalog>, json: bool, clock_offset_ns: i64) -> Writer {
+    /// `log`: each call is its message (text), or carries it (`"msg"` in JSON).
+    pub fn start(
+        cat: Arc<Catalog>,
+        json: bool,
+        clock_offset_ns: i64,
+        log: Option<Arc<crate::template::Template>>,
+    ) -> Writer {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Out>(4);
         let shared = Arc::new(Shared::default());
         let sh = Arc::clone(&shared);
@@ -59,9 +65,14 @@ impl Writer {
                         sh.skipped.fetch_add(rows.len(), Ordering::Relaxed);
                         continue;
                     }
-                    Out::Rows(mut rows) => {
-                        format_calls(&mut buf, &mut rows, &cat, json, clock_offset_ns)
-                    }
+                    Out::Rows(mut rows) => format_calls(
+                        &mut buf,
+                        &mut rows,
+                        &cat,
+                        json,
+                        clock_offset_ns,
+                        log.as_deref(),
+                    ),
                     Out::Text(t) => buf = t,
                 }
                 let t1 = Instant::now();
@@ -150,13 +161,24 @@ fn format_calls(
     cat: &Catalog,
     as_json: bool,
     clock_offset_ns: i64,
+    log: Option<&crate::template::Template>,
 ) {
     buf.reserve(rows.len() * 256);
     for r in rows.drain(..) {
         let name = &cat.functions[r.at].name;
         if as_json {
             write_call_json(buf, &r.call, name, r.stack.as_ref(), clock_offset_ns);
+            if let Some(t) = log {
+                // Inside the object, last.
+                buf.pop();
+                buf.extend_from_slice(br#","msg":"#);
+                let _ = serde_json::to_writer(&mut *buf, &t.render(&r.call));
+                buf.push(b'}');
+            }
             buf.push(b'\n');
+        } else if let Some(t) = log {
+            let when = crate::format::wall_clock(r.call.ts_ns, clock_offset_ns, 6);
+            let _ = writeln!(buf, "{when} {name}: {}", t.render(&r.call));
         } else {
             let line = call_line(&r.call, name, clock_offset_ns);
             let stack = r.stack.as_ref().map(crate::format::stack_lines);
