@@ -558,7 +558,11 @@ impl Session {
             Ok(id) => id,
             Err(e) => {
                 return Callers::NotCaptured(match i32::try_from(-e).unwrap_or(0) {
-                    libc::EEXIST | libc::ENOMEM => "stack table full".into(),
+                    // The kernel's table is a hash of stacks: a stack whose slot holds
+                    // another one is not kept (rare, but a few of hundreds of distinct
+                    // stacks collide).
+                    libc::EEXIST => "stack table slot taken by another stack".into(),
+                    libc::ENOMEM => "stack table full".into(),
                     libc::EFAULT => "unreadable stack".into(),
                     code => format!("stack error {code}"),
                 });

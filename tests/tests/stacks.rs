@@ -105,9 +105,15 @@ fn a_stack_deeper_than_the_kernels_keeps_its_root_and_counts_what_it_left_out() 
             let mut fx = FixtureProc::start(&fixture("kinds", &tc, variant));
             let (got, _) = stacks(&mut fx, &["main.Recurse"], &format!("recurse {DEPTH}"));
             assert_eq!(got.len() as u64, 4 * (DEPTH + 1), "{what}");
-            let mut elided_calls = 0;
+            let (mut elided_calls, mut collided) = (0u64, 0u64);
             for c in &got {
                 let n = c["args"]["n"].as_u64().unwrap();
+                // The kernel's table is a hash: among 300 distinct stacks a few find
+                // their slot taken, and say so (README).
+                if c["stack"]["not_captured"] == "stack table slot taken by another stack" {
+                    collided += 1;
+                    continue;
+                }
                 let st = c["stack"]
                     .as_array()
                     .unwrap_or_else(|| panic!("{what}: {c}"));
@@ -132,8 +138,15 @@ fn a_stack_deeper_than_the_kernels_keeps_its_root_and_counts_what_it_left_out() 
                 }
             }
             // Deep calls are most of them: each of the four goroutines' calls more
-            // than 80 deep.
-            assert!(elided_calls >= 4 * (DEPTH - 80), "{what}: {elided_calls}");
+            // than 80 deep (but those whose stack collided).
+            assert!(
+                collided <= got.len() as u64 / 20,
+                "{what}: {collided} collided"
+            );
+            assert!(
+                elided_calls + collided >= 4 * (DEPTH - 80),
+                "{what}: {elided_calls}"
+            );
         }
     }
 }

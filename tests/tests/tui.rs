@@ -315,6 +315,10 @@ fn condition_editor_checks_as_you_type_and_completes() {
     let (col, msg) = error.clone().expect("a type error");
     assert_eq!(col, 11, "{msg}");
     snapshot!("condition_error", render(&s, 160, 40));
+    // On a narrow terminal the error wraps, whole: its last word is on the screen.
+    let last = msg.split_whitespace().last().unwrap().to_string();
+    let narrow = render(&s, 40, 24);
+    assert!(narrow.contains(&last), "{msg:?} cut:\n{narrow}");
     // Enter with an error applies nothing.
     assert!(press(&mut s, KeyCode::Enter).is_empty());
     for _ in 0..4 {

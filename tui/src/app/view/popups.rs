@@ -396,8 +396,17 @@ fn condition(
         ),
     };
     lines.push(Line::styled(hint, dim()));
-    // Two spare lines for a long error that wraps.
-    let area = popup(f, 96, lines.len() as u16 + 2, title);
+    // As high as its lines take once wrapped (a long error, a narrow terminal).
+    let inner = f.area().width.min(96).saturating_sub(2).max(1) as usize;
+    // (Wrapped at words, a line may take one row more than its width says.)
+    let height: usize = lines
+        .iter()
+        .map(|l| match l.width() {
+            w if w > inner => w.div_ceil(inner) + 1,
+            _ => 1,
+        })
+        .sum();
+    let area = popup(f, 96, height as u16, title);
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     f.set_cursor_position(Position::new(area.x + 3 + cursor as u16, area.y + 1));
 }
