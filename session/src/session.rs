@@ -614,7 +614,18 @@ impl Session {
                 elided = e.map(|e| crate::stack::Elided { at: pcs.len(), ..e });
                 pcs.extend(ips.into_iter().map(|ip| (ip, false)));
             }
-            None => pcs.truncate(probes_ebpf::wire::PSC_STACK_DEPTH as usize),
+            None => {
+                pcs.truncate(probes_ebpf::wire::PSC_STACK_DEPTH as usize);
+                // Deeper, but its outer part is gone from the kernel's table (evicted):
+                // at least one frame is left out, and said.
+                if s.outer.is_some() {
+                    elided = Some(crate::stack::Elided {
+                        at: pcs.len(),
+                        count: 1,
+                        at_least: true,
+                    });
+                }
+            }
         }
         let frames: Vec<_> = pcs
             .into_iter()

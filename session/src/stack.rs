@@ -17,8 +17,9 @@ pub struct Stack {
 pub struct Elided {
     pub at: usize,
     pub count: u64,
-    /// The walk stopped before the goroutine's first frame: at least `count` more,
-    /// and the frames after `at` are not shown (there are none).
+    /// The walk stopped before the goroutine's first frame, or its outer part was
+    /// evicted from the kernel's table before it was read: at least `count` more, and
+    /// no frames after `at`.
     pub at_least: bool,
 }
 
@@ -52,11 +53,12 @@ impl Stack {
             .chain((at == Some(self.frames.len())).then_some(None))
     }
 
-    /// `… 137 frames …` (or `… at least 16320 frames (the walk stopped there) …`).
+    /// `… 137 frames …` (or `… at least 1985 frames …`: the walk stopped, or the
+    /// outer part was evicted from the kernel's table before it was read).
     pub fn elided_text(e: &Elided) -> String {
         let n = e.count;
         if e.at_least {
-            format!("… at least {n} frames (the walk stopped there) …")
+            format!("… at least {n} frames …")
         } else {
             format!("… {n} frames …")
         }
