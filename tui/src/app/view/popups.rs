@@ -98,20 +98,7 @@ fn help(f: &mut Frame, scroll: u16) {
         "Ctrl-C quits from anywhere · any other key closes",
         dim(),
     ));
-    let total = lines.len() as u16;
-    let h = total.min(f.area().height.saturating_sub(4));
-    let scroll = scroll.min(total.saturating_sub(h));
-    let title = if total > h {
-        format!(
-            " Keys · lines {}–{} of {total} · j k PgUp PgDn g G ",
-            scroll + 1,
-            scroll + h
-        )
-    } else {
-        " Keys ".to_string()
-    };
-    let area = popup(f, 64, h, &title);
-    f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), area);
+    scrolling(f, lines, scroll, 64, "Keys", "");
 }
 
 fn detail(f: &mut Frame, s: &State, seq: u64, scroll: u16) {
@@ -173,19 +160,32 @@ fn detail(f: &mut Frame, s: &State, seq: u64, scroll: u16) {
             Style::new().fg(Color::Yellow),
         ));
     }
+    scrolling(f, lines, scroll, 100, "Call", " · y copies JSON");
+}
+
+/// A popup of `lines` that scrolls when the terminal is too short for them: from
+/// `scroll` (clamped to the last page), its title saying which lines it shows.
+fn scrolling(
+    f: &mut Frame,
+    lines: Vec<Line<'static>>,
+    scroll: u16,
+    width: u16,
+    name: &str,
+    keys: &str,
+) {
     let total = lines.len() as u16;
     let h = total.min(f.area().height.saturating_sub(4));
     let scroll = scroll.min(total.saturating_sub(h));
     let title = if total > h {
         format!(
-            " Call · lines {}–{} of {total} · j k PgUp PgDn g G · y copies JSON ",
+            " {name} · lines {}–{} of {total} · j k PgUp PgDn g G{keys} ",
             scroll + 1,
             scroll + h
         )
     } else {
-        " Call · y copies JSON ".to_string()
+        format!(" {name}{keys} ")
     };
-    let area = popup(f, 100, h, &title);
+    let area = popup(f, width, h, &title);
     f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), area);
 }
 
