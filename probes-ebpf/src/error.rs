@@ -80,8 +80,8 @@ impl From<aya::programs::ProgramError> for EngineError {
 }
 
 /// A program the kernel refused, in one line: the verifier's reason (its log is
-/// thousands of lines), the kernel, and where the whole log goes when asked for
-/// (PERISCOPE_VERIFIER_LOG=FILE).
+/// thousands of lines), the kernel, and the file its whole log was written to
+/// (PERISCOPE_VERIFIER_LOG=FILE, else periscope's state directory).
 fn program_hint(e: &aya::programs::ProgramError) -> String {
     let aya::programs::ProgramError::LoadError {
         io_error,
@@ -93,12 +93,22 @@ fn program_hint(e: &aya::programs::ProgramError) -> String {
     let log = verifier_log.to_string();
     let reason = verifier_reason(&log);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // The whole log goes to a file of the user's own, named in the line: it is what a
+    // report of the refusal needs, and thousands of lines long.
     let kept = match std::env::var_os("PERISCOPE_VERIFIER_LOG") {
-        Some(path) => match std::fs::write(&path, &log) {
-            Ok(()) => format!("its whole log is in {}", path.to_string_lossy()),
-            Err(w) => format!("writing its log to {}: {w}", path.to_string_lossy()),
-        },
-        None => "set PERISCOPE_VERIFIER_LOG=FILE to keep its whole log, and report it with the kernel's version".into(),
+        Some(path) => std::fs::write(&path, &log).map(|()| path.into()),
+        None => periscope_files::write_state_file(
+            &format!("verifier-{}", release.trim()),
+            "log",
+            log.as_bytes(),
+        ),
+    };
+    let kept = match kept {
+        Ok(path) => format!(
+            "its whole log is in {} (report it with the kernel's version)",
+            path.display()
+        ),
+        Err(w) => format!("its log could not be written: {w} (set PERISCOPE_VERIFIER_LOG=FILE)"),
     };
     // periscope's program loops with bpf_loop (Linux 5.17): an older kernel refuses it
     // in words that do not say so.

@@ -5,7 +5,6 @@ pub mod app;
 pub mod cli;
 pub mod command;
 pub mod metrics;
-pub mod private_file;
 pub mod shell;
 pub mod shell_complete;
 pub mod signals;

@@ -293,7 +293,7 @@ fn keep_condition(s: &mut State, func: usize) {
 }
 
 /// `w`: the table's calls (or the filtered function's) as JSON lines in a file of the
-/// user's only (private_file.rs).
+/// user's only (periscope_files::create).
 fn save_rows(s: &mut State) {
     let stem = format!(
         "periscope-{}-{}",
@@ -315,7 +315,14 @@ fn save_rows(s: &mut State) {
         out.push('\n');
         n += 1;
     }
-    let written = crate::private_file::create(&s.save_dir, &stem, "jsonl")
+    // Where periscope was started, else (a directory others may write, say /tmp) the
+    // user's own state directory.
+    let written = periscope_files::create(&s.save_dir, &stem, "jsonl")
+        .or_else(|e| {
+            periscope_files::state_dir()
+                .and_then(|dir| periscope_files::create(&dir, &stem, "jsonl"))
+                .map_err(|_| e)
+        })
         .and_then(|(path, mut f)| std::io::Write::write_all(&mut f, out.as_bytes()).map(|()| path));
     match written {
         Ok(path) => {

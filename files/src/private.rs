@@ -1,4 +1,4 @@
-//! Files periscope writes captured calls into (the TUI's `w`). Captured arguments can be
+//! Creating a file periscope writes (the TUI's `w`, a verifier log). Captured arguments can be
 //! passwords and tokens, so such a file is created exclusively (never through a link
 //! another user planted, never over an existing file), readable by its owner only
 //! whatever the umask, and never in a directory other users may write to unless it is
