@@ -261,13 +261,22 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
     // would stay attached, and cost, all that time.
     let mut threads: [libc::pthread_t; CLOSERS] = [0; CLOSERS];
     let mut started = 0;
+    // Small stacks: a closer only makes system calls, and there are many.
+    // SAFETY: a zeroed attr is initialized by pthread_attr_init before use; neither call
+    // allocates.
+    let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, 128 * 1024);
+    }
     for t in threads.iter_mut() {
         // SAFETY: `closer` outlives the threads, which are joined before this function
         // ends.
         if unsafe {
             libc::pthread_create(
                 t,
-                std::ptr::null(),
+                &attr,
                 closer_main,
                 (&closer as *const Closer).cast_mut().cast(),
             )
@@ -322,8 +331,12 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
 /// "Close everything": what the receiver tells the closers when periscope is gone.
 const ALL: u32 = u32::MAX;
 
-/// Closer threads of the keeper.
-const CLOSERS: usize = 4;
+/// Closer threads of the keeper. Closing a uprobe_multi link waits for RCU grace
+/// periods, which the kernel shares among the closes waiting at the same time: 983
+/// uprobes of 300 functions (one id each) were removed in 6.7 s by 4 closers, 0.5 s by
+/// 64. Perf-event uprobes (kernels before 6.6) are removed one at a time under a kernel
+/// mutex whatever the number of closers (~0.1 s each here, 4 closers or 64).
+const CLOSERS: usize = 64;
 
 struct Closer<'a> {
     table: &'a std::sync::Mutex<Vec<(u32, RawFd)>>,

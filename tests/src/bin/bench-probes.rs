@@ -31,6 +31,13 @@ fn main() {
         other_kernels(&bin);
         return;
     }
+    // `bench-probes many PID`: attach and detach of many functions alone, on a running
+    // demo.
+    if std::env::args().nth(1).as_deref() == Some("many") {
+        let pid = std::env::args().nth(2).and_then(|p| p.parse().ok());
+        many_functions(pid.expect("bench-probes many PID"));
+        return;
+    }
     callgraph_cost();
     let mut fx = FixtureProc::start(&bin);
     let base = ns_per_call(&mut fx, 3_000_000);
@@ -372,6 +379,7 @@ fn demo_throughput() {
     );
 
     exit_time(pid);
+    many_functions(pid);
     let _ = demo.kill();
     let _ = demo.wait();
 }
@@ -507,6 +515,59 @@ fn exit_time(pid: u32) {
         "exit with {uprobes} uprobes attached ({probes} latency probes on net/http functions): {batched:.1} s with uprobe_multi links, {single:.1} s with one perf event per uprobe: {:.0}x faster (target < 5 s)",
         single / batched.max(1e-3)
     );
+}
+
+/// Attach and detach of latency probes on 10, 100 and 300 functions of the standard
+/// library in `pid` (each function's entry and returns: several uprobes a function),
+/// with uprobe_multi links: from the command to "attached", and from SIGTERM to exit.
+fn many_functions(pid: u32) {
+    let out = Command::new(periscope_tests::periscope())
+        .args([
+            "list",
+            "--json",
+            &pid.to_string(),
+            r"^(net/http|net|bufio|strings|strconv|fmt|encoding/json|sync|time|os|io)\.",
+        ])
+        .output()
+        .unwrap();
+    let funcs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|f| f["probe_entry"].is_string() && f["inlined_only"] == false)
+        .filter_map(|f| f["name"].as_str().map(str::to_string))
+        .collect();
+    for n in [10, 100, 300] {
+        let t0 = std::time::Instant::now();
+        let mut child = Command::new(periscope_tests::periscope())
+            .args(["trace", "--pid", &pid.to_string(), "--budget", "off", "--latency"])
+            .args(&funcs[..n.min(funcs.len())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let (attached, line) = periscope_tests::read_until_attached(&mut err);
+        assert!(attached, "periscope did not attach: {line}");
+        let attach = t0.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(1));
+        let t1 = std::time::Instant::now();
+        // SAFETY: kill(2) on a child we own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        let exit = t1.elapsed().as_secs_f64();
+        // "periscope: detaching N uprobes…" says how many there were.
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        let uprobes = rest
+            .lines()
+            .find_map(|l| l.strip_prefix("periscope: detaching "))
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "{n} functions, latency ({uprobes} uprobes): attach {attach:.2} s (catalog and call graph included), exit {exit:.2} s (target: detach < 1 s for 300)"
+        );
+    }
 }
 
 /// What indexing every call and taken address of cmd/go costs (once per session, on
