@@ -274,6 +274,24 @@ impl Engine {
                 Err(e) => (None, Some(format!("no uprobe_multi links ({e})"))),
             }
         };
+        // The keeper makes the links (keeper.rs): it gets both programs now.
+        let mut keeper = keeper;
+        let mut keeper_error = keeper_error;
+        if let Some(k) = keeper.as_mut() {
+            let prog: &mut UProbe = ebpf
+                .program_mut(PROGRAM)
+                .ok_or(EngineError::MissingMap(PROGRAM))?
+                .try_into()?;
+            let given = k.give_prog(crate::keeper::PROG_PERF, prog.fd()?.as_fd()).and_then(|()| {
+                match &multi {
+                    Some(m) => k.give_prog(crate::keeper::PROG_MULTI, m.as_fd()),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = given {
+                keeper_error = Some(format!("the keeper process is gone ({e})"));
+            }
+        }
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(EngineError::MissingMap(name));
         let probes = Array::try_from(take("psc_probes")?)?;
@@ -747,7 +765,8 @@ impl Engine {
 
     /// Uprobes of probe `id` at `points` (file offset, cookie), registered in the order
     /// given: one uprobe_multi link where the kernel has them, else a perf-event link
-    /// each. Every link goes to the keeper at once.
+    /// each. The keeper makes them (a link never exists outside it); without a keeper,
+    /// periscope does.
     fn attach_points(
         &mut self,
         key: u32,
@@ -755,6 +774,9 @@ impl Engine {
         pid: u32,
         points: &[(u64, u64)],
     ) -> std::io::Result<()> {
+        if self.keeper.as_ref().is_some_and(|k| k.makes(crate::keeper::PROG_PERF)) {
+            return self.keeper_attach(key, exe, pid, points);
+        }
         if let Some(multi) = &self.multi {
             match crate::multi::attach(multi.as_fd(), exe, pid, points) {
                 Ok(link) => {
@@ -762,12 +784,7 @@ impl Engine {
                     self.keep(key, link, points.len());
                     return Ok(());
                 }
-                // A kernel that loads the program but refuses the link: one perf event
-                // per uprobe from now on.
-                Err(e) if !self.multi_proven && is_unsupported(&e) => {
-                    self.multi = None;
-                    self.multi_error = Some(format!("uprobe_multi links refused ({e})"));
-                }
+                Err(e) if !self.multi_proven && is_unsupported(&e) => self.refuse_multi(&e),
                 Err(e) => return Err(e),
             }
         }
@@ -789,6 +806,62 @@ impl Engine {
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A kernel that loads the multi program but refuses its links: one perf event per
+    /// uprobe from now on.
+    fn refuse_multi(&mut self, e: &std::io::Error) {
+        self.multi = None;
+        self.multi_error = Some(format!("uprobe_multi links refused ({e})"));
+    }
+
+    /// attach_points through the keeper, in requests of at most MAX_POINTS points.
+    fn keeper_attach(
+        &mut self,
+        key: u32,
+        exe: &Path,
+        pid: u32,
+        points: &[(u64, u64)],
+    ) -> std::io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(exe.as_os_str().as_bytes()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has a NUL byte")
+        })?;
+        let pmu = crate::uprobe::uprobe_pmu()?;
+        let mut first_error = None;
+        for chunk in points.chunks(crate::keeper::MAX_POINTS) {
+            loop {
+                let kind = if self.multi.is_some() {
+                    crate::keeper::PROG_MULTI
+                } else {
+                    crate::keeper::PROG_PERF
+                };
+                let keeper = self.keeper.as_mut().expect("checked by the caller");
+                let (made, result) = keeper.make(key, kind, pmu, &path, pid, chunk);
+                *self.uprobes.entry(key).or_default() += made;
+                match result {
+                    Ok(()) => {
+                        self.multi_proven |= kind == crate::keeper::PROG_MULTI;
+                    }
+                    Err(e)
+                        if kind == crate::keeper::PROG_MULTI
+                            && !self.multi_proven
+                            && is_unsupported(&e) =>
+                    {
+                        self.refuse_multi(&e);
+                        continue;
+                    }
+                    Err(e) => {
+                        if !keeper.is_alive() {
+                            self.keeper_error = Some(format!("the keeper process is gone ({e})"));
+                        }
+                        first_error.get_or_insert(e);
+                    }
+                }
+                break;
             }
         }
         first_error.map_or(Ok(()), Err)

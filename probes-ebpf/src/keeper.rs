@@ -11,10 +11,19 @@
 //! signals and holds the last reference, so the removal always runs in a process that
 //! is not dying. periscope closes its own copies at any time: they are never the last.
 //!
+//! The keeper also *makes* the links: were periscope to make a link and then hand it
+//! over, a SIGKILL between the two would leave periscope's exit holding the only
+//! reference, and the kernel would leak that uprobe (seen: 1 kill in 3 during a
+//! 300-function attach). periscope gives the keeper its programs once, writes where each
+//! uprobe goes into memory the two processes share (mapped before the fork), and asks;
+//! a link never exists outside the keeper.
+//!
 //! Protocol (SOCK_SEQPACKET, 8-byte messages): HOLD id + up to FDS_PER_MSG descriptors
-//! (SCM_RIGHTS); RELEASE id; the keeper answers RELEASED id once every link of that id
-//! is closed, i.e. once its uprobes are gone from the target. Messages are processed in
-//! order, so the HOLDs of an id always precede its RELEASE.
+//! (SCM_RIGHTS); PROG kind + a program's descriptor; MAKE id: make the links the shared
+//! request describes, under id, and answer MADE errno; RELEASE id; the keeper answers
+//! RELEASED id once every link of that id is closed, i.e. once its uprobes are gone
+//! from the target. Messages are processed in order, so the HOLDs and MAKEs of an id
+//! always precede its RELEASE.
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -22,6 +31,32 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 const OP_HOLD: u32 = 1;
 const OP_RELEASE: u32 = 2;
 const OP_RELEASED: u32 = 3;
+const OP_PROG: u32 = 4;
+const OP_MAKE: u32 = 5;
+const OP_MADE: u32 = 6;
+/// PROG kinds: the program for perf-event links, and its copy for uprobe_multi links.
+pub const PROG_PERF: u32 = 0;
+pub const PROG_MULTI: u32 = 1;
+/// Points of one MAKE request (the engine splits longer lists).
+pub const MAX_POINTS: usize = 8192;
+
+/// A MAKE request, in memory shared with the keeper (MAP_SHARED before the fork: at the
+/// same address in both processes, so the pointers the system calls take are valid in
+/// the keeper).
+#[repr(C)]
+struct Request {
+    /// PROG_PERF: one perf-event link per point; PROG_MULTI: one uprobe_multi link.
+    kind: u32,
+    pid: u32,
+    /// The uprobe PMU's type (perf-event links).
+    pmu: u32,
+    cnt: u32,
+    /// Uprobes made, written by the keeper before it answers.
+    made: u32,
+    path: [u8; 4096],
+    offsets: [u64; MAX_POINTS],
+    cookies: [u64; MAX_POINTS],
+}
 const FDS_PER_MSG: usize = 64;
 /// Links the keeper can hold at once; the engine refuses to attach more.
 pub const CAPACITY: usize = 65_536;
@@ -33,8 +68,18 @@ pub struct Keeper {
     held: HashMap<u32, usize>,
     /// Ids whose release was asked for, with their number of links.
     releasing: HashMap<u32, usize>,
+    /// RELEASED answers read while waiting for a MADE.
+    early: Vec<u32>,
+    /// The shared MAKE request.
+    request: *mut Request,
+    /// Programs given to the keeper (by kind), so it can make links.
+    progs: [bool; 2],
     alive: bool,
 }
+
+// SAFETY: `request` is memory this Keeper alone writes in this process (the keeper
+// process reads it only between a MAKE and its answer, while `make` waits).
+unsafe impl Send for Keeper {}
 
 impl Keeper {
     /// Forks the keeper. The child allocates nothing (its tables are allocated here,
@@ -56,16 +101,34 @@ impl Keeper {
         // SAFETY: both descriptors are new and owned by nobody else.
         let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
         let mut held: Vec<(u32, RawFd)> = Vec::with_capacity(CAPACITY);
+        // SAFETY: a new shared anonymous mapping, zeroed, of the request's size.
+        let request = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<Request>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if request == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let request = request.cast::<Request>();
         // SAFETY: fork; the child only runs `child`, which makes raw system calls and
         // uses memory allocated above, then _exits without returning.
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),
-            0 => child(theirs.as_raw_fd(), &mut held),
+            0 => child(theirs.as_raw_fd(), &mut held, request),
             pid => Ok(Keeper {
                 sock: ours,
                 pid,
                 held: HashMap::new(),
                 releasing: HashMap::new(),
+                early: Vec::new(),
+                request,
+                progs: [false; 2],
                 alive: true,
             }),
         }
@@ -99,6 +162,85 @@ impl Keeper {
         Ok(())
     }
 
+    /// Gives the keeper a program (PROG_PERF or PROG_MULTI) to make links with.
+    pub fn give_prog(&mut self, kind: u32, prog: BorrowedFd<'_>) -> io::Result<()> {
+        self.send(OP_PROG, kind, &[prog.as_raw_fd()])?;
+        self.progs[kind as usize] = true;
+        Ok(())
+    }
+
+    /// Whether the keeper can make links with program `kind`.
+    pub fn makes(&self, kind: u32) -> bool {
+        self.alive && self.progs.get(kind as usize) == Some(&true)
+    }
+
+    /// Has the keeper make the links of `id` for `points` (file offset, cookie; at most
+    /// MAX_POINTS) of `path` in process `pid`: one uprobe_multi link (PROG_MULTI) or a
+    /// perf-event link per point (PROG_PERF; every point is tried). Returns the uprobes
+    /// made, and the first error.
+    pub fn make(
+        &mut self,
+        id: u32,
+        kind: u32,
+        pmu: u32,
+        path: &std::ffi::CStr,
+        pid: u32,
+        points: &[(u64, u64)],
+    ) -> (usize, io::Result<()>) {
+        let bytes = path.to_bytes_with_nul();
+        if points.len() > MAX_POINTS || bytes.len() > 4096 {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "request too large");
+            return (0, Err(e));
+        }
+        if self.held() + points.len() > CAPACITY {
+            return (0, Err(io::Error::other(format!("more than {CAPACITY} uprobes at once"))));
+        }
+        // SAFETY: the mapping is ours and the keeper reads it only after the MAKE below.
+        let r = unsafe { &mut *self.request };
+        r.kind = kind;
+        r.pid = pid;
+        r.pmu = pmu;
+        r.cnt = points.len() as u32;
+        r.made = 0;
+        r.path[..bytes.len()].copy_from_slice(bytes);
+        for (i, &(offset, cookie)) in points.iter().enumerate() {
+            r.offsets[i] = offset;
+            r.cookies[i] = cookie;
+        }
+        if let Err(e) = self.send(OP_MAKE, id, &[]) {
+            return (0, Err(e));
+        }
+        // The answer; RELEASED answers of the closers may come first.
+        loop {
+            let mut msg = [0u32; 2];
+            // SAFETY: recv writes at most 8 bytes into `msg`.
+            let n = unsafe { libc::recv(self.sock.as_raw_fd(), msg.as_mut_ptr().cast(), 8, 0) };
+            if n == 8 && msg[0] == OP_RELEASED {
+                self.early.push(msg[1]);
+                continue;
+            }
+            if n == 8 && msg[0] == OP_MADE {
+                // SAFETY: the keeper wrote `made` before answering.
+                let made = unsafe { std::ptr::read_volatile(&raw const (*self.request).made) };
+                let made = made as usize;
+                // Links: one uprobe_multi link holds every point.
+                let links = if kind == PROG_MULTI { made.min(1) } else { made };
+                if links > 0 {
+                    *self.held.entry(id).or_default() += links;
+                }
+                return match msg[1] {
+                    0 => (made, Ok(())),
+                    errno => (made, Err(io::Error::from_raw_os_error(errno as i32))),
+                };
+            }
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            self.alive = false;
+            return (0, Err(io::Error::new(io::ErrorKind::BrokenPipe, "keeper exited")));
+        }
+    }
+
     /// Asks the keeper to close every link of `id`; `poll` says when it has.
     pub fn release(&mut self, id: u32) -> io::Result<()> {
         let n = self.held.remove(&id).unwrap_or(0);
@@ -115,7 +257,10 @@ impl Keeper {
     /// Ids whose links are all closed since the last call. With `block`, waits for at
     /// least one when any release is outstanding.
     pub fn poll(&mut self, block: bool) -> Vec<u32> {
-        let mut done = Vec::new();
+        let mut done: Vec<u32> = std::mem::take(&mut self.early)
+            .into_iter()
+            .filter(|id| self.releasing.remove(id).is_some())
+            .collect();
         loop {
             let wait = block && done.is_empty() && !self.releasing.is_empty();
             let mut msg = [0u32; 2];
@@ -210,7 +355,7 @@ const fn cmsg_words(n: usize) -> usize {
 /// Two threads: this one receives, a closer closes. A unix datagram socket queues only
 /// `net.unix.max_dgram_qlen` (10) messages, and one close can take the kernel ~0.1 s:
 /// were both in one thread, periscope's sends would wait behind the closing.
-fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
+fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>, request: *mut Request) -> ! {
     // SAFETY: plain system calls on this process's own state.
     unsafe {
         // Out of periscope's session and process group: Ctrl-C or a signal to the
@@ -295,11 +440,23 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
             closer.release(id);
         }
     };
+    // The programs periscope gave (PROG_PERF, PROG_MULTI).
+    let mut progs: [RawFd; 2] = [-1; 2];
     loop {
         // Received outside the lock (a receive blocks until periscope says something).
         let mut incoming: [(u32, RawFd); FDS_PER_MSG] = [(0, -1); FDS_PER_MSG];
         let mut n_in = 0;
         let got = receive(sock, &mut incoming, &mut n_in);
+        if let Received::Message(OP_PROG, kind) = got {
+            if let (Some(slot), true) = (progs.get_mut(kind as usize), n_in > 0) {
+                if *slot >= 0 {
+                    // SAFETY: a program descriptor this process owns, replaced.
+                    unsafe { libc::close(*slot) };
+                }
+                *slot = incoming[0].1;
+            }
+            continue;
+        }
         let mut lock = table.lock().unwrap_or_else(|e| e.into_inner());
         for &(id, fd) in &incoming[..n_in] {
             if lock.len() < lock.capacity() {
@@ -309,6 +466,15 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
             // open: leaking a descriptor beats leaking a breakpoint.
         }
         drop(lock);
+        if let Received::Message(OP_MAKE, id) = got {
+            // SAFETY: periscope wrote the request before its MAKE and waits for the
+            // answer; nobody else touches it meanwhile.
+            let errno = make(unsafe { &mut *request }, &progs, id, &table);
+            let msg = [OP_MADE, errno as u32];
+            // SAFETY: sends 8 bytes from a live array (blocking: periscope waits).
+            unsafe { libc::send(sock, msg.as_ptr().cast(), 8, libc::MSG_NOSIGNAL) };
+            continue;
+        }
         match got {
             Received::Message(OP_RELEASE, id) => tell(id),
             Received::Message(..) | Received::Nothing => {}
@@ -326,6 +492,60 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>) -> ! {
     }
     // SAFETY: ends this process without running any of the parent's code.
     unsafe { libc::_exit(0) }
+}
+
+/// Makes the links a MAKE request describes, under `id`, into `table` (each link is
+/// in the table before the next is made; the lock is taken for each, so the closers
+/// go on meanwhile). Returns 0 or the first errno; `made` says how many uprobes were
+/// made.
+fn make(
+    r: &mut Request,
+    progs: &[RawFd; 2],
+    id: u32,
+    table: &std::sync::Mutex<Vec<(u32, RawFd)>>,
+) -> i32 {
+    let cnt = (r.cnt as usize).min(MAX_POINTS);
+    let Some(&prog) = progs.get(r.kind as usize).filter(|&&p| p >= 0) else {
+        return libc::EBADF;
+    };
+    let push = |fd: RawFd| {
+        let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+        // The engine checks the capacity before it asks (see Keeper::make).
+        if t.len() < t.capacity() {
+            t.push((id, fd));
+        }
+    };
+    {
+        let t = table.lock().unwrap_or_else(|e| e.into_inner());
+        if t.len() + cnt > t.capacity() {
+            return libc::ENOSPC;
+        }
+    }
+    // The path is NUL-terminated by periscope; make sure of it.
+    r.path[r.path.len() - 1] = 0;
+    let path = r.path.as_ptr().cast::<libc::c_char>();
+    if r.kind == PROG_MULTI {
+        return match crate::multi::attach_raw(prog, path, &r.offsets[..cnt], &r.cookies[..cnt], r.pid) {
+            Ok(fd) => {
+                push(fd);
+                r.made = cnt as u32;
+                0
+            }
+            Err(errno) => errno,
+        };
+    }
+    let mut first = 0;
+    for i in 0..cnt {
+        match crate::uprobe::attach_raw(prog, r.pmu, path, r.offsets[i], r.pid, r.cookies[i]) {
+            Ok(fd) => {
+                push(fd);
+                r.made += 1;
+            }
+            Err(errno) if first == 0 => first = errno,
+            Err(_) => {}
+        }
+    }
+    first
 }
 
 /// "Close everything": what the receiver tells the closers when periscope is gone.

@@ -181,19 +181,45 @@ pub fn attach(
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
     let offsets: Vec<u64> = points.iter().map(|p| p.0).collect();
     let cookies: Vec<u64> = points.iter().map(|p| p.1).collect();
+    let fd = attach_raw(prog.as_raw_fd(), path.as_ptr(), &offsets, &cookies, pid)
+        .map_err(io::Error::from_raw_os_error)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `attach` in one system call, allocating nothing (the keeper's child makes links
+/// with it): `path` is NUL-terminated; `offsets` and `cookies` are as long as each
+/// other. The link's descriptor, or an errno.
+pub(crate) fn attach_raw(
+    prog: RawFd,
+    path: *const libc::c_char,
+    offsets: &[u64],
+    cookies: &[u64],
+    pid: u32,
+) -> Result<RawFd, i32> {
     let attr = LinkCreateUprobeMulti {
-        prog_fd: prog.as_raw_fd() as u32,
+        prog_fd: prog as u32,
         attach_type: BPF_TRACE_UPROBE_MULTI,
-        path: path.as_ptr() as u64,
+        path: path as u64,
         offsets: offsets.as_ptr() as u64,
         cookies: cookies.as_ptr() as u64,
-        cnt: points.len() as u32,
+        cnt: offsets.len().min(cookies.len()) as u32,
         pid,
         ..Default::default()
     };
-    sys_bpf(
-        abi::BPF_LINK_CREATE,
-        (&raw const attr).cast(),
-        std::mem::size_of::<LinkCreateUprobeMulti>(),
-    )
+    // SAFETY: bpf(2) reads the attribute and the arrays and path it points to, all
+    // alive for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            abi::BPF_LINK_CREATE as libc::c_long,
+            (&raw const attr).cast::<u8>(),
+            std::mem::size_of::<LinkCreateUprobeMulti>() as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(crate::uprobe::errno());
+    }
+    // bpf(2) link descriptors are O_CLOEXEC.
+    Ok(fd as RawFd)
 }

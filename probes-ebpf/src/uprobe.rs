@@ -4,7 +4,7 @@
 //! which is what makes removal safe on every way of stopping.
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -21,7 +21,7 @@ pub(crate) mod abi {
 }
 
 /// The dynamic PMU type of uprobes (`/sys/bus/event_source/devices/uprobe/type`).
-fn uprobe_pmu() -> io::Result<u32> {
+pub(crate) fn uprobe_pmu() -> io::Result<u32> {
     static TYPE: OnceLock<Result<u32, String>> = OnceLock::new();
     TYPE.get_or_init(|| {
         let path = "/sys/bus/event_source/devices/uprobe/type";
@@ -46,18 +46,35 @@ pub fn attach(
 ) -> io::Result<OwnedFd> {
     let path = CString::new(binary.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    let fd = attach_raw(prog.as_raw_fd(), uprobe_pmu()?, path.as_ptr(), offset, pid, cookie)
+        .map_err(io::Error::from_raw_os_error)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `attach` in system calls only, allocating nothing (the keeper's child makes links
+/// with it): `path` is NUL-terminated, `pmu` the uprobe PMU's type. The link's
+/// descriptor, or an errno.
+pub(crate) fn attach_raw(
+    prog: RawFd,
+    pmu: u32,
+    path: *const libc::c_char,
+    offset: u64,
+    pid: u32,
+    cookie: u64,
+) -> Result<RawFd, i32> {
     let mut attr = abi::perf_event_attr {
-        type_: uprobe_pmu()?,
+        type_: pmu,
         size: std::mem::size_of::<abi::perf_event_attr>() as u32,
         ..Default::default()
     };
     // For the uprobe PMU, config1 is the path and config2 the file offset
     // (include/uapi/linux/perf_event.h: uprobe_path, probe_offset).
-    attr.__bindgen_anon_3.config1 = path.as_ptr() as u64;
+    attr.__bindgen_anon_3.config1 = path as u64;
     attr.__bindgen_anon_4.config2 = offset;
     // SAFETY: perf_event_open reads `attr` (valid, sized) and the NUL-terminated path it
     // points to, both alive for the call.
-    let fd = unsafe {
+    let perf = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
             &attr as *const abi::perf_event_attr,
@@ -67,22 +84,23 @@ pub fn attach(
             abi::PERF_FLAG_FD_CLOEXEC as libc::c_ulong,
         )
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    if perf < 0 {
+        return Err(errno());
     }
-    // SAFETY: the syscall returned a new descriptor that nothing else owns.
-    let perf = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    link_create(prog, perf.as_fd(), cookie)
-    // `perf` closes here: the link holds its own reference to the event.
+    let link = link_create(prog, perf as RawFd, cookie);
+    // SAFETY: the descriptor perf_event_open returned; the link holds its own
+    // reference to the event.
+    unsafe { libc::close(perf as RawFd) };
+    link
 }
 
-fn link_create(prog: BorrowedFd<'_>, perf: BorrowedFd<'_>, cookie: u64) -> io::Result<OwnedFd> {
+fn link_create(prog: RawFd, perf: RawFd, cookie: u64) -> Result<RawFd, i32> {
     let mut attr = abi::bpf_attr::default();
     // SAFETY: writing plain integers into the link_create member of a zeroed union.
     unsafe {
         let lc = &mut attr.link_create;
-        lc.prog_fd = prog.as_raw_fd() as u32;
-        lc.__bindgen_anon_1.target_fd = perf.as_raw_fd() as u32;
+        lc.prog_fd = prog as u32;
+        lc.__bindgen_anon_1.target_fd = perf as u32;
         lc.attach_type = abi::BPF_PERF_EVENT;
         lc.__bindgen_anon_2.perf_event.bpf_cookie = cookie;
     }
@@ -96,8 +114,14 @@ fn link_create(prog: BorrowedFd<'_>, perf: BorrowedFd<'_>, cookie: u64) -> io::R
         )
     };
     if fd < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(errno());
     }
-    // SAFETY: a new descriptor owned by nobody else. bpf(2) link fds are O_CLOEXEC.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // bpf(2) link descriptors are O_CLOEXEC.
+    Ok(fd as RawFd)
+}
+
+/// The calling thread's errno, without allocating.
+pub(crate) fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
 }

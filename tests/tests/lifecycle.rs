@@ -261,3 +261,52 @@ fn batched_and_single_uprobes_both_attach_and_leave_nothing() {
         }
     }
 }
+
+/// Probeable functions of the target outside the runtime, as `list --json` names them.
+fn many_functions(pid: u32, n: usize) -> Vec<String> {
+    let out = Command::new(periscope())
+        .args(["list", "--json", &pid.to_string()])
+        .output()
+        .unwrap();
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|f| f["probe_entry"].is_string() && f["inlined_only"] == false)
+        .filter_map(|f| f["name"].as_str().map(str::to_string))
+        .filter(|name| !name.starts_with("runtime.") && !name.starts_with("internal/"))
+        .take(n)
+        .collect();
+    assert_eq!(names.len(), n, "not enough probeable functions");
+    names
+}
+
+#[test]
+fn kill_9_at_any_point_of_a_big_attach_leaks_no_uprobe() {
+    // A SIGKILL between making a link and handing it over would leave the dying
+    // periscope holding the only reference, and the kernel would leak that uprobe. The
+    // keeper makes every link, so there is no such moment: periscope is killed at 20
+    // points from its start to well after its attach of 300 functions (the budget
+    // windows them meanwhile), and each time nothing is left. Then the same, fewer,
+    // with a perf-event link per uprobe (kernels before 6.6), whose removal is slow.
+    for (mode, functions, kills, step_ms) in [("on", 300, 20, 60), ("off", 25, 5, 150)] {
+        let mut t = Target::start(&format!("kill9-{mode}"));
+        let names = many_functions(t.fx.pid, functions);
+        for i in 0..kills {
+            let how = format!("PERISCOPE_UPROBE_MULTI={mode}, killed {} ms in", i * step_ms);
+            let mut child = Command::new(periscope())
+                .env("PERISCOPE_UPROBE_MULTI", mode)
+                .args(["trace", "--budget", "5%", "--latency", "--pid"])
+                .arg(t.fx.pid.to_string())
+                .args(&names)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(i as u64 * step_ms));
+            signal(&child, libc::SIGKILL);
+            child.wait().unwrap();
+            t.check(&how);
+            t.fx.run("busy");
+        }
+    }
+}
