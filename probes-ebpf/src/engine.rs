@@ -64,6 +64,8 @@ pub struct Engine {
     keeper: Option<Keeper>,
     /// Why there is no keeper, when there is none.
     pub keeper_error: Option<String>,
+    /// Keepers died and replaced, to be said (take_keeper_notes).
+    keeper_notes: Vec<String>,
     free: Vec<u32>,
     /// Ids handed out by `attach` and not yet detached.
     allocated: HashSet<u32>,
@@ -282,12 +284,12 @@ impl Engine {
                 .program_mut(PROGRAM)
                 .ok_or(EngineError::MissingMap(PROGRAM))?
                 .try_into()?;
-            let given = k.give_prog(crate::keeper::PROG_PERF, prog.fd()?.as_fd()).and_then(|()| {
-                match &multi {
+            let given = k
+                .give_prog(crate::keeper::PROG_PERF, prog.fd()?.as_fd())
+                .and_then(|()| match &multi {
                     Some(m) => k.give_prog(crate::keeper::PROG_MULTI, m.as_fd()),
                     None => Ok(()),
-                }
-            });
+                });
             if let Err(e) = given {
                 keeper_error = Some(format!("the keeper process is gone ({e})"));
             }
@@ -326,6 +328,7 @@ impl Engine {
             links: HashMap::new(),
             keeper,
             keeper_error,
+            keeper_notes: Vec::new(),
             free: (0..PSC_MAX_PROBES).rev().collect(),
             allocated: Default::default(),
             closed: Arc::new(Mutex::new(Vec::new())),
@@ -774,7 +777,11 @@ impl Engine {
         pid: u32,
         points: &[(u64, u64)],
     ) -> std::io::Result<()> {
-        if self.keeper.as_ref().is_some_and(|k| k.makes(crate::keeper::PROG_PERF)) {
+        if self
+            .keeper
+            .as_ref()
+            .is_some_and(|k| k.makes(crate::keeper::PROG_PERF))
+        {
             return self.keeper_attach(key, exe, pid, points);
         }
         if let Some(multi) = &self.multi {
@@ -840,9 +847,11 @@ impl Engine {
                     crate::keeper::PROG_PERF
                 };
                 let keeper = self.keeper.as_mut().expect("checked by the caller");
-                let (made, result) = keeper.make(key, kind, pmu, &path, pid, chunk);
-                *self.uprobes.entry(key).or_default() += made;
-                match result {
+                let made = keeper.make(key, kind, pmu, &path, pid, chunk);
+                *self.uprobes.entry(key).or_default() += made.uprobes;
+                // periscope's copies: the keeper's are never the last (keeper.rs).
+                self.links.entry(key).or_default().extend(made.links);
+                match made.result {
                     Ok(()) => {
                         self.multi_proven |= kind == crate::keeper::PROG_MULTI;
                     }
@@ -999,6 +1008,62 @@ impl Engine {
             .map(|k| k.poll(block))
             .unwrap_or_default();
         self.free_ids(done);
+        if self.keeper.as_ref().is_some_and(|k| !k.is_alive()) {
+            self.replace_keeper();
+        }
+    }
+
+    /// The keeper died (killed, say): periscope still holds a copy of every link, so
+    /// nothing left the target, but a `kill -9` of periscope now would leak them. A new
+    /// keeper takes copies of every link and the programs, and that is said.
+    fn replace_keeper(&mut self) {
+        let old = self.keeper.take().map_or(0, |k| {
+            let pid = k.pid();
+            k.reap();
+            pid
+        });
+        let new = Keeper::spawn().and_then(|mut k| {
+            let prog: &mut UProbe = self
+                .ebpf
+                .program_mut(PROGRAM)
+                .expect("loaded")
+                .try_into()
+                .map_err(std::io::Error::other)?;
+            k.give_prog(
+                crate::keeper::PROG_PERF,
+                prog.fd().map_err(std::io::Error::other)?.as_fd(),
+            )?;
+            if let Some(m) = &self.multi {
+                k.give_prog(crate::keeper::PROG_MULTI, m.as_fd())?;
+            }
+            for (&key, links) in &self.links {
+                let fds: Vec<std::os::fd::BorrowedFd<'_>> =
+                    links.iter().map(|l| l.as_fd()).collect();
+                k.hold(key, &fds)?;
+            }
+            Ok(k)
+        });
+        match new {
+            Ok(k) => {
+                self.keeper_notes.push(format!(
+                    "the keeper process (pid {old}) died; a new one (pid {}) holds every probe now",
+                    k.pid()
+                ));
+                self.keeper = Some(k);
+            }
+            Err(e) => {
+                let e = format!(
+                    "the keeper process (pid {old}) died, and no new one could be started ({e})"
+                );
+                self.keeper_notes.push(e.clone());
+                self.keeper_error = Some(e);
+            }
+        }
+    }
+
+    /// What happened to the keeper since the last call (see replace_keeper).
+    pub fn take_keeper_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.keeper_notes)
     }
 
     fn reclaim(&mut self) {

@@ -20,7 +20,8 @@
 //!
 //! Protocol (SOCK_SEQPACKET, 8-byte messages): HOLD id + up to FDS_PER_MSG descriptors
 //! (SCM_RIGHTS); PROG kind + a program's descriptor; MAKE id: make the links the shared
-//! request describes, under id, and answer MADE errno; RELEASE id; the keeper answers
+//! request describes, under id, send copies of them back (LINKS id + descriptors) and
+//! answer MADE errno; RELEASE id; the keeper answers
 //! RELEASED id once every link of that id is closed, i.e. once its uprobes are gone
 //! from the target. Messages are processed in order, so the HOLDs and MAKEs of an id
 //! always precede its RELEASE.
@@ -34,6 +35,7 @@ const OP_RELEASED: u32 = 3;
 const OP_PROG: u32 = 4;
 const OP_MAKE: u32 = 5;
 const OP_MADE: u32 = 6;
+const OP_LINKS: u32 = 7;
 /// PROG kinds: the program for perf-event links, and its copy for uprobe_multi links.
 pub const PROG_PERF: u32 = 0;
 pub const PROG_MULTI: u32 = 1;
@@ -53,6 +55,9 @@ struct Request {
     cnt: u32,
     /// Uprobes made, written by the keeper before it answers.
     made: u32,
+    /// Links made (the keeper's descriptors, sent back as copies before the answer).
+    links: u32,
+    fds: [RawFd; MAX_POINTS],
     path: [u8; 4096],
     offsets: [u64; MAX_POINTS],
     cookies: [u64; MAX_POINTS],
@@ -60,6 +65,13 @@ struct Request {
 const FDS_PER_MSG: usize = 64;
 /// Links the keeper can hold at once; the engine refuses to attach more.
 pub const CAPACITY: usize = 65_536;
+
+/// What a MAKE did: uprobes made, periscope's copies of the links, the first error.
+pub struct Made {
+    pub uprobes: usize,
+    pub links: Vec<OwnedFd>,
+    pub result: io::Result<()>,
+}
 
 pub struct Keeper {
     sock: OwnedFd,
@@ -142,6 +154,13 @@ impl Keeper {
         self.alive
     }
 
+    /// Waits for a keeper that has gone (its socket closed: it is exiting) to end, so
+    /// that no zombie is left beside its replacement.
+    pub fn reap(self) {
+        // SAFETY: waits for our own child; its descriptors are closed already.
+        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+    }
+
     /// Links held for all ids.
     pub fn held(&self) -> usize {
         self.held.values().sum()
@@ -176,8 +195,7 @@ impl Keeper {
 
     /// Has the keeper make the links of `id` for `points` (file offset, cookie; at most
     /// MAX_POINTS) of `path` in process `pid`: one uprobe_multi link (PROG_MULTI) or a
-    /// perf-event link per point (PROG_PERF; every point is tried). Returns the uprobes
-    /// made, and the first error.
+    /// perf-event link per point (PROG_PERF; every point is tried).
     pub fn make(
         &mut self,
         id: u32,
@@ -186,14 +204,23 @@ impl Keeper {
         path: &std::ffi::CStr,
         pid: u32,
         points: &[(u64, u64)],
-    ) -> (usize, io::Result<()>) {
+    ) -> Made {
+        let failed = |e| Made {
+            uprobes: 0,
+            links: Vec::new(),
+            result: Err(e),
+        };
         let bytes = path.to_bytes_with_nul();
         if points.len() > MAX_POINTS || bytes.len() > 4096 {
-            let e = io::Error::new(io::ErrorKind::InvalidInput, "request too large");
-            return (0, Err(e));
+            return failed(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "request too large",
+            ));
         }
         if self.held() + points.len() > CAPACITY {
-            return (0, Err(io::Error::other(format!("more than {CAPACITY} uprobes at once"))));
+            return failed(io::Error::other(format!(
+                "more than {CAPACITY} uprobes at once"
+            )));
         }
         // SAFETY: the mapping is ours and the keeper reads it only after the MAKE below.
         let r = unsafe { &mut *self.request };
@@ -208,36 +235,51 @@ impl Keeper {
             r.cookies[i] = cookie;
         }
         if let Err(e) = self.send(OP_MAKE, id, &[]) {
-            return (0, Err(e));
+            return failed(e);
         }
-        // The answer; RELEASED answers of the closers may come first.
+        // Copies of the links, then the answer; RELEASED answers of the closers may come
+        // in between.
+        let mut links = Vec::new();
         loop {
-            let mut msg = [0u32; 2];
-            // SAFETY: recv writes at most 8 bytes into `msg`.
-            let n = unsafe { libc::recv(self.sock.as_raw_fd(), msg.as_mut_ptr().cast(), 8, 0) };
-            if n == 8 && msg[0] == OP_RELEASED {
-                self.early.push(msg[1]);
-                continue;
-            }
-            if n == 8 && msg[0] == OP_MADE {
-                // SAFETY: the keeper wrote `made` before answering.
-                let made = unsafe { std::ptr::read_volatile(&raw const (*self.request).made) };
-                let made = made as usize;
-                // Links: one uprobe_multi link holds every point.
-                let links = if kind == PROG_MULTI { made.min(1) } else { made };
-                if links > 0 {
-                    *self.held.entry(id).or_default() += links;
+            let mut incoming: [(u32, RawFd); FDS_PER_MSG] = [(0, -1); FDS_PER_MSG];
+            let mut n_in = 0;
+            let got = receive(self.sock.as_raw_fd(), &mut incoming, &mut n_in);
+            // SAFETY: descriptors this process just received and owns.
+            links.extend(
+                incoming[..n_in]
+                    .iter()
+                    .map(|&(_, fd)| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+            match got {
+                Received::Message(OP_RELEASED, released) => self.early.push(released),
+                Received::Message(OP_MADE, errno) => {
+                    // SAFETY: the keeper wrote `made` before answering.
+                    let made = unsafe { std::ptr::read_volatile(&raw const (*self.request).made) }
+                        as usize;
+                    if !links.is_empty() {
+                        *self.held.entry(id).or_default() += links.len();
+                    }
+                    let result = match errno {
+                        0 => Ok(()),
+                        errno => Err(io::Error::from_raw_os_error(errno as i32)),
+                    };
+                    return Made {
+                        uprobes: made,
+                        links,
+                        result,
+                    };
                 }
-                return match msg[1] {
-                    0 => (made, Ok(())),
-                    errno => (made, Err(io::Error::from_raw_os_error(errno as i32))),
-                };
+                Received::Message(..) | Received::Nothing => {}
+                Received::Closed => {
+                    self.alive = false;
+                    let e = io::Error::new(io::ErrorKind::BrokenPipe, "keeper exited");
+                    return Made {
+                        uprobes: 0,
+                        links,
+                        result: Err(e),
+                    };
+                }
             }
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            self.alive = false;
-            return (0, Err(io::Error::new(io::ErrorKind::BrokenPipe, "keeper exited")));
         }
     }
 
@@ -299,46 +341,58 @@ impl Keeper {
         if !self.alive {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "keeper exited"));
         }
-        let msg = [op, id];
-        let mut iov = libc::iovec {
-            iov_base: msg.as_ptr() as *mut libc::c_void,
-            iov_len: 8,
-        };
-        let mut cbuf = [0u64; cmsg_words(FDS_PER_MSG)];
-        // SAFETY: a zeroed msghdr is valid; every pointer set below outlives sendmsg.
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        if !fds.is_empty() {
-            let bytes = std::mem::size_of_val(fds) as u32;
-            hdr.msg_control = cbuf.as_mut_ptr().cast();
-            // SAFETY: CMSG_SPACE is a pure size computation.
-            hdr.msg_controllen = unsafe { libc::CMSG_SPACE(bytes) } as usize;
-            // SAFETY: the control buffer is CMSG_SPACE(bytes) long (≤ cbuf), so the
-            // first header and its data fit.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&hdr);
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(bytes) as usize;
-                std::ptr::copy_nonoverlapping(
-                    fds.as_ptr(),
-                    libc::CMSG_DATA(c).cast::<RawFd>(),
-                    fds.len(),
-                );
+        match send_msg(self.sock.as_raw_fd(), op, id, fds) {
+            0 => Ok(()),
+            errno => {
+                self.alive = false;
+                Err(io::Error::from_raw_os_error(errno))
             }
         }
-        loop {
-            // SAFETY: hdr and everything it points to are valid for the call.
-            let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
-            if n >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                self.alive = false;
-                return Err(e);
-            }
+    }
+}
+
+/// Sends one message with up to FDS_PER_MSG descriptors (SCM_RIGHTS), blocking; 0 or
+/// an errno. Allocates nothing: the keeper's child sends with it too.
+fn send_msg(sock: RawFd, op: u32, id: u32, fds: &[RawFd]) -> i32 {
+    let fds = &fds[..fds.len().min(FDS_PER_MSG)];
+    let msg = [op, id];
+    let mut iov = libc::iovec {
+        iov_base: msg.as_ptr() as *mut libc::c_void,
+        iov_len: 8,
+    };
+    let mut cbuf = [0u64; cmsg_words(FDS_PER_MSG)];
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives sendmsg.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as u32;
+        hdr.msg_control = cbuf.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        hdr.msg_controllen = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+        // SAFETY: the control buffer is CMSG_SPACE(bytes) long (≤ cbuf), so the
+        // first header and its data fit.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&hdr);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(c).cast::<RawFd>(),
+                fds.len(),
+            );
+        }
+    }
+    loop {
+        // SAFETY: hdr and everything it points to are valid for the call.
+        let n = unsafe { libc::sendmsg(sock, &hdr, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return 0;
+        }
+        let errno = crate::uprobe::errno();
+        if errno != libc::EINTR {
+            return errno;
         }
     }
 }
@@ -469,10 +523,17 @@ fn child(sock: RawFd, held: &mut Vec<(u32, RawFd)>, request: *mut Request) -> ! 
         if let Received::Message(OP_MAKE, id) = got {
             // SAFETY: periscope wrote the request before its MAKE and waits for the
             // answer; nobody else touches it meanwhile.
-            let errno = make(unsafe { &mut *request }, &progs, id, &table);
-            let msg = [OP_MADE, errno as u32];
-            // SAFETY: sends 8 bytes from a live array (blocking: periscope waits).
-            unsafe { libc::send(sock, msg.as_ptr().cast(), 8, libc::MSG_NOSIGNAL) };
+            // SAFETY: as above.
+            let r = unsafe { &mut *request };
+            let errno = make(r, &progs, id, &table);
+            // Copies of the links go back to periscope, so that the keeper's copies are
+            // never the last either: a keeper killed by SIGKILL leaks nothing while
+            // periscope lives, and periscope then removes the uprobes itself.
+            for chunk in r.fds[..r.links as usize].chunks(FDS_PER_MSG) {
+                send_msg(sock, OP_LINKS, id, chunk);
+            }
+            // Blocking: periscope waits for the answer.
+            send_msg(sock, OP_MADE, errno as u32, &[]);
             continue;
         }
         match got {
@@ -508,12 +569,16 @@ fn make(
     let Some(&prog) = progs.get(r.kind as usize).filter(|&&p| p >= 0) else {
         return libc::EBADF;
     };
-    let push = |fd: RawFd| {
+    r.made = 0;
+    r.links = 0;
+    let push = |r: &mut Request, fd: RawFd| {
         let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
         // The engine checks the capacity before it asks (see Keeper::make).
         if t.len() < t.capacity() {
             t.push((id, fd));
         }
+        r.fds[r.links as usize] = fd;
+        r.links += 1;
     };
     {
         let t = table.lock().unwrap_or_else(|e| e.into_inner());
@@ -525,9 +590,15 @@ fn make(
     r.path[r.path.len() - 1] = 0;
     let path = r.path.as_ptr().cast::<libc::c_char>();
     if r.kind == PROG_MULTI {
-        return match crate::multi::attach_raw(prog, path, &r.offsets[..cnt], &r.cookies[..cnt], r.pid) {
+        return match crate::multi::attach_raw(
+            prog,
+            path,
+            &r.offsets[..cnt],
+            &r.cookies[..cnt],
+            r.pid,
+        ) {
             Ok(fd) => {
-                push(fd);
+                push(r, fd);
                 r.made = cnt as u32;
                 0
             }
@@ -538,7 +609,7 @@ fn make(
     for i in 0..cnt {
         match crate::uprobe::attach_raw(prog, r.pmu, path, r.offsets[i], r.pid, r.cookies[i]) {
             Ok(fd) => {
-                push(fd);
+                push(r, fd);
                 r.made += 1;
             }
             Err(errno) if first == 0 => first = errno,

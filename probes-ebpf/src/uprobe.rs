@@ -46,8 +46,15 @@ pub fn attach(
 ) -> io::Result<OwnedFd> {
     let path = CString::new(binary.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
-    let fd = attach_raw(prog.as_raw_fd(), uprobe_pmu()?, path.as_ptr(), offset, pid, cookie)
-        .map_err(io::Error::from_raw_os_error)?;
+    let fd = attach_raw(
+        prog.as_raw_fd(),
+        uprobe_pmu()?,
+        path.as_ptr(),
+        offset,
+        pid,
+        cookie,
+    )
+    .map_err(io::Error::from_raw_os_error)?;
     // SAFETY: a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -759,6 +759,11 @@ impl Session {
         })
     }
 
+    /// The keeper process died and was replaced (or could not be), since the last call.
+    pub fn take_keeper_notes(&mut self) -> Vec<String> {
+        self.engine.take_keeper_notes()
+    }
+
     /// Changes in what the budget does, since the last call.
     pub fn take_budget_notes(&mut self) -> Vec<Note> {
         self.gov.take_notes()

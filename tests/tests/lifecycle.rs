@@ -292,7 +292,10 @@ fn kill_9_at_any_point_of_a_big_attach_leaks_no_uprobe() {
         let mut t = Target::start(&format!("kill9-{mode}"));
         let names = many_functions(t.fx.pid, functions);
         for i in 0..kills {
-            let how = format!("PERISCOPE_UPROBE_MULTI={mode}, killed {} ms in", i * step_ms);
+            let how = format!(
+                "PERISCOPE_UPROBE_MULTI={mode}, killed {} ms in",
+                i * step_ms
+            );
             let mut child = Command::new(periscope())
                 .env("PERISCOPE_UPROBE_MULTI", mode)
                 .args(["trace", "--budget", "5%", "--latency", "--pid"])
@@ -302,11 +305,62 @@ fn kill_9_at_any_point_of_a_big_attach_leaks_no_uprobe() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(i as u64 * step_ms));
+            std::thread::sleep(Duration::from_millis(i * step_ms));
             signal(&child, libc::SIGKILL);
             child.wait().unwrap();
             t.check(&how);
             t.fx.run("busy");
         }
     }
+}
+
+#[test]
+fn a_killed_keeper_is_replaced_and_said() {
+    // periscope holds a copy of every link, so the keeper's death removes nothing; a
+    // new keeper takes copies, and a kill -9 of periscope afterwards still leaves the
+    // target clean.
+    let mut t = Target::start("keeper-killed");
+    // Every point stays attached (no windows), so the links are the same throughout.
+    // (stdout unread would fill its pipe and stall the trace: not read here.)
+    let mut child = Command::new(periscope())
+        // (--duration: a periscope that never says it ends anyway, and the test fails.)
+        .args(["trace", "--budget", "off", "--duration", "30s", "--pid"])
+        .arg(t.fx.pid.to_string())
+        .args(PROBES)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (attached, said) = periscope_tests::read_until_attached(&mut err);
+    assert!(attached, "{said}");
+    let before = periscope_links();
+    let old = keepers();
+    assert_eq!(old.len(), 1, "one keeper while tracing");
+    // SAFETY: kill(2) of the keeper, a process of ours.
+    unsafe { libc::kill(old[0] as i32, libc::SIGKILL) };
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("keeper process") {
+        line.clear();
+    }
+    assert!(
+        line.contains(&format!(
+            "the keeper process (pid {}) died; a new one",
+            old[0]
+        )),
+        "{line}"
+    );
+    assert!(eventually(5, || keepers().len() == 1 && keepers() != old));
+    // Nothing was removed meanwhile: the same links (less the calibration's, which may
+    // have been on its way out), and the target still traps on them (its text differs
+    // from the file at the probes).
+    let after = periscope_links();
+    assert!(
+        after.is_subset(&before) && after.len() >= PROBES.len(),
+        "{before:?} then {after:?}"
+    );
+    assert!(!text_differences(t.fx.pid).is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    t.check("kill -9 of periscope after its keeper was replaced");
 }

@@ -207,6 +207,9 @@ fn drain_loop(
             let notes = sh.session.take_budget_notes();
             let lines = sh.digest.push(notes, Instant::now());
             sh.notes.extend(lines);
+            let warnings = sh.session.take_keeper_notes();
+            sh.notes
+                .extend(warnings.into_iter().map(|w| format!("warning: {w}")));
             let excess = sh.rows.len().saturating_sub(KEEP);
             sh.rows.drain(..excess);
             if !sh.exited && last_check.elapsed() > Duration::from_secs(1) {

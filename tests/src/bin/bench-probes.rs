@@ -539,7 +539,14 @@ fn many_functions(pid: u32) {
     for n in [10, 100, 300] {
         let t0 = std::time::Instant::now();
         let mut child = Command::new(periscope_tests::periscope())
-            .args(["trace", "--pid", &pid.to_string(), "--budget", "off", "--latency"])
+            .args([
+                "trace",
+                "--pid",
+                &pid.to_string(),
+                "--budget",
+                "off",
+                "--latency",
+            ])
             .args(&funcs[..n.min(funcs.len())])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -27,6 +27,8 @@ pub enum Action {
     BudgetSet(Option<f64>),
     /// A change in what the budget does with a probe, in words.
     BudgetNote(String),
+    /// Something periscope must warn of (its keeper process died and was replaced).
+    Warning(String),
     Quit,
 }
 

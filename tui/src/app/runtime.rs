@@ -98,6 +98,9 @@ async fn event_loop(
         for line in digest.push(session.take_budget_notes(), Instant::now()) {
             effects.extend(update(&mut state, Action::BudgetNote(line)));
         }
+        for line in session.take_keeper_notes() {
+            effects.extend(update(&mut state, Action::Warning(line)));
+        }
         while !effects.is_empty() {
             let mut next = Vec::new();
             for e in effects {

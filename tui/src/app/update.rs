@@ -50,6 +50,10 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
             s.info(text);
             vec![]
         }
+        Action::Warning(text) => {
+            s.error(text);
+            vec![]
+        }
         Action::Quit => quit(s),
     }
 }

@@ -217,6 +217,9 @@ pub fn run(opts: Options) -> Result<()> {
         if let Some(m) = &metrics {
             m.publish_every(&session, rows_read);
         }
+        for w in session.take_keeper_notes() {
+            crate::say!("periscope: warning: {w}");
+        }
         let notes = session.take_budget_notes();
         if opts.json {
             for note in &notes {
