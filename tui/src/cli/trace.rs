@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant};
 
+/// Probes whose placement `trace` says one line each; the rest are counted.
+const PLACES_SAID: usize = 10;
+
 use anyhow::{Result, anyhow, bail};
 use probes_ebpf::Stats;
 use serde_json::json;
@@ -73,6 +76,8 @@ pub fn run(opts: Options) -> Result<()> {
     session.set_budget(opts.budget);
     let cat = Arc::clone(&session.cat);
     let mut order = Vec::new();
+    // Probes whose placement was not said one by one: (all, with single-stepped points).
+    let mut unsaid = (0usize, 0usize);
     let mut followed = std::collections::HashSet::new();
     for spec in &opts.probes {
         let (name, cond) = split_probe(spec);
@@ -130,9 +135,24 @@ pub fn run(opts: Options) -> Result<()> {
             crate::say!("periscope: {note}");
         }
         if let Some(points) = session.describe_points(func) {
-            crate::say!("periscope: {}: {points}", session.label(func));
+            // Where each probe sits, for the first few; past them, counted in one line
+            // (300 probes made 300 lines before the first call).
+            if order.len() < PLACES_SAID {
+                crate::say!("periscope: {}: {points}", session.label(func));
+            } else {
+                unsaid.0 += 1;
+                unsaid.1 += usize::from(points.contains("single-stepped"));
+            }
         }
         order.push(func);
+    }
+    if unsaid.0 > 0 {
+        crate::say!(
+            "periscope: and {} more probe(s), {} of them with single-stepped points (where each sits: `periscope list {} REGEX`)",
+            unsaid.0,
+            unsaid.1,
+            opts.pid
+        );
     }
     for path in opts.spec.paths.iter().filter(|p| !followed.contains(*p)) {
         let root = probes_ebpf::plan::path_root(path);
