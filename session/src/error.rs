@@ -16,6 +16,9 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The memory cgroup leaves less than periscope needs (memory.rs).
+    #[error("{0}")]
+    Memory(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod format;
 pub mod governor;
 pub mod histogram;
+pub mod memory;
 mod pricing;
 mod rows;
 pub mod session;

@@ -144,6 +144,8 @@ impl Session {
     pub fn open(pid: u32) -> Result<Session, OpenError> {
         let exe = symbols::process::exe_path(pid)?;
         let exe_id = symbols::process::exe_identity(pid);
+        // Before anything large is read or made: an OOM kill would say nothing.
+        crate::memory::check(&exe).map_err(OpenError::Memory)?;
         let cat = Catalog::open(&exe)?;
         // Without DWARF, calls are paired by the goroutine fields of a known Go
         // version (symbols::stripped); an unknown one is refused, never guessed.
