@@ -34,7 +34,7 @@ pub struct Engine {
     ebpf: aya::Ebpf,
     probes: Array<MapData, psc_probe>,
     stats: PerCpuArray<MapData, psc_stats>,
-    hist: PerCpuArray<MapData, psc_hist>,
+    hist: Array<MapData, psc_hist>,
     stacks: aya::maps::StackTraceMap<MapData>,
     outers: aya::maps::HashMap<MapData, u64, psc_outer>,
     by_hist: aya::maps::HashMap<MapData, psc_by_key, psc_hist>,
@@ -298,7 +298,7 @@ impl Engine {
             |name: &'static str| ebpf.take_map(name).ok_or(EngineError::MissingMap(name));
         let probes = Array::try_from(take("psc_probes")?)?;
         let stats = PerCpuArray::try_from(take("psc_stats")?)?;
-        let hist = PerCpuArray::try_from(take("psc_hist")?)?;
+        let hist = Array::try_from(take("psc_hist")?)?;
         let events = RingBuf::try_from(take("psc_events")?)?;
         let stacks = aya::maps::StackTraceMap::try_from(take("psc_stacks")?)?;
         let outers = aya::maps::HashMap::try_from(take("psc_outers")?)?;
@@ -656,7 +656,7 @@ impl Engine {
         result
     }
 
-    /// Fresh per-CPU counters for probe `id` (and its latency histogram).
+    /// Fresh counters for probe `id` (per CPU), and its latency histogram.
     fn zero_counters(&mut self, id: u32, latency: bool) -> Result<(), EngineError> {
         let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
         self.stats.set(
@@ -665,11 +665,7 @@ impl Engine {
             0,
         )?;
         if latency {
-            self.hist.set(
-                id,
-                PerCpuValues::try_from(vec![psc_hist::default(); ncpu]).map_err(EngineError::Io)?,
-                0,
-            )?;
+            self.hist.set(id, psc_hist::default(), 0)?;
         }
         Ok(())
     }
@@ -1122,17 +1118,12 @@ impl Engine {
         );
     }
 
-    /// Latency bucket counts summed over CPUs.
+    /// Latency bucket counts (one histogram for all CPUs).
     pub fn histogram(&self, id: u32) -> Vec<u64> {
-        let mut sum = vec![0u64; PSC_HIST_BUCKETS as usize];
-        if let Ok(per_cpu) = self.hist.get(&id, 0) {
-            for h in per_cpu.iter() {
-                for (s, b) in sum.iter_mut().zip(h.buckets.iter()) {
-                    *s += b;
-                }
-            }
+        match self.hist.get(&id, 0) {
+            Ok(h) => h.buckets.to_vec(),
+            Err(_) => vec![0u64; PSC_HIST_BUCKETS as usize],
         }
-        sum
     }
 
     /// `--by`: each value's latency buckets (with a string value's first bytes), and
