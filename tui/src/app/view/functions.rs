@@ -25,6 +25,10 @@ pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
     f.render_widget(block, area);
     let height = inner.height as usize;
     let (start, end) = window(&mut cache.fn_offset, s.fn_sel, s.visible.len(), height);
+    // The cost column once there is a probe to cost: at 80 columns its five characters
+    // are a third of the names' room.
+    let costs = !s.probes.is_empty();
+    let room = (inner.width as usize).saturating_sub(if costs { 10 } else { 5 });
     let lines: Vec<Line> = (start..end)
         .map(|i| {
             let func = s.visible[i];
@@ -55,7 +59,8 @@ pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                         },
                     )
                 }
-                None => Span::raw("     "),
+                None if costs => Span::raw("     "),
+                None => Span::raw(""),
             };
             let mut style = Style::new();
             if !fun.probeable() {
@@ -68,11 +73,42 @@ pub fn list(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                 marker,
                 cost,
                 Span::raw(" "),
-                Span::styled(compact(&fun.signature()), style),
+                Span::styled(
+                    fit(&compact(&fun.signature()), &compact(&fun.name), room),
+                    style,
+                ),
             ])
         })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A row's signature in `room` characters: whole when it fits; else its name whole and
+/// the parameters cut (`…`); else the package and the name's end, which tells
+/// functions apart (`main.…Store).Login` and `main.…tore).Logout`, where a cut on the right
+/// showed `main.(*Store).Log` twice).
+pub fn fit(sig: &str, name: &str, room: usize) -> String {
+    let len = sig.chars().count();
+    if len <= room {
+        return sig.to_string();
+    }
+    let name_len = name.chars().count();
+    if name_len < room {
+        let mut out: String = sig.chars().take(room.saturating_sub(1)).collect();
+        out.push('…');
+        return out;
+    }
+    // The package, then the end: `term.…).ReadLine.deferwrap1`.
+    let pkg: String = name.chars().take_while(|&c| c != '.').collect();
+    let pkg_len = pkg.chars().count() + 1;
+    if pkg_len < name_len && pkg_len + 1 + 12 <= room {
+        let mut out = format!("{pkg}.…");
+        out.extend(name.chars().skip(name_len + pkg_len + 1 - room));
+        return out;
+    }
+    let mut out = String::from("…");
+    out.extend(name.chars().skip(name_len + 1 - room.max(1)));
+    out
 }
 
 /// A signature with every package path cut to its last element, so that a list of
@@ -128,8 +164,15 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                     "first instruction (expensive: single-stepped)"
                 }
             };
-            let kind = format!("entry on {entry}, {} RET site(s)", p.returns.len());
-            lines.push(Line::styled(kind, dim));
+            // With a probe, its points line below says where it sits (call sites,
+            // perhaps): one description, not two that disagree.
+            if !s.probes.contains_key(&func) {
+                let kind = format!(
+                    "own points: entry on {entry}; {} RET(s) (a probe may sit at its call sites instead)",
+                    p.returns.len()
+                );
+                lines.push(Line::styled(kind, dim));
+            }
         }
         _ if fun.inlined_only => lines.push(Line::styled(
             "inlined at every call site: probe its callers",
@@ -239,7 +282,24 @@ pub fn search_line(s: &State) -> Option<(String, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::compact;
+    use super::{compact, fit};
+
+    #[test]
+    fn a_row_keeps_what_tells_functions_apart() {
+        let sig = "main.(*Store).Login(username string, attempts int)";
+        assert_eq!(fit(sig, "main.(*Store).Login", 60), sig);
+        assert_eq!(
+            fit(sig, "main.(*Store).Login", 24),
+            "main.(*Store).Login(use…"
+        );
+        assert_eq!(fit(sig, "main.(*Store).Login", 18), "main.…Store).Login");
+        assert_eq!(
+            fit("main.(*Store).Logout()", "main.(*Store).Logout", 18),
+            "main.…tore).Logout"
+        );
+        // No room for the package: the end alone.
+        assert_eq!(fit(sig, "main.(*Store).Login", 12), "…tore).Login");
+    }
 
     #[test]
     fn compact_cuts_every_package_path_to_its_last_element() {

@@ -44,17 +44,20 @@ pub fn pane(f: &mut Frame, area: Rect, s: &State) {
     };
     let empty = ProbeView::default();
     let v = s.views.get(&func).unwrap_or(&empty);
+    let by = s.probes.get(&func).and_then(|p| p.by.as_deref());
+    // Narrow (80 columns): columns of a dozen characters cut every label and bar
+    // ("tmpl =tmpl = tmpl =count 229"); a table of every value, the whole pane wide,
+    // under a row for all the calls, reads better.
+    if !v.split.is_empty() && (inner.width as usize) < 30 * v.split.len().min(4) + 30 {
+        split_table(f, inner, &v.buckets, &v.split, by);
+        return;
+    }
     let [bars, side] =
         Layout::horizontal([Constraint::Fill(3), Constraint::Length(30)]).areas(inner);
     if v.split.is_empty() {
         f.render_widget(Paragraph::new(histogram_lines(&v.buckets, bars)), bars);
     } else {
-        split(
-            f,
-            bars,
-            &v.split,
-            s.probes.get(&func).and_then(|p| p.by.as_deref()),
-        );
+        split(f, bars, &v.split, by);
     }
     let [stats, spark_title, spark] = Layout::vertical([
         Constraint::Length(8),
@@ -123,6 +126,57 @@ fn split(f: &mut Frame, area: Rect, split: &[(String, Vec<u64>)], expr: Option<&
         lines.extend(histogram_lines(buckets, inner));
         f.render_widget(Paragraph::new(lines), *col);
     }
+}
+
+/// `split` as a table: a row for all the calls (`all`), then one per value (the
+/// busiest first), with calls and percentiles.
+fn split_table(
+    f: &mut Frame,
+    area: Rect,
+    all: &[u64],
+    split: &[(String, Vec<u64>)],
+    expr: Option<&str>,
+) {
+    let figures = 8 + 2 * 10;
+    let name_w = (area.width as usize).saturating_sub(figures).clamp(6, 40);
+    let cut = |s: &str| {
+        if s.chars().count() <= name_w {
+            format!("{s:<name_w$}")
+        } else {
+            let mut c: String = s.chars().take(name_w - 1).collect();
+            c.push('…');
+            c
+        }
+    };
+    let mut lines = vec![Line::styled(
+        format!(
+            "{}{:>8}{:>10}{:>10}",
+            cut(expr.unwrap_or("by")),
+            "calls",
+            "p50",
+            "p99"
+        ),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    let rows =
+        std::iter::once(("all", all)).chain(split.iter().map(|(v, b)| (v.as_str(), b.as_slice())));
+    for (value, buckets) in rows.take(area.height.saturating_sub(1) as usize) {
+        let h = probes_ebpf::hist::to_hdr(buckets);
+        let q = |x: f64| crate::histogram::fmt_latency(h.value_at_quantile(x), buckets);
+        let name = if value == "all" {
+            Span::styled(cut("all"), Style::new().fg(Color::DarkGray))
+        } else {
+            Span::raw(cut(value))
+        };
+        lines.push(Line::from(vec![
+            name,
+            Span::styled(
+                format!("{:>8}{:>10}{:>10}", h.len(), q(0.5), q(0.99)),
+                Style::new().fg(Color::DarkGray),
+            ),
+        ]));
+    }
+    f.render_widget(Paragraph::new(lines), area);
 }
 
 fn stats_lines(buckets: &[u64]) -> Vec<Line<'static>> {

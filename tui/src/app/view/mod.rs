@@ -95,60 +95,101 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
     }
     let key = Style::new().fg(Color::Black).bg(Color::Cyan);
     let item = Style::new().fg(Color::White).bg(Color::DarkGray);
-    let mut spans = vec![
-        Span::styled(" periscope ", key.add_modifier(Modifier::BOLD)),
-        Span::styled(format!(" pid {} ", s.pid), item),
-        Span::styled(format!(" {} ", s.binary), item),
-        Span::styled(format!(" {} ", s.cat.go_version), item),
+    // (priority, item): where the bar is too narrow (80 columns), the items of lowest
+    // priority go first, so that what says whether to trust the numbers (the target's
+    // state, the cost against the budget, the share observed, losses) always shows.
+    let mut spans: Vec<(u8, Span)> = vec![
+        (
+            9,
+            Span::styled(" periscope ", key.add_modifier(Modifier::BOLD)),
+        ),
+        (4, Span::styled(format!(" pid {} ", s.pid), item)),
+        (2, Span::styled(format!(" {} ", s.binary), item)),
+        (1, Span::styled(format!(" {} ", s.cat.go_version), item)),
     ];
     if !s.cat.has_dwarf {
-        spans.push(Span::styled(
-            " no DWARF: raw argument words ",
-            Style::new().fg(Color::Black).bg(Color::Yellow),
+        spans.push((
+            7,
+            Span::styled(
+                " no DWARF: raw argument words ",
+                Style::new().fg(Color::Black).bg(Color::Yellow),
+            ),
         ));
     }
     spans.extend([
-        Span::styled(format!(" {} probes ", s.probes.len()), item),
-        Span::styled(format!(" {} ev/s ", s.events_per_sec), item),
-        Span::styled(
-            format!(" lost {lost} "),
-            if lost > 0 {
-                Style::new().fg(Color::White).bg(Color::Red)
-            } else {
-                item
-            },
+        (
+            5,
+            Span::styled(format!(" {} probes ", s.probes.len()), item),
         ),
-        Span::styled(format!(" filtered {filtered} "), item),
+        (
+            3,
+            Span::styled(format!(" {} ev/s ", s.events_per_sec), item),
+        ),
+        if lost > 0 {
+            (
+                8,
+                Span::styled(
+                    format!(" lost {lost} "),
+                    Style::new().fg(Color::White).bg(Color::Red),
+                ),
+            )
+        } else {
+            (3, Span::styled(format!(" lost {lost} "), item))
+        },
+        (2, Span::styled(format!(" filtered {filtered} "), item)),
     ]);
     if let Some(p) = overhead {
         // The probes' share of the target's CPU, all together, against the budget.
         let limit = s.budget.unwrap_or(5.0);
-        spans.push(Span::styled(
-            format!(
-                " cost {p:.1}% CPU / budget {} ",
-                crate::budget::describe(s.budget)
+        spans.push((
+            8,
+            Span::styled(
+                format!(
+                    " cost {p:.1}% CPU / budget {} ",
+                    crate::budget::describe(s.budget)
+                ),
+                if p > limit {
+                    Style::new().fg(Color::White).bg(Color::Red)
+                } else {
+                    item
+                },
             ),
-            if p > limit {
-                Style::new().fg(Color::White).bg(Color::Red)
-            } else {
-                item
-            },
         ));
     }
     if let Some(o) = observed {
         // The budget has some probe's points in windows: not every call is seen whole.
-        spans.push(Span::styled(
-            format!(" observed {} ", crate::format::pct1(o)),
-            Style::new().fg(Color::Black).bg(Color::Yellow),
+        spans.push((
+            8,
+            Span::styled(
+                format!(" observed {} ", crate::format::pct1(o)),
+                Style::new().fg(Color::Black).bg(Color::Yellow),
+            ),
         ));
     }
     if s.target_exited {
-        spans.push(Span::styled(
-            " TARGET EXITED ",
-            Style::new().fg(Color::White).bg(Color::Red),
+        spans.push((
+            9,
+            Span::styled(
+                " TARGET EXITED ",
+                Style::new().fg(Color::White).bg(Color::Red),
+            ),
         ));
     }
-    spans.push(Span::styled(" ? keys ", item));
+    spans.push((1, Span::styled(" ? keys ", item)));
+    let width = |spans: &[(u8, Span)]| spans.iter().map(|(_, s)| s.width()).sum::<usize>();
+    while width(&spans) > area.width as usize {
+        let Some(lowest) = spans
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| *p < 9)
+            .min_by_key(|(i, (p, _))| (*p, std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        spans.remove(lowest);
+    }
+    let spans: Vec<Span> = spans.into_iter().map(|(_, s)| s).collect();
     f.render_widget(Line::from(spans).style(item), area);
 }
 
