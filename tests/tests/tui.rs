@@ -749,6 +749,17 @@ fn latency_split_by_a_value_shows_histograms_side_by_side() {
         text.contains("70 calls") && text.contains("5 calls"),
         "{text}"
     );
+    // At 80×24 the columns would be a dozen characters: a table, a row per value.
+    let text = render(&s, 80, 24);
+    let row = |value: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("┃{value} ")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no row for {value}:\n{text}"))
+    };
+    assert!(row("false").contains("false 70 "), "{text}");
+    assert!(row("true").contains("true 5 "), "{text}");
+    insta::assert_snapshot!("split_80x24", text);
 }
 
 #[test]

@@ -51,6 +51,16 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         .max()
         .unwrap_or(8)
         .clamp(8, (inner.width / 3).max(8));
+    // Narrow (80 columns): the values are what matter, so the time (in the call's
+    // popup) goes, and the function's name when every row shown is of one function.
+    let narrow = inner.width < 70;
+    let time_width = if narrow { 0 } else { 12 };
+    let one_function = visible.windows(2).all(|w| w[0].row.at == w[1].row.at);
+    let name_width = if narrow && one_function {
+        0
+    } else {
+        name_width
+    };
     let dim = Style::new().fg(Color::DarkGray);
     let rows: Vec<Row> = shown[start..end]
         .iter()
@@ -87,7 +97,7 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         .style(Style::new().add_modifier(Modifier::BOLD));
     let any_results = visible.iter().any(|r| r.row.call.ret.is_some());
     let widths = [
-        Constraint::Length(12),
+        Constraint::Length(time_width),
         Constraint::Length(g_width),
         Constraint::Length(name_width),
         Constraint::Fill(3),
