@@ -264,6 +264,10 @@ fn bad_probes_get_one_clear_line() {
             &["main.Login if username == \"a\u{1}b\""],
             "column 15: a control character",
         ),
+        (
+            &["main.Login", "main.Login if attempts > 1"],
+            "main.Login is given twice: combine its conditions with ||",
+        ),
     ];
     let deep = [
         format!(
@@ -318,6 +322,27 @@ fn bad_probes_get_one_clear_line() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
         assert!(err.contains("is not in"), "{bad:?}: {err}");
     }
+    // The same probe twice (a stripped Go 1.19 binary names every shape of a generic
+    // `f[...]`, and `list` shows it once per shape) is one probe, not an error.
+    let old = FixtureProc::start(&fixture(
+        "kinds",
+        &periscope_tests::toolchains()[0],
+        Variant::Stripped,
+    ));
+    let out = Command::new(periscope())
+        .args([
+            "trace",
+            "--duration",
+            "200ms",
+            "--pid",
+            &old.pid.to_string(),
+        ])
+        .args(["main.Max[...]", "main.Max[...]"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("attached 1 probe(s)"), "{err}");
     let out = Command::new(periscope())
         .args(["trace", "--pid", "999999999", "main.Login"])
         .output()

@@ -79,6 +79,21 @@ pub fn run(opts: Options) -> Result<()> {
     // Probes whose placement was not said one by one: (all, with single-stepped points).
     let mut unsaid = (0usize, 0usize);
     let mut followed = std::collections::HashSet::new();
+    // Before anything attaches: the same probe twice (a generic's `f[...]`, listed once
+    // per shape, pasted from `list`) is one probe; two conditions on one function
+    // cannot be.
+    let mut given: std::collections::HashMap<usize, &String> = Default::default();
+    for spec in &opts.probes {
+        let (name, _) = split_probe(spec);
+        let Ok(funcs) = crate::session::find_functions(&cat, name) else {
+            continue; // said below, in order
+        };
+        if let Some(earlier) = given.insert(funcs[0], spec)
+            && earlier != spec
+        {
+            bail!("{name} is given twice: combine its conditions with || in one probe");
+        }
+    }
     for spec in &opts.probes {
         let (name, cond) = split_probe(spec);
         if cond == Some("") {
@@ -87,7 +102,8 @@ pub fn run(opts: Options) -> Result<()> {
         let funcs = crate::session::find_functions(&cat, name)?;
         let func = funcs[0];
         if order.contains(&func) {
-            bail!("{name} is given twice: combine its conditions with || in one probe");
+            // The same probe again (checked identical above).
+            continue;
         }
         // One `--capture` list serves every probe: each takes the paths that name its
         // own values (`r.URL.Path` for a handler, not for a function whose `r` is an
