@@ -153,7 +153,7 @@ pub fn run(pid: u32, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
         let _ = std::io::stdout().flush();
     }
     if interactive {
-        let _ = rl.save_history(&history);
+        save_history(&mut rl, &history);
     }
     stop.store(true, Ordering::SeqCst);
     let _ = drainer.join();
@@ -180,12 +180,33 @@ fn print_notes(shared: &Mutex<Shared>) {
     }
 }
 
+/// The shell's history: commands hold conditions, and conditions can hold secrets
+/// (`if token == "…"`), so it lives in periscope's own state directory (mode 0700,
+/// never a link another user planted) and is kept readable by its owner only.
 fn history_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PERISCOPE_HISTORY") {
         return p.into();
     }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-    PathBuf::from(home).join(".periscope_history")
+    match periscope_files::state_dir() {
+        Ok(dir) => dir.join("history"),
+        // Nowhere of the user's own: the history is not kept.
+        Err(_) => PathBuf::from("/dev/null"),
+    }
+}
+
+/// Saves the history, then makes it its owner's only (rustyline creates it with the
+/// umask's mode).
+fn save_history<H: rustyline::Helper>(
+    rl: &mut Editor<H, rustyline::history::DefaultHistory>,
+    path: &std::path::Path,
+) {
+    if path == std::path::Path::new("/dev/null") {
+        return;
+    }
+    if rl.save_history(path).is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 fn drain_loop(
