@@ -161,6 +161,22 @@ pub fn render(s: &Snapshot) -> String {
     );
     family(
         &mut out,
+        "periscope_returned_total",
+        "counter",
+        "Calls made rows with their results read (a probe reading an error result).",
+        p.iter()
+            .map(|m| (m.func.as_str(), m.errors.map(|e| e.returned as f64))),
+    );
+    family(
+        &mut out,
+        "periscope_errors_total",
+        "counter",
+        "Of periscope_returned_total, the calls that returned a non-nil error.",
+        p.iter()
+            .map(|m| (m.func.as_str(), m.errors.map(|e| e.errors as f64))),
+    );
+    family(
+        &mut out,
         "periscope_in_flight",
         "gauge",
         "Calls entered and not yet returned.",
@@ -235,6 +251,24 @@ pub fn render(s: &Snapshot) -> String {
     );
     let _ = writeln!(out, "# TYPE periscope_rows_unwritten_total counter");
     let _ = writeln!(out, "periscope_rows_unwritten_total {}", s.rows_unwritten);
+    // The usual names of a process's own figures (as Prometheus' client libraries
+    // export them), for periscope's process.
+    if let Some(b) = s.resident_bytes {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes periscope's resident memory."
+        );
+        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
+        let _ = writeln!(out, "process_resident_memory_bytes {b}");
+    }
+    if let Some(c) = s.cpu_seconds {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total periscope's CPU time (user and system)."
+        );
+        let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+        let _ = writeln!(out, "process_cpu_seconds_total {c}");
+    }
     out
 }
 

@@ -1,7 +1,7 @@
 //! A copy of every probe's counters and histograms at one moment, taken by the
 //! front-end's loop (which owns the session) for the exporters to render.
-use periscope_session::Session;
 use periscope_session::governor::Watch;
+use periscope_session::{ErrorCount, Session};
 use probes_ebpf::Stats;
 
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,8 @@ pub struct ProbeMetrics {
     /// `--by`: the expression, and each value's buckets.
     pub by_expr: Option<String>,
     pub by: Vec<(String, Vec<u64>)>,
+    /// A probe reading an `error` result: its calls made rows, and their errors.
+    pub errors: Option<ErrorCount>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -26,6 +28,9 @@ pub struct Snapshot {
     /// write (its output was behind).
     pub rows_read: u64,
     pub rows_unwritten: u64,
+    /// periscope's own process: resident memory and CPU time.
+    pub resident_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
 }
 
 impl Snapshot {
@@ -46,12 +51,24 @@ impl Snapshot {
                     latency: session.histogram(f),
                     by: session.histograms_by(f).unwrap_or_default(),
                     by_expr: spec.by,
+                    errors: session.errors(f),
                 })
             })
             .collect();
         Snapshot {
             probes,
+            resident_bytes: resident_bytes(),
+            cpu_seconds: symbols::process::own_cpu_ns().map(|ns| ns as f64 / 1e9),
             ..Snapshot::default()
         }
     }
+}
+
+/// This process's resident memory (`/proc/self/statm`, in pages).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }

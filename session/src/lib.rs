@@ -19,7 +19,7 @@ pub mod template;
 mod unseen;
 
 pub use error::{OpenError, SetError};
-pub use session::{Row, Session};
+pub use session::{ErrorCount, Row, Session};
 pub use spec::ProbeSpec;
 
 /// A line on stderr, for messages after periscope has started: a reader that went away

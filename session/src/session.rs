@@ -91,6 +91,16 @@ struct Active {
     /// The target's CPU time when the probe was attached (its counters start at zero).
     cpu_at_attach: Option<u64>,
     latency: bool,
+    /// Calls made rows with their results read, and of them those that returned a
+    /// non-nil error (functions with an `error` result).
+    errors: Option<ErrorCount>,
+}
+
+/// A probe's calls with results read, and those among them that returned an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorCount {
+    pub returned: u64,
+    pub errors: u64,
 }
 
 struct Member {
@@ -267,6 +277,13 @@ impl Session {
                 members: attached,
                 cpu_at_attach: cpu,
                 latency: ok.settings.latency,
+                errors: (ok.settings.ret
+                    && self.cat.functions[func]
+                        .results
+                        .iter()
+                        .flatten()
+                        .any(|r| r.type_name == "error"))
+                .then(ErrorCount::default),
             },
         );
         Ok(ok)
@@ -508,6 +525,7 @@ impl Session {
     pub fn drain(&mut self, out: &mut Vec<Row>, max: usize) -> usize {
         // Readers call this every few milliseconds: the budget's clock.
         self.tick();
+        let first = out.len();
         let (cat, active, by_id, bias) = (&self.cat, &self.active, &self.by_id, self.bias);
         let n = self.engine.drain(max, |probe, raw| {
             // Events of a probe that was just replaced or removed are dropped: their plan
@@ -530,7 +548,47 @@ impl Session {
                 r.stack = Some(self.callers(r.at, s));
             }
         }
+        for r in &out[first..] {
+            self.count_error(r);
+        }
         n
+    }
+
+    /// Counts a row's call among its probe's returned calls, and among its errors when
+    /// an `error` result is non-nil (one not captured counts in neither).
+    fn count_error(&mut self, r: &Row) {
+        let Some(a) = self.active.get_mut(&r.func) else {
+            return;
+        };
+        let (Some(count), Some(ret)) = (a.errors.as_mut(), r.call.ret.as_deref()) else {
+            return;
+        };
+        let results = self.cat.functions[r.at].results.as_deref().unwrap_or(&[]);
+        let mut known = true;
+        let mut failed = false;
+        for (name, v) in ret {
+            if !results
+                .iter()
+                .any(|x| *x.name == **name && x.type_name == "error")
+            {
+                continue;
+            }
+            match v {
+                probes_ebpf::GoValue::Nil => {}
+                probes_ebpf::GoValue::Iface { .. } => failed = true,
+                _ => known = false,
+            }
+        }
+        if known {
+            count.returned += 1;
+            count.errors += u64::from(failed);
+        }
+    }
+
+    /// Calls made rows with their results read, and those that returned a non-nil
+    /// error, for a probe reading the results of a function with an `error` result.
+    pub fn errors(&self, func: usize) -> Option<ErrorCount> {
+        self.active.get(&func)?.errors
     }
 
     /// Whether every entry point of the probe on `func` is a `push rbp`.

@@ -28,10 +28,12 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
-/// A trace of the kinds fixture's Pace with `--metrics` on a free port: the trace, the
-/// endpoint's address, and the thread that collects its JSON lines.
+/// A trace of the kinds fixture with `--metrics` on a free port and `probe` (options
+/// and functions): the trace, the endpoint's address, and the thread that collects its
+/// JSON lines.
 fn trace_with_metrics(
     fx: &FixtureProc,
+    probe: &[&str],
 ) -> (
     std::process::Child,
     String,
@@ -46,13 +48,8 @@ fn trace_with_metrics(
             "--budget",
             "off",
         ])
-        .args([
-            "--metrics",
-            "127.0.0.1:0",
-            "--args",
-            "--latency",
-            "main.Pace",
-        ])
+        .args(["--metrics", "127.0.0.1:0"])
+        .args(probe)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,7 +74,7 @@ fn trace_with_metrics(
     (child, addr, lines)
 }
 
-/// Stops the trace; its summary lines (stats, latency).
+/// Stops the trace; its summary lines (stats, latency or null).
 fn stop(
     mut child: std::process::Child,
     lines: std::thread::JoinHandle<Vec<Value>>,
@@ -86,7 +83,14 @@ fn stop(
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     let lines = lines.join().unwrap();
-    let of = |t: &str| lines.iter().find(|l| l["type"] == t).unwrap().clone();
+    // (A probe without latency has no latency line: null.)
+    let of = |t: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == t)
+            .cloned()
+            .unwrap_or_default()
+    };
     (of("stats"), of("latency"))
 }
 
@@ -94,7 +98,7 @@ fn stop(
 fn a_scrape_holds_the_probes_counts_and_latency_as_the_trace_reports_them() {
     let tc = newest();
     let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
-    let (child, addr, lines) = trace_with_metrics(&fx);
+    let (child, addr, lines) = trace_with_metrics(&fx, &["--args", "--latency", "main.Pace"]);
     let rec = fx.run("pace 4 3000");
     assert_eq!(rec[0]["calls"], 3000);
     // Published a quarter of a second at most after the last call.
@@ -153,6 +157,36 @@ fn a_scrape_holds_the_probes_counts_and_latency_as_the_trace_reports_them() {
 }
 
 #[test]
+fn errors_are_counted_among_the_calls_whose_results_were_read() {
+    // Divide returns an error when its divisor is 0: a third of the fixture's rounds.
+    let mut fx = FixtureProc::start(&fixture("kinds", &newest(), Variant::Plain));
+    let (child, addr, lines) = trace_with_metrics(&fx, &["--ret", "main.Divide"]);
+    let record = fx.run("run 30");
+    let divides: Vec<&Value> = record
+        .iter()
+        .filter(|r| r["func"] == "main.Divide")
+        .collect();
+    let failed = divides
+        .iter()
+        .filter(|r| !r["ret"]["err"].is_null())
+        .count();
+    assert_eq!(divides.len(), 30);
+    assert!(failed > 0 && failed < 30, "{failed}");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let (_, text) = get(&addr, "/metrics");
+    stop(child, lines);
+    let f = r#"{func="main.Divide"}"#;
+    assert_eq!(sample(&text, &format!("periscope_returned_total{f}")), 30.0);
+    assert_eq!(
+        sample(&text, &format!("periscope_errors_total{f}")),
+        failed as f64
+    );
+    // periscope's own process, under the usual names.
+    assert!(sample(&text, "process_resident_memory_bytes") > 1e6);
+    assert!(sample(&text, "process_cpu_seconds_total") > 0.0);
+}
+
+#[test]
 fn an_address_that_cannot_be_listened_on_is_one_line_before_anything_attaches() {
     let tc = newest();
     let fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
@@ -199,7 +233,7 @@ fn debians_prometheus_scrapes_the_counts_and_its_quantiles_agree_with_periscopes
     );
     let tc = newest();
     let mut fx = FixtureProc::start(&fixture("kinds", &tc, Variant::Plain));
-    let (child, addr, lines) = trace_with_metrics(&fx);
+    let (child, addr, lines) = trace_with_metrics(&fx, &["--args", "--latency", "main.Pace"]);
     let rec = fx.run("pace 4 3000");
     assert_eq!(rec[0]["calls"], 3000);
     // A Prometheus of its own, scraping every second into a scratch directory.
