@@ -243,3 +243,51 @@ fn piped_shell(args: &[&str], script: &[&str]) -> std::process::Output {
     }
     shell.wait_with_output().unwrap()
 }
+
+#[test]
+fn shell_log_probes_print_their_messages_and_check_their_templates() {
+    let mut fx = FixtureProc::start(&fixture("kinds", &newest(), Variant::Plain));
+    fx.run("steady");
+    let out = piped_shell(
+        &["--budget", "off", &fx.pid.to_string()],
+        &[
+            "trace main.Login --log 'login {username} try {attempts}: {r0}'",
+            "trace main.SetInfo --log 'set {u.Nmae}'",
+            "wait 1s",
+            "events 1 --last 5",
+            "probes",
+            "quit",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("main.Login  args ret log 'login {username} try {attempts}: {r0}'"),
+        "{text}"
+    );
+    // The template decided what is read: the arguments and the results.
+    assert!(text.contains("probe 1: main.Login (args ret"), "{text}");
+    // A mistake in a template is said at its column, and sets nothing.
+    assert!(
+        text.contains("error: --log `set {u.Nmae}`, column 8: main.User has no field `Nmae`"),
+        "{text}"
+    );
+    assert!(!text.contains("probe 2:"), "{text}");
+    // steady logs in as alice, bob and carol, with attempts counting up.
+    let messages: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" main.Login: "))
+        .collect();
+    assert_eq!(messages.len(), 5, "{text}");
+    for m in messages {
+        let msg = m.split(" main.Login: ").nth(1).unwrap();
+        let user = ["alice", "bob", "carol"]
+            .into_iter()
+            .find(|u| msg.starts_with(&format!("login \"{u}\" try ")))
+            .unwrap_or_else(|| panic!("{m}"));
+        let rest = &msg[format!("login \"{user}\" try ").len()..];
+        let (attempts, ok) = rest.split_once(": ").unwrap_or_else(|| panic!("{m}"));
+        assert!(attempts.parse::<u64>().is_ok(), "{m}");
+        assert!(ok == "true" || ok == "false", "{m}");
+    }
+}

@@ -11,6 +11,8 @@ pub enum Command {
     Trace {
         func: String,
         settings: ProbeSpec,
+        /// `--log 'TEMPLATE'`: a message per call (session::template).
+        log: Option<String>,
     },
     Probes,
     Untrace(Option<usize>),
@@ -35,7 +37,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "trace",
-        "trace FUNC [--args] [--ret] [--latency] [--stack] [--by EXPR] [--sample N] [--capture PATHS] [if COND]",
+        "trace FUNC [--args] [--ret] [--latency] [--stack] [--by EXPR] [--sample N] [--capture PATHS] [--log 'TEMPLATE'] [if COND]",
     ),
     (
         "probes",
@@ -129,7 +131,34 @@ fn events(rest: &str) -> Result<Command> {
     Ok(Command::Events { probe, last })
 }
 
+/// `--log 'TEMPLATE'` (or double quotes) taken out of a trace command: the template,
+/// and the command without it. A template holds spaces and braces, and may hold ` if `.
+fn take_log(rest: &str) -> Result<(Option<String>, String)> {
+    let Some(at) = rest.find("--log") else {
+        return Ok((None, rest.to_string()));
+    };
+    let after = rest[at + "--log".len()..].trim_start();
+    let quote = after
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '\'' | '"'))
+        .ok_or_else(|| {
+            anyhow!("--log takes a quoted template, e.g. `--log 'login {{username}}: {{r1}}'`")
+        })?;
+    let body = &after[1..];
+    let end = body
+        .find(quote)
+        .ok_or_else(|| anyhow!("--log: the template's closing {quote} is missing"))?;
+    let rest_after = &body[end + 1..];
+    Ok((
+        Some(body[..end].to_string()),
+        format!("{} {rest_after}", &rest[..at]),
+    ))
+}
+
 fn trace(rest: &str) -> Result<Command> {
+    let (log, rest) = take_log(rest)?;
+    let rest = rest.as_str();
     let (head, condition) = match rest.split_once(" if ") {
         Some((h, c)) => (h, Some(c.trim().to_string())),
         None => (rest, None),
@@ -169,7 +198,7 @@ fn trace(rest: &str) -> Result<Command> {
             }
             f if f.starts_with("--") => {
                 bail!(
-                    "unknown option {f} (--args --ret --latency --stack --by EXPR --sample N --capture PATHS)"
+                    "unknown option {f} (--args --ret --latency --stack --by EXPR --sample N --capture PATHS --log 'TEMPLATE')"
                 )
             }
             f if func.is_none() => func = Some(f.to_string()),
@@ -178,8 +207,9 @@ fn trace(rest: &str) -> Result<Command> {
     }
     let func =
         func.ok_or_else(|| anyhow!("trace takes a function name, e.g. `trace main.Login`"))?;
-    // Nothing chosen means everything, as with `periscope trace`.
-    let all = !(args || ret || latency);
+    // Nothing chosen means everything, as with `periscope trace`; with a log template,
+    // what the template names (the shell applies it).
+    let all = !(args || ret || latency) && log.is_none();
     // --by splits the latency histogram: it records latency.
     latency |= by.is_some();
     Ok(Command::Trace {
@@ -194,6 +224,7 @@ fn trace(rest: &str) -> Result<Command> {
             stack,
             by,
         },
+        log,
     })
 }
 
@@ -216,7 +247,36 @@ mod tests {
                     condition: Some(r#"username == "a b""#.into()),
                     ..ProbeSpec::default()
                 },
+                log: None,
             }
+        );
+        // A template with spaces, braces and even ` if ` in it, before a condition.
+        let c = parse(r#"trace main.SetInfo --log 'set {u.Name} if {address}' if u.Age > 3"#)
+            .unwrap()
+            .unwrap();
+        let Command::Trace {
+            func,
+            settings,
+            log,
+        } = c
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!(func, "main.SetInfo");
+        assert_eq!(log.as_deref(), Some("set {u.Name} if {address}"));
+        assert_eq!(settings.condition.as_deref(), Some("u.Age > 3"));
+        assert!(!settings.args && !settings.ret && !settings.latency);
+        assert!(
+            parse("trace main.SetInfo --log set")
+                .unwrap_err()
+                .to_string()
+                .contains("quoted")
+        );
+        assert!(
+            parse("trace main.SetInfo --log 'set")
+                .unwrap_err()
+                .to_string()
+                .contains("closing")
         );
     }
 

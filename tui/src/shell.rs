@@ -35,6 +35,8 @@ struct Shared {
     notes: Vec<String>,
     /// The budget's notes, as lines for people (digest.rs).
     digest: crate::digest::Digest,
+    /// Log probes' templates, by function: `events` prints their messages.
+    logs: std::collections::HashMap<usize, crate::template::Template>,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -55,6 +57,7 @@ pub fn run(pid: u32, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
         gone: String::new(),
         notes: Vec::new(),
         digest: crate::digest::Digest::new(),
+        logs: Default::default(),
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -281,9 +284,34 @@ fn execute(
             }
             println!("{n} function(s)");
         }
-        Command::Trace { func, settings } => {
+        Command::Trace {
+            func,
+            mut settings,
+            log,
+        } => {
             let funcs = crate::session::find_functions(cat, &func).map_err(shell_hint)?;
             let idx = funcs[0];
+            // A log template is checked against the function, and decides what else is
+            // captured (as in `periscope trace --log`).
+            let template = match &log {
+                Some(text) => {
+                    let t = crate::template::Template::parse(text)
+                        .map_err(|e| anyhow!("--log `{text}`, {e}"))?;
+                    let needs = t
+                        .check(cat, &cat.functions[idx])
+                        .map_err(|e| anyhow!("--log `{text}`, {e}"))?;
+                    settings.args |= needs.args || !(needs.ret || settings.ret);
+                    settings.ret |= needs.ret;
+                    settings.latency |= needs.latency;
+                    for p in needs.paths {
+                        if !settings.paths.contains(&p) {
+                            settings.paths.insert(0, p);
+                        }
+                    }
+                    Some(t)
+                }
+                None => None,
+            };
             let mut sh = lock(shared);
             if sh.exited {
                 return Err(anyhow!("{}: nothing to probe", sh.gone));
@@ -305,6 +333,10 @@ fn execute(
             if let Some(note) = &set.note {
                 println!("note: {note}");
             }
+            match template {
+                Some(t) => sh.logs.insert(idx, t),
+                None => sh.logs.remove(&idx),
+            };
             let settings = set.settings;
             let no = set.number.unwrap_or_default();
             // What it will add to each call, from the calibration and its points.
@@ -334,8 +366,13 @@ fn execute(
                     .cost(*f, &st)
                     .map(|c| format!("  {}", crate::format::describe_cost(&c)))
                     .unwrap_or_default();
+                let log = sh
+                    .logs
+                    .get(f)
+                    .map(|t| format!(" log '{}'", t.text))
+                    .unwrap_or_default();
                 println!(
-                    "{no:>3}  {}  {}  hits {} recorded {} filtered {} sampled-out {} lost {} in-flight {}{cost}",
+                    "{no:>3}  {}  {}{log}  hits {} recorded {} filtered {} sampled-out {} lost {} in-flight {}{cost}",
                     cat.functions[*f].name,
                     s.describe(),
                     st.hits,
@@ -359,6 +396,7 @@ fn execute(
             for no in nos {
                 if let Some(f) = sh.session.probe_by_number(no) {
                     sh.session.remove(f);
+                    sh.logs.remove(&f);
                     println!("removed probe {no}: {}", cat.functions[f].name);
                 }
             }
@@ -382,7 +420,13 @@ fn execute(
                 .filter(|r| only.is_none_or(|f| r.func == f))
                 .collect();
             for r in &rows[rows.len().saturating_sub(last)..] {
-                println!("{}", call_line(&r.call, &cat.functions[r.at].name, offset));
+                let name = &cat.functions[r.at].name;
+                if let Some(t) = sh.logs.get(&r.func) {
+                    let when = crate::format::wall_clock(r.call.ts_ns, offset, 6);
+                    println!("{when} {name}: {}", t.render(&r.call));
+                    continue;
+                }
+                println!("{}", call_line(&r.call, name, offset));
                 if let Some(s) = &r.stack {
                     print!("{}", crate::format::stack_lines(s));
                 }
