@@ -109,7 +109,14 @@ pub fn describe_cost(c: &ProbeCost) -> String {
     let observed = c
         .watch
         .filter(|w| w.observed_pct < 99.95)
-        .map(|w| format!("; observed {} of calls (budget)", pct1(w.observed_pct)))
+        // Over a lower bound of the calls not seen, the share seen is an upper bound.
+        .map(|w| {
+            let most = if w.unseen_at_least { "at most " } else { "" };
+            format!(
+                "; observed {most}{} of calls (budget)",
+                pct1(w.observed_pct)
+            )
+        })
         .unwrap_or_default();
     let unseen = c
         .watch

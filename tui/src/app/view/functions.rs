@@ -209,7 +209,8 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                 let mut pct = now.map(|p| format!(", {p:.1}% CPU")).unwrap_or_default();
                 if let Some(w) = c.watch.filter(|w| w.observed_pct < 99.95) {
                     pct.push_str(&format!(
-                        "; budget: observed {} of calls",
+                        "; budget: observed {}{} of calls",
+                        if w.unseen_at_least { "at most " } else { "" },
                         crate::format::pct1(w.observed_pct)
                     ));
                     if let Some(u) = crate::format::describe_unseen(&w) {

@@ -77,7 +77,9 @@ pub(crate) fn window(offset: &mut usize, sel: usize, len: usize, height: usize) 
 
 fn status_bar(f: &mut Frame, area: Rect, s: &State) {
     let (mut lost, mut filtered, mut overhead) = (0, 0, None::<f64>);
-    let mut observed = None::<f64>;
+    // The smallest share observed, and whether it is an upper bound (over a lower bound
+    // of the calls not seen).
+    let mut observed = None::<(f64, bool)>;
     for v in s.views.values() {
         lost += v.stats.lost;
         filtered += v.stats.filtered;
@@ -89,8 +91,10 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
         {
             *overhead.get_or_insert(0.0) += p;
         }
-        if let Some(w) = watch.filter(|w| w.observed_pct < 99.95) {
-            observed = Some(observed.map_or(w.observed_pct, |o| o.min(w.observed_pct)));
+        if let Some(w) = watch.filter(|w| w.observed_pct < 99.95)
+            && observed.is_none_or(|(o, _)| w.observed_pct < o)
+        {
+            observed = Some((w.observed_pct, w.unseen_at_least));
         }
     }
     let key = Style::new().fg(Color::Black).bg(Color::Cyan);
@@ -156,12 +160,16 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
             ),
         ));
     }
-    if let Some(o) = observed {
+    if let Some((o, at_most)) = observed {
         // The budget has some probe's points in windows: not every call is seen whole.
         spans.push((
             8,
             Span::styled(
-                format!(" observed {} ", crate::format::pct1(o)),
+                format!(
+                    " observed {}{} ",
+                    if at_most { "≤" } else { "" },
+                    crate::format::pct1(o)
+                ),
                 Style::new().fg(Color::Black).bg(Color::Yellow),
             ),
         ));
