@@ -648,6 +648,49 @@ fn capture_editor_checks_each_path_and_sets_them() {
 }
 
 #[test]
+fn log_editor_checks_the_template_and_rows_show_their_message() {
+    let mut s = state();
+    select(&mut s, "main.Login");
+    let login = func(&s, "main.Login");
+    press(&mut s, KeyCode::Char('L'));
+    typed(&mut s, "login {usernme}");
+    let Mode::Condition { error, .. } = &s.mode else {
+        panic!("not editing: {:?}", s.mode)
+    };
+    let (col, msg) = error.clone().expect("an unknown name");
+    assert_eq!(col, 8, "{msg}");
+    assert!(render(&s, 120, 40).contains("Log message"));
+    assert!(press(&mut s, KeyCode::Enter).is_empty());
+    for _ in 0..8 {
+        press(&mut s, KeyCode::Backspace);
+    }
+    typed(&mut s, "username} try {attempts}: {r0}");
+    let e = press(&mut s, KeyCode::Enter);
+    // The template names a result: results are read too.
+    assert_eq!(
+        e,
+        vec![Effect::Set {
+            func: login,
+            settings: ProbeSpec {
+                args: true,
+                ret: true,
+                ..ProbeSpec::default()
+            }
+        }]
+    );
+    perform(&mut s, e);
+    let rows = logins(&s, 6);
+    update(&mut s, Action::Events(rows));
+    let text = render(&s, 160, 40);
+    assert!(text.contains(r#"login "alice" try 0: true"#), "{text}");
+    assert!(text.contains(r#"login "bob" try 1: "#), "{text}");
+    assert!(
+        text.contains("log: 'login {username} try {attempts}: {r0}'"),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_callers_view_ranks_call_paths_by_calls_and_by_latency() {
     let mut s = state();
     select(&mut s, "main.Login");

@@ -76,6 +76,11 @@ pub(super) fn open(s: &mut State, func: usize, what: Editing) {
         Editing::Condition => p.and_then(|p| p.condition.clone()).unwrap_or_default(),
         Editing::Capture => p.map(|p| p.paths.join(", ")).unwrap_or_default(),
         Editing::By => p.and_then(|p| p.by.clone()).unwrap_or_default(),
+        Editing::Log => s
+            .logs
+            .get(&func)
+            .map(|t| t.text.clone())
+            .unwrap_or_default(),
     };
     let error = check(s, func, what, &text);
     s.mode = Mode::Condition {
@@ -124,6 +129,25 @@ pub(super) fn key(
                 Editing::By => {
                     settings.by = (!text.is_empty()).then(|| text.to_string());
                     settings.latency |= settings.by.is_some();
+                }
+                Editing::Log => {
+                    if text.is_empty() {
+                        s.logs.remove(&func);
+                    } else if let Ok(t) = crate::template::Template::parse(text) {
+                        // What the template names is captured too (read first), as
+                        // with `trace --log`.
+                        if let Ok(needs) = t.check(&s.cat, &s.cat.functions[func]) {
+                            settings.args |= needs.args;
+                            settings.ret |= needs.ret;
+                            settings.latency |= needs.latency;
+                            for p in needs.paths {
+                                if !settings.paths.contains(&p) {
+                                    settings.paths.insert(0, p);
+                                }
+                            }
+                        }
+                        s.logs.insert(func, t);
+                    }
                 }
             }
             // The mode stays open until the probe is applied: an attach error shows here.
@@ -181,6 +205,10 @@ fn check(s: &State, func: usize, what: Editing, text: &str) -> Option<(usize, St
             .err()
             .map(|e| (e.column, e.msg)),
         Editing::By => probes_ebpf::condition::compile_by(&s.cat, f, text, 0)
+            .err()
+            .map(|e| (e.column, e.msg)),
+        Editing::Log => crate::template::Template::parse(text)
+            .and_then(|t| t.check(&s.cat, f).map(|_| ()))
             .err()
             .map(|e| (e.column, e.msg)),
         Editing::Capture => paths(text).find_map(|(at, p)| {

@@ -201,6 +201,11 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 editor::open(s, func, Editing::Capture);
             }
         }
+        Cmd::EditLog => {
+            if let Some(func) = probeable_selection(s) {
+                editor::open(s, func, Editing::Log);
+            }
+        }
         Cmd::SetSample => {
             if let Some(func) = probeable_selection(s) {
                 let n = s.probes.get(&func).map_or(1, |p| p.sample);

@@ -129,6 +129,8 @@ pub enum Editing {
     Capture,
     /// `--by`: an expression to split the latency histogram by.
     By,
+    /// `--log`: a message template, each call shown as its message.
+    Log,
 }
 
 /// A modal line or popup on top of the panes.
@@ -236,6 +238,8 @@ pub struct State {
     /// What removed probes were asked beyond what they captured (a condition, paths),
     /// to start from when the function is probed again.
     pub kept: HashMap<usize, ProbeSpec>,
+    /// Log probes' templates, by function: their rows show the message.
+    pub logs: HashMap<usize, crate::template::Template>,
     /// OSC 52 text for the terminal's clipboard, written before the next frame.
     pub clipboard: Option<String>,
     /// Where `w` writes (the directory periscope was started in).
@@ -286,6 +290,7 @@ impl State {
             quit: false,
             clock_offset_ns: 0,
             kept: HashMap::new(),
+            logs: HashMap::new(),
             clipboard: None,
             save_dir: std::path::PathBuf::from("."),
             paths: HashMap::new(),

@@ -71,7 +71,10 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                 Cell::from(Span::styled(clock(c.ts_ns, s.clock_offset_ns), dim)),
                 Cell::from(format!("g{}", c.goid)),
                 Cell::from(fit_left(short(s.fn_name(r.row.at)), name_width as usize)),
-                Cell::from({
+                Cell::from(if let Some(t) = s.logs.get(&r.row.func) {
+                    // A log probe's call is its message.
+                    Line::from(Span::raw(t.render(c)))
+                } else {
                     let mut line = named_first(s, r.row.func, c.args.as_deref());
                     line.spans.extend(
                         values_line(
@@ -84,7 +87,11 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                     );
                     line
                 }),
-                Cell::from(values_line(c.ret.as_deref(), true)),
+                Cell::from(if s.logs.contains_key(&r.row.func) {
+                    Line::default()
+                } else {
+                    values_line(c.ret.as_deref(), true)
+                }),
                 Cell::from(c.latency_ns.map(fmt_ns).unwrap_or_default()),
             ]);
             if s.ev_sel.is_some() && start + i == sel {

@@ -230,6 +230,12 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                 ));
             }
             lines.push(Line::from(probe_line));
+            if let Some(t) = s.logs.get(&func) {
+                lines.push(Line::styled(
+                    format!("log: '{}' (L edits it)", t.text),
+                    Style::new().fg(Color::Green),
+                ));
+            }
             if let Some(p) = s.views.get(&func).and_then(|v| v.points.as_deref()) {
                 lines.push(Line::styled(format!("points: {p}"), dim));
             }

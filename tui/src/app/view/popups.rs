@@ -336,7 +336,7 @@ fn condition(
         Line::styled(fun.signature(), Style::new().add_modifier(Modifier::BOLD)),
         Line::raw(match what {
             Editing::Condition => format!("if {text}"),
-            Editing::Capture | Editing::By => format!("   {text}"),
+            Editing::Capture | Editing::By | Editing::Log => format!("   {text}"),
         }),
     ];
     match error {
@@ -357,6 +357,7 @@ fn condition(
                     Editing::Condition => "no condition: every call",
                     Editing::Capture => "nothing named: arguments first, receivers last",
                     Editing::By => "no split: one histogram",
+                    Editing::Log => "no template: each call as a row of values",
                 },
                 dim(),
             ));
@@ -368,6 +369,7 @@ fn condition(
                     Editing::Condition => "ok: evaluated in the kernel",
                     Editing::Capture => "ok: read before anything else, pointers followed",
                     Editing::By => "ok: one histogram per value, kept in the kernel",
+                    Editing::Log => "ok: each call as its message; what it names is captured",
                 },
                 Style::new().fg(Color::Green),
             ));
@@ -393,6 +395,10 @@ fn condition(
         Editing::By => (
             "Tab completes · Enter applies · Esc cancels · e.g. r1, err != nil, r.Method",
             " Split latency by ",
+        ),
+        Editing::Log => (
+            "Enter applies · Esc cancels · e.g. login {username}: {r1} in {latency}",
+            " Log message ",
         ),
     };
     lines.push(Line::styled(hint, dim()));
