@@ -100,9 +100,14 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
             row
         })
         .collect();
-    let header = Row::new(["TIME", "G", "FUNCTION", "ARGUMENTS", "RESULTS", "LATENCY"])
+    let all_logs = !visible.is_empty() && visible.iter().all(|r| s.logs.contains_key(&r.row.func));
+    let values = if all_logs { "MESSAGE" } else { "ARGUMENTS" };
+    let header = Row::new(["TIME", "G", "FUNCTION", values, "RESULTS", "LATENCY"])
         .style(Style::new().add_modifier(Modifier::BOLD));
-    let any_results = visible.iter().any(|r| r.row.call.ret.is_some());
+    // (A log probe's results are in its message.)
+    let any_results = visible
+        .iter()
+        .any(|r| r.row.call.ret.is_some() && !s.logs.contains_key(&r.row.func));
     let widths = [
         Constraint::Length(time_width),
         Constraint::Length(g_width),
