@@ -249,3 +249,61 @@ fn tui_keeps_a_budget_and_says_so() {
     wait_until_gone();
     fx.run("stop");
 }
+
+#[test]
+fn tui_at_80x24_keeps_names_values_and_the_budget_readable() {
+    // The smallest usual terminal: function rows can be told apart, a probe's rows show
+    // their values (not 7 characters of them), the status bar keeps the cost and the
+    // budget, the help scrolls, a log template shows as messages; q leaves nothing.
+    let bin = fixture("kinds", &newest(), Variant::Plain);
+    let mut fx = FixtureProc::start(&bin);
+    fx.run("steady");
+    let tmux = Tmux::start(
+        SOCKET,
+        80,
+        24,
+        &format!("{} --budget 5% {}", periscope().display(), fx.pid),
+    );
+    let screen = tmux.wait_for("the function list", |s| s.contains("Functions"));
+    // No two rows of the function pane read the same.
+    let rows: Vec<&str> = screen
+        .lines()
+        .skip(1)
+        .take(9)
+        .map(|l| l.split('┃').nth(1).unwrap_or(l).trim())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let distinct: HashSet<&&str> = rows.iter().collect();
+    assert_eq!(distinct.len(), rows.len(), "rows alike:\n{screen}");
+    tmux.keys(&["/"]);
+    tmux.text("main.Login");
+    tmux.keys(&["Enter", "a", "r"]);
+    // Values in the room left by the time and function columns (gone at this width).
+    let screen = tmux.wait_for("decoded Login calls", |s| {
+        s.lines()
+            .filter(|l| l.contains(" username=\"") && l.contains(" r0="))
+            .count()
+            >= 3
+    });
+    assert!(!screen.contains("TIME"), "{screen}");
+    // The status bar keeps the cost against the budget (once the probe is priced).
+    tmux.wait_for("the cost in the status bar", |s| {
+        s.lines()
+            .nth(22)
+            .is_some_and(|l| l.contains("cost") && l.contains("budget 5%"))
+    });
+    // The help scrolls where it does not fit.
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help", |s| s.contains("Keys") && s.contains("lines 1–"));
+    tmux.keys(&["Escape"]);
+    // A log template: rows are messages.
+    tmux.keys(&["L"]);
+    tmux.text("who {username} #{attempts}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("log messages", |s| {
+        s.contains("MESSAGE") && s.lines().any(|l| l.contains("who \"alice\" #"))
+    });
+    tmux.keys(&["q"]);
+    wait_until_gone();
+    assert!(fx.is_running());
+}
