@@ -351,6 +351,14 @@ impl Keeper {
     }
 }
 
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `spawn`, used by nothing once the Keeper goes (a
+        // replaced keeper's would otherwise stay mapped).
+        unsafe { libc::munmap(self.request.cast(), std::mem::size_of::<Request>()) };
+    }
+}
+
 /// Sends one message with up to FDS_PER_MSG descriptors (SCM_RIGHTS), blocking; 0 or
 /// an errno. Allocates nothing: the keeper's child sends with it too.
 fn send_msg(sock: RawFd, op: u32, id: u32, fds: &[RawFd]) -> i32 {
