@@ -1046,6 +1046,7 @@ impl Engine {
                     k.pid()
                 ));
                 self.keeper = Some(k);
+                self.keeper_error = None;
             }
             Err(e) => {
                 let e = format!(
