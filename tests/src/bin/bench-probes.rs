@@ -31,6 +31,10 @@ fn main() {
         other_kernels(&bin);
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("scrape") {
+        scrape_size();
+        return;
+    }
     // `bench-probes many PID`: attach and detach of many functions alone, on a running
     // demo.
     if std::env::args().nth(1).as_deref() == Some("many") {
@@ -39,6 +43,7 @@ fn main() {
         return;
     }
     callgraph_cost();
+    scrape_size();
     let mut fx = FixtureProc::start(&bin);
     let base = ns_per_call(&mut fx, 3_000_000);
     println!("probe cost per call of {WORK} (fixture loop, best of 3; bare call {base:.1} ns):");
@@ -575,6 +580,54 @@ fn many_functions(pid: u32) {
             "{n} functions, latency ({uprobes} uprobes): attach {attach:.2} s (catalog and call graph included), exit {exit:.2} s (target: detach < 1 s for 300)"
         );
     }
+}
+
+/// A Prometheus scrape of 100 latency probes each split 33 ways (32 values and
+/// `other`), every bucket of every series holding calls: how long rendering takes
+/// (best of 5) and how large it is.
+fn scrape_size() {
+    use periscope_exporters::snapshot::{ProbeMetrics, Snapshot};
+    let n = probes_ebpf::wire::PSC_HIST_BUCKETS as usize;
+    let spread: Vec<u64> = (0..n).map(|i| (i as u64 % 7) + 1).collect();
+    let probes = (0..100)
+        .map(|i| ProbeMetrics {
+            func: format!("github.com/acme/shop/internal/store.(*Store).Handler{i:03}"),
+            stats: probes_ebpf::Stats {
+                hits: 1_000_000,
+                emitted: 900_000,
+                ..Default::default()
+            },
+            latency: Some(spread.clone()),
+            by_expr: Some("r.Method".into()),
+            by: (0..33)
+                .map(|j| {
+                    let v = if j == 32 {
+                        "other".into()
+                    } else {
+                        format!("value-{j:02}")
+                    };
+                    (v, spread.clone())
+                })
+                .collect(),
+            ..ProbeMetrics::default()
+        })
+        .collect();
+    let snap = Snapshot {
+        probes,
+        ..Snapshot::default()
+    };
+    let mut best = f64::INFINITY;
+    let mut size = 0;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let text = periscope_exporters::prometheus::render(&snap);
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        size = text.len();
+    }
+    println!(
+        "scrape of 100 latency probes split 33 ways: rendered in {best:.1} ms (target < 20 ms), {:.1} MB (target < 2 MB)",
+        size as f64 / 1e6
+    );
 }
 
 /// What indexing every call and taken address of cmd/go costs (once per session, on
