@@ -67,22 +67,34 @@ fn family<'a>(
     }
 }
 
+/// For each kernel bucket: the bound it counts under, and its midpoint in ns (bucket 0
+/// holds the calls below the floor: 0 s). Computed once.
+fn places() -> &'static [(usize, u64)] {
+    static PLACES: std::sync::OnceLock<Vec<(usize, u64)>> = std::sync::OnceLock::new();
+    PLACES.get_or_init(|| {
+        (0..probes_ebpf::wire::PSC_HIST_BUCKETS as usize)
+            .map(|i| {
+                let mid = if i == 0 {
+                    0
+                } else {
+                    let (lo, hi) = bucket_range(i);
+                    lo + (hi - lo) / 2
+                };
+                (BOUNDS_NS.partition_point(|&b| b < mid), mid)
+            })
+            .collect()
+    })
+}
+
 /// Cumulative counts per bound (and +Inf), and the sum in seconds, of kernel buckets.
 pub fn to_buckets(kernel: &[u64]) -> (Vec<u64>, u64, f64) {
     let mut counts = vec![0u64; BOUNDS_NS.len() + 1];
     let mut sum_ns = 0f64;
-    for (i, &n) in kernel.iter().enumerate() {
+    let places = places();
+    for (&n, &(at, mid)) in kernel.iter().zip(places) {
         if n == 0 {
             continue;
         }
-        // Bucket 0 holds the calls below the floor: 0 s.
-        let mid = if i == 0 {
-            0
-        } else {
-            let (lo, hi) = bucket_range(i);
-            lo + (hi - lo) / 2
-        };
-        let at = BOUNDS_NS.partition_point(|&b| b < mid);
         counts[at] += n;
         sum_ns += mid as f64 * n as f64;
     }
@@ -94,14 +106,30 @@ pub fn to_buckets(kernel: &[u64]) -> (Vec<u64>, u64, f64) {
     (counts, total, sum_ns / 1e9)
 }
 
+/// Each bound as its `le` label value (seconds), formatted once: a scrape writes
+/// thousands of bucket lines.
+fn le_labels() -> &'static [String] {
+    static LE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    LE.get_or_init(|| {
+        BOUNDS_NS
+            .iter()
+            .map(|b| (*b as f64 / 1e9).to_string())
+            .collect()
+    })
+}
+
 fn histogram(out: &mut String, name: &str, labels: &str, kernel: &[u64]) {
     let (counts, total, sum) = to_buckets(kernel);
-    for (c, b) in counts.iter().zip(BOUNDS_NS.iter()) {
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels},le=\"{}\"}} {c}",
-            *b as f64 / 1e9
-        );
+    let mut n = itoa::Buffer::new();
+    for (c, le) in counts.iter().zip(le_labels()) {
+        out.push_str(name);
+        out.push_str("_bucket{");
+        out.push_str(labels);
+        out.push_str(",le=\"");
+        out.push_str(le);
+        out.push_str("\"} ");
+        out.push_str(n.format(*c));
+        out.push('\n');
     }
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
     let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
