@@ -47,6 +47,23 @@ pub struct Needs {
     pub paths: Vec<String>,
 }
 
+impl Needs {
+    /// Adds what a template needs to what `spec` captures (trace, the shell and the TUI
+    /// alike): the paths it names are read first, its results and latency recorded, and
+    /// the arguments whenever it names one or names no value at all (a message is a
+    /// row: a template of `{latency}` alone still makes one per call).
+    pub fn apply(self, spec: &mut crate::ProbeSpec) {
+        spec.args |= self.args || !(self.ret || spec.ret);
+        spec.ret |= self.ret;
+        spec.latency |= self.latency;
+        for p in self.paths {
+            if !spec.paths.contains(&p) {
+                spec.paths.insert(0, p);
+            }
+        }
+    }
+}
+
 impl Template {
     /// `{{` and `}}` are literal braces.
     pub fn parse(text: &str) -> Result<Template, TemplateError> {

@@ -62,6 +62,31 @@ fn trace(pid: u32, extra: &[&str]) -> (Child, BufReader<std::process::ChildStder
     periscope_tests::spawn_trace(pid, &args)
 }
 
+/// `periscope trace` on PROBES with `options`, uprobe_multi links `multi` ("on" or
+/// "off"), its stdout not read (discarded: an unread pipe would stall it), until it
+/// says it attached; its stderr goes on.
+fn quiet_trace(
+    pid: u32,
+    multi: &str,
+    options: &[&str],
+    how: &str,
+) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(periscope())
+        .env("PERISCOPE_UPROBE_MULTI", multi)
+        .arg("trace")
+        .args(options)
+        .args(["--pid", &pid.to_string()])
+        .args(PROBES)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (attached, said) = periscope_tests::read_until_attached(&mut err);
+    assert!(attached, "{how}: {said}");
+    (child, err)
+}
+
 fn signal(child: &Child, sig: i32) {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, sig) };
@@ -227,20 +252,10 @@ fn batched_and_single_uprobes_both_attach_and_leave_nothing() {
         for sig in [libc::SIGTERM, libc::SIGKILL] {
             let how = format!("PERISCOPE_UPROBE_MULTI={mode}, signal {sig}");
             let mut t = Target::start(&format!("multi-{mode}-{sig}"));
-            let mut child = Command::new(periscope())
-                .env("PERISCOPE_UPROBE_MULTI", mode)
-                // Every point stays attached, to be counted (the budget would window
-                // them on this busy target).
-                .args(["trace", "--budget", "off", "--latency", "--pid"])
-                .arg(t.fx.pid.to_string())
-                .args(PROBES)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut err = BufReader::new(child.stderr.take().unwrap());
-            let (attached, said) = periscope_tests::read_until_attached(&mut err);
-            assert!(attached, "{how}: {said}");
+            // Every point stays attached, to be counted (the budget would window them
+            // on this busy target).
+            let (mut child, _err) =
+                quiet_trace(t.fx.pid, mode, &["--budget", "off", "--latency"], &how);
             // (The calibration's own link may still be on its way out at first.)
             let ok = |types: &[String]| {
                 types.iter().all(|t| t == want)
@@ -322,18 +337,13 @@ fn a_killed_keeper_is_replaced_and_said() {
     let mut t = Target::start("keeper-killed");
     // Every point stays attached (no windows), so the links are the same throughout.
     // (stdout unread would fill its pipe and stall the trace: not read here.)
-    let mut child = Command::new(periscope())
-        // (--duration: a periscope that never says it ends anyway, and the test fails.)
-        .args(["trace", "--budget", "off", "--duration", "30s", "--pid"])
-        .arg(t.fx.pid.to_string())
-        .args(PROBES)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let (attached, said) = periscope_tests::read_until_attached(&mut err);
-    assert!(attached, "{said}");
+    // (--duration: a periscope that never says it ends anyway, and the test fails.)
+    let (mut child, mut err) = quiet_trace(
+        t.fx.pid,
+        "on",
+        &["--budget", "off", "--duration", "30s"],
+        "keeper killed",
+    );
     let before = periscope_links();
     let old = keepers();
     assert_eq!(old.len(), 1, "one keeper while tracing");

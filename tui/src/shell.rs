@@ -300,14 +300,7 @@ fn execute(
                     let needs = t
                         .check(cat, &cat.functions[idx])
                         .map_err(|e| anyhow!("--log `{text}`, {e}"))?;
-                    settings.args |= needs.args || !(needs.ret || settings.ret);
-                    settings.ret |= needs.ret;
-                    settings.latency |= needs.latency;
-                    for p in needs.paths {
-                        if !settings.paths.contains(&p) {
-                            settings.paths.insert(0, p);
-                        }
-                    }
+                    needs.apply(&mut settings);
                     Some(t)
                 }
                 None => None,

@@ -469,17 +469,25 @@ fn wrk(target: &str, secs: &str) -> f64 {
         .unwrap_or_else(|| panic!("wrk said: {text}"))
 }
 
-/// Latency probes on the `net/http` functions of `pid` with the most RETs, until about
-/// 300 uprobes; then SIGTERM, timed to exit, batched and not.
-fn exit_time(pid: u32) {
+/// The probeable functions of `pid` whose names match `regex`, as `list --json` gives
+/// them.
+fn probeable(pid: u32, regex: &str) -> Vec<serde_json::Value> {
     let out = Command::new(periscope_tests::periscope())
-        .args(["list", "--json", &pid.to_string(), r"^net/http\."])
+        .args(["list", "--json", &pid.to_string(), regex])
         .output()
         .unwrap();
-    let mut funcs: Vec<(String, usize)> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|f| f["probe_entry"].is_string() && f["inlined_only"] == false)
+        .collect()
+}
+
+/// Latency probes on the `net/http` functions of `pid` with the most RETs, until about
+/// 300 uprobes; then SIGTERM, timed to exit, batched and not.
+fn exit_time(pid: u32) {
+    let mut funcs: Vec<(String, usize)> = probeable(pid, r"^net/http\.")
+        .into_iter()
         .map(|f| {
             let rets = f["returns"].as_array().map_or(0, Vec::len);
             (f["name"].as_str().unwrap_or("").to_string(), rets + 1)
@@ -526,21 +534,13 @@ fn exit_time(pid: u32) {
 /// library in `pid` (each function's entry and returns: several uprobes a function),
 /// with uprobe_multi links: from the command to "attached", and from SIGTERM to exit.
 fn many_functions(pid: u32) {
-    let out = Command::new(periscope_tests::periscope())
-        .args([
-            "list",
-            "--json",
-            &pid.to_string(),
-            r"^(net/http|net|bufio|strings|strconv|fmt|encoding/json|sync|time|os|io)\.",
-        ])
-        .output()
-        .unwrap();
-    let funcs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|f| f["probe_entry"].is_string() && f["inlined_only"] == false)
-        .filter_map(|f| f["name"].as_str().map(str::to_string))
-        .collect();
+    let funcs: Vec<String> = probeable(
+        pid,
+        r"^(net/http|net|bufio|strings|strconv|fmt|encoding/json|sync|time|os|io)\.",
+    )
+    .into_iter()
+    .filter_map(|f| f["name"].as_str().map(str::to_string))
+    .collect();
     for n in [10, 100, 300] {
         let t0 = std::time::Instant::now();
         let mut child = Command::new(periscope_tests::periscope())

@@ -137,14 +137,7 @@ pub(super) fn key(
                         // What the template names is captured too (read first), as
                         // with `trace --log`.
                         if let Ok(needs) = t.check(&s.cat, &s.cat.functions[func]) {
-                            settings.args |= needs.args;
-                            settings.ret |= needs.ret;
-                            settings.latency |= needs.latency;
-                            for p in needs.paths {
-                                if !settings.paths.contains(&p) {
-                                    settings.paths.insert(0, p);
-                                }
-                            }
+                            needs.apply(&mut settings);
                         }
                         s.logs.insert(func, t);
                     }

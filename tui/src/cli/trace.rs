@@ -5,9 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant};
 
-/// Probes whose placement `trace` says one line each; the rest are counted.
-const PLACES_SAID: usize = 10;
-
 use anyhow::{Result, anyhow, bail};
 use probes_ebpf::Stats;
 use serde_json::json;
@@ -15,6 +12,9 @@ use serde_json::json;
 use super::writer::{Behind, Out, Writer};
 use crate::format::{describe_cost, fmt_ns};
 use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
+
+/// Probes whose placement `trace` says one line each; the rest are counted.
+const PLACES_SAID: usize = 10;
 
 pub struct Options {
     pub pid: u32,
@@ -127,15 +127,7 @@ pub fn run(opts: Options) -> Result<()> {
             let needs = t
                 .check(&cat, f)
                 .map_err(|e| anyhow!("--log `{}`, {e}", t.text))?;
-            // (A message is a row: a template of `{latency}` alone reads the arguments.)
-            settings.args |= needs.args || !(needs.ret || settings.ret);
-            settings.ret |= needs.ret;
-            settings.latency |= needs.latency;
-            for p in needs.paths {
-                if !settings.paths.contains(&p) {
-                    settings.paths.insert(0, p);
-                }
-            }
+            needs.apply(&mut settings);
         }
         let set = session
             .set_group(&funcs, &settings)
