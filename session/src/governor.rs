@@ -553,16 +553,6 @@ impl Governor {
     }
 
     /// Changes in what the budget does since the last call.
-    /// Some probe's costly points are still waiting for their first look (deferred
-    /// until priced from the entry's first calls, ~20 ms).
-    pub fn first_look_pending(&self) -> bool {
-        self.probes.values().any(|p| {
-            p.costly
-                .as_ref()
-                .is_some_and(|c| c.rate.is_none() && !c.live())
-        })
-    }
-
     pub fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
     }

@@ -824,12 +824,6 @@ impl Session {
         self.engine.take_keeper_notes()
     }
 
-    /// Probes just attached whose costly points wait for the budget's first look: a
-    /// call now would be seen at its entry only.
-    pub fn settling(&self) -> bool {
-        self.gov.first_look_pending()
-    }
-
     /// Changes in what the budget does, since the last call.
     pub fn take_budget_notes(&mut self) -> Vec<Note> {
         self.gov.take_notes()

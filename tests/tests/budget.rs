@@ -221,32 +221,3 @@ fn a_2pct_budget_costs_a_hot_loop_less_than_twice_that() {
     assert!(lat["count"].as_u64().unwrap() > 1000, "{lat}");
     assert!(st["observed_pct"].as_f64().unwrap() < 100.0, "{st}");
 }
-
-#[test]
-fn calls_right_after_attached_are_watched_whole_on_a_light_target() {
-    // Costly return points (Pace's two RETs, single-stepped: its address is taken) wait
-    // for the budget's first look (~20 ms). `attached` is said after it, so the calls a
-    // light target makes at once are seen whole: before, the first query to an idle
-    // Prometheus, and here the first 60 of 400 Pace calls, were seen at their entry
-    // only. Budget set: 5%.
-    let mut fx = FixtureProc::start(&fixture("kinds", &newest(), Variant::Plain));
-    let (lines, record) = periscope_tests::trace_lines(
-        &mut fx,
-        &[
-            "--json",
-            "--budget",
-            "5%",
-            "--args",
-            "--latency",
-            "main.Pace",
-        ],
-        "pace 4 400",
-    );
-    assert_eq!(record[0]["calls"], 400);
-    let mut calls = of_type(&lines, "call");
-    assert_eq!(calls.len(), 400);
-    calls.sort_by_key(|c| c["ts_ns"].as_u64());
-    for c in &calls[..40] {
-        assert!(c["latency_ns"].is_u64(), "seen at its entry only: {c}");
-    }
-}

@@ -345,14 +345,6 @@ fn execute(
             if let Some(p) = sh.session.describe_points(idx) {
                 println!("  points: {p}");
             }
-            // The next command finds the probe watching every call as the budget
-            // allows: costly return points wait for the budget's first look (~20 ms,
-            // taken by the drain thread).
-            drop(sh);
-            let settle = std::time::Instant::now() + Duration::from_millis(500);
-            while lock(shared).session.settling() && std::time::Instant::now() < settle {
-                std::thread::sleep(Duration::from_millis(2));
-            }
         }
         Command::Probes => {
             let sh = lock(shared);

@@ -192,14 +192,6 @@ pub fn run(opts: Options) -> Result<()> {
     if !cat.has_dwarf {
         crate::say!("periscope: {}", symbols::stripped::NOTE);
     }
-    // "attached" means every call is watched as the budget allows: costly return points
-    // wait for the budget's first look (~20 ms), and a call made before would be seen
-    // at its entry only (the first query to an idle Prometheus was).
-    let settle = Instant::now() + Duration::from_millis(500);
-    while session.settling() && Instant::now() < settle {
-        session.tick();
-        std::thread::sleep(Duration::from_millis(2));
-    }
     crate::say!(
         "periscope: attached {} probe(s) to pid {} ({}); budget {}{}; Ctrl-C to stop",
         order.len(),
