@@ -147,6 +147,30 @@ fn own_plan(flags: u32) -> psc_probe {
     }
 }
 
+/// The descriptor of periscope's program (for perf-event links).
+fn program_fd(ebpf: &mut aya::Ebpf) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+    let prog: &mut UProbe = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| std::io::Error::other(format!("no program {PROGRAM}")))?
+        .try_into()
+        .map_err(std::io::Error::other)?;
+    Ok(prog.fd().map_err(std::io::Error::other)?.as_fd())
+}
+
+/// Gives a keeper the programs it makes links with: the program, and its copy for
+/// uprobe_multi links where the kernel has them.
+fn give_programs(
+    k: &mut Keeper,
+    ebpf: &mut aya::Ebpf,
+    multi: Option<&OwnedFd>,
+) -> std::io::Result<()> {
+    k.give_prog(crate::keeper::PROG_PERF, program_fd(ebpf)?)?;
+    match multi {
+        Some(m) => k.give_prog(crate::keeper::PROG_MULTI, m.as_fd()),
+        None => Ok(()),
+    }
+}
+
 /// Errors that mean "this kernel cannot make uprobe_multi links", as opposed to a bad
 /// offset or a target that is gone.
 fn is_unsupported(e: &std::io::Error) -> bool {
@@ -279,20 +303,10 @@ impl Engine {
         // The keeper makes the links (keeper.rs): it gets both programs now.
         let mut keeper = keeper;
         let mut keeper_error = keeper_error;
-        if let Some(k) = keeper.as_mut() {
-            let prog: &mut UProbe = ebpf
-                .program_mut(PROGRAM)
-                .ok_or(EngineError::MissingMap(PROGRAM))?
-                .try_into()?;
-            let given = k
-                .give_prog(crate::keeper::PROG_PERF, prog.fd()?.as_fd())
-                .and_then(|()| match &multi {
-                    Some(m) => k.give_prog(crate::keeper::PROG_MULTI, m.as_fd()),
-                    None => Ok(()),
-                });
-            if let Err(e) = given {
-                keeper_error = Some(format!("the keeper process is gone ({e})"));
-            }
+        if let Some(k) = keeper.as_mut()
+            && let Err(e) = give_programs(k, &mut ebpf, multi.as_ref())
+        {
+            keeper_error = Some(format!("the keeper process is gone ({e})"));
         }
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(EngineError::MissingMap(name));
@@ -791,13 +805,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let prog: &mut UProbe = self
-            .ebpf
-            .program_mut(PROGRAM)
-            .expect("loaded")
-            .try_into()
-            .map_err(std::io::Error::other)?;
-        let prog_fd = prog.fd().map_err(std::io::Error::other)?.as_fd();
+        let prog_fd = program_fd(&mut self.ebpf)?;
         let links = points
             .iter()
             .map(|&(offset, cookie)| crate::uprobe::attach(prog_fd, exe, offset, pid, cookie))
@@ -1019,19 +1027,7 @@ impl Engine {
             pid
         });
         let new = Keeper::spawn().and_then(|mut k| {
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(PROGRAM)
-                .expect("loaded")
-                .try_into()
-                .map_err(std::io::Error::other)?;
-            k.give_prog(
-                crate::keeper::PROG_PERF,
-                prog.fd().map_err(std::io::Error::other)?.as_fd(),
-            )?;
-            if let Some(m) = &self.multi {
-                k.give_prog(crate::keeper::PROG_MULTI, m.as_fd())?;
-            }
+            give_programs(&mut k, &mut self.ebpf, self.multi.as_ref())?;
             for (&key, links) in &self.links {
                 let fds: Vec<std::os::fd::BorrowedFd<'_>> =
                     links.iter().map(|l| l.as_fd()).collect();

@@ -557,10 +557,11 @@ impl Session {
     /// Counts a row's call among its probe's returned calls, and among its errors when
     /// an `error` result is non-nil (one not captured counts in neither).
     fn count_error(&mut self, r: &Row) {
-        let Some(a) = self.active.get_mut(&r.func) else {
+        // (Rows without results, most of a flood of arguments, cost no lookup.)
+        let Some(ret) = r.call.ret.as_deref() else {
             return;
         };
-        let (Some(count), Some(ret)) = (a.errors.as_mut(), r.call.ret.as_deref()) else {
+        let Some(count) = self.active.get_mut(&r.func).and_then(|a| a.errors.as_mut()) else {
             return;
         };
         let results = self.cat.functions[r.at].results.as_deref().unwrap_or(&[]);

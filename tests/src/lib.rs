@@ -228,14 +228,19 @@ pub fn spawn_trace(pid: u32, args: &[&str]) -> (Child, BufReader<std::process::C
     } else {
         &["--budget", "off"]
     };
-    let mut child = Command::new(periscope())
-        .args(["trace", "--pid", &pid.to_string()])
+    let mut cmd = Command::new(periscope());
+    cmd.args(["trace", "--pid", &pid.to_string()])
         .args(budget)
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped());
+    wait_attached(cmd)
+}
+
+/// Spawns a `periscope trace` command (its stdout as the caller set it) with stderr
+/// piped, and waits until it says it attached; returns the child and the rest of its
+/// stderr.
+pub fn wait_attached(mut cmd: Command) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let (attached, said) = read_until_attached(&mut err);
     assert!(attached, "periscope did not attach: {said}");

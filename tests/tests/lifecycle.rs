@@ -69,22 +69,15 @@ fn quiet_trace(
     pid: u32,
     multi: &str,
     options: &[&str],
-    how: &str,
 ) -> (Child, BufReader<std::process::ChildStderr>) {
-    let mut child = Command::new(periscope())
-        .env("PERISCOPE_UPROBE_MULTI", multi)
+    let mut cmd = Command::new(periscope());
+    cmd.env("PERISCOPE_UPROBE_MULTI", multi)
         .arg("trace")
         .args(options)
         .args(["--pid", &pid.to_string()])
         .args(PROBES)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let (attached, said) = periscope_tests::read_until_attached(&mut err);
-    assert!(attached, "{how}: {said}");
-    (child, err)
+        .stdout(Stdio::null());
+    periscope_tests::wait_attached(cmd)
 }
 
 fn signal(child: &Child, sig: i32) {
@@ -254,8 +247,7 @@ fn batched_and_single_uprobes_both_attach_and_leave_nothing() {
             let mut t = Target::start(&format!("multi-{mode}-{sig}"));
             // Every point stays attached, to be counted (the budget would window them
             // on this busy target).
-            let (mut child, _err) =
-                quiet_trace(t.fx.pid, mode, &["--budget", "off", "--latency"], &how);
+            let (mut child, _err) = quiet_trace(t.fx.pid, mode, &["--budget", "off", "--latency"]);
             // (The calibration's own link may still be on its way out at first.)
             let ok = |types: &[String]| {
                 types.iter().all(|t| t == want)
@@ -338,12 +330,8 @@ fn a_killed_keeper_is_replaced_and_said() {
     // Every point stays attached (no windows), so the links are the same throughout.
     // (stdout unread would fill its pipe and stall the trace: not read here.)
     // (--duration: a periscope that never says it ends anyway, and the test fails.)
-    let (mut child, mut err) = quiet_trace(
-        t.fx.pid,
-        "on",
-        &["--budget", "off", "--duration", "30s"],
-        "keeper killed",
-    );
+    let (mut child, mut err) =
+        quiet_trace(t.fx.pid, "on", &["--budget", "off", "--duration", "30s"]);
     let before = periscope_links();
     let old = keepers();
     assert_eq!(old.len(), 1, "one keeper while tracing");

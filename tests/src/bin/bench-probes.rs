@@ -483,6 +483,25 @@ fn probeable(pid: u32, regex: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Runs a `periscope trace` command (stdout discarded) for a second after it attached,
+/// then stops it with SIGTERM: seconds from the start to "attached", seconds from
+/// SIGTERM to exit, and what it said on stderr after "attached".
+fn timed_trace(mut cmd: Command) -> (f64, f64, String) {
+    let t0 = std::time::Instant::now();
+    cmd.stdout(Stdio::null());
+    let (mut child, mut err) = periscope_tests::wait_attached(cmd);
+    let attach = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(1));
+    let t1 = std::time::Instant::now();
+    // SAFETY: kill(2) on a child we own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let exit = t1.elapsed().as_secs_f64();
+    let mut rest = String::new();
+    let _ = err.read_to_string(&mut rest);
+    (attach, exit, rest)
+}
+
 /// Latency probes on the `net/http` functions of `pid` with the most RETs, until about
 /// 300 uprobes; then SIGTERM, timed to exit, batched and not.
 fn exit_time(pid: u32) {
@@ -504,23 +523,11 @@ fn exit_time(pid: u32) {
     }
     let probes = names.len() - 1;
     let time_exit = |multi: &str| -> f64 {
-        let mut child = Command::new(periscope_tests::periscope())
-            .env("PERISCOPE_UPROBE_MULTI", multi)
+        let mut cmd = Command::new(periscope_tests::periscope());
+        cmd.env("PERISCOPE_UPROBE_MULTI", multi)
             .args(["trace", "--pid", &pid.to_string()])
-            .args(&names)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let (attached, line) = periscope_tests::read_until_attached(&mut err);
-        assert!(attached, "periscope did not attach: {line}");
-        std::thread::sleep(Duration::from_secs(1));
-        let t0 = std::time::Instant::now();
-        // SAFETY: kill(2) on a child we own.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().unwrap();
-        t0.elapsed().as_secs_f64()
+            .args(&names);
+        timed_trace(cmd).1
     };
     let batched = time_exit("on");
     let single = time_exit("off");
@@ -542,34 +549,18 @@ fn many_functions(pid: u32) {
     .filter_map(|f| f["name"].as_str().map(str::to_string))
     .collect();
     for n in [10, 100, 300] {
-        let t0 = std::time::Instant::now();
-        let mut child = Command::new(periscope_tests::periscope())
-            .args([
-                "trace",
-                "--pid",
-                &pid.to_string(),
-                "--budget",
-                "off",
-                "--latency",
-            ])
-            .args(&funcs[..n.min(funcs.len())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let (attached, line) = periscope_tests::read_until_attached(&mut err);
-        assert!(attached, "periscope did not attach: {line}");
-        let attach = t0.elapsed().as_secs_f64();
-        std::thread::sleep(Duration::from_secs(1));
-        let t1 = std::time::Instant::now();
-        // SAFETY: kill(2) on a child we own.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().unwrap();
-        let exit = t1.elapsed().as_secs_f64();
+        let mut cmd = Command::new(periscope_tests::periscope());
+        cmd.args([
+            "trace",
+            "--pid",
+            &pid.to_string(),
+            "--budget",
+            "off",
+            "--latency",
+        ])
+        .args(&funcs[..n.min(funcs.len())]);
+        let (attach, exit, rest) = timed_trace(cmd);
         // "periscope: detaching N uprobes…" says how many there were.
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
         let uprobes = rest
             .lines()
             .find_map(|l| l.strip_prefix("periscope: detaching "))
