@@ -748,7 +748,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		if (!(p->flags & PSC_F_COND_RET) && !eval_prog(p, bits)) {
 			st->filtered++;
 			if ((p->flags & PSC_F_PAIRED) && !unwatched && !bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off))) {
-				struct psc_pending_key fk = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation};
+				struct psc_pending_key fk = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = bpf_get_current_pid_tgid() >> 32};
 				__u64 ts = bpf_ktime_get_ns();
 				bpf_map_update_elem(&psc_filtered, &fk, &ts, BPF_ANY);
 			}
@@ -802,7 +802,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	}
 	if (read_goid_hi(g, p, sc, &goid, &hi))
 		return 0;
-	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation};
+	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = bpf_get_current_pid_tgid() >> 32};
 	struct psc_pending *pd = &sc->pending;
 	if (len > PSC_ENTRY_MAX) {
 		len = 0;
@@ -833,7 +833,7 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	/* Only an entry of the current generation: one from before the return points were
 	 * last detached may belong to a call whose return was missed (user space counts
 	 * those as unwatched), and pairing it with this return would time several calls. */
-	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation};
+	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = bpf_get_current_pid_tgid() >> 32};
 	struct psc_pending *pd = bpf_map_lookup_elem(&psc_pending, &key);
 	if (!pd || now - pd->ts_ns > PENDING_AGE_NS) {
 		if (pd)

@@ -195,6 +195,8 @@ struct psc_pending_key {
 	__u64 depth;  /* g.stack.hi - SP: survives stack copies, separates recursion */
 	__u32 probe;
 	__u32 generation; /* psc_probe.generation at the entry: older ones user space harvests */
+	__u32 pid;        /* process (tgid): replicas of one program share goroutine addresses */
+	__u32 _pad;       /* zero: hash keys compare every byte */
 };
 
 struct psc_pending {
@@ -282,7 +284,7 @@ _Static_assert(sizeof(struct psc_probe) % 8 == 0, "psc_probe: 8-byte multiple");
 _Static_assert(sizeof(struct psc_event) % 8 == 0, "events are written at 8-byte offsets");
 _Static_assert(sizeof(struct psc_section) % 8 == 0, "sections are written at 8-byte offsets");
 _Static_assert(sizeof(struct psc_item) == 8, "items are 8-byte headers");
-_Static_assert(sizeof(struct psc_pending_key) == 24, "no padding in a hash key");
+_Static_assert(sizeof(struct psc_pending_key) == 32, "no padding in a hash key");
 _Static_assert((PSC_TIME_EVERY & (PSC_TIME_EVERY - 1)) == 0, "PSC_TIME_EVERY: a power of two");
 _Static_assert(PSC_MAX_ATOMS <= 31, "atom results are bits of psc_pending.bits below bit 31");
 _Static_assert(PSC_MAX_ATOMS < PSC_PROG_AND, "prog bytes below 0x80 name atoms");

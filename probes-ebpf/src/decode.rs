@@ -67,7 +67,12 @@ fn parse_section(b: &[u8], stack_off: u32) -> Option<Section<'_>> {
     })
 }
 
-/// Decodes one ring-buffer record. `bias` is the target's load bias (PIE).
+/// The process a ring-buffer record came from (its load bias decodes it).
+pub fn pid_of(raw: &[u8]) -> Option<u32> {
+    crate::wire::read::<psc_event>(raw, 0).map(|ev| ev.pid)
+}
+
+/// Decodes one ring-buffer record. `bias` is its process's load bias (PIE).
 pub fn decode(raw: &[u8], cat: &Catalog, plan: &Plan, bias: LoadBias) -> Option<Call> {
     let ev: psc_event = crate::wire::read(raw, 0)?;
     if u32::from(ev.kind) != PSC_EV_CALL || u32::from(ev.version) != PSC_VERSION {

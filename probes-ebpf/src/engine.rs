@@ -19,6 +19,11 @@ use crate::wire::*;
 
 const PROGRAM: &str = "periscope_probe";
 
+/// A pid that stands for every process running the probed file, those that start later
+/// included: the uprobe lives on the file's inode (uprobe_multi's pid 0: no filter; a
+/// perf event's pid -1 on CPU 0, which the kernel's uprobe filter treats as system-wide).
+pub const EVERY_PROCESS: u32 = 0;
+
 /// The outer part of a deep stack: the frames the walk followed from the probe's
 /// frame pointer (`depth`, return addresses, the first of them the one the kernel's
 /// stack holds after the pc), whether it stopped before the goroutine's first frame
@@ -57,7 +62,6 @@ pub struct Engine {
     row_sample: u32,
     /// Costly return points of probes attached from now on start detached (`defer_costly`).
     defer_costly: bool,
-    pids: HashMap<u32, u32>,
     /// periscope's own copy of the uprobe links, by key (see `window_key`); the keeper
     /// holds another.
     links: HashMap<u32, Vec<OwnedFd>>,
@@ -104,7 +108,8 @@ pub enum Group {
 /// its own.
 struct Window {
     exe: std::path::PathBuf,
-    pid: u32,
+    /// The processes its uprobes fire in (see `EVERY_PROCESS`).
+    pids: Vec<u32>,
     points: Vec<(u64, u64)>,
     /// The key of the open window's link, if one is open.
     open: Option<u32>,
@@ -338,7 +343,6 @@ impl Engine {
             base_sample: HashMap::new(),
             row_sample: 1,
             defer_costly: false,
-            pids: HashMap::new(),
             links: HashMap::new(),
             keeper,
             keeper_error,
@@ -363,11 +367,12 @@ impl Engine {
         self.keeper.as_ref().map(Keeper::pid)
     }
 
-    /// Attaches `plan` to `f` in process `pid`, whose executable is `exe`; returns the
+    /// Attaches `plan` to `f` in processes `pids` (or `[EVERY_PROCESS]`), whose
+    /// executable is `exe`; returns the
     /// probe id that its events carry.
     pub fn attach(
         &mut self,
-        pid: u32,
+        pids: &[u32],
         exe: &Path,
         elf: &symbols::elf::Elf,
         f: &Function,
@@ -375,7 +380,7 @@ impl Engine {
         points: &Points,
     ) -> Result<u32, EngineError> {
         let id = self.allocate_id()?;
-        match self.attach_id(id, pid, exe, elf, f, plan, points) {
+        match self.attach_id(id, pids, exe, elf, f, plan, points) {
             Ok(()) => Ok(id),
             Err(e) => {
                 self.detach(id);
@@ -414,7 +419,7 @@ impl Engine {
     fn attach_id(
         &mut self,
         id: u32,
-        pid: u32,
+        pids: &[u32],
         exe: &Path,
         elf: &symbols::elf::Elf,
         f: &Function,
@@ -445,7 +450,6 @@ impl Engine {
         if wire.flags & PSC_F_EVENTS != 0 {
             wire.sample_every = wire.sample_every.max(1).saturating_mul(self.row_sample);
         }
-        self.pids.insert(id, pid);
         self.harvested.remove(&id);
         self.probes.set(id, wire, 0)?;
         self.plans.insert(id, wire);
@@ -462,7 +466,7 @@ impl Engine {
                 })
         };
         let batched = self.multi.is_some();
-        let attach_err = |error| EngineError::Attach {
+        let attach_err = |(pid, error)| EngineError::Attach {
             func: f.name.clone(),
             pid,
             batched,
@@ -488,7 +492,7 @@ impl Engine {
             }
             let w = Window {
                 exe: exe.to_path_buf(),
-                pid,
+                pids: pids.to_vec(),
                 points,
                 open: None,
                 generation: 0,
@@ -527,10 +531,9 @@ impl Engine {
         if open == w.open.is_some() {
             return Ok(());
         }
-        let pid = w.pid;
         let holds_returns = self.returns.get(&id) == Some(&group);
         if open {
-            if let Err(error) = self.open_window(id, group) {
+            if let Err((pid, error)) = self.open_window(id, group) {
                 // What did attach goes again at once.
                 if let Some(key) = self
                     .windows
@@ -597,16 +600,21 @@ impl Engine {
             .any(|&k| k & WINDOW_KEY != 0 && id_of(k) == id && (k >> 30) & 1 == group as u32)
     }
 
-    fn open_window(&mut self, id: u32, group: Group) -> std::io::Result<()> {
+    fn open_window(&mut self, id: u32, group: Group) -> Result<(), (u32, std::io::Error)> {
         let w = self
             .windows
             .get_mut(&(id, group))
             .expect("a windowed group");
         w.generation = w.generation.wrapping_add(1);
         let key = window_key(id, group, w.generation);
-        let (exe, pid, points) = (w.exe.clone(), w.pid, w.points.clone());
+        let (exe, pids, points) = (w.exe.clone(), w.pids.clone(), w.points.clone());
         w.open = Some(key);
-        self.attach_points(key, &exe, pid, &points)
+        // One set of links per process; a failure names the process it was for.
+        for pid in pids {
+            self.attach_points(key, &exe, pid, &points)
+                .map_err(|e| (pid, e))?;
+        }
+        Ok(())
     }
 
     /// Makes a row of only 1 call in `factor` (on top of each probe's own sampling), in
@@ -776,7 +784,8 @@ impl Engine {
             })
     }
 
-    /// Uprobes of probe `id` at `points` (file offset, cookie), registered in the order
+    /// Uprobes of probe `id` at `points` (file offset, cookie) in process `pid` (or in
+    /// every process running `exe`: `EVERY_PROCESS`), registered in the order
     /// given: one uprobe_multi link where the kernel has them, else a perf-event link
     /// each. The keeper makes them (a link never exists outside it); without a keeper,
     /// periscope does.
@@ -1106,13 +1115,7 @@ impl Engine {
             return;
         }
         self.harvest_due = None;
-        crate::harvest::take(
-            &mut self.pending,
-            &self.plans,
-            &self.pids,
-            &mut self.harvested,
-            f,
-        );
+        crate::harvest::take(&mut self.pending, &self.plans, &mut self.harvested, f);
     }
 
     /// Latency bucket counts (one histogram for all CPUs).

@@ -30,7 +30,6 @@ pub(crate) struct Harvested {
 pub(crate) fn take(
     pending: &mut PendingMap,
     plans: &HashMap<u32, psc_probe>,
-    pids: &HashMap<u32, u32>,
     extra: &mut HashMap<u32, Harvested>,
     mut emit: impl FnMut(u32, &[u8]),
 ) {
@@ -69,19 +68,13 @@ pub(crate) fn take(
             }
         }
         h.stats.emitted += 1;
-        entry_event(&key, &pd, plan, pids.get(&key.probe).copied(), &mut buf);
+        entry_event(&key, &pd, plan, &mut buf);
         emit(key.probe, &buf);
     }
 }
 
 /// The event the BPF program writes for a call seen at its entry only.
-fn entry_event(
-    key: &psc_pending_key,
-    pd: &psc_pending,
-    plan: &psc_probe,
-    pid: Option<u32>,
-    buf: &mut Vec<u8>,
-) {
+fn entry_event(key: &psc_pending_key, pd: &psc_pending, plan: &psc_probe, buf: &mut Vec<u8>) {
     let len = (pd.len as usize).min(PSC_ENTRY_MAX as usize);
     let truncated = pd.bits >> 31 != 0;
     let stack = plan.flags & PSC_F_STACK != 0;
@@ -89,7 +82,7 @@ fn entry_event(
         version: PSC_VERSION as u16,
         kind: PSC_EV_CALL as u16,
         probe: key.probe,
-        pid: pid.unwrap_or(0),
+        pid: key.pid,
         tid: pd.tid,
         goid: pd.goid,
         ts_ns: pd.ts_ns,

@@ -21,7 +21,7 @@ pub mod word;
 pub use calibrate::HitCost;
 pub use condition::CompiledCondition;
 pub use decode::Call;
-pub use engine::{Engine, Group, Stats};
+pub use engine::{EVERY_PROCESS, Engine, Group, Stats};
 pub use error::{ConditionError, EngineError, PlanError};
 pub use plan::{Capture, Plan};
 pub use value::{GoValue, Name};

@@ -169,7 +169,8 @@ fn load_btf(raw: &[u8]) -> io::Result<OwnedFd> {
 }
 
 /// One link for uprobes at every file offset of `points` (offset, cookie) in `binary`,
-/// in process `pid` only, running `prog`. Offsets are registered in the order given.
+/// in process `pid` only (0, `EVERY_PROCESS`: every process running it), running
+/// `prog`. Offsets are registered in the order given.
 /// Closing the link's last descriptor removes them all.
 pub fn attach(
     prog: BorrowedFd<'_>,

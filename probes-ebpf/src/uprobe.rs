@@ -33,7 +33,8 @@ pub(crate) fn uprobe_pmu() -> io::Result<u32> {
     .map_err(io::Error::other)
 }
 
-/// A uprobe at `offset` (a file offset) of `binary`, in process `pid` only, running
+/// A uprobe at `offset` (a file offset) of `binary`, in process `pid` only (or every
+/// process: `EVERY_PROCESS`), running
 /// `prog` with `cookie`. The returned link is the only owner of the probe: the perf
 /// event is held by the link, and closing the last descriptor of the link removes
 /// the uprobe from the target.
@@ -79,14 +80,21 @@ pub(crate) fn attach_raw(
     // (include/uapi/linux/perf_event.h: uprobe_path, probe_offset).
     attr.__bindgen_anon_3.config1 = path as u64;
     attr.__bindgen_anon_4.config2 = offset;
+    // Every process (EVERY_PROCESS): pid -1 needs a CPU, and the kernel's uprobe filter
+    // treats an event without a task as system-wide, so CPU 0 fires on every CPU (as
+    // libbpf does it).
+    let (pid, cpu) = match pid {
+        crate::engine::EVERY_PROCESS => (-1, 0),
+        pid => (pid as libc::pid_t, -1),
+    };
     // SAFETY: perf_event_open reads `attr` (valid, sized) and the NUL-terminated path it
     // points to, both alive for the call.
     let perf = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
             &attr as *const abi::perf_event_attr,
-            pid as libc::pid_t,
-            -1 as libc::c_int,
+            pid,
+            cpu as libc::c_int,
             -1 as libc::c_int,
             abi::PERF_FLAG_FD_CLOEXEC as libc::c_ulong,
         )

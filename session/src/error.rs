@@ -16,6 +16,9 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The processes or the file named cannot be probed as one program (program.rs).
+    #[error("{0}")]
+    Program(String),
     /// The memory cgroup leaves less than periscope needs (memory.rs).
     #[error("{0}")]
     Memory(String),

@@ -71,17 +71,23 @@ pub fn stack_lines(s: &crate::session::Callers) -> String {
 }
 
 pub fn call_line(c: &Call, func: &str, offset_ns: i64) -> String {
+    call_line_of(c, func, offset_ns, false)
+}
+
+/// `call_line`, with the process (`pid 4321`) after the time when calls come from
+/// several.
+pub fn call_line_of(c: &Call, func: &str, offset_ns: i64, pid: bool) -> String {
     let join = |vs: &[(probes_ebpf::Name, GoValue)]| {
         vs.iter()
             .map(|(k, v)| format!("{k}={}", v.render()))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut s = format!(
-        "{} g{:<6} {func}(",
-        wall_clock(c.ts_ns, offset_ns, 6),
-        c.goid
-    );
+    let mut s = wall_clock(c.ts_ns, offset_ns, 6);
+    if pid {
+        s += &format!(" pid {:<7}", c.pid);
+    }
+    s += &format!(" g{:<6} {func}(", c.goid);
     // Arguments the probe was not asked for are not "no arguments".
     match &c.args {
         Some(a) => s += &join(a),

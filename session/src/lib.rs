@@ -11,6 +11,7 @@ pub mod governor;
 pub mod histogram;
 pub mod memory;
 mod pricing;
+pub mod program;
 mod rows;
 pub mod session;
 pub mod spec;
@@ -19,6 +20,7 @@ pub mod template;
 mod unseen;
 
 pub use error::{OpenError, SetError};
+pub use program::Scope;
 pub use session::{ErrorCount, Row, Session};
 pub use spec::ProbeSpec;
 

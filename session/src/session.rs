@@ -13,6 +13,8 @@ use symbols::Catalog;
 
 pub use crate::error::{OpenError, SetError};
 use crate::governor::{Governor, Note, Watch};
+use crate::program::Program;
+pub use crate::program::Scope;
 pub use crate::spec::ProbeSpec;
 
 /// Events decoded at a time: a bound on what a reader holds between two looks at the
@@ -122,11 +124,13 @@ pub struct ProbeCost {
 }
 
 pub struct Session {
+    /// The first process given or found (0 when none runs yet: `--exe PATH`).
     pub pid: u32,
+    /// The executable, as the kernel and the keeper find it (program.rs).
     pub exe: PathBuf,
-    exe_id: Option<(u64, u64)>,
+    /// Its processes: one, a chosen few, or every one that runs the file.
+    program: Program,
     pub cat: Arc<Catalog>,
-    bias: symbols::LoadBias,
     engine: Engine,
     /// Fast-hashed: two lookups per decoded call.
     active: FxHashMap<usize, Active>,
@@ -141,7 +145,7 @@ pub struct Session {
     pricing: Option<crate::pricing::Pricing>,
     /// Symbolized stacks, by (stack id, caller at the entry, outer part): the kernel
     /// deduplicates stacks, so each is walked and symbolized once.
-    stacks: HashMap<(u32, Option<u64>, Option<u64>), Arc<crate::stack::Stack>>,
+    stacks: HashMap<(u32, Option<u64>, Option<u64>, u64), Arc<crate::stack::Stack>>,
     /// A user stack taken at a `push rbp` includes the caller (Linux ≥ 6.12, and stable
     /// kernels that took the change: Engine::kernel_adds_caller).
     kernel_adds_caller: bool,
@@ -152,8 +156,21 @@ pub struct Session {
 impl Session {
     /// Opens a running Go process: its catalog (which must have DWARF) and the BPF engine.
     pub fn open(pid: u32) -> Result<Session, OpenError> {
-        let exe = symbols::process::exe_path(pid)?;
-        let exe_id = symbols::process::exe_identity(pid);
+        Session::open_scope(&Scope::Pids(vec![pid]))
+    }
+
+    /// Opens a program: one process, several of one executable, or every process that
+    /// runs an executable (program.rs).
+    pub fn open_scope(scope: &Scope) -> Result<Session, OpenError> {
+        if let Scope::Pids(pids) = scope
+            && let [pid] = pids[..]
+        {
+            // One line for a pid that is not there, not ours, a zombie…
+            symbols::process::exe_path(pid)?;
+        }
+        let mut program = Program::find(scope).map_err(OpenError::Program)?;
+        let exe = program.path.clone();
+        let pid = program.first_pid();
         // Before anything large is read or made: an OOM kill would say nothing.
         crate::memory::check(&exe).map_err(OpenError::Memory)?;
         let cat = Catalog::open(&exe)?;
@@ -166,7 +183,7 @@ impl Session {
                 known: symbols::stripped::known_versions(),
             });
         }
-        let bias = symbols::process::load_bias(pid, cat.elf.first_load_vaddr())?;
+        program.locate(cat.elf.first_load_vaddr())?;
         let mut engine = Engine::new()?;
         let hit_cost = engine.calibrate().map_err(|e| e.to_string());
         // Asked of the kernel (stable kernels took the change); by its version if that
@@ -179,9 +196,8 @@ impl Session {
         Ok(Session {
             pid,
             exe,
-            exe_id,
+            program,
             cat: Arc::new(cat),
-            bias,
             engine,
             active: FxHashMap::default(),
             by_id: FxHashMap::default(),
@@ -240,8 +256,15 @@ impl Session {
                     self.engine.detach_many(&ids);
                     // A target that exits mid-attach fails with whatever the kernel
                     // said about its files (ENOENT, ESRCH): say what happened.
-                    if matches!(e, SetError::Attach(_)) && !symbols::process::is_alive(self.pid) {
-                        return Err(SetError::ExitedDuringAttach(self.pid));
+                    if matches!(e, SetError::Attach(_))
+                        && !self.program.every
+                        && let Some(&pid) = self
+                            .program
+                            .pids()
+                            .iter()
+                            .find(|&&p| !symbols::process::is_alive(p))
+                    {
+                        return Err(SetError::ExitedDuringAttach(pid));
                     }
                     return Err(e);
                 }
@@ -257,7 +280,7 @@ impl Session {
         };
         ok.number = Some(number);
         self.remove(func);
-        let cpu = symbols::process::cpu_time_ns(self.pid);
+        let cpu = self.program.cpu_ns();
         let name = &self.cat.functions[func].name;
         for (i, m) in attached.iter().enumerate() {
             self.gov
@@ -369,9 +392,14 @@ impl Session {
         // Attach the new probe before detaching the old one, so a failed attach leaves
         // the old probe running. Expensive points go in windows that the budget opens
         // and closes (governor.rs); they start open.
-        let id = self
-            .engine
-            .attach(self.pid, &self.exe, &cat.elf, f, &plan, &points)?;
+        let id = self.engine.attach(
+            &self.program.attach_pids(),
+            &self.exe,
+            &cat.elf,
+            f,
+            &plan,
+            &points,
+        )?;
         if cond.is_some() && plan.wire.flags & probes_ebpf::wire::PSC_F_PAIRED != 0 {
             let ret = self
                 .hit_cost
@@ -526,7 +554,8 @@ impl Session {
         // Readers call this every few milliseconds: the budget's clock.
         self.tick();
         let first = out.len();
-        let (cat, active, by_id, bias) = (&self.cat, &self.active, &self.by_id, self.bias);
+        let (cat, active, by_id) = (&self.cat, &self.active, &self.by_id);
+        let program = &mut self.program;
         let n = self.engine.drain(max, |probe, raw| {
             // Events of a probe that was just replaced or removed are dropped: their plan
             // is gone, and with it the meaning of their bytes.
@@ -534,6 +563,7 @@ impl Session {
                 return;
             };
             let m = &active[&func].members[member];
+            let bias = program.bias(probes_ebpf::decode::pid_of(raw).unwrap_or(0));
             if let Some(call) = probes_ebpf::decode::decode(raw, cat, &m.plan, bias) {
                 out.push(Row {
                     func,
@@ -545,7 +575,7 @@ impl Session {
         });
         for r in out.iter_mut().filter(|r| r.stack.is_none()) {
             if let Some(s) = r.call.stack {
-                r.stack = Some(self.callers(r.at, s));
+                r.stack = Some(self.callers(r.at, r.call.pid, s));
             }
         }
         for r in &out[first..] {
@@ -614,7 +644,7 @@ impl Session {
     /// instruction at a call site: the caller, exact) and follows frame pointers;
     /// at an entry before `push rbp` it misses the immediate caller, whose return
     /// address at [rsp] the event carries.
-    fn callers(&mut self, func: usize, s: probes_ebpf::decode::StackRef) -> Callers {
+    fn callers(&mut self, func: usize, pid: u32, s: probes_ebpf::decode::StackRef) -> Callers {
         let id = match s.id {
             Ok(id) => id,
             Err(e) => {
@@ -629,14 +659,16 @@ impl Session {
                 });
             }
         };
-        if let Some(c) = self.stacks.get(&(id, s.caller, s.outer)) {
+        // The kernel's stack ids are of addresses: the same id in two processes of a
+        // PIE (two load biases) is two stacks.
+        let bias = self.program.bias(pid);
+        if let Some(c) = self.stacks.get(&(id, s.caller, s.outer, bias.0)) {
             return Callers::Frames(Arc::clone(c));
         }
         let Some(ips) = self.engine.stack(id) else {
             return Callers::NotCaptured("stack gone from the kernel's table".into());
         };
         let f = &self.cat.functions[func];
-        let bias = self.bias;
         let link = |ip: u64| bias.to_link(symbols::RuntimeAddr(ip)).0;
         let inside = |ip: u64| (f.entry..f.end).contains(&link(ip));
         // (runtime pc, whether it is the call instruction itself rather than a
@@ -703,7 +735,7 @@ impl Session {
             .collect();
         let frames = Arc::new(crate::stack::Stack { frames, elided });
         self.stacks
-            .insert((id, s.caller, s.outer), Arc::clone(&frames));
+            .insert((id, s.caller, s.outer, bias.0), Arc::clone(&frames));
         Callers::Frames(frames)
     }
 
@@ -769,11 +801,12 @@ impl Session {
                 self.gov.say(crate::budget::Mode::Pricing, text);
             }
         }
-        let pid = self.pid;
+        self.program.look();
+        let program = &self.program;
         self.gov.tick(
             &mut self.engine,
             self.hit_cost.as_ref().ok(),
-            || symbols::process::cpu_time_ns(pid),
+            || program.cpu_ns(),
             || symbols::process::own_cpu_ns().zip(symbols::process::machine_times_ns()),
         );
     }
@@ -851,10 +884,10 @@ impl Session {
     /// What the probe on `func` has cost the target since it was attached, from its
     /// counters `st` (see probes_ebpf::cost).
     pub fn cost(&self, func: usize, st: &Stats) -> Option<ProbeCost> {
+        let cpu_now = self.program.cpu_ns();
         let hc = self.hit_cost.as_ref().ok()?;
         let a = self.active.get(&func)?;
         let c = probes_ebpf::cost::of(st, hc);
-        let cpu_now = symbols::process::cpu_time_ns(self.pid);
         let cpu = cpu_now
             .zip(a.cpu_at_attach)
             .map(|(now, then)| now.saturating_sub(then));
@@ -928,19 +961,69 @@ impl Session {
 
     /// Whether the target still runs the program periscope opened. A process that execs
     /// another binary keeps its pid, but none of the probes apply to it any more.
+    /// Of a program of several processes: whether any is left (or, for every process
+    /// of a file, always: the next one is seen from its first call).
     pub fn target(&self) -> Target {
+        if self.program.is_many() {
+            return if self.program.is_over() {
+                Target::Exited
+            } else {
+                Target::Running
+            };
+        }
         if !symbols::process::is_alive(self.pid) {
             return Target::Exited;
         }
         match symbols::process::exe_identity(self.pid) {
-            Some(id) if Some(id) != self.exe_id => Target::Execed {
-                program: std::fs::read_link(&self.exe)
+            Some(id) if id != self.program.id => Target::Execed {
+                program: std::fs::read_link(format!("/proc/{}/exe", self.pid))
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "another program".into()),
             },
             None => Target::Exited,
             _ => Target::Running,
         }
+    }
+
+    /// What became of the target, in words: "pid N exited", or for a program of
+    /// several processes, "every process of /usr/bin/shop exited".
+    pub fn describe_target(&self, t: &Target) -> String {
+        if self.program.is_many() && *t == Target::Exited {
+            format!("every process of {} exited", self.program.display)
+        } else {
+            t.describe(self.pid)
+        }
+    }
+
+    /// The target in a few words: `pid 123`, `3 processes of /usr/bin/shop`.
+    pub fn target_label(&self) -> String {
+        if !self.program.is_many() {
+            return format!("pid {}", self.pid);
+        }
+        match self.program.pids().len() {
+            1 if !self.program.every => format!("pid {} of {}", self.pid, self.program.display),
+            n => format!("{n} process(es) of {}", self.program.display),
+        }
+    }
+
+    /// Whether calls come from more than one process: rows then say which.
+    pub fn is_many(&self) -> bool {
+        self.program.is_many()
+    }
+
+    /// The processes running the program now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.program.pids()
+    }
+
+    /// A process's pid in its own namespace (a container's), when it differs.
+    pub fn nspid(&self, pid: u32) -> Option<u32> {
+        self.program.proc(pid).and_then(|p| p.nspid)
+    }
+
+    /// Processes that started, exited or exec'ed since the last call.
+    pub fn take_process_notes(&mut self) -> Vec<crate::program::ProcessNote> {
+        self.program.take_notes()
     }
 
     /// Set when periscope runs without its keeper process (it could not be forked, or

@@ -18,6 +18,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     /// Open the full-screen debugger on this process.
     pid: Option<u32>,
+    /// Open it on every process that runs this executable (a path, or the file name of
+    /// a running program), those that start later included.
+    #[arg(long, value_name = "PATH_OR_NAME", conflicts_with = "pid")]
+    exe: Option<String>,
     /// Most of the target's CPU time the probes may take (5%, 0.5%, off): past it,
     /// return points are attached part of the time, and every summary says what share
     /// of calls it saw.
@@ -43,7 +47,12 @@ enum Cmd {
     /// A line-oriented debugger console on a running process (rustyline).
     Shell {
         /// The process to debug.
-        pid: u32,
+        #[arg(required_unless_present = "exe")]
+        pid: Option<u32>,
+        /// Every process that runs this executable (a path, or a running program's
+        /// file name), those that start later included.
+        #[arg(long, value_name = "PATH_OR_NAME", conflicts_with = "pid")]
+        exe: Option<String>,
     },
     /// List the functions of a Go binary or process, with signatures and locations.
     List {
@@ -57,9 +66,13 @@ enum Cmd {
     },
     /// Trace calls of functions in a running Go process (headless).
     Trace {
-        /// The process to trace.
-        #[arg(long, short)]
-        pid: u32,
+        /// The process to trace; again for several processes of one program.
+        #[arg(long, short, required_unless_present = "exe")]
+        pid: Vec<u32>,
+        /// Every process that runs this executable, now and later: a path (no process
+        /// needs to run yet), or the file name of a running program.
+        #[arg(long, value_name = "PATH_OR_NAME", conflicts_with = "pid")]
+        exe: Option<String>,
         /// Stop after this long (10s, 500ms, 2m); default: until Ctrl-C or the target exits.
         #[arg(long)]
         duration: Option<String>,
@@ -105,12 +118,20 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let Some(cmd) = cli.cmd else {
-        let pid = cli.pid.expect("clap requires a pid or a command");
-        exit_on_error(app::runtime::run(pid, cli.budget.0, cli.metrics.as_deref()));
+        let scope = scope(cli.pid.into_iter().collect(), cli.exe);
+        exit_on_error(app::runtime::run(
+            scope,
+            cli.budget.0,
+            cli.metrics.as_deref(),
+        ));
         return;
     };
     let result = match cmd {
-        Cmd::Shell { pid } => periscope::shell::run(pid, cli.budget.0, cli.metrics.as_deref()),
+        Cmd::Shell { pid, exe } => periscope::shell::run(
+            scope(pid.into_iter().collect(), exe),
+            cli.budget.0,
+            cli.metrics.as_deref(),
+        ),
         Cmd::List {
             target,
             regex,
@@ -118,6 +139,7 @@ fn main() {
         } => cli::list::run(&target::Target::parse(&target), regex.as_deref(), json),
         Cmd::Trace {
             pid,
+            exe,
             duration,
             json,
             sample,
@@ -142,7 +164,7 @@ fn main() {
                     .transpose()?;
                 check_capture_list(&capture)?;
                 cli::trace::run(cli::trace::Options {
-                    pid,
+                    scope: scope(pid, exe),
                     duration,
                     json,
                     budget: cli.budget.0,
@@ -165,6 +187,24 @@ fn main() {
         }
     };
     exit_on_error(result);
+}
+
+/// What the user named: `--exe`, else the pids (clap requires one or the other).
+fn scope(pids: Vec<u32>, exe: Option<String>) -> periscope::session::Scope {
+    use periscope::session::Scope;
+    match exe {
+        Some(exe) => Scope::Exe(exe),
+        None => {
+            // The same pid twice is one process.
+            let mut seen = Vec::new();
+            for p in pids {
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+            Scope::Pids(seen)
+        }
+    }
 }
 
 fn exit_on_error(result: anyhow::Result<()>) {

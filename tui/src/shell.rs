@@ -43,11 +43,11 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn run(pid: u32, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
+pub fn run(scope: crate::session::Scope, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
     // Before any thread starts: SIGINT, SIGTERM and SIGHUP go to one waiting thread.
     crate::signals::block();
     let metrics = crate::metrics::start(metrics)?;
-    let mut session = Session::open(pid)?;
+    let mut session = Session::open_scope(&scope)?;
     session.set_budget(budget);
     let cat = session.cat.clone();
     let shared = Arc::new(Mutex::new(Shared {
@@ -99,8 +99,9 @@ pub fn run(pid: u32, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
     }));
     let history = history_path();
     let _ = rl.load_history(&history);
+    let target = lock(&shared).session.target_label();
     println!(
-        "periscope shell on pid {pid} ({}, {} functions); `help` lists the commands",
+        "periscope shell on {target} ({}, {} functions); `help` lists the commands",
         cat.go_version,
         cat.functions.len()
     );
@@ -234,6 +235,8 @@ fn drain_loop(
             let warnings = sh.session.take_keeper_notes();
             sh.notes
                 .extend(warnings.into_iter().map(|w| format!("warning: {w}")));
+            let procs = sh.session.take_process_notes();
+            sh.notes.extend(procs.iter().map(|n| n.describe()));
             let excess = sh.rows.len().saturating_sub(KEEP);
             sh.rows.drain(..excess);
             if !sh.exited && last_check.elapsed() > Duration::from_secs(1) {
@@ -241,7 +244,7 @@ fn drain_loop(
                 let t = sh.session.target();
                 if t != crate::session::Target::Running {
                     sh.exited = true;
-                    sh.gone = t.describe(sh.session.pid);
+                    sh.gone = sh.session.describe_target(&t);
                     sh.session.remove_all();
                 }
             }

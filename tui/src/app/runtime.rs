@@ -20,10 +20,10 @@ const FRAME: Duration = Duration::from_millis(50);
 /// beyond that the ring buffer fills and the kernel counts the rest as lost.
 const DRAIN_PER_FRAME: usize = 20_000;
 
-pub fn run(pid: u32, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
+pub fn run(scope: crate::session::Scope, budget: Option<f64>, metrics: Option<&str>) -> Result<()> {
     // Everything that can fail for a bad target fails here, before the screen changes.
     let metrics = crate::metrics::start(metrics)?;
-    let mut session = Session::open(pid)?;
+    let mut session = Session::open_scope(&scope)?;
     session.set_budget(budget);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,7 +86,7 @@ async fn event_loop(
             }
             _ = second.tick() => Some(match session.target() {
                 t if !state.target_exited && t != crate::session::Target::Running => {
-                    Action::TargetExited(t.describe(session.pid))
+                    Action::TargetExited(session.describe_target(&t))
                 }
                 _ => Action::Sample(samples(&session)),
             }),

@@ -17,7 +17,8 @@ use crate::session::{DRAIN_BATCH, ProbeCost, ProbeSpec, Row, Session};
 const PLACES_SAID: usize = 10;
 
 pub struct Options {
-    pub pid: u32,
+    /// The process, processes or executable to trace.
+    pub scope: crate::session::Scope,
     pub duration: Option<Duration>,
     pub json: bool,
     /// Share of the target's CPU time the probes may take, in % (None: no limit).
@@ -71,7 +72,7 @@ pub fn run(opts: Options) -> Result<()> {
         .map(crate::template::Template::parse)
         .transpose()
         .map_err(|e| anyhow!("--log `{}`, {e}", opts.log.as_deref().unwrap_or_default()))?;
-    let mut session = Session::open(opts.pid)?;
+    let mut session = Session::open_scope(&opts.scope)?;
     session.max_string = opts.max_string;
     session.set_budget(opts.budget);
     let cat = Arc::clone(&session.cat);
@@ -159,7 +160,7 @@ pub fn run(opts: Options) -> Result<()> {
             "periscope: and {} more probe(s), {} of them with single-stepped points (where each sits: `periscope list {} REGEX`)",
             unsaid.0,
             unsaid.1,
-            opts.pid
+            session.exe.display()
         );
     }
     for path in opts.spec.paths.iter().filter(|p| !followed.contains(*p)) {
@@ -193,9 +194,9 @@ pub fn run(opts: Options) -> Result<()> {
         crate::say!("periscope: {}", symbols::stripped::NOTE);
     }
     crate::say!(
-        "periscope: attached {} probe(s) to pid {} ({}); budget {}{}; Ctrl-C to stop",
+        "periscope: attached {} probe(s) to {} ({}); budget {}{}; Ctrl-C to stop",
         order.len(),
-        opts.pid,
+        session.target_label(),
         cat.go_version,
         crate::budget::describe(opts.budget),
         match &session.hit_cost {
@@ -219,6 +220,7 @@ pub fn run(opts: Options) -> Result<()> {
     let writer = Writer::start(
         Arc::clone(&cat),
         opts.json,
+        session.is_many(),
         crate::format::clock_offset_ns(),
         template.map(Arc::new),
     );
@@ -247,6 +249,20 @@ pub fn run(opts: Options) -> Result<()> {
         }
         for w in session.take_keeper_notes() {
             crate::say!("periscope: warning: {w}");
+        }
+        for note in session.take_process_notes() {
+            if opts.json {
+                let mut line = json!({"type":"process","pid":note.pid,"event":note.event_name(),
+                    "running":note.running});
+                if let Some(ns) = session.nspid(note.pid) {
+                    line["nspid"] = json!(ns);
+                }
+                let _ = writer.send_until(
+                    Out::Text(format!("{line}\n").into_bytes()),
+                    Instant::now() + Duration::from_secs(1),
+                );
+            }
+            crate::say!("periscope: {}", note.describe());
         }
         let notes = session.take_budget_notes();
         if opts.json {
@@ -390,7 +406,7 @@ pub fn run(opts: Options) -> Result<()> {
         );
     }
     if let Some(t) = target_gone {
-        crate::say!("periscope: {}; detached", t.describe(opts.pid));
+        crate::say!("periscope: {}; detached", session.describe_target(&t));
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use symbols::Catalog;
 
-use crate::format::{call_line, write_call_json};
+use crate::format::{call_line_of, write_call_json};
 use crate::session::Row;
 
 pub enum Out {
@@ -45,9 +45,11 @@ pub enum Behind {
 
 impl Writer {
     /// `log`: each call is its message (text), or carries it (`"msg"` in JSON).
+    /// `many`: calls come from several processes, and text lines say which.
     pub fn start(
         cat: Arc<Catalog>,
         json: bool,
+        many: bool,
         clock_offset_ns: i64,
         log: Option<Arc<crate::template::Template>>,
     ) -> Writer {
@@ -70,6 +72,7 @@ impl Writer {
                         &mut rows,
                         &cat,
                         json,
+                        many,
                         clock_offset_ns,
                         log.as_deref(),
                     ),
@@ -160,6 +163,7 @@ fn format_calls(
     rows: &mut Vec<Row>,
     cat: &Catalog,
     as_json: bool,
+    many: bool,
     clock_offset_ns: i64,
     log: Option<&crate::template::Template>,
 ) {
@@ -178,9 +182,14 @@ fn format_calls(
             buf.push(b'\n');
         } else if let Some(t) = log {
             let when = crate::format::wall_clock(r.call.ts_ns, clock_offset_ns, 6);
-            let _ = writeln!(buf, "{when} {name}: {}", t.render(&r.call));
+            let pid = if many {
+                format!(" pid {}", r.call.pid)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(buf, "{when}{pid} {name}: {}", t.render(&r.call));
         } else {
-            let line = call_line(&r.call, name, clock_offset_ns);
+            let line = call_line_of(&r.call, name, clock_offset_ns, many);
             let stack = r.stack.as_ref().map(crate::format::stack_lines);
             let _ = write!(buf, "{line}\n{}", stack.unwrap_or_default());
         }

@@ -1,0 +1,456 @@
+//! The processes a session probes: one executable file, run by one process (`--pid`),
+//! a chosen few (`--pid` again), or every process that runs it, now and later (`--exe`:
+//! replicas, restarts, containers). A uprobe lives on the file, so a process that
+//! starts after the probes were attached is seen from its very first call; what
+//! changes per process is where the file is mapped (a PIE's load bias) and its CPU time.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use symbols::LoadBias;
+use symbols::process::{cpu_time_ns, exe_identity, is_alive, load_bias};
+
+/// What the user named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// These processes (one or more), which must all run one executable.
+    Pids(Vec<u32>),
+    /// Every process running this executable, now and later: a path (which may not be
+    /// running yet), or a program's file name matched against running processes.
+    Exe(String),
+}
+
+/// How often the processes are looked at again (exits, and new ones under `--exe`).
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+
+/// A process of the program.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub bias: LoadBias,
+    /// Its pid in its own pid namespace (a container's), when that differs.
+    pub nspid: Option<u32>,
+    /// Its CPU time when periscope started counting it: 0 for a process that started
+    /// while the probes were on the file (all its time was under them).
+    cpu_base: u64,
+    cpu_last: u64,
+}
+
+/// Something that happened to the program's processes, to be said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessNote {
+    pub pid: u32,
+    pub event: ProcessEvent,
+    /// Processes of the program running after it.
+    pub running: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessEvent {
+    Started,
+    Exited,
+    /// It replaced its program (exec): the probes were on the old one.
+    Execed,
+}
+
+impl ProcessNote {
+    pub fn event_name(&self) -> &'static str {
+        match self.event {
+            ProcessEvent::Started => "started",
+            ProcessEvent::Exited => "exited",
+            ProcessEvent::Execed => "exec",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let what = match self.event {
+            ProcessEvent::Started => "started",
+            ProcessEvent::Exited => "exited",
+            ProcessEvent::Execed => "replaced its program (exec)",
+        };
+        format!(
+            "pid {} {what}; {} process(es) of the program running",
+            self.pid, self.running
+        )
+    }
+}
+
+pub struct Program {
+    /// Every process running the file, those that start later included (`--exe`).
+    pub every: bool,
+    /// The file, held open: `path` names it through this descriptor, for the kernel
+    /// and for the keeper process, whatever becomes of the name it was found by (a
+    /// process that exits, a file replaced, another mount namespace).
+    _file: std::fs::File,
+    pub path: PathBuf,
+    /// How people know it: the path given, or as its first process sees it.
+    pub display: String,
+    /// (device, inode) of the file.
+    pub id: (u64, u64),
+    first_load_vaddr: u64,
+    procs: BTreeMap<u32, Proc>,
+    /// The pids chosen (`Scope::Pids`), in the order given.
+    chosen: Vec<u32>,
+    /// CPU time of processes that exited, as last read.
+    cpu_gone: u64,
+    notes: Vec<ProcessNote>,
+    last_look: Instant,
+    /// Clock ticks since boot when the session opened: a process started later has
+    /// spent all its CPU time under the probes.
+    opened_ticks: u64,
+}
+
+impl Program {
+    /// Finds the processes and the file. `--exe` with a name needs a running process
+    /// to find the file by; with a path, none needs to run yet.
+    pub fn find(scope: &Scope) -> Result<Program, String> {
+        let opened_ticks = uptime_ticks();
+        let (file, display, pids, every) = match scope {
+            Scope::Pids(pids) if pids.is_empty() => {
+                return Err("no process given: give a pid, or --exe PATH_OR_NAME".into());
+            }
+            Scope::Pids(pids) => {
+                let first = pids[0];
+                for &pid in pids {
+                    // One line for a pid that is not there, not ours, a zombie…
+                    symbols::process::exe_path(pid).map_err(|e| e.to_string())?;
+                }
+                let file = open_exe(first)?;
+                let id = identity(&file)?;
+                for &pid in &pids[1..] {
+                    if exe_identity(pid) != Some(id) {
+                        return Err(format!(
+                            "pid {pid} runs {}, not {} (pid {first}): one program at a time (`--exe PATH` probes every process of one)",
+                            exe_name(pid),
+                            exe_name(first)
+                        ));
+                    }
+                }
+                (file, exe_name(first), pids.clone(), false)
+            }
+            Scope::Exe(given) if given.contains('/') => {
+                let file = std::fs::File::open(given).map_err(|e| {
+                    format!("--exe {given}: {e} (give the path of a Go executable, or a running program's name)")
+                })?;
+                if !file.metadata().is_ok_and(|m| m.is_file()) {
+                    return Err(format!("--exe {given}: not a regular file"));
+                }
+                let id = identity(&file)?;
+                let pids = running(|pid| exe_identity(pid) == Some(id));
+                (file, given.clone(), pids, true)
+            }
+            Scope::Exe(name) => {
+                let pids = running(|pid| {
+                    std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .ok()
+                        .is_some_and(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+                });
+                let mut programs: BTreeMap<(u64, u64), Vec<u32>> = BTreeMap::new();
+                for pid in pids {
+                    if let Some(id) = exe_identity(pid) {
+                        programs.entry(id).or_default().push(pid);
+                    }
+                }
+                match programs.len() {
+                    0 => {
+                        return Err(format!(
+                            "no running process runs a program named {name} (give its path to probe it from its first start: --exe /path/to/{name})"
+                        ));
+                    }
+                    1 => {}
+                    _ => {
+                        let each: Vec<String> = programs
+                            .values()
+                            .map(|pids| format!("{} (pid {})", exe_name(pids[0]), join(pids)))
+                            .collect();
+                        return Err(format!(
+                            "{name} names {} programs: {}; give the path of one",
+                            programs.len(),
+                            each.join(", ")
+                        ));
+                    }
+                }
+                let pids = programs.into_values().next().unwrap_or_default();
+                let file = open_exe(pids[0])?;
+                (file, exe_name(pids[0]), pids, true)
+            }
+        };
+        let id = identity(&file)?;
+        use std::os::fd::AsRawFd;
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            file.as_raw_fd()
+        ));
+        let procs = pids
+            .iter()
+            .map(|&pid| {
+                let cpu = cpu_time_ns(pid).unwrap_or(0);
+                let p = Proc {
+                    bias: LoadBias(0),
+                    nspid: nspid(pid),
+                    cpu_base: cpu,
+                    cpu_last: cpu,
+                };
+                (pid, p)
+            })
+            .collect();
+        Ok(Program {
+            every,
+            _file: file,
+            path,
+            display,
+            id,
+            first_load_vaddr: 0,
+            procs,
+            chosen: if every { Vec::new() } else { pids },
+            cpu_gone: 0,
+            notes: Vec::new(),
+            last_look: Instant::now(),
+            opened_ticks,
+        })
+    }
+
+    /// Where each process has the file mapped, once the file's first loaded address is
+    /// known (from its catalog).
+    pub fn locate(&mut self, first_load_vaddr: u64) -> Result<(), symbols::Error> {
+        self.first_load_vaddr = first_load_vaddr;
+        for (&pid, p) in &mut self.procs {
+            p.bias = load_bias(pid, first_load_vaddr)?;
+        }
+        Ok(())
+    }
+
+    /// The first pid given or found (0 when none runs yet): what single-process
+    /// front-ends show.
+    pub fn first_pid(&self) -> u32 {
+        self.chosen
+            .first()
+            .or_else(|| self.procs.keys().next())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether it is more than the one process given: rows then say which process.
+    pub fn is_many(&self) -> bool {
+        self.every || self.chosen.len() > 1
+    }
+
+    /// The processes uprobes are attached in: every process of the file, or the pids
+    /// chosen (those still running).
+    pub fn attach_pids(&self) -> Vec<u32> {
+        if self.every {
+            vec![probes_ebpf::EVERY_PROCESS]
+        } else {
+            self.chosen
+                .iter()
+                .copied()
+                .filter(|p| self.procs.contains_key(p))
+                .collect()
+        }
+    }
+
+    /// The processes running it now, by pid.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.keys().copied().collect()
+    }
+
+    pub fn proc(&self, pid: u32) -> Option<&Proc> {
+        self.procs.get(&pid)
+    }
+
+    /// The load bias for a call of `pid`: a process seen for the first time (started
+    /// since the last look) is added now.
+    pub fn bias(&mut self, pid: u32) -> LoadBias {
+        if let Some(p) = self.procs.get(&pid) {
+            return p.bias;
+        }
+        if self.every && exe_identity(pid) == Some(self.id) {
+            self.add(pid);
+            if let Some(p) = self.procs.get(&pid) {
+                return p.bias;
+            }
+        }
+        // A process that exited before it was looked at: a PIE's bias is not known
+        // then, and type names of its interface values are not found (said as such).
+        LoadBias(0)
+    }
+
+    fn add(&mut self, pid: u32) {
+        let Ok(bias) = load_bias(pid, self.first_load_vaddr) else {
+            return;
+        };
+        let cpu = cpu_time_ns(pid).unwrap_or(0);
+        let base = if start_ticks(pid).is_some_and(|t| t >= self.opened_ticks) {
+            0
+        } else {
+            cpu
+        };
+        self.procs.insert(
+            pid,
+            Proc {
+                bias,
+                nspid: nspid(pid),
+                cpu_base: base,
+                cpu_last: cpu,
+            },
+        );
+        let running = self.procs.len();
+        self.notes.push(ProcessNote {
+            pid,
+            event: ProcessEvent::Started,
+            running,
+        });
+    }
+
+    /// Looks at the processes again when that is due: those that exited or exec'ed
+    /// leave (their CPU time stays counted), and under `--exe` new ones join.
+    pub fn look(&mut self) {
+        if self.last_look.elapsed() < LOOK_EVERY {
+            return;
+        }
+        self.last_look = Instant::now();
+        // What an exiting process has used is kept from here (to the last look).
+        for (&pid, p) in &mut self.procs {
+            if let Some(now) = cpu_time_ns(pid) {
+                p.cpu_last = p.cpu_last.max(now);
+            }
+        }
+        let gone: Vec<(u32, ProcessEvent)> = self
+            .procs
+            .keys()
+            .filter_map(|&pid| {
+                if !is_alive(pid) {
+                    return Some((pid, ProcessEvent::Exited));
+                }
+                match exe_identity(pid) {
+                    Some(id) if id != self.id => Some((pid, ProcessEvent::Execed)),
+                    None => Some((pid, ProcessEvent::Exited)),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (pid, event) in gone {
+            if let Some(p) = self.procs.remove(&pid) {
+                self.cpu_gone += p.cpu_last.saturating_sub(p.cpu_base);
+            }
+            let running = self.procs.len();
+            self.notes.push(ProcessNote {
+                pid,
+                event,
+                running,
+            });
+        }
+        if self.every {
+            let id = self.id;
+            let known: Vec<u32> = self.procs.keys().copied().collect();
+            for pid in running(|pid| !known.contains(&pid) && exe_identity(pid) == Some(id)) {
+                self.add(pid);
+            }
+        }
+    }
+
+    /// CPU time of the program's processes since periscope started counting each,
+    /// those that exited included: it only grows.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        let mut total = self.cpu_gone;
+        let mut any = false;
+        for (&pid, p) in &self.procs {
+            let now = cpu_time_ns(pid);
+            any |= now.is_some();
+            total += now.unwrap_or(0).max(p.cpu_last).saturating_sub(p.cpu_base);
+        }
+        (any || self.cpu_gone > 0 || self.every).then_some(total)
+    }
+
+    /// What happened to the processes since the last call.
+    pub fn take_notes(&mut self) -> Vec<ProcessNote> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Whether nothing is left to probe: every chosen process is gone (under `--exe`,
+    /// the probes wait on the file for the next one).
+    pub fn is_over(&self) -> bool {
+        !self.every && self.procs.is_empty()
+    }
+}
+
+fn join(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn open_exe(pid: u32) -> Result<std::fs::File, String> {
+    std::fs::File::open(format!("/proc/{pid}/exe")).map_err(|e| {
+        match symbols::process::exe_path(pid) {
+            Err(e) => e.to_string(),
+            Ok(_) => format!("pid {pid}: its executable cannot be opened ({e})"),
+        }
+    })
+}
+
+fn identity(file: &std::fs::File) -> Result<(u64, u64), String> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata()
+        .map(|m| (m.dev(), m.ino()))
+        .map_err(|e| format!("the executable cannot be read: {e}"))
+}
+
+/// The executable of `pid` as it names it (`/usr/bin/shop`).
+fn exe_name(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| format!("/proc/{pid}/exe"))
+}
+
+/// Running processes (not zombies, not periscope itself) for which `pick` holds.
+fn running(mut pick: impl FnMut(u32) -> bool) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && pick(pid) && is_alive(pid))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The pid a process has in its own pid namespace, when that is another one.
+fn nspid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    let ids: Vec<u32> = line[6..]
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (ids.len() > 1).then(|| *ids.last().unwrap_or(&pid))
+}
+
+/// When the process started, in clock ticks since boot (stat(5) field 22).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
+}
+
+fn uptime_ticks() -> u64 {
+    let up: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (up * hz) as u64
+}
+
+impl Program {
+    /// The path of the file for people (`/usr/bin/shop`).
+    pub fn file_name(&self) -> String {
+        Path::new(&self.display)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.display.clone())
+    }
+}
