@@ -71,6 +71,10 @@ pub struct Row {
     pub stack: Option<Callers>,
 }
 
+/// A kernel stack id, the caller at the entry, the outer part's key, and the load bias
+/// of the process it was taken in.
+type StackKey = (u32, Option<u64>, Option<u64>, u64);
+
 /// A call's callers, innermost first: its caller at the line of the call, then that
 /// one's caller, up to PSC_STACK_DEPTH frames; for a deeper stack, its outermost
 /// frames after those, and the count of the frames between (`Stack::elided`).
@@ -145,7 +149,7 @@ pub struct Session {
     pricing: Option<crate::pricing::Pricing>,
     /// Symbolized stacks, by (stack id, caller at the entry, outer part): the kernel
     /// deduplicates stacks, so each is walked and symbolized once.
-    stacks: HashMap<(u32, Option<u64>, Option<u64>, u64), Arc<crate::stack::Stack>>,
+    stacks: HashMap<StackKey, Arc<crate::stack::Stack>>,
     /// A user stack taken at a `push rbp` includes the caller (Linux ≥ 6.12, and stable
     /// kernels that took the change: Engine::kernel_adds_caller).
     kernel_adds_caller: bool,
