@@ -69,6 +69,8 @@ pub struct Row {
     pub call: Call,
     /// Its callers, innermost first (`--stack`).
     pub stack: Option<Callers>,
+    /// Its process's pid in its own pid namespace (a container's), when that differs.
+    pub nspid: Option<u32>,
 }
 
 /// A kernel stack id, the caller at the entry, the outer part's key, and the load bias
@@ -567,13 +569,15 @@ impl Session {
                 return;
             };
             let m = &active[&func].members[member];
-            let bias = program.bias(probes_ebpf::decode::pid_of(raw).unwrap_or(0));
+            let pid = probes_ebpf::decode::pid_of(raw).unwrap_or(0);
+            let bias = program.bias(pid);
             if let Some(call) = probes_ebpf::decode::decode(raw, cat, &m.plan, bias) {
                 out.push(Row {
                     func,
                     at: m.func,
                     call,
                     stack: None,
+                    nspid: program.proc(pid).and_then(|p| p.nspid),
                 });
             }
         });

@@ -303,13 +303,18 @@ impl FixtureProc {
 
     /// Sends a command and returns every record up to its `done`.
     pub fn run(&mut self, cmd: &str) -> Vec<serde_json::Value> {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        self.stdin.flush().unwrap();
+        self.send(cmd);
+        self.wait_done()
+    }
+
+    /// Every record up to the `done` of a command sent (`send`): several fixtures
+    /// can run one at the same time.
+    pub fn wait_done(&mut self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         loop {
             let mut line = String::new();
             let n = self.stdout.read_line(&mut line).unwrap();
-            assert!(n > 0, "fixture exited during {cmd:?}");
+            assert!(n > 0, "fixture {} exited during a command", self.pid);
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             if v["type"] == "done" {
                 return out;

@@ -72,6 +72,7 @@ fn main() {
                     func: login,
                     at: login,
                     stack: None,
+                    nspid: None,
                     call: Call {
                         probe: 0,
                         pid: 1,

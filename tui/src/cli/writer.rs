@@ -172,6 +172,11 @@ fn format_calls(
         let name = &cat.functions[r.at].name;
         if as_json {
             write_call_json(buf, &r.call, name, r.stack.as_ref(), clock_offset_ns);
+            if let Some(ns) = r.nspid {
+                // Inside the object, last: the pid its container knows it by.
+                buf.pop();
+                let _ = write!(buf, r#","nspid":{ns}}}"#);
+            }
             if let Some(t) = log {
                 // Inside the object, last.
                 buf.pop();
