@@ -818,7 +818,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	pd->caller = caller;
 	pd->outer = outer;
 	pd->by_ok = 0;
-	if ((p->flags & PSC_F_BY) && p->by.kind >= PSC_BY_INT && p->by.section == PSC_SEC_ENTRY)
+	if ((p->flags & PSC_F_BY) && (p->by.kind == PSC_BY_INT || p->by.kind == PSC_BY_STR) && p->by.section == PSC_SEC_ENTRY)
 		pd->by_ok = by_read(f, p, &pd->by_value, &pd->by_name);
 	pd->ts_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&psc_pending, &key, pd, BPF_ANY);
@@ -872,6 +872,9 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 		if (p->by.kind == PSC_BY_BOOL) {
 			__u32 bits = (pd->bits & 0x7fffffff) | eval_atoms(f, p, PSC_SEC_RET);
 			v = run_prog(p->by.prog, bits);
+			ok = 1;
+		} else if (p->by.kind == PSC_BY_PID) {
+			v = bpf_get_current_pid_tgid() >> 32;
 			ok = 1;
 		} else if (p->by.section == PSC_SEC_ENTRY) {
 			v = pd->by_value;

@@ -115,7 +115,8 @@ struct psc_atom {
 #define PSC_F_BY (1u << 9)       /* one latency histogram per value of `by` */
 
 /* `--by`: what the histograms are split by. */
-enum psc_by_kind { PSC_BY_NONE = 0, PSC_BY_BOOL = 1, PSC_BY_INT = 2, PSC_BY_STR = 3 };
+/* PSC_BY_PID: the calling process (`--by pid` on a program of several). */
+enum psc_by_kind { PSC_BY_NONE = 0, PSC_BY_BOOL = 1, PSC_BY_INT = 2, PSC_BY_STR = 3, PSC_BY_PID = 4 };
 #define PSC_BY_VALUES 32     /* distinct values per probe; later ones count as "other" */
 #define PSC_BY_STR_LEN 32    /* bytes of a string value that name it */
 #define PSC_BY_OTHER_FLAG 1  /* psc_by_key.flags: the "other" histogram */

@@ -929,7 +929,7 @@ impl Session {
                     match by.kind {
                         PSC_BY_BOOL => (k.value != 0).to_string(),
                         PSC_BY_INT if by.signed => (k.value as i64).to_string(),
-                        PSC_BY_INT => k.value.to_string(),
+                        PSC_BY_INT | PSC_BY_PID => k.value.to_string(),
                         _ => name.map_or_else(
                             || format!("#{:x}", k.value),
                             |n| {

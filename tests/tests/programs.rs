@@ -109,7 +109,7 @@ fn every_process(tc: &periscope_tests::Toolchain, variant: Variant) {
     let mut b = FixtureProc::start(&bin);
     let mut c = FixtureProc::start(&bin);
     let exe = bin.to_str().unwrap();
-    let mut args = vec!["--exe", exe];
+    let mut args = vec!["--exe", exe, "--by", "pid"];
     args.extend(probes());
     let (child, out, said) = start(&args, &format!("every-{}", tc.label));
     // Three replicas in Pace at once: the same goroutine ids (and, outside a PIE, the
@@ -188,6 +188,16 @@ fn every_process(tc: &periscope_tests::Toolchain, variant: Variant) {
             .any(|l| l.contains(&format!("pid {c_pid} exited"))),
         "{what}: {said:?}"
     );
+    // Latency per process (`--by pid`), the program's in all.
+    for pid in &pids {
+        let split = lines
+            .iter()
+            .find(|l| {
+                l["type"] == "latency" && l["func"] == "main.Pace" && l["by"] == pid.to_string()
+            })
+            .unwrap_or_else(|| panic!("{what}: no latency of pid {pid}: {lines:?}"));
+        assert_eq!(split["count"], PACE_CALLS, "{what}: {split}");
+    }
     // The counters are the program's: every process's calls.
     let pace_stats = lines
         .iter()

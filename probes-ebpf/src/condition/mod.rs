@@ -104,8 +104,19 @@ pub fn compile_by(
     if *p.peek() != Tok::End {
         return Err(p.err(p.col(), "expected `&&`, `||` or the end of the expression"));
     }
-    let mut c = Compiler::new(cat, f, text);
     let mut by = psc_by::default();
+    // The process, unless the function has a value of that name (which then wins).
+    if text.trim() == "pid" && f.value("pid").is_none() {
+        by.kind = PSC_BY_PID as u8;
+        return Ok(CompiledBy {
+            text: text.into(),
+            by,
+            atoms: Vec::new(),
+            kind: PSC_BY_PID,
+            signed: false,
+        });
+    }
+    let mut c = Compiler::new(cat, f, text);
     if let parse::Expr::Cmp {
         path,
         len: false,
