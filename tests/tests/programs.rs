@@ -396,3 +396,56 @@ fn a_process_in_a_container_is_found_through_its_own_view_and_says_its_pids() {
     drop(fx);
     let _ = std::fs::remove_file(&bin);
 }
+
+#[test]
+fn the_shell_on_three_replicas_says_each_calls_process_and_splits_latency_by_it() {
+    use std::io::Write;
+    let tc = newest();
+    let bin = private_copy(&fixture("kinds", &tc, Variant::Plain), "shell");
+    let mut fxs: Vec<FixtureProc> = (0..3).map(|_| FixtureProc::start(&bin)).collect();
+    for fx in &mut fxs {
+        // Login about every millisecond until the next command.
+        fx.send("steady");
+    }
+    let mut shell =
+        periscope_tests::shell_command(&["--budget", "off", "--exe", bin.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+    {
+        let mut stdin = shell.stdin.take().unwrap();
+        for line in [
+            "trace main.Login --latency --by pid --args",
+            "wait 1s",
+            "events --last 300",
+            "hist main.Login",
+            "quit",
+        ] {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = shell.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("3 process(es) of {}", bin.display())),
+        "{text}"
+    );
+    for fx in &fxs {
+        let pid = fx.pid;
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!(" pid {pid} ")) && l.contains("main.Login(")),
+            "no row of pid {pid}: {text}"
+        );
+        assert!(
+            text.contains(&format!("  = {pid}: ")),
+            "no latency of pid {pid}: {text}"
+        );
+    }
+    drop(fxs);
+    let _ = std::fs::remove_file(&bin);
+}

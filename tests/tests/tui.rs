@@ -1147,3 +1147,34 @@ fn control_keys_edit_prompts_as_readline_does_and_are_never_typed() {
         vec![Effect::SetBudget(Some(4.0))]
     );
 }
+
+#[test]
+fn calls_of_several_processes_say_which_made_each() {
+    let mut s = state();
+    s.program = Some("3 process(es) of /srv/shop".into());
+    select(&mut s, "main.Login");
+    for k in ['a', 'r', 'l'] {
+        let e = press(&mut s, KeyCode::Char(k));
+        perform(&mut s, e);
+    }
+    let mut rows = logins(&s, 6);
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.call.pid = [4242, 5150, 61_003][i % 3];
+    }
+    update(&mut s, Action::Events(rows));
+    let text = render(&s, 160, 30);
+    assert!(text.contains("3 process(es) of /srv/shop"), "{text}");
+    let header = text.lines().find(|l| l.contains("ARGUMENTS")).unwrap();
+    assert!(
+        header.contains("TIME") && header.contains(" PID "),
+        "{header}"
+    );
+    for pid in ["4242", "5150", "61003"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!(" {pid} ")) && l.contains("username=")),
+            "{pid}: {text}"
+        );
+    }
+    snapshot!("several_processes", text);
+}

@@ -19,7 +19,7 @@ use symbols::Catalog;
 
 use crate::app::search;
 use crate::command::{COMMANDS, Command};
-use crate::format::{call_line, fmt_ns};
+use crate::format::{call_line_of, fmt_ns};
 use crate::session::{Row, Session};
 
 /// Calls kept for `events`.
@@ -415,14 +415,20 @@ fn execute(
                 .iter()
                 .filter(|r| only.is_none_or(|f| r.func == f))
                 .collect();
+            let many = sh.session.is_many();
             for r in &rows[rows.len().saturating_sub(last)..] {
                 let name = &cat.functions[r.at].name;
                 if let Some(t) = sh.logs.get(&r.func) {
                     let when = crate::format::wall_clock(r.call.ts_ns, offset, 6);
-                    println!("{when} {name}: {}", t.render(&r.call));
+                    let pid = if many {
+                        format!(" pid {}", r.call.pid)
+                    } else {
+                        String::new()
+                    };
+                    println!("{when}{pid} {name}: {}", t.render(&r.call));
                     continue;
                 }
-                println!("{}", call_line(&r.call, name, offset));
+                println!("{}", call_line_of(&r.call, name, offset, many));
                 if let Some(s) = &r.stack {
                     print!("{}", crate::format::stack_lines(s));
                 }

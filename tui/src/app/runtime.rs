@@ -41,6 +41,7 @@ async fn event_loop(
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "?".into());
     let mut state = State::new(session.cat.clone(), session.pid, binary);
+    state.program = session.is_many().then(|| session.target_label());
     state.clock_offset_ns = crate::format::clock_offset_ns();
     state.hit_cost = session.hit_cost.as_ref().ok().copied();
     state.budget = session.budget();
@@ -100,6 +101,13 @@ async fn event_loop(
         }
         for line in session.take_keeper_notes() {
             effects.extend(update(&mut state, Action::Warning(line)));
+        }
+        let procs = session.take_process_notes();
+        if !procs.is_empty() {
+            state.program = Some(session.target_label());
+            for n in procs {
+                state.info(n.describe());
+            }
         }
         while !effects.is_empty() {
             let mut next = Vec::new();

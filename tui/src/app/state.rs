@@ -198,6 +198,9 @@ pub struct State {
     pub cat: Arc<Catalog>,
     pub pid: u32,
     pub binary: String,
+    /// The target of a program of several processes (`3 process(es) of /usr/bin/shop`):
+    /// the status bar says it, and the events table has a PID column.
+    pub program: Option<String>,
     pub focus: Pane,
     pub mode: Mode,
     /// The function list: indices into `cat.functions`, filtered and ordered.
@@ -264,6 +267,7 @@ impl State {
             cat,
             pid,
             binary,
+            program: None,
             focus: Pane::Functions,
             mode: Mode::Normal,
             visible: Vec::new(),

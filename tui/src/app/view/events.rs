@@ -61,13 +61,22 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
     } else {
         name_width
     };
+    // Calls of several processes: which one made each (a column only then).
+    let pid_width = s.program.as_ref().map(|_| {
+        visible
+            .iter()
+            .map(|r| 1 + r.row.call.pid.max(1).ilog10() as u16)
+            .max()
+            .unwrap_or(3)
+            .max(3)
+    });
     let dim = Style::new().fg(Color::DarkGray);
     let rows: Vec<Row> = shown[start..end]
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let c = &r.row.call;
-            let mut row = Row::new(vec![
+            let mut cells = vec![
                 Cell::from(Span::styled(clock(c.ts_ns, s.clock_offset_ns), dim)),
                 Cell::from(format!("g{}", c.goid)),
                 Cell::from(fit_left(short(s.fn_name(r.row.at)), name_width as usize)),
@@ -93,7 +102,11 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
                     values_line(c.ret.as_deref(), true)
                 }),
                 Cell::from(c.latency_ns.map(fmt_ns).unwrap_or_default()),
-            ]);
+            ];
+            if pid_width.is_some() {
+                cells.insert(1, Cell::from(c.pid.to_string()));
+            }
+            let mut row = Row::new(cells);
             if s.ev_sel.is_some() && start + i == sel {
                 row = row.style(Style::new().add_modifier(Modifier::REVERSED));
             }
@@ -102,13 +115,16 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         .collect();
     let all_logs = !visible.is_empty() && visible.iter().all(|r| s.logs.contains_key(&r.row.func));
     let values = if all_logs { "MESSAGE" } else { "ARGUMENTS" };
-    let header = Row::new(["TIME", "G", "FUNCTION", values, "RESULTS", "LATENCY"])
-        .style(Style::new().add_modifier(Modifier::BOLD));
+    let mut names = vec!["TIME", "G", "FUNCTION", values, "RESULTS", "LATENCY"];
+    if pid_width.is_some() {
+        names.insert(1, "PID");
+    }
+    let header = Row::new(names).style(Style::new().add_modifier(Modifier::BOLD));
     // (A log probe's results are in its message.)
     let any_results = visible
         .iter()
         .any(|r| r.row.call.ret.is_some() && !s.logs.contains_key(&r.row.func));
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(time_width),
         Constraint::Length(g_width),
         Constraint::Length(name_width),
@@ -116,6 +132,9 @@ pub fn table(f: &mut Frame, area: Rect, s: &State, cache: &mut ViewCache) {
         Constraint::Fill(if any_results { 2 } else { 0 }),
         Constraint::Length(9),
     ];
+    if let Some(w) = pid_width {
+        widths.insert(1, Constraint::Length(w));
+    }
     let table = Table::new(rows, widths).header(header).column_spacing(1);
     f.render_widget(table, inner);
     if shown.is_empty() {

@@ -107,7 +107,16 @@ fn status_bar(f: &mut Frame, area: Rect, s: &State) {
             9,
             Span::styled(" periscope ", key.add_modifier(Modifier::BOLD)),
         ),
-        (4, Span::styled(format!(" pid {} ", s.pid), item)),
+        (
+            4,
+            Span::styled(
+                match &s.program {
+                    Some(p) => format!(" {p} "),
+                    None => format!(" pid {} ", s.pid),
+                },
+                item,
+            ),
+        ),
         (2, Span::styled(format!(" {} ", s.binary), item)),
         (1, Span::styled(format!(" {} ", s.cat.go_version), item)),
     ];
