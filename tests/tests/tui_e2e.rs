@@ -307,3 +307,50 @@ fn tui_at_80x24_keeps_names_values_and_the_budget_readable() {
     wait_until_gone();
     assert!(fx.is_running());
 }
+
+#[test]
+fn tui_on_every_process_of_a_program_shows_which_made_each_call() {
+    let bin = periscope_tests::private_copy(&fixture("kinds", &newest(), Variant::Plain), "tui");
+    let mut fxs: Vec<FixtureProc> = (0..3).map(|_| FixtureProc::start(&bin)).collect();
+    for fx in &mut fxs {
+        fx.run("steady");
+    }
+    let tmux = Tmux::start(
+        SOCKET,
+        160,
+        45,
+        &format!(
+            "{} --budget off --exe {}; sleep 60",
+            periscope().display(),
+            bin.display()
+        ),
+    );
+    tmux.wait_for("the function list", |s| s.contains("main.Login("));
+    assert!(
+        tmux.screen().contains("3 process(es) of"),
+        "{}",
+        tmux.screen()
+    );
+    tmux.keys(&["/"]);
+    tmux.text("main.Login");
+    tmux.keys(&["Enter", "a", "r"]);
+    let pids: Vec<String> = fxs.iter().map(|f| f.pid.to_string()).collect();
+    let screen = tmux.wait_for("rows of every process", |s| {
+        pids.iter().all(|p| {
+            s.lines()
+                .any(|l| l.contains(&format!(" {p} ")) && l.contains("username="))
+        })
+    });
+    assert!(screen.contains(" PID "), "{screen}");
+    // One exits: said, and the rest go on.
+    let gone = fxs.pop().unwrap();
+    let gone_pid = gone.pid;
+    drop(gone);
+    tmux.wait_for("the exit said", |s| {
+        s.contains(&format!("pid {gone_pid} exited; 2 process(es)"))
+    });
+    assert!(!tmux.screen().contains("TARGET EXITED"));
+    tmux.keys(&["q"]);
+    wait_until_gone();
+    let _ = std::fs::remove_file(&bin);
+}
