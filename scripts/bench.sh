@@ -26,6 +26,10 @@ echo "catalog of cmd/go ($N functions, best of 5): periscope list ${P} ms (--jso
 cargo build --release -q -p periscope-tests --bin bench-probes --bin kernel-check
 target/release/bench-probes
 # (bench-probes ends with the same costs on the older kernels, in VMs: kernel-check --bench.)
+# 4. A program of several processes (--exe): start-up with 8 processes and 10 probes, a
+#    process started later, and the reader's rate over 8 processes against one.
+cargo build --release -q -p periscope-tests --bin bench-programs
+target/release/bench-programs
 # 3. The TUI at 100,000 events per second: update + draw time a frame.
 cargo build --release -q -p periscope-tests --bin bench-tui
 target/release/bench-tui
