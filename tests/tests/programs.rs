@@ -193,7 +193,9 @@ fn every_process(tc: &periscope_tests::Toolchain, variant: Variant) {
         let split = lines
             .iter()
             .find(|l| {
-                l["type"] == "latency" && l["func"] == "main.Pace" && l["by"] == pid.to_string()
+                l["type"] == "latency"
+                    && l["func"] == "main.Pace"
+                    && l["by"].as_str() == Some(pid.to_string().as_str())
             })
             .unwrap_or_else(|| panic!("{what}: no latency of pid {pid}: {lines:?}"));
         assert_eq!(split["count"], PACE_CALLS, "{what}: {split}");
