@@ -5,6 +5,7 @@
 //! changes per process is where the file is mapped (a PIE's load bias) and its CPU time.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use symbols::LoadBias;
@@ -23,12 +24,45 @@ pub enum Scope {
 /// How often the processes are looked at again (exits, and new ones under `--exe`).
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
+/// Where a process runs, when that is not plainly on the host: what its rows carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// Its pid in its own pid namespace (a container's), when that differs.
+    pub nspid: Option<u32>,
+    /// Its container's id (64 hex digits), from its cgroup path.
+    pub container: Option<String>,
+}
+
+impl Place {
+    fn of(pid: u32) -> Option<Arc<Place>> {
+        let p = Place {
+            nspid: nspid(pid),
+            container: container_id(pid),
+        };
+        (p.nspid.is_some() || p.container.is_some()).then(|| Arc::new(p))
+    }
+
+    /// ` (container 0123456789ab, pid 1 inside)`, or nothing.
+    pub fn describe(place: Option<&Place>) -> String {
+        let Some(p) = place else {
+            return String::new();
+        };
+        let mut parts = Vec::new();
+        if let Some(c) = &p.container {
+            parts.push(format!("container {}", &c[..12.min(c.len())]));
+        }
+        if let Some(ns) = p.nspid {
+            parts.push(format!("pid {ns} inside"));
+        }
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 /// A process of the program.
 #[derive(Debug, Clone)]
 pub struct Proc {
     pub bias: LoadBias,
-    /// Its pid in its own pid namespace (a container's), when that differs.
-    pub nspid: Option<u32>,
+    pub place: Option<Arc<Place>>,
     /// Its CPU time when periscope started counting it: 0 for a process that started
     /// while the probes were on the file (all its time was under them).
     cpu_base: u64,
@@ -39,6 +73,7 @@ pub struct Proc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessNote {
     pub pid: u32,
+    pub place: Option<Arc<Place>>,
     pub event: ProcessEvent,
     /// Processes of the program running after it.
     pub running: usize,
@@ -68,8 +103,10 @@ impl ProcessNote {
             ProcessEvent::Execed => "replaced its program (exec)",
         };
         format!(
-            "pid {} {what}; {} process(es) of the program running",
-            self.pid, self.running
+            "pid {}{} {what}; {} process(es) of the program running",
+            self.pid,
+            Place::describe(self.place.as_deref()),
+            self.running
         )
     }
 }
@@ -187,7 +224,7 @@ impl Program {
                 let cpu = cpu_time_ns(pid).unwrap_or(0);
                 let p = Proc {
                     bias: LoadBias(0),
-                    nspid: nspid(pid),
+                    place: Place::of(pid),
                     cpu_base: cpu,
                     cpu_last: cpu,
                 };
@@ -285,11 +322,12 @@ impl Program {
         } else {
             cpu
         };
+        let place = Place::of(pid);
         self.procs.insert(
             pid,
             Proc {
                 bias,
-                nspid: nspid(pid),
+                place: place.clone(),
                 cpu_base: base,
                 cpu_last: cpu,
             },
@@ -297,6 +335,7 @@ impl Program {
         let running = self.procs.len();
         self.notes.push(ProcessNote {
             pid,
+            place,
             event: ProcessEvent::Started,
             running,
         });
@@ -330,12 +369,14 @@ impl Program {
             })
             .collect();
         for (pid, event) in gone {
-            if let Some(p) = self.procs.remove(&pid) {
+            let place = self.procs.remove(&pid).and_then(|p| {
                 self.cpu_gone += p.cpu_last.saturating_sub(p.cpu_base);
-            }
+                p.place
+            });
             let running = self.procs.len();
             self.notes.push(ProcessNote {
                 pid,
+                place,
                 event,
                 running,
             });
@@ -427,6 +468,22 @@ fn nspid(pid: u32) -> Option<u32> {
         .filter_map(|v| v.parse().ok())
         .collect();
     (ids.len() > 1).then(|| *ids.last().unwrap_or(&pid))
+}
+
+/// The id of the container a process runs in, from its cgroup path: a 64-digit hex
+/// segment, as Docker (`/docker/ID`, `docker-ID.scope`), containerd and CRI-O
+/// (`cri-containerd-ID.scope`, `crio-ID.scope`) and Podman (`libpod-ID.scope`) name them.
+fn container_id(pid: u32) -> Option<String> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroups
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .flat_map(|path| path.split('/'))
+        .find_map(|seg| {
+            let seg = seg.strip_suffix(".scope").unwrap_or(seg);
+            let id = seg.rsplit('-').next().unwrap_or(seg);
+            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+        })
 }
 
 /// When the process started, in clock ticks since boot (stat(5) field 22).

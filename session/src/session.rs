@@ -14,7 +14,7 @@ use symbols::Catalog;
 pub use crate::error::{OpenError, SetError};
 use crate::governor::{Governor, Note, Watch};
 use crate::program::Program;
-pub use crate::program::Scope;
+pub use crate::program::{Place, Scope};
 pub use crate::spec::ProbeSpec;
 
 /// Events decoded at a time: a bound on what a reader holds between two looks at the
@@ -69,8 +69,8 @@ pub struct Row {
     pub call: Call,
     /// Its callers, innermost first (`--stack`).
     pub stack: Option<Callers>,
-    /// Its process's pid in its own pid namespace (a container's), when that differs.
-    pub nspid: Option<u32>,
+    /// Its process's container and namespace pid, when it is in one (program.rs).
+    pub place: Option<Arc<crate::program::Place>>,
 }
 
 /// A kernel stack id, the caller at the entry, the outer part's key, and the load bias
@@ -577,7 +577,7 @@ impl Session {
                     at: m.func,
                     call,
                     stack: None,
-                    nspid: program.proc(pid).and_then(|p| p.nspid),
+                    place: program.proc(pid).and_then(|p| p.place.clone()),
                 });
             }
         });
@@ -1024,9 +1024,9 @@ impl Session {
         self.program.pids()
     }
 
-    /// A process's pid in its own namespace (a container's), when it differs.
-    pub fn nspid(&self, pid: u32) -> Option<u32> {
-        self.program.proc(pid).and_then(|p| p.nspid)
+    /// A process's container and namespace pid, when it is in one.
+    pub fn place(&self, pid: u32) -> Option<Arc<crate::program::Place>> {
+        self.program.proc(pid).and_then(|p| p.place.clone())
     }
 
     /// Processes that started, exited or exec'ed since the last call.

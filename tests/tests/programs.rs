@@ -363,8 +363,25 @@ fn in_a_container(bin: &Path) -> (FixtureProc, u32) {
         })
         .expect("the fixture under unshare");
     assert!(!Path::new(inside).exists(), "the host has {inside}");
+    // In a cgroup named as containerd names a container's.
+    let _ = std::fs::create_dir(container_cgroup());
+    std::fs::write(container_cgroup().join("cgroup.procs"), host.to_string()).unwrap();
     (fx, host)
 }
+
+/// The cgroup of `in_a_container` (cgroup v1's pids hierarchy, else v2's root).
+fn container_cgroup() -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup/pids");
+    let root = if v1.exists() {
+        v1
+    } else {
+        Path::new("/sys/fs/cgroup")
+    };
+    root.join(format!("cri-containerd-{CONTAINER}.scope"))
+}
+
+/// The container id of `in_a_container`.
+const CONTAINER: &str = "5f0c2d1e9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d";
 
 #[test]
 fn a_process_in_a_container_is_found_through_its_own_view_and_says_its_pids() {
@@ -387,6 +404,7 @@ fn a_process_in_a_container_is_found_through_its_own_view_and_says_its_pids() {
     compare(&record, calls).unwrap();
     for c in calls {
         assert_eq!(c["nspid"], 1, "the pid the container knows: {c}");
+        assert_eq!(c["container"], CONTAINER, "{c}");
     }
     // And by the host's path of the same file.
     let mut args = vec!["--exe", bin.to_str().unwrap()];
@@ -396,6 +414,13 @@ fn a_process_in_a_container_is_found_through_its_own_view_and_says_its_pids() {
     let lines = stop(child, &out);
     compare(&record, &calls_by_pid(&lines)[&u64::from(host)]).unwrap();
     drop(fx);
+    // The cgroup goes once its process has.
+    for _ in 0..50 {
+        if std::fs::remove_dir(container_cgroup()).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = std::fs::remove_file(&bin);
 }
 

@@ -129,7 +129,7 @@ fn login(s: &State, i: u64, user: &str, attempts: i64) -> Row {
         func: func(s, "main.Login"),
         at: func(s, "main.Login"),
         stack: None,
-        nspid: None,
+        place: None,
         call: Call {
             probe: 0,
             pid: 4242,
@@ -941,7 +941,7 @@ fn render_call(func: usize, i: u64) -> Row {
         func,
         at: func,
         stack: None,
-        nspid: None,
+        place: None,
         call: Call {
             probe: 0,
             pid: 4242,
@@ -1081,7 +1081,7 @@ fn a_stripped_target_shows_raw_words_and_says_so() {
         func: setinfo,
         at: setinfo,
         stack: None,
-        nspid: None,
+        place: None,
         call: Call {
             probe: 0,
             pid: 4242,

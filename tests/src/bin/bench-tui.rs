@@ -72,7 +72,7 @@ fn main() {
                     func: login,
                     at: login,
                     stack: None,
-                    nspid: None,
+                    place: None,
                     call: Call {
                         probe: 0,
                         pid: 1,

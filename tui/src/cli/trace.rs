@@ -254,8 +254,13 @@ pub fn run(opts: Options) -> Result<()> {
             if opts.json {
                 let mut line = json!({"type":"process","pid":note.pid,"event":note.event_name(),
                     "running":note.running});
-                if let Some(ns) = session.nspid(note.pid) {
-                    line["nspid"] = json!(ns);
+                if let Some(p) = session.place(note.pid) {
+                    if let Some(ns) = p.nspid {
+                        line["nspid"] = json!(ns);
+                    }
+                    if let Some(c) = &p.container {
+                        line["container"] = json!(c);
+                    }
                 }
                 let _ = writer.send_until(
                     Out::Text(format!("{line}\n").into_bytes()),

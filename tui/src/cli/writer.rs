@@ -172,10 +172,17 @@ fn format_calls(
         let name = &cat.functions[r.at].name;
         if as_json {
             write_call_json(buf, &r.call, name, r.stack.as_ref(), clock_offset_ns);
-            if let Some(ns) = r.nspid {
-                // Inside the object, last: the pid its container knows it by.
+            if let Some(p) = &r.place {
+                // Inside the object, last: the pid its container knows it by, and the
+                // container.
                 buf.pop();
-                let _ = write!(buf, r#","nspid":{ns}}}"#);
+                if let Some(ns) = p.nspid {
+                    let _ = write!(buf, r#","nspid":{ns}"#);
+                }
+                if let Some(c) = &p.container {
+                    let _ = write!(buf, r#","container":"{c}""#);
+                }
+                buf.push(b'}');
             }
             if let Some(t) = log {
                 // Inside the object, last.

@@ -113,10 +113,11 @@ fn detail(f: &mut Frame, s: &State, seq: u64, scroll: u16) {
         ),
         Line::styled(
             format!(
-                "{}  goroutine {}  pid {} tid {}{}",
+                "{}  goroutine {}  pid {}{} tid {}{}",
                 clock(c.ts_ns, s.clock_offset_ns),
                 c.goid,
                 c.pid,
+                crate::session::Place::describe(r.row.place.as_deref()),
                 c.tid,
                 c.latency_ns
                     .map(|l| format!("  latency {}", fmt_ns(l)))
