@@ -119,6 +119,19 @@ struct {
 	__type(value, __u64);
 } psc_filtered SEC(".maps");
 
+/* When each goroutine last recovered a panic (runtime.recovery): its frames below the
+ * deferring one were unwound without returning, so an entry stored before then may
+ * belong to a frame that is gone. A return point that other paths reach too (a
+ * shared one) must not pair a branch's hit with such an entry: entries older than
+ * their goroutine's last recovery end there as unwatched. (Rarely one still in flight
+ * in an outer frame is ended too: unwatched, never a wrong latency.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct psc_g_key);
+	__type(value, __u64);
+} psc_recovered SEC(".maps");
+
 #define G_SPAN_MASK 255 /* bytes of runtime.g read at once: stack.hi up to goid */
 
 /* A walk up a goroutine's frame pointers, one frame per bpf_loop step: each frame
@@ -825,7 +838,20 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	return 0;
 }
 
-static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc)
+/* At a shared return point: whether the entry found can be this frame's call. A goroutine
+ * that ended and whose g was reused has another id; one that recovered a panic since
+ * the entry may have lost the entry's frame. */
+static __always_inline int entry_is_live(__u64 g, __u32 pid, const struct psc_probe *p, const struct psc_pending *pd)
+{
+	__u64 goid = 0;
+	if (bpf_probe_read_user(&goid, 8, (void *)(g + p->goid_off)) || goid != pd->goid)
+		return 0;
+	struct psc_g_key gk = {.g = g, .pid = pid};
+	__u64 *recovered = bpf_map_lookup_elem(&psc_recovered, &gk);
+	return !recovered || *recovered < pd->ts_ns;
+}
+
+static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc, int shared)
 {
 	__u64 now = bpf_ktime_get_ns(), g = ctx->r14, hi = 0;
 	if (bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off)))
@@ -833,7 +859,8 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	/* Only an entry of the current generation: one from before the return points were
 	 * last detached may belong to a call whose return was missed (user space counts
 	 * those as unwatched), and pairing it with this return would time several calls. */
-	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = bpf_get_current_pid_tgid() >> 32};
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = pid};
 	struct psc_pending *pd = bpf_map_lookup_elem(&psc_pending, &key);
 	if (!pd || now - pd->ts_ns > PENDING_AGE_NS) {
 		if (pd)
@@ -841,7 +868,16 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 		/* The return of a call its entry condition rejected: counted already. */
 		if ((p->flags & PSC_F_COND) && bpf_map_delete_elem(&psc_filtered, &key) == 0)
 			return 0;
-		st->unpaired++;
+		/* Another path through a shared point: not a return, and expected. */
+		if (!shared)
+			st->unpaired++;
+		return 0;
+	}
+	if (shared && !entry_is_live(g, pid, p, pd)) {
+		/* Its return was never seen (its frame was unwound): entered, unwatched. */
+		bpf_map_delete_elem(&psc_pending, &key);
+		st->unwatched++;
+		st->unrecorded++;
 		return 0;
 	}
 	/* Less the probe's own time between the two clock reads (calibrated), never below 0. */
@@ -947,6 +983,13 @@ int periscope_probe(struct pt_regs *ctx)
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 id = (__u32)cookie, zero = 0;
 	__u32 point = (cookie >> PSC_COOKIE_KIND_SHIFT) & PSC_COOKIE_KIND_MASK;
+	if (point == PSC_POINT_RECOVERY) {
+		/* runtime.recovery(gp), called through mcall on the system stack: gp in RAX. */
+		struct psc_g_key gk = {.g = ctx->rax, .pid = bpf_get_current_pid_tgid() >> 32};
+		__u64 now = bpf_ktime_get_ns();
+		bpf_map_update_elem(&psc_recovered, &gk, &now, BPF_ANY);
+		return 0;
+	}
 	struct psc_probe *p = bpf_map_lookup_elem(&psc_probes, &id);
 	/* A detached probe's uprobes fire until the kernel has removed them: its zeroed
 	 * plan must neither count nor emit anything. */
@@ -984,7 +1027,7 @@ int periscope_probe(struct pt_regs *ctx)
 	load_frame(&f, ctx, at_call ? 8 : 0);
 	if (point == PSC_POINT_RET || point == PSC_POINT_AFTERCALL) {
 		st->ret_hits++;
-		on_return(ctx, &f, p, id, st, sc);
+		on_return(ctx, &f, p, id, st, sc, (cookie & PSC_COOKIE_SHARED) != 0);
 	} else {
 		on_entry(ctx, &f, p, id, st, sc, at_call);
 	}

@@ -35,10 +35,12 @@ enum psc_point {
 	PSC_POINT_RET = 2,
 	PSC_POINT_CALLSITE = 3,   /* entry at a `call` to the function: RSP is 8 higher */
 	PSC_POINT_AFTERCALL = 4,  /* return seen after a call site: RSP is 8 higher */
+	PSC_POINT_RECOVERY = 5,   /* runtime.recovery's entry: a goroutine recovered a panic */
 };
 #define PSC_COOKIE_KIND_SHIFT 32
 #define PSC_COOKIE_KIND_MASK 0xff
 #define PSC_COOKIE_STEPPED (1ull << 40) /* the kernel single-steps this point's instruction */
+#define PSC_COOKIE_SHARED (1ull << 41)  /* a return point other paths reach too: pairs only */
 
 enum psc_base { PSC_BASE_NONE = 0, PSC_BASE_REG = 1, PSC_BASE_STACK = 2 };
 
@@ -198,6 +200,13 @@ struct psc_pending_key {
 	__u32 generation; /* psc_probe.generation at the entry: older ones user space harvests */
 	__u32 pid;        /* process (tgid): replicas of one program share goroutine addresses */
 	__u32 _pad;       /* zero: hash keys compare every byte */
+};
+
+/* A goroutine of a process (psc_recovered's key). */
+struct psc_g_key {
+	__u64 g;
+	__u32 pid;
+	__u32 _pad;
 };
 
 struct psc_pending {

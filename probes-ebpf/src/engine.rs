@@ -389,6 +389,38 @@ impl Engine {
         }
     }
 
+    /// Watches the runtime's panic recovery (`runtime.recovery`, at link address
+    /// `addr`) in `pids`: shared return points need it (see psc_recovered in the BPF
+    /// program). Its id goes to `detach_many` like a probe's.
+    pub fn watch_recovery(
+        &mut self,
+        pids: &[u32],
+        exe: &Path,
+        elf: &symbols::elf::Elf,
+        addr: u64,
+    ) -> Result<u32, EngineError> {
+        let offset = elf
+            .vaddr_to_offset(symbols::LinkAddr(addr))
+            .ok_or_else(|| EngineError::NoOffset {
+                func: "runtime.recovery".into(),
+                addr,
+            })?;
+        let id = self.allocate_id()?;
+        let cookie = u64::from(id) | (u64::from(PSC_POINT_RECOVERY) << PSC_COOKIE_KIND_SHIFT);
+        for &pid in pids {
+            if let Err(error) = self.attach_points(id, exe, pid, &[(offset.0, cookie)]) {
+                self.detach(id);
+                return Err(EngineError::Attach {
+                    func: "runtime.recovery".into(),
+                    pid,
+                    batched: self.multi.is_some(),
+                    error,
+                });
+            }
+        }
+        Ok(id)
+    }
+
     /// A free probe id (one whose uprobes are all gone), now handed out.
     fn allocate_id(&mut self) -> Result<u32, EngineError> {
         self.reclaim();

@@ -13,6 +13,9 @@ pub struct Point {
     pub kind: u32,
     /// The kernel single-steps the instruction (~10x the cost of one it emulates).
     pub stepped: bool,
+    /// A return point other paths reach too (callsites::AfterCall::shared): a hit
+    /// without an entry in flight for its frame is not a return, and not an anomaly.
+    pub shared: bool,
 }
 
 impl Point {
@@ -21,6 +24,7 @@ impl Point {
         u64::from(id)
             | (u64::from(self.kind) << PSC_COOKIE_KIND_SHIFT)
             | if self.stepped { PSC_COOKIE_STEPPED } else { 0 }
+            | if self.shared { PSC_COOKIE_SHARED } else { 0 }
     }
 }
 
@@ -55,6 +59,7 @@ impl Points {
                 _ => PSC_POINT_ENTRY,
             },
             stepped: own.entry_kind.is_expensive(),
+            shared: false,
         };
         let plan = sites.and_then(|s| s.as_ref().ok());
         let why_not = match sites {
@@ -69,6 +74,7 @@ impl Points {
                         addr,
                         kind: PSC_POINT_CALLSITE,
                         stepped: false,
+                        shared: false,
                     })
                     .collect(),
                 format!("entry: {} call site(s)", p.entries.len()),
@@ -80,6 +86,7 @@ impl Points {
                         addr,
                         kind: PSC_POINT_ENTRY,
                         stepped: false,
+                        shared: false,
                     }],
                     format!(
                         "entry: first emulated instruction (+{:#x})",
@@ -107,6 +114,12 @@ impl Points {
             match plan.map(|p| &p.returns) {
                 Some(Ok(after)) => {
                     let stepped = after.iter().filter(|a| !a.emulated).count();
+                    let shared = after.iter().filter(|a| a.shared).count();
+                    let paired = if shared > 0 {
+                        format!(", {shared} also reached by a branch (paired)")
+                    } else {
+                        String::new()
+                    };
                     (
                         after
                             .iter()
@@ -114,13 +127,14 @@ impl Points {
                                 addr: a.addr,
                                 kind: PSC_POINT_AFTERCALL,
                                 stepped: !a.emulated,
+                                shared: a.shared,
                             })
                             .collect(),
                         if stepped == 0 {
-                            format!("; return: after {} call site(s)", after.len())
+                            format!("; return: after {} call site(s){paired}", after.len())
                         } else {
                             format!(
-                                "; return: after {} call site(s), {stepped} single-stepped",
+                                "; return: after {} call site(s), {stepped} single-stepped{paired}",
                                 after.len()
                             )
                         },
@@ -138,6 +152,7 @@ impl Points {
                                 addr,
                                 kind: PSC_POINT_RET,
                                 stepped: true,
+                                shared: false,
                             })
                             .collect(),
                         format!(

@@ -155,6 +155,8 @@ pub struct Session {
     /// A user stack taken at a `push rbp` includes the caller (Linux ≥ 6.12, and stable
     /// kernels that took the change: Engine::kernel_adds_caller).
     kernel_adds_caller: bool,
+    /// The probe id watching runtime.recovery, once a probe has shared return points.
+    recovery: Option<u32>,
     /// Every direct call and taken address of the binary, built on the first probe.
     callgraph: std::sync::OnceLock<symbols::callsites::CallGraph>,
 }
@@ -214,6 +216,7 @@ impl Session {
             gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
             stacks: HashMap::new(),
             kernel_adds_caller,
+            recovery: None,
             callgraph: std::sync::OnceLock::new(),
         })
     }
@@ -393,6 +396,9 @@ impl Session {
                 s.ret || cond.as_ref().is_some_and(|c| c.reads_results),
             )
             .ok_or_else(|| SetError::NoCode(f.name.clone()))?;
+        if points.returns.iter().any(|p| p.shared) {
+            self.watch_recovery()?;
+        }
         let stepped_entry = points.entries.iter().any(|p| p.stepped);
         plan.wire.latency_floor_ns = self.latency_floor_ns(stepped_entry) as u32;
         // Attach the new probe before detaching the old one, so a failed attach leaves
@@ -459,6 +465,23 @@ impl Session {
         ))
     }
 
+    /// Watches the runtime's panic recovery, once: shared return points need it.
+    fn watch_recovery(&mut self) -> Result<(), SetError> {
+        if self.recovery.is_some() {
+            return Ok(());
+        }
+        let addr = symbols::callsites::recovery_entry(&self.cat)
+            .ok_or_else(|| SetError::NoCode("runtime.recovery".into()))?;
+        let id = self.engine.watch_recovery(
+            &self.program.attach_pids(),
+            &self.exe,
+            &self.cat.elf,
+            addr,
+        )?;
+        self.recovery = Some(id);
+        Ok(())
+    }
+
     pub fn remove(&mut self, func: usize) {
         if let Some(a) = self.active.remove(&func) {
             let ids: Vec<u32> = a.members.iter().map(|m| m.id).collect();
@@ -477,6 +500,7 @@ impl Session {
             .active
             .drain()
             .flat_map(|(_, a)| a.members.into_iter().map(|m| m.id))
+            .chain(self.recovery.take())
             .collect();
         self.by_id.clear();
         self.engine.detach_many(&ids);
@@ -491,6 +515,7 @@ impl Session {
             .active
             .values()
             .flat_map(|a| a.members.iter().map(|m| m.id))
+            .chain(self.recovery.take())
             .collect();
         self.engine.detach_many(&ids);
     }
@@ -754,7 +779,8 @@ impl Session {
         let graph = self
             .callgraph
             .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat));
-        let sites = graph.plan(&self.cat, f, results);
+        let shared = symbols::callsites::recovery_entry(&self.cat).is_some();
+        let sites = graph.plan(&self.cat, f, results, shared);
         let straight = graph.straight_entry(&self.cat, f);
         Points::choose(f, paired, Some(&sites), straight)
     }

@@ -29,6 +29,16 @@ pub const MAX_SITES: usize = 64;
 /// Instructions looked at after a call for a cheap return point.
 const LOOKAHEAD: usize = 24;
 
+/// Where the runtime resumes a goroutine that recovered a panic (`runtime.recovery`,
+/// on every Go release since 1.17): a probe there lets shared return points (see
+/// `AfterCall::shared`) tell an entry whose frame a panic unwound. None without it.
+pub fn recovery_entry(cat: &Catalog) -> Option<u64> {
+    cat.function("runtime.recovery")?
+        .probes
+        .as_ref()
+        .map(|p| p.entry)
+}
+
 /// Why a function's address may be taken (so it may be called through a register).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
@@ -73,6 +83,10 @@ pub struct AfterCall {
     /// The instruction there is one the kernel emulates; else it is the return
     /// address itself, single-stepped.
     pub emulated: bool,
+    /// Something else branches to it (or between the call and it): a hit there is a
+    /// return only when an entry of the same frame is in flight, which the BPF program
+    /// checks (a rotated loop's condition after the call in its body, say).
+    pub shared: bool,
 }
 
 /// Where a function's calls can be seen from its callers.
@@ -190,8 +204,15 @@ impl CallGraph {
 
     /// Where the calls of `f` can be seen from its callers: every call site, and after
     /// each a return point (results are read there when `results` is set, so nothing
-    /// in between may write a register that holds one). Err says why not.
-    pub fn plan(&self, cat: &Catalog, f: &Function, results: bool) -> Result<SitePlan, NoSites> {
+    /// in between may write a register that holds one). `shared`: return points that
+    /// other paths reach too may be used (the caller pairs their hits). Err says why not.
+    pub fn plan(
+        &self,
+        cat: &Catalog,
+        f: &Function,
+        results: bool,
+        shared: bool,
+    ) -> Result<SitePlan, NoSites> {
         if f.abi0 {
             return Err("ABI0: its arguments are on the stack of a wrapper".into());
         }
@@ -211,7 +232,7 @@ impl CallGraph {
         let result_regs = result_registers(f);
         let mut returns = Ok(Vec::with_capacity(sites.len()));
         for &site in &sites {
-            match self.after_call(cat, site, results.then_some(&result_regs)) {
+            match self.after_call(cat, site, results.then_some(&result_regs), shared) {
                 Ok(a) => {
                     if let Ok(r) = &mut returns {
                         r.push(a);
@@ -235,6 +256,7 @@ impl CallGraph {
         cat: &Catalog,
         site: u64,
         results: Option<&HashSet<Register>>,
+        shared_ok: bool,
     ) -> Result<AfterCall, String> {
         let caller = cat
             .functions
@@ -249,19 +271,25 @@ impl CallGraph {
         let mut dec = Decoder::with_ip(64, code, site, DecoderOptions::NONE);
         let call = dec.decode();
         let ret_addr = call.next_ip();
-        if targets.contains(&ret_addr) {
+        if ret_addr >= caller.end {
+            return Err(format!("the call at {site:#x} ends its function"));
+        }
+        if !shared_ok && targets.contains(&ret_addr) {
             return Err(format!(
                 "the return address {ret_addr:#x} is also a branch target"
             ));
         }
-        if ret_addr >= caller.end {
-            return Err(format!("the call at {site:#x} ends its function"));
-        }
         let mut info = InstructionInfoFactory::new();
+        // Other paths may join the straight one from the call (the loop's condition
+        // after a call in its body): the point stays sound because a return is a hit
+        // that pairs with an entry in flight for the same goroutine and frame, which
+        // another path never has (the BPF program checks; see `shared`).
+        let mut shared = targets.contains(&ret_addr);
         let single = AfterCall {
             site,
             addr: ret_addr,
             emulated: false,
+            shared,
         };
         for _ in 0..LOOKAHEAD {
             if !dec.can_decode() {
@@ -271,15 +299,28 @@ impl CallGraph {
             if ins.is_invalid() || ins.ip() >= caller.end {
                 break;
             }
-            // Anything that branches here would reach the point without the call.
-            if ins.ip() != ret_addr && targets.contains(&ins.ip()) {
-                break;
+            // Anything that branches here reaches the point without the call.
+            if targets.contains(&ins.ip()) {
+                if !shared_ok {
+                    break;
+                }
+                shared = true;
             }
             if emulated(&ins) {
+                // A loop between the call and here (an inlined copy's `dec; jne` back
+                // to its start) would hit the point once a round: the return address
+                // costs less.
+                let loops_back = shared
+                    && matches!(ins.op0_kind(), OpKind::NearBranch64)
+                    && (ret_addr..=ins.ip()).contains(&ins.near_branch_target());
+                if loops_back {
+                    break;
+                }
                 return Ok(AfterCall {
                     site,
                     addr: ins.ip(),
                     emulated: true,
+                    shared,
                 });
             }
             // Past this instruction the state is no longer the call's: stop at it.

@@ -35,7 +35,8 @@ pub fn run(target: &Target, pattern: Option<&str>, as_json: bool) -> Result<()> 
     let points = |f: &Function| {
         let g = graph.as_ref()?;
         f.probeable().then_some(())?;
-        let sites = g.plan(&cat, f, true);
+        let shared = symbols::callsites::recovery_entry(&cat).is_some();
+        let sites = g.plan(&cat, f, true, shared);
         let straight = g.straight_entry(&cat, f);
         probes_ebpf::points::Points::choose(f, true, Some(&sites), straight).map(|p| p.describe)
     };
