@@ -132,6 +132,16 @@ struct {
 	__type(value, __u64);
 } psc_recovered SEC(".maps");
 
+/* The call sites of PSC_F_SITES probes, by the return address their calls push: 0
+ * while no return point sits after one (user space is told once, PSC_EV_SITE), 1 once
+ * one does. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PSC_SITES);
+	__type(key, struct psc_site_key);
+	__type(value, __u32);
+} psc_sites SEC(".maps");
+
 #define G_SPAN_MASK 255 /* bytes of runtime.g read at once: stack.hi up to goid */
 
 /* A walk up a goroutine's frame pointers, one frame per bpf_loop step: each frame
@@ -745,6 +755,25 @@ static __always_inline __u64 outer_of(struct pt_regs *ctx, __u64 g, const struct
 	return key;
 }
 
+/* Whether a return point sits after the call site this call came from ([rsp] at the
+ * function's entry is the address it returns to); a site seen for the first time is
+ * recorded and user space told. */
+static __always_inline int site_covered(struct pt_regs *ctx, __u32 id)
+{
+	struct psc_site_key sk = {.probe = id, .pid = bpf_get_current_pid_tgid() >> 32};
+	if (bpf_probe_read_user(&sk.ret, 8, (void *)ctx->rsp))
+		return 0;
+	__u32 *covered = bpf_map_lookup_elem(&psc_sites, &sk);
+	if (covered)
+		return *covered;
+	__u32 no = 0;
+	if (bpf_map_update_elem(&psc_sites, &sk, &no, BPF_NOEXIST) == 0) {
+		struct psc_site_event se = {.version = PSC_VERSION, .kind = PSC_EV_SITE, .probe = id, .pid = sk.pid, .ret = sk.ret};
+		bpf_ringbuf_output(&psc_events, &se, sizeof(se), 0);
+	}
+	return 0;
+}
+
 static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, struct psc_probe *p, __u32 id, struct psc_stats *st, struct scratch *sc, int at_call)
 {
 	__u64 g = ctx->r14, goid = 0, hi = 0;
@@ -753,6 +782,10 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	/* The budget has this probe's return points detached: the call is seen at its
 	 * entry only (arguments, counts, entry conditions), and says so. */
 	int unwatched = (p->flags & PSC_F_PAIRED) && (p->flags & PSC_F_WINDOWED) && !(p->flags & PSC_F_WATCHING);
+	/* Returns seen after the call sites in use: a call from a site without a return
+	 * point yet is seen at its entry only, and its site is asked for. */
+	if (!unwatched && (p->flags & PSC_F_SITES) && !at_call && !site_covered(ctx, id))
+		unwatched = (p->flags & PSC_F_SITES_ONLY) != 0;
 	if (unwatched)
 		st->unwatched++;
 	if (p->natoms)

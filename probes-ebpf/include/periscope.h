@@ -115,6 +115,10 @@ struct psc_atom {
 #define PSC_F_WATCHING (1u << 7) /* the return points are attached: entries are stored to pair */
 #define PSC_F_STACK (1u << 8)    /* capture the callers' stack at the entry */
 #define PSC_F_BY (1u << 9)       /* one latency histogram per value of `by` */
+#define PSC_F_SITES (1u << 10)   /* record the call sites in use (psc_sites) */
+#define PSC_F_SITES_ONLY (1u << 11) /* returns are seen after those sites only: a call from
+				     * a site not yet covered is seen at its entry only */
+#define PSC_SITES 8192           /* (probe, process, return address) kept in psc_sites */
 
 /* `--by`: what the histograms are split by. */
 /* PSC_BY_PID: the calling process (`--by pid` on a program of several). */
@@ -202,6 +206,24 @@ struct psc_pending_key {
 	__u32 _pad;       /* zero: hash keys compare every byte */
 };
 
+/* A call site of a probe's function in a process: the return address its calls
+ * push (psc_sites' key; the value is 1 once a return point sits after it). */
+struct psc_site_key {
+	__u32 probe;
+	__u32 pid;
+	__u64 ret;
+};
+
+/* PSC_EV_SITE: its header is psc_event's first four fields. */
+struct psc_site_event {
+	__u16 version;
+	__u16 kind;
+	__u32 probe;
+	__u32 pid;
+	__u32 _pad;
+	__u64 ret;
+};
+
 /* A goroutine of a process (psc_recovered's key). */
 struct psc_g_key {
 	__u64 g;
@@ -227,6 +249,7 @@ struct psc_pending {
 };
 
 #define PSC_EV_CALL 1
+#define PSC_EV_SITE 2 /* psc_site_event: a call site seen for the first time */
 #define PSC_EVF_ENTRY (1u << 0)
 #define PSC_EVF_RET (1u << 1)
 #define PSC_EVF_TRUNCATED (1u << 2)

@@ -42,6 +42,12 @@ pub struct Engine {
     hist: Array<MapData, psc_hist>,
     stacks: aya::maps::StackTraceMap<MapData>,
     outers: aya::maps::HashMap<MapData, u64, psc_outer>,
+    /// Call sites of PSC_F_SITES probes (see `cover_site`).
+    sites: aya::maps::HashMap<MapData, psc_site_key, u32>,
+    /// Sites the BPF program saw for the first time, for `take_sites`.
+    new_sites: Vec<Site>,
+    /// Probes that learn their call sites (PSC_F_SITES), live or being detached.
+    sites_ids: HashSet<u32>,
     by_hist: aya::maps::HashMap<MapData, psc_by_key, psc_hist>,
     by_count: Array<MapData, u32>,
     by_names: aya::maps::HashMap<MapData, psc_by_key, psc_by_name>,
@@ -93,6 +99,15 @@ pub struct Engine {
     pub multi_error: Option<String>,
     /// A multi link has been made: an EINVAL from now on is about the offsets given.
     multi_proven: bool,
+}
+
+/// A call site a PSC_F_SITES probe's function was first called from: the address its
+/// calls return to, in process `pid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Site {
+    pub probe: u32,
+    pub pid: u32,
+    pub ret: u64,
 }
 
 /// The two groups of a probe's points that the budget attaches and detaches apart.
@@ -321,6 +336,7 @@ impl Engine {
         let events = RingBuf::try_from(take("psc_events")?)?;
         let stacks = aya::maps::StackTraceMap::try_from(take("psc_stacks")?)?;
         let outers = aya::maps::HashMap::try_from(take("psc_outers")?)?;
+        let sites = aya::maps::HashMap::try_from(take("psc_sites")?)?;
         let by_hist = aya::maps::HashMap::try_from(take("psc_by_hist")?)?;
         let by_count = Array::try_from(take("psc_by_count")?)?;
         let by_names = aya::maps::HashMap::try_from(take("psc_by_names")?)?;
@@ -332,6 +348,9 @@ impl Engine {
             hist,
             stacks,
             outers,
+            sites,
+            new_sites: Vec::new(),
+            sites_ids: HashSet::new(),
             by_hist,
             by_count,
             by_names,
@@ -421,6 +440,80 @@ impl Engine {
         Ok(id)
     }
 
+    /// From now on probe `id` sees its returns after the call sites learnt (added with
+    /// `add_return_point` and `cover_site`) and no longer at its RETs, which go: a call
+    /// from a site not covered is seen at its entry only. Entries stored before stay
+    /// valid: their calls return through covered sites.
+    pub fn rely_on_sites(&mut self, id: u32) -> Result<(), EngineError> {
+        let entry_open = self.window_open(id, Group::Entry);
+        if let Some(wire) = self.plans.get_mut(&id) {
+            wire.flags |= PSC_F_SITES_ONLY;
+            if entry_open {
+                wire.flags |= PSC_F_WATCHING;
+            } else {
+                wire.flags &= !PSC_F_WATCHING;
+            }
+            self.probes.set(id, *wire, 0)?;
+        }
+        self.returns.insert(id, Group::Entry);
+        if let Some(key) = self
+            .windows
+            .remove(&(id, Group::Costly))
+            .and_then(|w| w.open)
+        {
+            self.release_keys(&[key]);
+        }
+        Ok(())
+    }
+
+    /// Call sites seen for the first time since the last call (PSC_F_SITES probes).
+    pub fn take_sites(&mut self) -> Vec<Site> {
+        std::mem::take(&mut self.new_sites)
+    }
+
+    /// Adds a return point to probe `id`'s cheap group (`point`: file offset and
+    /// cookie), attached at once while that group's window is open and with it from
+    /// then on.
+    pub fn add_return_point(&mut self, id: u32, point: (u64, u64)) -> std::io::Result<()> {
+        let Some(w) = self.windows.get_mut(&(id, Group::Entry)) else {
+            return Err(std::io::Error::other("the probe has no cheap points"));
+        };
+        w.points.push(point);
+        let (exe, pids, open) = (w.exe.clone(), w.pids.clone(), w.open);
+        if let Some(key) = open {
+            for pid in pids {
+                self.attach_points(key, &exe, pid, &[point])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the BPF program that a return point now sits after `site`: calls from it
+    /// are paired from now on.
+    pub fn cover_site(&mut self, site: Site) -> Result<(), EngineError> {
+        let key = psc_site_key {
+            probe: site.probe,
+            pid: site.pid,
+            ret: site.ret,
+        };
+        self.sites.insert(key, 1, 0)?;
+        Ok(())
+    }
+
+    /// Forgets the call sites of probes that are gone (their ids are handed out again).
+    fn forget_sites(&mut self, ids: &[u32]) {
+        let keys: Vec<psc_site_key> = self
+            .sites
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| ids.contains(&k.probe))
+            .collect();
+        for k in keys {
+            let _ = self.sites.remove(&k);
+        }
+        self.new_sites.retain(|s| !ids.contains(&s.probe));
+    }
+
     /// A free probe id (one whose uprobes are all gone), now handed out.
     fn allocate_id(&mut self) -> Result<u32, EngineError> {
         self.reclaim();
@@ -478,6 +571,10 @@ impl Engine {
             self.returns.insert(id, group);
         }
         wire.generation = 0;
+        if points.sites && paired {
+            wire.flags |= PSC_F_SITES;
+            self.sites_ids.insert(id);
+        }
         self.base_sample.insert(id, wire.sample_every.max(1));
         if wire.flags & PSC_F_EVENTS != 0 {
             wire.sample_every = wire.sample_every.max(1).saturating_mul(self.row_sample);
@@ -1120,6 +1217,10 @@ impl Engine {
             let id = id_of(key);
             let busy = self.releasing.keys().any(|&k| id_of(k) == id);
             if !busy && self.detached.remove(&id) {
+                // Its sites must not look covered to the probe that gets the id next.
+                if self.sites_ids.remove(&id) {
+                    self.forget_sites(&[id]);
+                }
                 self.free.insert(0, id);
             }
         }
@@ -1219,7 +1320,15 @@ impl Engine {
         while n < max
             && let Some(item) = self.events.next()
         {
-            if let Some(ev) = crate::wire::read::<psc_event>(&item, 0) {
+            if let Some(se) = crate::wire::read::<psc_site_event>(&item, 0)
+                && u32::from(se.kind) == PSC_EV_SITE
+            {
+                self.new_sites.push(Site {
+                    probe: se.probe,
+                    pid: se.pid,
+                    ret: se.ret,
+                });
+            } else if let Some(ev) = crate::wire::read::<psc_event>(&item, 0) {
                 f(ev.probe, &item);
             }
             n += 1;

@@ -32,8 +32,12 @@ impl Point {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Points {
     pub entries: Vec<Point>,
-    /// Empty when the probe needs no return.
+    /// Empty when the probe needs no return (or learns them: `sites`).
     pub returns: Vec<Point>,
+    /// The returns are learnt: a point after each call site its calls come from, added
+    /// as they come (callsites::CallGraph::after_return); a call from a site without one
+    /// yet is seen at its entry only.
+    pub sites: bool,
     /// For `list` and the TUI: `entry: 3 call sites; return: after 3 call sites`.
     pub describe: String,
 }
@@ -166,9 +170,17 @@ impl Points {
         // Why the call sites are not used, said once, where it cost something.
         let costly = entries.iter().chain(&returns).any(|p| p.stepped);
         let why = if costly { why_not } else { String::new() };
+        // Returns at single-stepped RETs, entries in the function (where [rsp] is the
+        // address the call returns to): its call sites in use can be learnt.
+        let sites = returns.iter().any(|p| p.kind == PSC_POINT_RET)
+            && !f.abi0
+            && entries
+                .iter()
+                .all(|p| !p.stepped && p.kind != PSC_POINT_CALLSITE);
         Some(Points {
             entries,
             returns,
+            sites,
             describe: format!("{entry_says}{ret_says}{why}"),
         })
     }

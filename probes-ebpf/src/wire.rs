@@ -21,6 +21,10 @@ unsafe impl aya::Pod for psc_section {}
 unsafe impl aya::Pod for psc_item {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_pending_key {}
+// SAFETY: as above (two u32 and a u64, no padding).
+unsafe impl aya::Pod for psc_site_key {}
+// SAFETY: as above (two u16, three u32 and a u64, no padding).
+unsafe impl aya::Pod for psc_site_event {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_pending {}
 // SAFETY: as above.

@@ -525,6 +525,15 @@ impl Governor {
         self.probes.remove(&func);
     }
 
+    /// Probe `id`'s returns moved to emulated points in its cheap group (sites.rs):
+    /// it has no costly group any more.
+    pub fn returns_now_cheap(&mut self, id: u32) {
+        for p in self.probes.values_mut().filter(|p| p.id == id) {
+            p.costly = None;
+            p.returns_costly = false;
+        }
+    }
+
     pub fn clear(&mut self) {
         self.probes.clear();
     }

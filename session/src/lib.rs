@@ -14,6 +14,7 @@ mod pricing;
 pub mod program;
 mod rows;
 pub mod session;
+pub mod sites;
 pub mod spec;
 pub mod stack;
 pub mod template;

@@ -116,6 +116,8 @@ struct Member {
     id: u32,
     plan: Plan,
     points: Points,
+    /// Its call sites in use, learnt (sites.rs): a paired probe whose returns are RETs.
+    learn: Option<crate::sites::Learn>,
 }
 
 /// What a probe has cost the target since it was attached.
@@ -155,6 +157,8 @@ pub struct Session {
     /// A user stack taken at a `push rbp` includes the caller (Linux ≥ 6.12, and stable
     /// kernels that took the change: Engine::kernel_adds_caller).
     kernel_adds_caller: bool,
+    /// What changed in where probes sit, to be said (`take_said`).
+    said: Vec<String>,
     /// The probe id watching runtime.recovery, once a probe has shared return points.
     recovery: Option<u32>,
     /// Every direct call and taken address of the binary, built on the first probe.
@@ -217,6 +221,7 @@ impl Session {
             stacks: HashMap::new(),
             kernel_adds_caller,
             recovery: None,
+            said: Vec::new(),
             callgraph: std::sync::OnceLock::new(),
         })
     }
@@ -389,14 +394,12 @@ impl Session {
         // A condition on results or latency is decided at the return: it needs the
         // return points even when neither results nor latency are shown.
         let paired = s.ret || s.latency || cond.as_ref().is_some_and(|c| c.reads_results);
+        let results = s.ret || cond.as_ref().is_some_and(|c| c.reads_results);
         let points = self
-            .points(
-                f,
-                paired,
-                s.ret || cond.as_ref().is_some_and(|c| c.reads_results),
-            )
+            .points(f, paired, results)
             .ok_or_else(|| SetError::NoCode(f.name.clone()))?;
-        if points.returns.iter().any(|p| p.shared) {
+        // Learnt return points are shared ones too.
+        if points.returns.iter().any(|p| p.shared) || (points.sites && paired) {
             self.watch_recovery()?;
         }
         let stepped_entry = points.entries.iter().any(|p| p.stepped);
@@ -458,11 +461,84 @@ impl Session {
             Member {
                 func,
                 id,
+                learn: (points.sites && paired).then(|| crate::sites::Learn::new(results)),
                 plan,
                 points,
             },
             ok,
         ))
+    }
+
+    /// Takes the call sites the probes' calls came from for the first time, places a
+    /// return point after each, and once a probe's sites in use all have one (and a
+    /// budget is set: without one, every call is seen at its RETs), moves its returns
+    /// there and detaches its RETs (sites.rs).
+    fn learn_sites(&mut self) {
+        let new = self.engine.take_sites();
+        let graph = self
+            .callgraph
+            .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat));
+        for s in new {
+            let Some(&(func, i)) = self.by_id.get(&s.probe) else {
+                continue;
+            };
+            let link = self.program.bias(s.pid).to_link(symbols::RuntimeAddr(s.ret)).0;
+            let Some(m) = self.active.get_mut(&func).map(|a| &mut a.members[i]) else {
+                continue;
+            };
+            let Some(l) = m.learn.as_mut() else {
+                continue;
+            };
+            let f = &self.cat.functions[m.func];
+            let fresh = !l.sites.contains_key(&link);
+            if fresh {
+                let a = graph.after_return(&self.cat, f, link, l.results);
+                l.sites.insert(link, a);
+                l.last_new = std::time::Instant::now();
+            }
+            l.seen.push(s);
+            if l.switched
+                && let Some(Ok(a)) = l.sites.get(&link)
+            {
+                if fresh {
+                    let _ = add_return(&mut self.engine, &self.cat, m.id, a);
+                }
+                let _ = self.engine.cover_site(s);
+            }
+        }
+        if self.gov.budget.is_none() {
+            return;
+        }
+        for a in self.active.values_mut() {
+            for m in &mut a.members {
+                let Some(l) = m.learn.as_mut().filter(|l| l.ready()) else {
+                    continue;
+                };
+                let placed = l
+                    .sites
+                    .values()
+                    .flatten()
+                    .all(|p| add_return(&mut self.engine, &self.cat, m.id, p).is_ok());
+                if !placed {
+                    // Those placed stay, paired; the RETs stay too.
+                    l.sites.insert(0, Err("a return point could not be attached".into()));
+                    continue;
+                }
+                for s in &l.seen {
+                    let _ = self.engine.cover_site(*s);
+                }
+                if self.engine.rely_on_sites(m.id).is_ok() {
+                    self.gov.returns_now_cheap(m.id);
+                    l.switched = true;
+                    self.said.push(format!(
+                        "{}: returns now seen after its {} call site(s) in use, learnt; its {} RET(s) detached",
+                        self.cat.functions[m.func].name,
+                        l.sites.len(),
+                        m.points.returns.len()
+                    ));
+                }
+            }
+        }
     }
 
     /// Watches the runtime's panic recovery, once: shared return points need it.
@@ -816,7 +892,9 @@ impl Session {
     /// Where the probe on `func` sits, in words (`entry: 3 call site(s); …`).
     pub fn describe_points(&self, func: usize) -> Option<String> {
         let a = self.active.get(&func)?;
-        let first = &a.members.first()?.points.describe;
+        let m = a.members.first()?;
+        let learnt = m.learn.as_ref().map(|l| l.describe()).unwrap_or_default();
+        let first = &format!("{}{learnt}", m.points.describe);
         Some(match a.members.len() {
             1 => first.clone(),
             n => format!("{n} functions named so, the first: {first}"),
@@ -835,6 +913,7 @@ impl Session {
                 self.gov.say(crate::budget::Mode::Pricing, text);
             }
         }
+        self.learn_sites();
         self.program.look();
         let program = &self.program;
         self.gov.tick(
@@ -1055,6 +1134,11 @@ impl Session {
         self.program.proc(pid).and_then(|p| p.place.clone())
     }
 
+    /// Changes in where probes sit since the last call (learnt return points).
+    pub fn take_said(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.said)
+    }
+
     /// Processes that started, exited or exec'ed since the last call.
     pub fn take_process_notes(&mut self) -> Vec<crate::program::ProcessNote> {
         self.program.take_notes()
@@ -1154,4 +1238,26 @@ pub fn find_functions(cat: &Catalog, spec: &str) -> Result<Vec<usize>> {
 /// The first function a user's name means (see `find_functions`).
 pub fn find_function(cat: &Catalog, spec: &str) -> Result<usize> {
     find_functions(cat, spec).map(|fs| fs[0])
+}
+
+/// Attaches a learnt return point (sites.rs) to probe `id`.
+fn add_return(
+    engine: &mut Engine,
+    cat: &Catalog,
+    id: u32,
+    a: &symbols::callsites::AfterCall,
+) -> Result<(), String> {
+    let offset = cat
+        .elf
+        .vaddr_to_offset(symbols::LinkAddr(a.addr))
+        .ok_or_else(|| format!("{:#x} is outside the file's segments", a.addr))?;
+    let point = probes_ebpf::points::Point {
+        addr: a.addr,
+        kind: probes_ebpf::wire::PSC_POINT_AFTERCALL,
+        stepped: !a.emulated,
+        shared: true,
+    };
+    engine
+        .add_return_point(id, (offset.0, point.cookie(id)))
+        .map_err(|e| e.to_string())
 }

@@ -250,6 +250,38 @@ impl CallGraph {
         })
     }
 
+    /// The return point after the call (direct or through a register) that returns to
+    /// `ret`, a return address a call of `f` pushed (learnt at run time: a func value,
+    /// an interface method). Its hits other than this call's are told apart by pairing,
+    /// so it is always `shared`. Err when `ret` follows no call.
+    pub fn after_return(&self, cat: &Catalog, f: &Function, ret: u64, results: bool) -> Result<AfterCall, String> {
+        let caller = cat
+            .functions
+            .iter()
+            .find(|c| c.entry < ret && ret <= c.end)
+            .ok_or_else(|| format!("the return address {ret:#x} is outside Go's functions"))?;
+        let code = cat
+            .elf
+            .bytes_at(caller.entry, (caller.end - caller.entry) as usize)
+            .ok_or_else(|| format!("no code at {:#x}", caller.entry))?;
+        let mut dec = Decoder::with_ip(64, code, caller.entry, DecoderOptions::NONE);
+        let mut ins = Instruction::default();
+        let mut site = None;
+        while dec.can_decode() && dec.ip() < ret {
+            dec.decode_out(&mut ins);
+            if ins.next_ip() == ret
+                && matches!(ins.flow_control(), FlowControl::Call | FlowControl::IndirectCall)
+            {
+                site = Some(ins.ip());
+            }
+        }
+        let site = site.ok_or_else(|| format!("no call returns to {ret:#x}"))?;
+        let regs = result_registers(f);
+        let mut a = self.after_call(cat, site, results.then_some(&regs), true)?;
+        a.shared = true;
+        Ok(a)
+    }
+
     /// The return point after the call at `site`.
     fn after_call(
         &self,

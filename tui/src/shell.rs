@@ -235,6 +235,8 @@ fn drain_loop(
             let warnings = sh.session.take_keeper_notes();
             sh.notes
                 .extend(warnings.into_iter().map(|w| format!("warning: {w}")));
+            let said = sh.session.take_said();
+            sh.notes.extend(said);
             let procs = sh.session.take_process_notes();
             sh.notes.extend(procs.iter().map(|n| n.describe()));
             let excess = sh.rows.len().saturating_sub(KEEP);

@@ -102,6 +102,9 @@ async fn event_loop(
         for line in session.take_keeper_notes() {
             effects.extend(update(&mut state, Action::Warning(line)));
         }
+        for line in session.take_said() {
+            state.info(line);
+        }
         let procs = session.take_process_notes();
         if !procs.is_empty() {
             state.program = Some(session.target_label());

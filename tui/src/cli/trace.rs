@@ -250,6 +250,9 @@ pub fn run(opts: Options) -> Result<()> {
         for w in session.take_keeper_notes() {
             crate::say!("periscope: warning: {w}");
         }
+        for line in session.take_said() {
+            crate::say!("periscope: {line}");
+        }
         for note in session.take_process_notes() {
             if opts.json {
                 let mut line = json!({"type":"process","pid":note.pid,"event":note.event_name(),
