@@ -784,8 +784,10 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	int unwatched = (p->flags & PSC_F_PAIRED) && (p->flags & PSC_F_WINDOWED) && !(p->flags & PSC_F_WATCHING);
 	/* Returns seen after the call sites in use: a call from a site without a return
 	 * point yet is seen at its entry only, and its site is asked for. */
-	if (!unwatched && (p->flags & PSC_F_SITES) && !at_call && !site_covered(ctx, id))
-		unwatched = (p->flags & PSC_F_SITES_ONLY) != 0;
+	/* (Learnt whether or not the returns are attached now: the budget may hold back a
+	 * costly function's RETs from the start.) */
+	if ((p->flags & PSC_F_SITES) && !at_call && !site_covered(ctx, id) && (p->flags & PSC_F_SITES_ONLY))
+		unwatched = 1;
 	if (unwatched)
 		st->unwatched++;
 	if (p->natoms)

@@ -482,7 +482,11 @@ impl Session {
             let Some(&(func, i)) = self.by_id.get(&s.probe) else {
                 continue;
             };
-            let link = self.program.bias(s.pid).to_link(symbols::RuntimeAddr(s.ret)).0;
+            let link = self
+                .program
+                .bias(s.pid)
+                .to_link(symbols::RuntimeAddr(s.ret))
+                .0;
             let Some(m) = self.active.get_mut(&func).map(|a| &mut a.members[i]) else {
                 continue;
             };
@@ -521,7 +525,8 @@ impl Session {
                     .all(|p| add_return(&mut self.engine, &self.cat, m.id, p).is_ok());
                 if !placed {
                     // Those placed stay, paired; the RETs stay too.
-                    l.sites.insert(0, Err("a return point could not be attached".into()));
+                    l.sites
+                        .insert(0, Err("a return point could not be attached".into()));
                     continue;
                 }
                 for s in &l.seen {

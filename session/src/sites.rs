@@ -46,17 +46,15 @@ impl Learn {
         }
     }
 
-    /// Whether its RETs can go now: every site in use has an emulated return point,
-    /// there are not too many, and none came for a while.
+    /// Whether its RETs can go now: every site in use has a return point, some of them
+    /// emulated (a site whose point is its return address, single-stepped, costs what
+    /// a RET costs), there are not too many, and none came for a while.
     pub fn ready(&self) -> bool {
         !self.switched
-            && !self.sites.is_empty()
             && self.sites.len() <= MAX_SITES
             && self.last_new.elapsed() >= SETTLED
-            && self
-                .sites
-                .values()
-                .all(|s| s.as_ref().is_ok_and(|a| a.emulated))
+            && self.sites.values().all(|s| s.is_ok())
+            && self.sites.values().flatten().any(|a| a.emulated)
     }
 
     /// `after N call site(s) in use, learnt` for the probe's description.

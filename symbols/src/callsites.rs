@@ -254,7 +254,13 @@ impl CallGraph {
     /// `ret`, a return address a call of `f` pushed (learnt at run time: a func value,
     /// an interface method). Its hits other than this call's are told apart by pairing,
     /// so it is always `shared`. Err when `ret` follows no call.
-    pub fn after_return(&self, cat: &Catalog, f: &Function, ret: u64, results: bool) -> Result<AfterCall, String> {
+    pub fn after_return(
+        &self,
+        cat: &Catalog,
+        f: &Function,
+        ret: u64,
+        results: bool,
+    ) -> Result<AfterCall, String> {
         let caller = cat
             .functions
             .iter()
@@ -270,7 +276,10 @@ impl CallGraph {
         while dec.can_decode() && dec.ip() < ret {
             dec.decode_out(&mut ins);
             if ins.next_ip() == ret
-                && matches!(ins.flow_control(), FlowControl::Call | FlowControl::IndirectCall)
+                && matches!(
+                    ins.flow_control(),
+                    FlowControl::Call | FlowControl::IndirectCall
+                )
             {
                 site = Some(ins.ip());
             }

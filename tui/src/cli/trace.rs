@@ -243,6 +243,11 @@ pub fn run(opts: Options) -> Result<()> {
             // entry order (a call that encloses others after them otherwise).
             rows.sort_by_key(|r| r.call.ts_ns);
             pending = (!rows.is_empty()).then_some(rows);
+        } else {
+            // Not draining while the writer is behind: the budget's clock and the
+            // learning of call sites go on all the same (a blocked stdout must not
+            // leave probes at full cost).
+            session.tick();
         }
         if let Some(m) = &metrics {
             m.publish_every(&session, rows_read);
