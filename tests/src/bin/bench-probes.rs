@@ -31,6 +31,11 @@ fn main() {
         other_kernels(&bin);
         return;
     }
+    // `bench-probes returns`: where returns are seen in cmd/go, alone.
+    if std::env::args().nth(1).as_deref() == Some("returns") {
+        callgraph_cost();
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("scrape") {
         scrape_size();
         return;
@@ -645,4 +650,47 @@ fn callgraph_cost() {
         cat.functions.len(),
         best.as_millis()
     );
+    return_points(&cat);
+}
+
+/// Where a latency probe (and one with results) would see the returns of every
+/// probeable function of cmd/go: at emulated points only (call sites, points a jump
+/// reaches too), at call sites learnt as calls come (emulated once learnt, under a
+/// budget), or at single-stepped RETs or return addresses.
+fn return_points(cat: &symbols::Catalog) {
+    let graph = symbols::callsites::CallGraph::build(cat);
+    let shared = symbols::callsites::recovery_entry(cat).is_some();
+    for results in [false, true] {
+        let (mut all, mut emulated, mut paired, mut learnt) = (0, 0, 0, 0);
+        for f in cat.functions.iter().filter(|f| f.probeable()) {
+            let sites = graph.plan(cat, f, results, shared);
+            let straight = graph.straight_entry(cat, f);
+            let Some(p) = probes_ebpf::points::Points::choose(f, true, Some(&sites), straight)
+            else {
+                continue;
+            };
+            if p.returns.is_empty() {
+                continue;
+            }
+            all += 1;
+            if p.returns.iter().all(|r| !r.stepped) {
+                emulated += 1;
+                paired += usize::from(p.returns.iter().any(|r| r.shared));
+            } else if p.sites {
+                learnt += 1;
+            }
+        }
+        let pct = |n: usize| 100.0 * n as f64 / all.max(1) as f64;
+        println!(
+            "  returns of a {} probe, {all} functions: every one emulated {:.1}% ({:.1}% with a point a jump reaches too), learnt from the calls {:.1}% (emulated once learnt, for the sites whose point is); target: >= 60% emulated",
+            if results {
+                "results+latency"
+            } else {
+                "latency"
+            },
+            pct(emulated),
+            pct(paired),
+            pct(learnt)
+        );
+    }
 }
