@@ -518,7 +518,8 @@ fn summarize(
                     "unseen_est":cost.and_then(|c| c.watch).map(|w| w.unseen_est),
                     "unseen_at_least":cost.and_then(|c| c.watch).map(|w| w.unseen_at_least),
                     "detached_pct":cost.and_then(|c| c.watch).map(|w| round2(w.detached_pct)),
-                    "unwatched":st.unwatched,"unrecorded":st.unrecorded})
+                    "unwatched":st.unwatched,"unrecorded":st.unrecorded,
+                    "return_hits":st.ret_hits,"stepped_hits":st.stepped_hits})
             )?;
         } else {
             writeln!(
