@@ -500,6 +500,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Forgets the call sites seen in a process that exited (restarts would otherwise
+    /// fill the table).
+    pub fn forget_process(&mut self, pid: u32) {
+        if self.sites_ids.is_empty() {
+            return;
+        }
+        let keys: Vec<psc_site_key> = self
+            .sites
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.pid == pid)
+            .collect();
+        for k in keys {
+            let _ = self.sites.remove(&k);
+        }
+    }
+
     /// Forgets the call sites of probes that are gone (their ids are handed out again).
     fn forget_sites(&mut self, ids: &[u32]) {
         let keys: Vec<psc_site_key> = self

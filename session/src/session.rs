@@ -1146,7 +1146,18 @@ impl Session {
 
     /// Processes that started, exited or exec'ed since the last call.
     pub fn take_process_notes(&mut self) -> Vec<crate::program::ProcessNote> {
-        self.program.take_notes()
+        let notes = self.program.take_notes();
+        for n in &notes {
+            if n.event != crate::program::ProcessEvent::Started {
+                self.engine.forget_process(n.pid);
+                for a in self.active.values_mut() {
+                    for l in a.members.iter_mut().filter_map(|m| m.learn.as_mut()) {
+                        l.seen.retain(|s| s.pid != n.pid);
+                    }
+                }
+            }
+        }
+        notes
     }
 
     /// Set when periscope runs without its keeper process (it could not be forked, or
