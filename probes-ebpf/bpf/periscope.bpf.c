@@ -161,6 +161,13 @@ struct scratch {
 	__u8 g[G_SPAN_MASK + 1 + 8];
 	struct psc_outer outer;
 	struct walk walk;
+	/* Keys and a small event, here rather than on the stack: older kernels' verifiers
+	 * (6.1) count the stack of every inlined frame against 512 bytes. */
+	struct psc_pending_key pkey;
+	struct psc_site_key site;
+	struct psc_site_event site_ev;
+	struct psc_g_key gk;
+	__u32 no;
 };
 
 /* Deep stacks' outer parts, by a hash of what they hold. */
@@ -755,21 +762,43 @@ static __always_inline __u64 outer_of(struct pt_regs *ctx, __u64 g, const struct
 	return key;
 }
 
+/* A call's key in psc_pending, in the scratch map (older verifiers count every byte of
+ * stack; see struct scratch). */
+static __always_inline struct psc_pending_key *pending_key(struct scratch *sc, __u64 g, __u64 depth, __u32 id, __u32 generation, __u32 pid)
+{
+	struct psc_pending_key *k = &sc->pkey;
+	k->g = g;
+	k->depth = depth;
+	k->probe = id;
+	k->generation = generation;
+	k->pid = pid;
+	k->_pad = 0;
+	return k;
+}
+
 /* Whether a return point sits after the call site this call came from ([rsp] at the
  * function's entry is the address it returns to); a site seen for the first time is
  * recorded and user space told. */
-static __always_inline int site_covered(struct pt_regs *ctx, __u32 id)
+static __always_inline int site_covered(struct pt_regs *ctx, __u32 id, struct scratch *sc)
 {
-	struct psc_site_key sk = {.probe = id, .pid = bpf_get_current_pid_tgid() >> 32};
-	if (bpf_probe_read_user(&sk.ret, 8, (void *)ctx->rsp))
+	struct psc_site_key *sk = &sc->site;
+	sk->probe = id;
+	sk->pid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_probe_read_user(&sk->ret, 8, (void *)ctx->rsp))
 		return 0;
-	__u32 *covered = bpf_map_lookup_elem(&psc_sites, &sk);
+	__u32 *covered = bpf_map_lookup_elem(&psc_sites, sk);
 	if (covered)
 		return *covered;
-	__u32 no = 0;
-	if (bpf_map_update_elem(&psc_sites, &sk, &no, BPF_NOEXIST) == 0) {
-		struct psc_site_event se = {.version = PSC_VERSION, .kind = PSC_EV_SITE, .probe = id, .pid = sk.pid, .ret = sk.ret};
-		bpf_ringbuf_output(&psc_events, &se, sizeof(se), 0);
+	sc->no = 0;
+	if (bpf_map_update_elem(&psc_sites, sk, &sc->no, BPF_NOEXIST) == 0) {
+		struct psc_site_event *se = &sc->site_ev;
+		se->version = PSC_VERSION;
+		se->kind = PSC_EV_SITE;
+		se->probe = id;
+		se->pid = sk->pid;
+		se->_pad = 0;
+		se->ret = sk->ret;
+		bpf_ringbuf_output(&psc_events, se, sizeof(*se), 0);
 	}
 	return 0;
 }
@@ -786,7 +815,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	 * point yet is seen at its entry only, and its site is asked for. */
 	/* (Learnt whether or not the returns are attached now: the budget may hold back a
 	 * costly function's RETs from the start.) */
-	if ((p->flags & PSC_F_SITES) && !at_call && !site_covered(ctx, id) && (p->flags & PSC_F_SITES_ONLY))
+	if ((p->flags & PSC_F_SITES) && !at_call && !site_covered(ctx, id, sc) && (p->flags & PSC_F_SITES_ONLY))
 		unwatched = 1;
 	if (unwatched)
 		st->unwatched++;
@@ -796,9 +825,9 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 		if (!(p->flags & PSC_F_COND_RET) && !eval_prog(p, bits)) {
 			st->filtered++;
 			if ((p->flags & PSC_F_PAIRED) && !unwatched && !bpf_probe_read_user(&hi, 8, (void *)(g + p->stack_hi_off))) {
-				struct psc_pending_key fk = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = bpf_get_current_pid_tgid() >> 32};
+				struct psc_pending_key *fk = pending_key(sc, g, hi - f->rsp, id, p->generation, bpf_get_current_pid_tgid() >> 32);
 				__u64 ts = bpf_ktime_get_ns();
-				bpf_map_update_elem(&psc_filtered, &fk, &ts, BPF_ANY);
+				bpf_map_update_elem(&psc_filtered, fk, &ts, BPF_ANY);
 			}
 			return 0;
 		}
@@ -850,7 +879,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	}
 	if (read_goid_hi(g, p, sc, &goid, &hi))
 		return 0;
-	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = bpf_get_current_pid_tgid() >> 32};
+	struct psc_pending_key *key = pending_key(sc, g, hi - f->rsp, id, p->generation, bpf_get_current_pid_tgid() >> 32);
 	struct psc_pending *pd = &sc->pending;
 	if (len > PSC_ENTRY_MAX) {
 		len = 0;
@@ -869,20 +898,23 @@ static __always_inline int on_entry(struct pt_regs *ctx, const struct frame *f, 
 	if ((p->flags & PSC_F_BY) && (p->by.kind == PSC_BY_INT || p->by.kind == PSC_BY_STR) && p->by.section == PSC_SEC_ENTRY)
 		pd->by_ok = by_read(f, p, &pd->by_value, &pd->by_name);
 	pd->ts_ns = bpf_ktime_get_ns();
-	bpf_map_update_elem(&psc_pending, &key, pd, BPF_ANY);
+	bpf_map_update_elem(&psc_pending, key, pd, BPF_ANY);
 	return 0;
 }
 
 /* At a shared return point: whether the entry found can be this frame's call. A goroutine
  * that ended and whose g was reused has another id; one that recovered a panic since
  * the entry may have lost the entry's frame. */
-static __always_inline int entry_is_live(__u64 g, __u32 pid, const struct psc_probe *p, const struct psc_pending *pd)
+static __always_inline int entry_is_live(__u64 g, __u32 pid, const struct psc_probe *p, const struct psc_pending *pd, struct scratch *sc)
 {
-	__u64 goid = 0;
-	if (bpf_probe_read_user(&goid, 8, (void *)(g + p->goid_off)) || goid != pd->goid)
+	struct psc_g_key *gk = &sc->gk;
+	/* (gk.g holds the goroutine id a moment, then the goroutine.) */
+	if (bpf_probe_read_user(&gk->g, 8, (void *)(g + p->goid_off)) || gk->g != pd->goid)
 		return 0;
-	struct psc_g_key gk = {.g = g, .pid = pid};
-	__u64 *recovered = bpf_map_lookup_elem(&psc_recovered, &gk);
+	gk->g = g;
+	gk->pid = pid;
+	gk->_pad = 0;
+	__u64 *recovered = bpf_map_lookup_elem(&psc_recovered, gk);
 	return !recovered || *recovered < pd->ts_ns;
 }
 
@@ -895,22 +927,22 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	 * last detached may belong to a call whose return was missed (user space counts
 	 * those as unwatched), and pairing it with this return would time several calls. */
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct psc_pending_key key = {.g = g, .depth = hi - f->rsp, .probe = id, .generation = p->generation, .pid = pid};
-	struct psc_pending *pd = bpf_map_lookup_elem(&psc_pending, &key);
+	struct psc_pending_key *key = pending_key(sc, g, hi - f->rsp, id, p->generation, pid);
+	struct psc_pending *pd = bpf_map_lookup_elem(&psc_pending, key);
 	if (!pd || now - pd->ts_ns > PENDING_AGE_NS) {
 		if (pd)
-			bpf_map_delete_elem(&psc_pending, &key);
+			bpf_map_delete_elem(&psc_pending, key);
 		/* The return of a call its entry condition rejected: counted already. */
-		if ((p->flags & PSC_F_COND) && bpf_map_delete_elem(&psc_filtered, &key) == 0)
+		if ((p->flags & PSC_F_COND) && bpf_map_delete_elem(&psc_filtered, key) == 0)
 			return 0;
 		/* Another path through a shared point: not a return, and expected. */
 		if (!shared)
 			st->unpaired++;
 		return 0;
 	}
-	if (shared && !entry_is_live(g, pid, p, pd)) {
+	if (shared && !entry_is_live(g, pid, p, pd, sc)) {
 		/* Its return was never seen (its frame was unwound): entered, unwatched. */
-		bpf_map_delete_elem(&psc_pending, &key);
+		bpf_map_delete_elem(&psc_pending, key);
 		st->unwatched++;
 		st->unrecorded++;
 		return 0;
@@ -923,7 +955,7 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 		__u32 bits = (pd->bits & 0x7fffffff) | eval_atoms(f, p, PSC_SEC_RET);
 		if (!eval_prog(p, bits)) {
 			st->filtered++;
-			bpf_map_delete_elem(&psc_pending, &key);
+			bpf_map_delete_elem(&psc_pending, key);
 			return 0;
 		}
 	}
@@ -961,11 +993,11 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	if (!(p->flags & PSC_F_EVENTS)) {
 		/* Latency only: the histogram entry is the record of this call. */
 		st->emitted++;
-		bpf_map_delete_elem(&psc_pending, &key);
+		bpf_map_delete_elem(&psc_pending, key);
 		return 0;
 	}
 	if (!keep_sample(p, st)) {
-		bpf_map_delete_elem(&psc_pending, &key);
+		bpf_map_delete_elem(&psc_pending, key);
 		return 0;
 	}
 	struct psc_event *ev = (void *)sc->buf;
@@ -981,7 +1013,7 @@ static __always_inline int on_return(struct pt_regs *ctx, struct frame *f, struc
 	ev->caller = pd->caller;
 	ev->outer = pd->outer;
 	ev->latency_ns = latency;
-	bpf_map_delete_elem(&psc_pending, &key);
+	bpf_map_delete_elem(&psc_pending, key);
 	__u32 rlen = build_section(f, p, PSC_SEC_RET, sc, sizeof(struct psc_event) + elen);
 	truncated |= rlen >> 31;
 	rlen &= ~SECTION_TRUNCATED;
@@ -1020,9 +1052,14 @@ int periscope_probe(struct pt_regs *ctx)
 	__u32 point = (cookie >> PSC_COOKIE_KIND_SHIFT) & PSC_COOKIE_KIND_MASK;
 	if (point == PSC_POINT_RECOVERY) {
 		/* runtime.recovery(gp), called through mcall on the system stack: gp in RAX. */
-		struct psc_g_key gk = {.g = ctx->rax, .pid = bpf_get_current_pid_tgid() >> 32};
-		__u64 now = bpf_ktime_get_ns();
-		bpf_map_update_elem(&psc_recovered, &gk, &now, BPF_ANY);
+		struct scratch *rs = bpf_map_lookup_elem(&psc_scratch, &zero);
+		if (!rs)
+			return 0;
+		rs->gk.g = ctx->rax;
+		rs->gk.pid = bpf_get_current_pid_tgid() >> 32;
+		rs->gk._pad = 0;
+		rs->pending.ts_ns = bpf_ktime_get_ns();
+		bpf_map_update_elem(&psc_recovered, &rs->gk, &rs->pending.ts_ns, BPF_ANY);
 		return 0;
 	}
 	struct psc_probe *p = bpf_map_lookup_elem(&psc_probes, &id);
