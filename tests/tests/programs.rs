@@ -266,14 +266,12 @@ fn chosen_pids_are_traced_and_no_other_process_of_their_program() {
     compare(&ra, &by[&u64::from(a.pid)]).unwrap();
     compare(&rb, &by[&u64::from(b.pid)]).unwrap();
     // Text rows say which process.
-    let text = Command::new(periscope())
-        .args(["trace", "--budget", "off", "--duration", "1s"])
+    let mut cmd = Command::new(periscope());
+    cmd.args(["trace", "--budget", "off", "--duration", "3s"])
         .args(["--pid", &pa, "--pid", &pb, "main.Login"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+        .stdout(Stdio::piped());
+    // (Attached first: on a busy machine that takes a while.)
+    let (text, _err) = periscope_tests::wait_attached(cmd);
     a.run("run 1");
     let o = text.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
