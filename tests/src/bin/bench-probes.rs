@@ -31,6 +31,18 @@ fn main() {
         other_kernels(&bin);
         return;
     }
+    // `bench-probes shared`: the probe at a point a jump reaches too, alone.
+    if std::env::args().nth(1).as_deref() == Some("shared") {
+        let mut fx = FixtureProc::start(&bin);
+        let base = ns_per_call(&mut fx, 3_000_000);
+        let tracefs = {
+            let _probe = TracefsProbe::first_instruction(&bin, WORK);
+            ns_per_call(&mut fx, 200_000) - base
+        };
+        println!("baseline: tracefs uprobe on {WORK}'s first instruction: {tracefs:.0} ns");
+        shared_point(&mut fx, tracefs);
+        return;
+    }
     // `bench-probes returns`: where returns are seen in cmd/go, alone.
     if std::env::args().nth(1).as_deref() == Some("returns") {
         callgraph_cost();
@@ -116,6 +128,7 @@ fn main() {
         reported(&stats, ns);
         results.push(ns);
     }
+    shared_point(&mut fx, tracefs);
     // Call-site probes where they apply: main.Hot2, a leaf whose one call site checks
     // its result at once, so both ends of a call are seen at emulated instructions.
     let base2 = ns_per_call_of(&mut fx, "checked", 3_000_000);
@@ -174,6 +187,36 @@ fn main() {
 
     demo_throughput();
     other_kernels(&bin);
+}
+
+/// A latency probe on main.Step, called in a loop whose condition comes after the call
+/// and is entered by a jump from above: its return is seen at the point the jump
+/// reaches too (paired), one emulated hit where a RET would be single-stepped. Per
+/// call of Step, against the tracefs baseline and two emulated hits (entry and
+/// return; the loop's own jump adds one hit per loop, two calls of three here).
+fn shared_point(fx: &mut FixtureProc, tracefs: f64) {
+    let per_call = |fx: &mut FixtureProc| {
+        (0..3)
+            .map(|_| {
+                let rec = fx.run("steps 2000000");
+                rec[0]["ns"].as_f64().unwrap() / rec[0]["calls"].as_f64().unwrap()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let bare = per_call(fx);
+    let tracer = Tracer::start(fx.pid, &["--json", "--latency", "main.Step"]);
+    let ns = per_call(fx) - bare;
+    let (_, stats) = tracer.stop();
+    let two = probes_ebpf::Engine::new()
+        .and_then(|mut e| e.calibrate())
+        .map(|hc| 2.0 * hc.emulated_ns)
+        .unwrap_or(f64::NAN);
+    println!(
+        "latency probe on main.Step, return at a point a jump reaches too (bare call {bare:.1} ns): {ns:.0} ns a call, {:.2}x the baseline, {:.2}x two emulated hits (target <= 1.3x); stepped hits {}",
+        ns / tracefs,
+        ns / two,
+        stats["stepped_hits"]
+    );
 }
 
 /// Part 5: the same costs on the older kernels of tests/tests/kernels.rs, each in its VM
