@@ -475,10 +475,20 @@ impl Session {
     /// there and detaches its RETs (sites.rs).
     fn learn_sites(&mut self) {
         let new = self.engine.take_sites();
-        let graph = self
-            .callgraph
-            .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat));
+        // (Indexing the binary's calls waits for a site: a session without probes
+        // that learn never pays for it here.)
+        let graph = if new.is_empty() {
+            None
+        } else {
+            Some(
+                self.callgraph
+                    .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat)),
+            )
+        };
         for s in new {
+            let Some(graph) = graph else {
+                break;
+            };
             let Some(&(func, i)) = self.by_id.get(&s.probe) else {
                 continue;
             };
