@@ -247,6 +247,36 @@ pub fn wait_attached(mut cmd: Command) -> (Child, BufReader<std::process::ChildS
     (child, err)
 }
 
+/// `periscope trace --json ARGS` with stdout in a file of its own (a flood must never
+/// wait on a pipe the test reads only at the end), started and attached; what it says
+/// on stderr after "attached" comes from the thread when it exits.
+pub fn trace_to_file(
+    args: &[&str],
+    tag: &str,
+) -> (Child, PathBuf, std::thread::JoinHandle<Vec<String>>) {
+    let out = std::env::temp_dir().join(format!("periscope-{tag}-{}.jsonl", std::process::id()));
+    let file = std::fs::File::create(&out).unwrap();
+    let mut cmd = Command::new(periscope());
+    cmd.args(["trace", "--json"]).args(args).stdout(file);
+    let (child, err) = wait_attached(cmd);
+    let said = std::thread::spawn(move || err.lines().map_while(Result::ok).collect());
+    (child, out, said)
+}
+
+/// Stops a `trace_to_file` trace with SIGTERM (it must exit 0) and returns its JSON
+/// lines; the file goes.
+pub fn stop_trace(child: Child, out: &Path) -> Vec<serde_json::Value> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait_with_output().unwrap();
+    assert!(st.status.success());
+    let text = std::fs::read_to_string(out).unwrap();
+    let _ = std::fs::remove_file(out);
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// Reads `periscope trace`'s stderr up to its "attached" line: notes on the probes
 /// (where each sits, what a condition costs) come first. Returns whether it attached,
 /// and everything read.

@@ -3,7 +3,6 @@
 //! given again a chosen set, and a process in a container through its own view of its
 //! file. Every call is matched against its own process's record.
 use std::collections::{BTreeMap, HashSet};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -12,38 +11,15 @@ use periscope_tests::truth::{compare, fixture_funcs};
 use periscope_tests::{FixtureProc, Variant, fixture, newest, periscope, private_copy, toolchains};
 use serde_json::Value;
 
-/// `periscope trace --json ARGS` with stdout in a file, attached; what it says on
-/// stderr after that comes when it exits.
+/// `periscope trace --json --budget off ARGS`, attached (see `trace_to_file`).
 fn start(args: &[&str], tag: &str) -> (Child, PathBuf, std::thread::JoinHandle<Vec<String>>) {
-    let out = std::env::temp_dir().join(format!(
-        "periscope-programs-{tag}-{}.jsonl",
-        std::process::id()
-    ));
-    let file = std::fs::File::create(&out).unwrap();
-    let mut child = Command::new(periscope())
-        .args(["trace", "--json", "--budget", "off"])
-        .args(args)
-        .stdout(file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (attached, said) = periscope_tests::read_until_attached(&mut err);
-    assert!(attached, "periscope did not attach: {said}");
-    let said = std::thread::spawn(move || err.lines().map_while(Result::ok).collect());
-    (child, out, said)
+    let mut all = vec!["--budget", "off"];
+    all.extend(args);
+    periscope_tests::trace_to_file(&all, &format!("programs-{tag}"))
 }
 
 fn stop(child: Child, out: &Path) -> Vec<Value> {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = child.wait_with_output().unwrap();
-    assert!(st.status.success());
-    let text = std::fs::read_to_string(out).unwrap();
-    let _ = std::fs::remove_file(out);
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    periscope_tests::stop_trace(child, out)
 }
 
 /// The call rows of each process, by pid.

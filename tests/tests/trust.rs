@@ -4,22 +4,19 @@
 //! what the counts beside it say. A light target is seen whole under the default budget,
 //! on a busy machine too.
 use std::collections::HashSet;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use periscope_tests::{FixtureProc, Toolchain, Variant, fixture, newest, periscope, toolchains};
+use periscope_tests::{FixtureProc, Toolchain, Variant, fixture, newest, toolchains};
 use serde_json::Value;
 
-/// `periscope trace --json` with stdout in a file (a flood must never wait on a pipe
-/// the test reads only at the end), started and attached.
+/// `periscope trace --json --pid PID ARGS`, attached (see `trace_to_file`).
 fn start(pid: u32, args: &[&str], tag: &str) -> (Child, std::path::PathBuf) {
     let (child, out, _) = start_said(pid, args, tag);
     (child, out)
 }
 
-/// The same, and what periscope says on stderr after it attached (the lines come once
-/// it exits).
+/// The same, and what periscope says on stderr after it attached.
 fn start_said(
     pid: u32,
     args: &[&str],
@@ -29,36 +26,14 @@ fn start_said(
     std::path::PathBuf,
     std::thread::JoinHandle<Vec<String>>,
 ) {
-    let out = std::env::temp_dir().join(format!(
-        "periscope-trust-{tag}-{}.jsonl",
-        std::process::id()
-    ));
-    let file = std::fs::File::create(&out).unwrap();
-    let mut child = Command::new(periscope())
-        .args(["trace", "--json", "--pid", &pid.to_string()])
-        .args(args)
-        .stdout(file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (attached, said) = periscope_tests::read_until_attached(&mut err);
-    assert!(attached, "periscope did not attach: {said}");
-    // Keep reading stderr so that budget notes never block it.
-    let said = std::thread::spawn(move || err.lines().map_while(Result::ok).collect());
-    (child, out, said)
+    let pid = pid.to_string();
+    let mut all = vec!["--pid", pid.as_str()];
+    all.extend(args);
+    periscope_tests::trace_to_file(&all, &format!("trust-{tag}"))
 }
 
 fn stop(child: Child, out: &std::path::Path) -> Vec<Value> {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = child.wait_with_output().unwrap();
-    assert!(st.status.success());
-    let text = std::fs::read_to_string(out).unwrap();
-    let _ = std::fs::remove_file(out);
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    periscope_tests::stop_trace(child, out)
 }
 
 fn of_type<'a>(lines: &'a [Value], t: &str) -> Vec<&'a Value> {
