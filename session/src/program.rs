@@ -146,11 +146,8 @@ impl Program {
                 return Err("no process given: give a pid, or --exe PATH_OR_NAME".into());
             }
             Scope::Pids(pids) => {
+                // (Each pid was checked by the caller: Session::open_scope.)
                 let first = pids[0];
-                for &pid in pids {
-                    // One line for a pid that is not there, not ours, a zombie…
-                    symbols::process::exe_path(pid).map_err(|e| e.to_string())?;
-                }
                 let file = open_exe(first)?;
                 let id = identity(&file)?;
                 for &pid in &pids[1..] {

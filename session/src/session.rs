@@ -174,11 +174,11 @@ impl Session {
     /// Opens a program: one process, several of one executable, or every process that
     /// runs an executable (program.rs).
     pub fn open_scope(scope: &Scope) -> Result<Session, OpenError> {
-        if let Scope::Pids(pids) = scope
-            && let [pid] = pids[..]
-        {
-            // One line for a pid that is not there, not ours, a zombie…
-            symbols::process::exe_path(pid)?;
+        if let Scope::Pids(pids) = scope {
+            for &pid in pids {
+                // One line for a pid that is not there, not ours, a zombie…
+                symbols::process::exe_path(pid)?;
+            }
         }
         let mut program = Program::find(scope).map_err(OpenError::Program)?;
         let exe = program.path.clone();
@@ -678,6 +678,9 @@ impl Session {
         let first = out.len();
         let (cat, active, by_id) = (&self.cat, &self.active, &self.by_id);
         let program = &mut self.program;
+        // The last process's bias and place: calls come in runs of one process (one
+        // lookup a call otherwise, on the reader's hottest path).
+        let mut last: Option<(u32, symbols::LoadBias, Option<Arc<crate::program::Place>>)> = None;
         let n = self.engine.drain(max, |probe, raw| {
             // Events of a probe that was just replaced or removed are dropped: their plan
             // is gone, and with it the meaning of their bytes.
@@ -686,14 +689,22 @@ impl Session {
             };
             let m = &active[&func].members[member];
             let pid = probes_ebpf::decode::pid_of(raw).unwrap_or(0);
-            let bias = program.bias(pid);
+            let (_, bias, place) = match &last {
+                Some(l) if l.0 == pid => l,
+                _ => last.insert((
+                    pid,
+                    program.bias(pid),
+                    program.proc(pid).and_then(|p| p.place.clone()),
+                )),
+            }
+            .clone();
             if let Some(call) = probes_ebpf::decode::decode(raw, cat, &m.plan, bias) {
                 out.push(Row {
                     func,
                     at: m.func,
                     call,
                     stack: None,
-                    place: program.proc(pid).and_then(|p| p.place.clone()),
+                    place,
                 });
             }
         });
