@@ -4,6 +4,8 @@
 //! that bounds what probes cost, and the formatting all three front-ends print with.
 //! Data flows one way: symbols → probes-ebpf → session → tui.
 pub mod budget;
+mod build;
+pub mod deploy;
 pub mod digest;
 pub mod error;
 pub mod format;

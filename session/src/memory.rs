@@ -95,11 +95,22 @@ pub fn limit() -> Option<Limit> {
 /// Refuses to start when the memory cgroup leaves less than periscope needs for the
 /// binary at `exe`: one line with the need and the limit.
 pub fn check(exe: &Path) -> Result<(), String> {
+    check_for(exe, true)
+}
+
+/// The same for another file of the program (a deploy's): its symbols only, the BPF
+/// maps being there already.
+pub fn check_another(exe: &Path) -> Result<(), String> {
+    check_for(exe, false)
+}
+
+fn check_for(exe: &Path, with_maps: bool) -> Result<(), String> {
     let Some(l) = limit() else { return Ok(()) };
     let bytes = std::fs::metadata(exe).map_or(0, |m| m.len());
     // SAFETY: sysconf has no preconditions.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as u64;
     let (maps, process) = need(bytes, cpus);
+    let maps = if with_maps { maps } else { 0 };
     let free = l.limit.saturating_sub(l.used);
     if free >= maps + process {
         return Ok(());

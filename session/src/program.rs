@@ -61,6 +61,8 @@ impl Place {
 /// A process of the program.
 #[derive(Debug, Clone)]
 pub struct Proc {
+    /// Which of the program's files it runs (`Program::file`): 0, or a deploy's.
+    pub build: usize,
     pub bias: LoadBias,
     pub place: Option<Arc<Place>>,
     /// Its CPU time when periscope started counting it: 0 for a process that started
@@ -111,19 +113,49 @@ impl ProcessNote {
     }
 }
 
-pub struct Program {
-    /// Every process running the file, those that start later included (`--exe`).
-    pub every: bool,
-    /// The file, held open: `path` names it through this descriptor, for the kernel
-    /// and for the keeper process, whatever becomes of the name it was found by (a
-    /// process that exits, a file replaced, another mount namespace).
-    _file: std::fs::File,
+/// One executable file of the program: the one found first, or a deploy's (a new file
+/// at the path, or of the name).
+pub struct ExeFile {
+    /// Held open: `path` names it through this descriptor, for the kernel and for the
+    /// keeper process, whatever becomes of the name it was found by (a process that
+    /// exits, a file replaced, another mount namespace).
+    file: std::fs::File,
     pub path: PathBuf,
     /// How people know it: the path given, or as its first process sees it.
     pub display: String,
-    /// (device, inode) of the file.
+    /// (device, inode).
     pub id: (u64, u64),
-    first_load_vaddr: u64,
+    /// Its first loaded address, once its catalog is read (the session's): until then
+    /// its processes wait.
+    first_load_vaddr: Option<u64>,
+}
+
+/// What finds a deploy: the path given (a new file put there), or the program's name
+/// (a process running a new file of that name).
+#[derive(Debug, Clone)]
+enum Follow {
+    Path(PathBuf),
+    Name(String),
+}
+
+/// At most this many files in one session: each holds a catalog (tens of MB for a
+/// large program).
+pub const MAX_FILES: usize = 8;
+
+pub struct Program {
+    /// Every process running the file, those that start later included (`--exe`).
+    pub every: bool,
+    /// The files, the first found at 0 (`file`).
+    files: Vec<ExeFile>,
+    /// How people know the program: the path given, or as its first process sees it.
+    pub display: String,
+    follow: Option<Follow>,
+    /// Files found since the session last asked (`take_new_files`).
+    fresh: Vec<usize>,
+    /// Files whose catalog could not be read, by identity, with their size and
+    /// modification time then: tried again only once either changed (a file still
+    /// being written).
+    refused: BTreeMap<(u64, u64), (u64, i64)>,
     procs: BTreeMap<u32, Proc>,
     /// The pids chosen (`Scope::Pids`), in the order given.
     chosen: Vec<u32>,
@@ -141,7 +173,7 @@ impl Program {
     /// to find the file by; with a path, none needs to run yet.
     pub fn find(scope: &Scope) -> Result<Program, String> {
         let opened_ticks = uptime_ticks();
-        let (file, display, pids, every) = match scope {
+        let (file, display, pids, every, follow) = match scope {
             Scope::Pids(pids) if pids.is_empty() => {
                 return Err("no process given: give a pid, or --exe PATH_OR_NAME".into());
             }
@@ -159,7 +191,7 @@ impl Program {
                         ));
                     }
                 }
-                (file, exe_name(first), pids.clone(), false)
+                (file, exe_name(first), pids.clone(), false, None)
             }
             Scope::Exe(given) if given.contains('/') => {
                 let file = std::fs::File::open(given).map_err(|e| {
@@ -170,7 +202,8 @@ impl Program {
                 }
                 let id = identity(&file)?;
                 let pids = running(|pid| exe_identity(pid) == Some(id));
-                (file, given.clone(), pids, true)
+                let follow = Follow::Path(PathBuf::from(given));
+                (file, given.clone(), pids, true, Some(follow))
             }
             Scope::Exe(name) => {
                 let pids = running(|pid| {
@@ -205,21 +238,17 @@ impl Program {
                 }
                 let pids = programs.into_values().next().unwrap_or_default();
                 let file = open_exe(pids[0])?;
-                (file, exe_name(pids[0]), pids, true)
+                let follow = Follow::Name(name.clone());
+                (file, exe_name(pids[0]), pids, true, Some(follow))
             }
         };
-        let id = identity(&file)?;
-        use std::os::fd::AsRawFd;
-        let path = PathBuf::from(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            file.as_raw_fd()
-        ));
+        let first = ExeFile::new(file, display.clone())?;
         let procs = pids
             .iter()
             .map(|&pid| {
                 let cpu = cpu_time_ns(pid).unwrap_or(0);
                 let p = Proc {
+                    build: 0,
                     bias: LoadBias(0),
                     place: Place::of(pid),
                     cpu_base: cpu,
@@ -230,11 +259,11 @@ impl Program {
             .collect();
         Ok(Program {
             every,
-            _file: file,
-            path,
+            files: vec![first],
             display,
-            id,
-            first_load_vaddr: 0,
+            follow,
+            fresh: Vec::new(),
+            refused: BTreeMap::new(),
             procs,
             chosen: if every { Vec::new() } else { pids },
             cpu_gone: 0,
@@ -244,14 +273,45 @@ impl Program {
         })
     }
 
-    /// Where each process has the file mapped, once the file's first loaded address is
-    /// known (from its catalog).
+    /// Where each process has the first file mapped, once the file's first loaded
+    /// address is known (from its catalog).
     pub fn locate(&mut self, first_load_vaddr: u64) -> Result<(), symbols::Error> {
-        self.first_load_vaddr = first_load_vaddr;
+        self.files[0].first_load_vaddr = Some(first_load_vaddr);
         for (&pid, p) in &mut self.procs {
             p.bias = load_bias(pid, first_load_vaddr)?;
         }
         Ok(())
+    }
+
+    /// File `b` (0: the one found first).
+    pub fn file(&self, b: usize) -> &ExeFile {
+        &self.files[b]
+    }
+
+    /// (device, inode) of the file found first.
+    pub fn id(&self) -> (u64, u64) {
+        self.files[0].id
+    }
+
+    /// Files found since the last call (deploys): the session reads each one's catalog,
+    /// then `located` (or `refuse`) lets its processes in.
+    pub fn take_new_files(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// File `b`'s catalog is read: its processes join at the next look.
+    pub fn located(&mut self, b: usize, first_load_vaddr: u64) {
+        self.files[b].first_load_vaddr = Some(first_load_vaddr);
+        self.last_look = Instant::now() - LOOK_EVERY;
+    }
+
+    /// File `b` (the newest) cannot be probed: it is forgotten, and tried again only
+    /// when its size or modification time changes.
+    pub fn refuse(&mut self, b: usize) {
+        if b + 1 == self.files.len() && b > 0 {
+            let f = self.files.pop().expect("checked");
+            self.refused.insert(f.id, f.stamp());
+        }
     }
 
     /// The first pid given or found (0 when none runs yet): what single-process
@@ -298,8 +358,10 @@ impl Program {
         if let Some(p) = self.procs.get(&pid) {
             return p.bias;
         }
-        if self.every && exe_identity(pid) == Some(self.id) {
-            self.add(pid);
+        if self.every
+            && let Some(b) = exe_identity(pid).and_then(|id| self.located_file(id))
+        {
+            self.add(pid, b);
             if let Some(p) = self.procs.get(&pid) {
                 return p.bias;
             }
@@ -309,8 +371,18 @@ impl Program {
         LoadBias(0)
     }
 
-    fn add(&mut self, pid: u32) {
-        let Ok(bias) = load_bias(pid, self.first_load_vaddr) else {
+    /// The file of that identity, if its catalog is read.
+    fn located_file(&self, id: (u64, u64)) -> Option<usize> {
+        self.files
+            .iter()
+            .position(|f| f.id == id && f.first_load_vaddr.is_some())
+    }
+
+    fn add(&mut self, pid: u32, build: usize) {
+        let Some(vaddr) = self.files[build].first_load_vaddr else {
+            return;
+        };
+        let Ok(bias) = load_bias(pid, vaddr) else {
             return;
         };
         let cpu = cpu_time_ns(pid).unwrap_or(0);
@@ -323,6 +395,7 @@ impl Program {
         self.procs.insert(
             pid,
             Proc {
+                build,
                 bias,
                 place: place.clone(),
                 cpu_base: base,
@@ -353,13 +426,13 @@ impl Program {
         }
         let gone: Vec<(u32, ProcessEvent)> = self
             .procs
-            .keys()
-            .filter_map(|&pid| {
+            .iter()
+            .filter_map(|(&pid, p)| {
                 if !is_alive(pid) {
                     return Some((pid, ProcessEvent::Exited));
                 }
                 match exe_identity(pid) {
-                    Some(id) if id != self.id => Some((pid, ProcessEvent::Execed)),
+                    Some(id) if id != self.files[p.build].id => Some((pid, ProcessEvent::Execed)),
                     None => Some((pid, ProcessEvent::Exited)),
                     _ => None,
                 }
@@ -378,13 +451,80 @@ impl Program {
                 running,
             });
         }
-        if self.every {
-            let id = self.id;
-            let known: Vec<u32> = self.procs.keys().copied().collect();
-            for pid in running(|pid| !known.contains(&pid) && exe_identity(pid) == Some(id)) {
-                self.add(pid);
-            }
+        if !self.every {
+            return;
         }
+        self.follow_deploys();
+        let known: Vec<u32> = self.procs.keys().copied().collect();
+        let mut new = Vec::new();
+        running(|pid| {
+            if known.contains(&pid) {
+                return false;
+            }
+            if let Some(b) = exe_identity(pid).and_then(|id| self.located_file(id)) {
+                new.push((pid, b));
+            }
+            false
+        });
+        for (pid, b) in new {
+            self.add(pid, b);
+        }
+    }
+
+    /// Finds a new file of the program: one put at the path given (found before any
+    /// process runs it, so its first process is seen from its first call), or one a
+    /// process of the program's name runs.
+    fn follow_deploys(&mut self) {
+        // One at a time: the newest file is being read (so a refused one is the last).
+        if self.files.len() >= MAX_FILES
+            || self
+                .files
+                .last()
+                .is_some_and(|f| f.first_load_vaddr.is_none())
+        {
+            return;
+        }
+        let found: Option<(std::fs::File, String)> = match &self.follow {
+            None => None,
+            Some(Follow::Path(path)) => std::fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file() && self.is_new(meta_id(m), stamp_of(m)))
+                .and_then(|_| std::fs::File::open(path).ok())
+                .map(|f| (f, path.display().to_string())),
+            Some(Follow::Name(name)) => {
+                let mut found = None;
+                running(|pid| {
+                    if found.is_none()
+                        && std::fs::read_link(format!("/proc/{pid}/exe"))
+                            .is_ok_and(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+                        && let Ok(f) = std::fs::File::open(format!("/proc/{pid}/exe"))
+                        && let Ok(m) = f.metadata()
+                        && self.is_new(meta_id(&m), stamp_of(&m))
+                    {
+                        found = Some((f, exe_name(pid)));
+                    }
+                    false
+                });
+                found
+            }
+        };
+        let Some((file, display)) = found else {
+            return;
+        };
+        // (The path may have changed again between the look and the open: the file
+        // opened is the one taken, whatever it is.)
+        if let Ok(f) = ExeFile::new(file, display)
+            && !self.files.iter().any(|k| k.id == f.id)
+        {
+            self.refused.remove(&f.id);
+            self.files.push(f);
+            self.fresh.push(self.files.len() - 1);
+        }
+    }
+
+    /// Whether a file is not one of the program's yet (nor one refused as it is now).
+    fn is_new(&self, id: (u64, u64), stamp: (u64, i64)) -> bool {
+        !self.files.iter().any(|f| f.id == id) && self.refused.get(&id) != Some(&stamp)
     }
 
     /// CPU time of the program's processes since periscope started counting each,
@@ -429,10 +569,43 @@ fn open_exe(pid: u32) -> Result<std::fs::File, String> {
 }
 
 fn identity(file: &std::fs::File) -> Result<(u64, u64), String> {
-    use std::os::unix::fs::MetadataExt;
     file.metadata()
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| meta_id(&m))
         .map_err(|e| format!("the executable cannot be read: {e}"))
+}
+
+fn meta_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// Size and modification time: whether a file is still being written.
+fn stamp_of(m: &std::fs::Metadata) -> (u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000)
+}
+
+impl ExeFile {
+    fn new(file: std::fs::File, display: String) -> Result<ExeFile, String> {
+        use std::os::fd::AsRawFd;
+        let id = identity(&file)?;
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            file.as_raw_fd()
+        ));
+        Ok(ExeFile {
+            file,
+            path,
+            display,
+            id,
+            first_load_vaddr: None,
+        })
+    }
+
+    fn stamp(&self) -> (u64, i64) {
+        self.file.metadata().map(|m| stamp_of(&m)).unwrap_or((0, 0))
+    }
 }
 
 /// The executable of `pid` as it names it (`/usr/bin/shop`).

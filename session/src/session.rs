@@ -11,6 +11,8 @@ use probes_ebpf::{Call, Engine, Plan, Stats};
 use rustc_hash::FxHashMap;
 use symbols::Catalog;
 
+use crate::build::Build;
+pub use crate::deploy::DeployNote;
 pub use crate::error::{OpenError, SetError};
 use crate::governor::{Governor, Note, Watch};
 use crate::program::Program;
@@ -61,11 +63,16 @@ pub struct SetOk {
 }
 
 /// A call decoded from the ring buffer: `func` is its probe's (the first function of
-/// the probe's name), `at` the function that was called (one of the name's).
+/// the probe's name), `at` the function that was called (one of the name's), both as
+/// the session's catalog (`cat`) knows them.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub func: usize,
     pub at: usize,
+    /// The program's file it ran in: 0, or a later deploy's (program.rs), whose
+    /// catalog knows the function as `own`.
+    pub build: usize,
+    pub own: usize,
     pub call: Call,
     /// Its callers, innermost first (`--stack`).
     pub stack: Option<Callers>,
@@ -73,9 +80,10 @@ pub struct Row {
     pub place: Option<Arc<crate::program::Place>>,
 }
 
-/// A kernel stack id, the caller at the entry, the outer part's key, and the load bias
-/// of the process it was taken in.
-type StackKey = (u32, Option<u64>, Option<u64>, u64);
+/// A kernel stack id, the caller at the entry, the outer part's key, the load bias of
+/// the process it was taken in, and the file it runs (a deploy's addresses mean other
+/// functions).
+type StackKey = (u32, Option<u64>, Option<u64>, u64, usize);
 
 /// A call's callers, innermost first: its caller at the line of the call, then that
 /// one's caller, up to PSC_STACK_DEPTH frames; for a deeper stack, its outermost
@@ -112,7 +120,11 @@ pub struct ErrorCount {
 }
 
 struct Member {
+    /// Which of the program's files (`Session::builds`), and the function in its catalog.
+    build: usize,
     func: usize,
+    /// The function as the session's catalog knows it (the same name): what rows say.
+    shown: usize,
     id: u32,
     plan: Plan,
     points: Points,
@@ -138,7 +150,11 @@ pub struct Session {
     pub exe: PathBuf,
     /// Its processes: one, a chosen few, or every one that runs the file.
     program: Program,
+    /// The catalog of the file the session was opened on: the functions front-ends
+    /// list, and rows name.
     pub cat: Arc<Catalog>,
+    /// Each file of the program: `cat`'s first, then each deploy's.
+    builds: Vec<Build>,
     engine: Engine,
     /// Fast-hashed: two lookups per decoded call.
     active: FxHashMap<usize, Active>,
@@ -159,10 +175,10 @@ pub struct Session {
     kernel_adds_caller: bool,
     /// What changed in where probes sit, to be said (`take_said`).
     said: Vec<String>,
-    /// The probe id watching runtime.recovery, once a probe has shared return points.
-    recovery: Option<u32>,
-    /// Every direct call and taken address of the binary, built on the first probe.
-    callgraph: std::sync::OnceLock<symbols::callsites::CallGraph>,
+    /// Deploys since the last call (`take_deploy_notes`).
+    deploys: Vec<DeployNote>,
+    /// A deploy's file being read.
+    reading: Option<crate::deploy::Reading>,
 }
 
 impl Session {
@@ -181,7 +197,7 @@ impl Session {
             }
         }
         let mut program = Program::find(scope).map_err(OpenError::Program)?;
-        let exe = program.path.clone();
+        let exe = program.file(0).path.clone();
         let pid = program.first_pid();
         // Before anything large is read or made: an OOM kill would say nothing.
         crate::memory::check(&exe).map_err(OpenError::Memory)?;
@@ -205,11 +221,13 @@ impl Session {
             .unwrap_or_else(|_| symbols::process::kernel_version() >= (6, 12));
         // The budget opens deferred return points once priced: only with prices.
         engine.defer_costly(hit_cost.is_ok());
+        let cat = Arc::new(cat);
         Ok(Session {
             pid,
+            builds: vec![Build::new(Arc::clone(&cat), exe.clone())],
             exe,
             program,
-            cat: Arc::new(cat),
+            cat,
             engine,
             active: FxHashMap::default(),
             by_id: FxHashMap::default(),
@@ -220,9 +238,9 @@ impl Session {
             gov: Governor::new(Some(crate::budget::DEFAULT_PCT)),
             stacks: HashMap::new(),
             kernel_adds_caller,
-            recovery: None,
             said: Vec::new(),
-            callgraph: std::sync::OnceLock::new(),
+            deploys: Vec::new(),
+            reading: None,
         })
     }
 
@@ -259,7 +277,7 @@ impl Session {
             // Attaching takes the kernel ms per probe: the budget acts on the probes
             // already attached meanwhile (a hot one's first look ends on time).
             self.tick();
-            match self.attach_one(f, s) {
+            match self.attach_one(0, f, s) {
                 Ok((m, ok)) => {
                     attached.push(m);
                     first.get_or_insert(ok);
@@ -284,6 +302,15 @@ impl Session {
                 }
             }
         }
+        // The program's later files (deploys) get the probe too, by name; what cannot
+        // be done there is said, and leaves the probe on the others.
+        let name = self.cat.functions[func].name.clone();
+        for b in 1..self.builds.len() {
+            match self.attach_by_name(b, func, s) {
+                Ok(members) => attached.extend(members),
+                Err(why) => self.said.push(why),
+            }
+        }
         let mut ok = first.expect("a probe has at least one function");
         let number = match self.active.get(&func) {
             Some(a) => a.number,
@@ -295,10 +322,9 @@ impl Session {
         ok.number = Some(number);
         self.remove(func);
         let cpu = self.program.cpu_ns();
-        let name = &self.cat.functions[func].name;
         for (i, m) in attached.iter().enumerate() {
             self.gov
-                .add(m.id as usize, m.id, name, &self.engine, &m.points, cpu);
+                .add(m.id as usize, m.id, &name, &self.engine, &m.points, cpu);
             self.by_id.insert(m.id, (func, i));
         }
         if attached.len() > 1 {
@@ -326,10 +352,55 @@ impl Session {
         Ok(ok)
     }
 
-    /// Plans and attaches the probe on one function (the budget's windows start
-    /// open); the caller records it.
-    fn attach_one(&mut self, func: usize, s: &ProbeSpec) -> Result<(Member, SetOk), SetError> {
-        let cat = Arc::clone(&self.cat);
+    /// Attaches the probe `s` on every function named `name` in the program's file `b`
+    /// (a deploy's): all or none, and why not in one line.
+    /// `key`: the probe's function in the session's catalog.
+    fn attach_by_name(
+        &mut self,
+        b: usize,
+        key: usize,
+        s: &ProbeSpec,
+    ) -> Result<Vec<Member>, String> {
+        let name = self.cat.functions[key].name.clone();
+        let cat = Arc::clone(&self.builds[b].cat);
+        let file = self.program.file(b).display.clone();
+        let funcs = symbols::resolve::group(&cat, &name);
+        if funcs.is_empty() {
+            return Err(format!(
+                "{name}: not in the new build of {file}: its processes are not probed there (the older ones still are)"
+            ));
+        }
+        let mut members = Vec::new();
+        for f in funcs {
+            match self.attach_one(b, f, s) {
+                Ok((mut m, _)) => {
+                    // Rows name the function as the session's catalog does (a deploy's
+                    // own index means nothing to front-ends); one it lacks goes by the
+                    // probe's.
+                    m.shown = self.cat.index_of(&cat.functions[f].name).unwrap_or(key);
+                    members.push(m);
+                }
+                Err(e) => {
+                    let ids: Vec<u32> = members.iter().map(|m: &Member| m.id).collect();
+                    self.engine.detach_many(&ids);
+                    return Err(format!(
+                        "{name}: cannot be probed in the new build of {file} ({e}): the older processes still are"
+                    ));
+                }
+            }
+        }
+        Ok(members)
+    }
+
+    /// Plans and attaches the probe on function `func` of the program's file `b` (the
+    /// budget's windows start open); the caller records it.
+    fn attach_one(
+        &mut self,
+        b: usize,
+        func: usize,
+        s: &ProbeSpec,
+    ) -> Result<(Member, SetOk), SetError> {
+        let cat = Arc::clone(&self.builds[b].cat);
         let f = &cat.functions[func];
         let mut note = None;
         let adjusted;
@@ -395,12 +466,12 @@ impl Session {
         // return points even when neither results nor latency are shown.
         let paired = s.ret || s.latency || cond.as_ref().is_some_and(|c| c.reads_results);
         let results = s.ret || cond.as_ref().is_some_and(|c| c.reads_results);
-        let points = self
+        let points = self.builds[b]
             .points(f, paired, results)
             .ok_or_else(|| SetError::NoCode(f.name.clone()))?;
         // Learnt return points are shared ones too.
         if points.returns.iter().any(|p| p.shared) || (points.sites && paired) {
-            self.watch_recovery()?;
+            self.watch_recovery(b)?;
         }
         let stepped_entry = points.entries.iter().any(|p| p.stepped);
         plan.wire.latency_floor_ns = self.latency_floor_ns(stepped_entry) as u32;
@@ -409,7 +480,7 @@ impl Session {
         // and closes (governor.rs); they start open.
         let id = self.engine.attach(
             &self.program.attach_pids(),
-            &self.exe,
+            &self.builds[b].exe,
             &cat.elf,
             f,
             &plan,
@@ -459,7 +530,10 @@ impl Session {
         };
         Ok((
             Member {
+                build: b,
                 func,
+                // (A deploy's: see attach_by_name.)
+                shown: func,
                 id,
                 learn: (points.sites && paired).then(|| crate::sites::Learn::new(results)),
                 plan,
@@ -475,20 +549,7 @@ impl Session {
     /// there and detaches its RETs (sites.rs).
     fn learn_sites(&mut self) {
         let new = self.engine.take_sites();
-        // (Indexing the binary's calls waits for a site: a session without probes
-        // that learn never pays for it here.)
-        let graph = if new.is_empty() {
-            None
-        } else {
-            Some(
-                self.callgraph
-                    .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat)),
-            )
-        };
         for s in new {
-            let Some(graph) = graph else {
-                break;
-            };
             let Some(&(func, i)) = self.by_id.get(&s.probe) else {
                 continue;
             };
@@ -503,10 +564,15 @@ impl Session {
             let Some(l) = m.learn.as_mut() else {
                 continue;
             };
-            let f = &self.cat.functions[m.func];
+            // (Indexing the binary's calls waits for a site: a session without probes
+            // that learn never pays for it here.)
+            let build = &self.builds[m.build];
+            let f = &build.cat.functions[m.func];
             let fresh = !l.sites.contains_key(&link);
             if fresh {
-                let a = graph.after_return(&self.cat, f, link, l.results);
+                let a = build
+                    .callgraph()
+                    .after_return(&build.cat, f, link, l.results);
                 l.sites.insert(link, a);
                 l.last_new = std::time::Instant::now();
             }
@@ -515,7 +581,7 @@ impl Session {
                 && let Some(Ok(a)) = l.sites.get(&link)
             {
                 if fresh {
-                    let _ = add_return(&mut self.engine, &self.cat, m.id, a);
+                    let _ = add_return(&mut self.engine, &build.cat, m.id, a);
                 }
                 let _ = self.engine.cover_site(s);
             }
@@ -528,11 +594,12 @@ impl Session {
                 let Some(l) = m.learn.as_mut().filter(|l| l.ready()) else {
                     continue;
                 };
+                let cat = &self.builds[m.build].cat;
                 let placed = l
                     .sites
                     .values()
                     .flatten()
-                    .all(|p| add_return(&mut self.engine, &self.cat, m.id, p).is_ok());
+                    .all(|p| add_return(&mut self.engine, cat, m.id, p).is_ok());
                 if !placed {
                     // Those placed stay, paired; the RETs stay too.
                     l.sites
@@ -547,7 +614,7 @@ impl Session {
                     l.switched = true;
                     self.said.push(format!(
                         "{}: returns now seen after its {} call site(s) in use, learnt; its {} RET(s) detached",
-                        self.cat.functions[m.func].name,
+                        cat.functions[m.func].name,
                         l.sites.len(),
                         m.points.returns.len()
                     ));
@@ -556,20 +623,111 @@ impl Session {
         }
     }
 
-    /// Watches the runtime's panic recovery, once: shared return points need it.
-    fn watch_recovery(&mut self) -> Result<(), SetError> {
-        if self.recovery.is_some() {
+    /// Reads a new file of the program (a deploy: program.rs) in the background, then
+    /// sets every probe on it by name.
+    fn follow_deploys(&mut self) {
+        if self.reading.as_ref().is_some_and(|r| r.is_done()) {
+            let r = self.reading.take().expect("checked");
+            self.deploy(r);
+        }
+        if self.reading.is_none()
+            && let Some(&b) = self.program.take_new_files().first()
+        {
+            let path = self.program.file(b).path.clone();
+            self.reading = Some(crate::deploy::Reading::start(b, path));
+        }
+    }
+
+    /// Sets every probe, by its function's name, on the program's new file that `r`
+    /// read: same captures and condition; what changed or cannot follow is said.
+    fn deploy(&mut self, r: crate::deploy::Reading) {
+        let b = r.build;
+        let (exe, id) = {
+            let f = self.program.file(b);
+            (f.display.clone(), f.id)
+        };
+        let mut note = DeployNote {
+            exe,
+            id,
+            go_version: None,
+            probed: 0,
+            probes: self.active.len(),
+            lines: Vec::new(),
+            refused: None,
+        };
+        let path = r.path.clone();
+        let cat = match r.take() {
+            // (Files are found one at a time, so the builds and the program's files
+            // keep one numbering.)
+            Ok(cat) if self.builds.len() == b => Arc::new(cat),
+            Ok(_) => {
+                self.program.refuse(b);
+                note.refused = Some("files out of step (a periscope bug)".into());
+                self.deploys.push(note);
+                return;
+            }
+            Err(why) => {
+                self.program.refuse(b);
+                note.refused = Some(why);
+                self.deploys.push(note);
+                return;
+            }
+        };
+        note.go_version = Some(cat.go_version.clone());
+        self.program.located(b, cat.elf.first_load_vaddr());
+        self.builds.push(Build::new(cat, path));
+        let mut keys: Vec<(u32, usize)> = self.active.iter().map(|(&f, a)| (a.number, f)).collect();
+        keys.sort_unstable();
+        let cpu = self.program.cpu_ns();
+        for (_, key) in keys {
+            let spec = self.active[&key].spec.clone();
+            match self.attach_by_name(b, key, &spec) {
+                Ok(members) => {
+                    note.probed += 1;
+                    if let Some(m) = members.first()
+                        && let Some(line) = crate::deploy::changed(
+                            &self.cat.functions[key],
+                            &self.builds[b].cat.functions[m.func],
+                        )
+                    {
+                        note.lines.push(line);
+                    }
+                    let name = self.cat.functions[key].name.clone();
+                    let a = self.active.get_mut(&key).expect("listed above");
+                    for m in members {
+                        self.gov
+                            .add(m.id as usize, m.id, &name, &self.engine, &m.points, cpu);
+                        self.by_id.insert(m.id, (key, a.members.len()));
+                        a.members.push(m);
+                    }
+                }
+                Err(why) => note.lines.push(why),
+            }
+        }
+        self.deploys.push(note);
+    }
+
+    /// New files of the program since the last call, each probed or refused.
+    pub fn take_deploy_notes(&mut self) -> Vec<DeployNote> {
+        std::mem::take(&mut self.deploys)
+    }
+
+    /// Watches the runtime's panic recovery in the program's file `b`, once: shared
+    /// return points need it.
+    fn watch_recovery(&mut self, b: usize) -> Result<(), SetError> {
+        let build = &self.builds[b];
+        if build.recovery.is_some() {
             return Ok(());
         }
-        let addr = symbols::callsites::recovery_entry(&self.cat)
+        let addr = symbols::callsites::recovery_entry(&build.cat)
             .ok_or_else(|| SetError::NoCode("runtime.recovery".into()))?;
         let id = self.engine.watch_recovery(
             &self.program.attach_pids(),
-            &self.exe,
-            &self.cat.elf,
+            &build.exe,
+            &build.cat.elf,
             addr,
         )?;
-        self.recovery = Some(id);
+        self.builds[b].recovery = Some(id);
         Ok(())
     }
 
@@ -591,7 +749,7 @@ impl Session {
             .active
             .drain()
             .flat_map(|(_, a)| a.members.into_iter().map(|m| m.id))
-            .chain(self.recovery.take())
+            .chain(self.builds.iter_mut().filter_map(|b| b.recovery.take()))
             .collect();
         self.by_id.clear();
         self.engine.detach_many(&ids);
@@ -606,7 +764,7 @@ impl Session {
             .active
             .values()
             .flat_map(|a| a.members.iter().map(|m| m.id))
-            .chain(self.recovery.take())
+            .chain(self.builds.iter_mut().filter_map(|b| b.recovery.take()))
             .collect();
         self.engine.detach_many(&ids);
     }
@@ -676,7 +834,7 @@ impl Session {
         // Readers call this every few milliseconds: the budget's clock.
         self.tick();
         let first = out.len();
-        let (cat, active, by_id) = (&self.cat, &self.active, &self.by_id);
+        let (builds, active, by_id) = (&self.builds, &self.active, &self.by_id);
         let program = &mut self.program;
         // The last process's bias and place: calls come in runs of one process (one
         // lookup a call otherwise, on the reader's hottest path).
@@ -698,10 +856,13 @@ impl Session {
                 )),
             }
             .clone();
+            let cat = &builds[m.build].cat;
             if let Some(call) = probes_ebpf::decode::decode(raw, cat, &m.plan, bias) {
                 out.push(Row {
                     func,
-                    at: m.func,
+                    at: m.shown,
+                    build: m.build,
+                    own: m.func,
                     call,
                     stack: None,
                     place,
@@ -710,7 +871,7 @@ impl Session {
         });
         for r in out.iter_mut().filter(|r| r.stack.is_none()) {
             if let Some(s) = r.call.stack {
-                r.stack = Some(self.callers(r.at, r.call.pid, s));
+                r.stack = Some(self.callers(r.build, r.own, r.call.pid, s));
             }
         }
         for r in &out[first..] {
@@ -729,7 +890,10 @@ impl Session {
         let Some(count) = self.active.get_mut(&r.func).and_then(|a| a.errors.as_mut()) else {
             return;
         };
-        let results = self.cat.functions[r.at].results.as_deref().unwrap_or(&[]);
+        let results = self.builds[r.build].cat.functions[r.own]
+            .results
+            .as_deref()
+            .unwrap_or(&[]);
         let mut known = true;
         let mut failed = false;
         for (name, v) in ret {
@@ -757,20 +921,20 @@ impl Session {
         self.active.get(&func)?.errors
     }
 
-    /// Whether every entry point of the probe on `func` is a `push rbp`.
-    fn entry_is_push(&self, func: usize) -> bool {
+    /// Whether every entry point of the probe on `func` of file `b` is a `push rbp`.
+    fn entry_is_push(&self, b: usize, func: usize) -> bool {
         let Some(m) = self
             .active
             .values()
             .flat_map(|a| &a.members)
-            .find(|m| m.func == func)
+            .find(|m| m.build == b && m.func == func)
         else {
             return false;
         };
         !m.points.entries.is_empty()
             && m.points.entries.iter().all(|p| {
                 p.kind == probes_ebpf::wire::PSC_POINT_ENTRY
-                    && self.cat.elf.bytes_at(p.addr, 1) == Some(&[0x55][..])
+                    && self.builds[b].cat.elf.bytes_at(p.addr, 1) == Some(&[0x55][..])
             })
     }
 
@@ -779,7 +943,13 @@ impl Session {
     /// instruction at a call site: the caller, exact) and follows frame pointers;
     /// at an entry before `push rbp` it misses the immediate caller, whose return
     /// address at [rsp] the event carries.
-    fn callers(&mut self, func: usize, pid: u32, s: probes_ebpf::decode::StackRef) -> Callers {
+    fn callers(
+        &mut self,
+        b: usize,
+        func: usize,
+        pid: u32,
+        s: probes_ebpf::decode::StackRef,
+    ) -> Callers {
         let id = match s.id {
             Ok(id) => id,
             Err(e) => {
@@ -797,13 +967,14 @@ impl Session {
         // The kernel's stack ids are of addresses: the same id in two processes of a
         // PIE (two load biases) is two stacks.
         let bias = self.program.bias(pid);
-        if let Some(c) = self.stacks.get(&(id, s.caller, s.outer, bias.0)) {
+        if let Some(c) = self.stacks.get(&(id, s.caller, s.outer, bias.0, b)) {
             return Callers::Frames(Arc::clone(c));
         }
         let Some(ips) = self.engine.stack(id) else {
             return Callers::NotCaptured("stack gone from the kernel's table".into());
         };
-        let f = &self.cat.functions[func];
+        let cat = Arc::clone(&self.builds[b].cat);
+        let f = &cat.functions[func];
         let link = |ip: u64| bias.to_link(symbols::RuntimeAddr(ip)).0;
         let inside = |ip: u64| (f.entry..f.end).contains(&link(ip));
         // (runtime pc, whether it is the call instruction itself rather than a
@@ -822,7 +993,7 @@ impl Session {
             // (the entry after Go's stack check); at a `jbe` or another first
             // instruction the walk lacks it. Addresses cannot tell (in recursion the
             // caller's return address repeats), the instruction can.
-            Some(c) if !(self.kernel_adds_caller && self.entry_is_push(func)) => {
+            Some(c) if !(self.kernel_adds_caller && self.entry_is_push(b, func)) => {
                 pcs.push((c, false));
             }
             Some(_) => chain = chain.saturating_sub(1),
@@ -859,18 +1030,17 @@ impl Session {
             .into_iter()
             .map(|(ip, exact)| {
                 let pc = link(ip) - u64::from(!exact);
-                self.cat.position(symbols::LinkAddr(pc)).unwrap_or_else(|| {
-                    symbols::pclntab::Position {
+                cat.position(symbols::LinkAddr(pc))
+                    .unwrap_or_else(|| symbols::pclntab::Position {
                         func: format!("{ip:#x}"),
                         file: String::new(),
                         line: 0,
-                    }
-                })
+                    })
             })
             .collect();
         let frames = Arc::new(crate::stack::Stack { frames, elided });
         self.stacks
-            .insert((id, s.caller, s.outer, bias.0), Arc::clone(&frames));
+            .insert((id, s.caller, s.outer, bias.0, b), Arc::clone(&frames));
         Callers::Frames(frames)
     }
 
@@ -878,13 +1048,7 @@ impl Session {
     /// call is one of them (symbols::callsites, indexed once per session), else in the
     /// function. `results`: results are read at the return points.
     pub fn points(&self, f: &symbols::Function, paired: bool, results: bool) -> Option<Points> {
-        let graph = self
-            .callgraph
-            .get_or_init(|| symbols::callsites::CallGraph::build(&self.cat));
-        let shared = symbols::callsites::recovery_entry(&self.cat).is_some();
-        let sites = graph.plan(&self.cat, f, results, shared);
-        let straight = graph.straight_entry(&self.cat, f);
-        Points::choose(f, paired, Some(&sites), straight)
+        self.builds[0].points(f, paired, results)
     }
 
     /// How many uprobes a probe on `func` with `s` would place (over every function of
@@ -905,9 +1069,11 @@ impl Session {
     /// function's bodies, every shape it covers (`main.Max[int|string]`).
     pub fn label(&self, func: usize) -> String {
         let names: Vec<&str> = match self.active.get(&func) {
+            // (A deploy's members have the names of the first file's.)
             Some(a) => a
                 .members
                 .iter()
+                .filter(|m| m.build == 0)
                 .map(|m| self.cat.functions[m.func].name.as_str())
                 .collect(),
             None => vec![self.cat.functions[func].name.as_str()],
@@ -941,6 +1107,7 @@ impl Session {
         }
         self.learn_sites();
         self.program.look();
+        self.follow_deploys();
         let program = &self.program;
         self.gov.tick(
             &mut self.engine,
@@ -1114,7 +1281,7 @@ impl Session {
             return Target::Exited;
         }
         match symbols::process::exe_identity(self.pid) {
-            Some(id) if id != self.program.id => Target::Execed {
+            Some(id) if id != self.program.id() => Target::Execed {
                 program: std::fs::read_link(format!("/proc/{}/exe", self.pid))
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "another program".into()),

@@ -287,6 +287,11 @@ impl Catalog {
         self.by_name.get(name).map(|&i| &self.functions[i])
     }
 
+    /// The index in `functions` of the function of that name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// The type whose runtime descriptor sits at link-time address `addr`.
     pub fn runtime_type(&self, addr: crate::LinkAddr) -> Option<TypeId> {
         self.runtime_types.get(&addr.0).copied()

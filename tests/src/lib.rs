@@ -78,6 +78,8 @@ pub enum Variant {
     Stripped,
     /// `-buildmode=pie`.
     Pie,
+    /// `-tags rebuilt`: the next release of a program (the deploy fixture).
+    Rebuilt,
 }
 
 static BUILD: Mutex<()> = Mutex::new(());
@@ -96,6 +98,7 @@ pub fn fixture(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
         Variant::Plain => "",
         Variant::Stripped => "-stripped",
         Variant::Pie => "-pie",
+        Variant::Rebuilt => "-rebuilt",
     };
     let out_dir = root.join("tests/.build");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -122,6 +125,9 @@ pub fn fixture(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
         }
         Variant::Pie => {
             cmd.arg("-buildmode=pie");
+        }
+        Variant::Rebuilt => {
+            cmd.arg("-tags=rebuilt");
         }
     }
     let st = cmd.arg(".").status().expect("run go build");

@@ -128,6 +128,8 @@ fn login(s: &State, i: u64, user: &str, attempts: i64) -> Row {
     Row {
         func: func(s, "main.Login"),
         at: func(s, "main.Login"),
+        build: 0,
+        own: func(s, "main.Login"),
         stack: None,
         place: None,
         call: Call {
@@ -940,6 +942,8 @@ fn render_call(func: usize, i: u64) -> Row {
     Row {
         func,
         at: func,
+        build: 0,
+        own: func,
         stack: None,
         place: None,
         call: Call {
@@ -1080,6 +1084,8 @@ fn a_stripped_target_shows_raw_words_and_says_so() {
     let row = Row {
         func: setinfo,
         at: setinfo,
+        build: 0,
+        own: setinfo,
         stack: None,
         place: None,
         call: Call {

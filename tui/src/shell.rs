@@ -239,6 +239,10 @@ fn drain_loop(
             sh.notes.extend(said);
             let procs = sh.session.take_process_notes();
             sh.notes.extend(procs.iter().map(|n| n.describe()));
+            for d in sh.session.take_deploy_notes() {
+                sh.notes.push(d.describe());
+                sh.notes.extend(d.lines);
+            }
             let excess = sh.rows.len().saturating_sub(KEEP);
             sh.rows.drain(..excess);
             if !sh.exited && last_check.elapsed() > Duration::from_secs(1) {

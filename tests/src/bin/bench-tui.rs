@@ -71,6 +71,8 @@ fn main() {
                 Row {
                     func: login,
                     at: login,
+                    build: 0,
+                    own: login,
                     stack: None,
                     place: None,
                     call: Call {

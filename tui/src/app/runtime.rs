@@ -105,6 +105,12 @@ async fn event_loop(
         for line in session.take_said() {
             state.info(line);
         }
+        for d in session.take_deploy_notes() {
+            state.info(d.describe());
+            for line in d.lines {
+                state.info(line);
+            }
+        }
         let procs = session.take_process_notes();
         if !procs.is_empty() {
             state.program = Some(session.target_label());

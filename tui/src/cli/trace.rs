@@ -277,6 +277,21 @@ pub fn run(opts: Options) -> Result<()> {
             }
             crate::say!("periscope: {}", note.describe());
         }
+        for d in session.take_deploy_notes() {
+            if opts.json {
+                let line = json!({"type":"program","event":d.event_name(),"exe":d.exe,
+                    "inode":d.id.1,"go_version":d.go_version,"probed":d.probed,
+                    "probes":d.probes,"lines":d.lines,"refused":d.refused});
+                let _ = writer.send_until(
+                    Out::Text(format!("{line}\n").into_bytes()),
+                    Instant::now() + Duration::from_secs(1),
+                );
+            }
+            crate::say!("periscope: {}", d.describe());
+            for line in &d.lines {
+                crate::say!("periscope: {line}");
+            }
+        }
         let notes = session.take_budget_notes();
         if opts.json {
             for note in &notes {
