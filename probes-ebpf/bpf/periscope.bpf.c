@@ -142,6 +142,16 @@ struct {
 	__type(value, __u32);
 } psc_sites SEC(".maps");
 
+/* Each probe's counters per process, for a program of several (PSC_F_PROCS). A pair
+ * that finds the table full is counted in the probe's totals only (user space says
+ * the split is partial). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, PSC_PROCS);
+	__type(key, struct psc_proc_key);
+	__type(value, struct psc_proc);
+} psc_procs SEC(".maps");
+
 #define G_SPAN_MASK 255 /* bytes of runtime.g read at once: stack.hi up to goid */
 
 /* A walk up a goroutine's frame pointers, one frame per bpf_loop step: each frame
@@ -167,6 +177,10 @@ struct scratch {
 	struct psc_site_key site;
 	struct psc_site_event site_ev;
 	struct psc_g_key gk;
+	struct psc_proc_key proc;
+	struct psc_proc proc_zero;
+	/* The probe's hits and unwatched before this hit (PSC_F_PROCS). */
+	__u64 hits0, unwatched0;
 	__u32 no;
 };
 
@@ -1044,6 +1058,28 @@ static __always_inline void account_time(struct psc_stats *st, __u64 t0, int hea
 	}
 }
 
+/* Counts a hit of probe `id` in the calling process (its counters made on its first):
+ * its cost, and the calls it counted (hits, unwatched) as the change in the probe's own
+ * counters since the hit began (per CPU, so nothing else moved them). */
+static __always_inline void count_proc(struct scratch *sc, __u32 id, struct psc_stats *st, __u64 cookie)
+{
+	sc->proc.probe = id;
+	sc->proc.pid = bpf_get_current_pid_tgid() >> 32;
+	struct psc_proc *pp = bpf_map_lookup_elem(&psc_procs, &sc->proc);
+	if (!pp) {
+		__builtin_memset(&sc->proc_zero, 0, sizeof(sc->proc_zero));
+		bpf_map_update_elem(&psc_procs, &sc->proc, &sc->proc_zero, BPF_NOEXIST);
+		pp = bpf_map_lookup_elem(&psc_procs, &sc->proc);
+		if (!pp)
+			return;
+	}
+	pp->points++;
+	if (cookie & PSC_COOKIE_STEPPED)
+		pp->stepped++;
+	pp->hits += st->hits - sc->hits0;
+	pp->unwatched += st->unwatched - sc->unwatched0;
+}
+
 SEC("uprobe")
 int periscope_probe(struct pt_regs *ctx)
 {
@@ -1079,6 +1115,11 @@ int periscope_probe(struct pt_regs *ctx)
 	 * called twenty times would show many times its real cost. */
 	if (cookie & PSC_COOKIE_STEPPED)
 		st->stepped_hits++;
+	struct scratch *sc = bpf_map_lookup_elem(&psc_scratch, &zero);
+	if (!sc)
+		return 0;
+	sc->hits0 = st->hits;
+	sc->unwatched0 = st->unwatched;
 	__u64 seen = st->hits + st->ret_hits + st->morestack;
 	int head = seen < PSC_TIME_HEAD;
 	int timed = head || (seen & (PSC_TIME_EVERY - 1)) == 0;
@@ -1087,13 +1128,12 @@ int periscope_probe(struct pt_regs *ctx)
 	 * and the call will come back through this check on a bigger stack. */
 	if (point == PSC_POINT_ENTRY_JBE && (ctx->eflags & (EFLAGS_CF | EFLAGS_ZF))) {
 		st->morestack++;
+		if (p->flags & PSC_F_PROCS)
+			count_proc(sc, id, st, cookie);
 		if (timed)
 			account_time(st, t0, head);
 		return 0;
 	}
-	struct scratch *sc = bpf_map_lookup_elem(&psc_scratch, &zero);
-	if (!sc)
-		return 0;
 	struct frame f;
 	int at_call = point == PSC_POINT_CALLSITE || point == PSC_POINT_AFTERCALL;
 	load_frame(&f, ctx, at_call ? 8 : 0);
@@ -1103,6 +1143,8 @@ int periscope_probe(struct pt_regs *ctx)
 	} else {
 		on_entry(ctx, &f, p, id, st, sc, at_call);
 	}
+	if (p->flags & PSC_F_PROCS)
+		count_proc(sc, id, st, cookie);
 	if (timed)
 		account_time(st, t0, head);
 	return 0;

@@ -119,6 +119,8 @@ struct psc_atom {
 #define PSC_F_SITES_ONLY (1u << 11) /* returns are seen after those sites only: a call from
 				     * a site not yet covered is seen at its entry only */
 #define PSC_SITES 8192           /* (probe, process, return address) kept in psc_sites */
+#define PSC_F_PROCS (1u << 12)   /* count hits per process too (psc_procs): a program of several */
+#define PSC_PROCS 16384          /* (probe, process) pairs counted in psc_procs */
 
 /* `--by`: what the histograms are split by. */
 /* PSC_BY_PID: the calling process (`--by pid` on a program of several). */
@@ -204,6 +206,20 @@ struct psc_pending_key {
 	__u32 generation; /* psc_probe.generation at the entry: older ones user space harvests */
 	__u32 pid;        /* process (tgid): replicas of one program share goroutine addresses */
 	__u32 _pad;       /* zero: hash keys compare every byte */
+};
+
+/* A probe's counters in one process (PSC_F_PROCS), per CPU: what the budget holds for
+ * each process on its own, and what is reported per process. */
+struct psc_proc_key {
+	__u32 probe;
+	__u32 pid;
+};
+
+struct psc_proc {
+	__u64 hits;      /* as psc_stats.hits */
+	__u64 unwatched; /* as psc_stats.unwatched */
+	__u64 points;    /* hits of every point (entries, returns, morestack): each a cost */
+	__u64 stepped;   /* those of points the kernel single-steps */
 };
 
 /* A call site of a probe's function in a process: the return address its calls

@@ -48,6 +48,10 @@ pub struct Engine {
     new_sites: Vec<Site>,
     /// Probes that learn their call sites (PSC_F_SITES), live or being detached.
     sites_ids: HashSet<u32>,
+    /// Each probe's counters per process (PSC_F_PROCS: procs.rs), and the calls of each
+    /// (probe, process) that harvests found unwatched.
+    procs: crate::procs::ProcMap,
+    procs_harvested: HashMap<(u32, u32), u64>,
     by_hist: aya::maps::HashMap<MapData, psc_by_key, psc_hist>,
     by_count: Array<MapData, u32>,
     by_names: aya::maps::HashMap<MapData, psc_by_key, psc_by_name>,
@@ -337,6 +341,7 @@ impl Engine {
         let stacks = aya::maps::StackTraceMap::try_from(take("psc_stacks")?)?;
         let outers = aya::maps::HashMap::try_from(take("psc_outers")?)?;
         let sites = aya::maps::HashMap::try_from(take("psc_sites")?)?;
+        let procs = aya::maps::PerCpuHashMap::try_from(take("psc_procs")?)?;
         let by_hist = aya::maps::HashMap::try_from(take("psc_by_hist")?)?;
         let by_count = Array::try_from(take("psc_by_count")?)?;
         let by_names = aya::maps::HashMap::try_from(take("psc_by_names")?)?;
@@ -351,6 +356,8 @@ impl Engine {
             sites,
             new_sites: Vec::new(),
             sites_ids: HashSet::new(),
+            procs,
+            procs_harvested: HashMap::new(),
             by_hist,
             by_count,
             by_names,
@@ -826,6 +833,9 @@ impl Engine {
 
     /// Fresh counters for probe `id` (per CPU), and its latency histogram.
     fn zero_counters(&mut self, id: u32, latency: bool) -> Result<(), EngineError> {
+        // (Its counters per process stay readable after it is detached, for the final
+        // summary, until its id is used again: now.)
+        crate::procs::forget(&mut self.procs, &mut self.procs_harvested, &[id]);
         let ncpu = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
         self.stats.set(
             id,
@@ -1245,6 +1255,12 @@ impl Engine {
 
     /// A probe's counters: the kernel's, summed over CPUs, and the calls harvest.rs
     /// found unwatched.
+    /// Every probe's counters in each process, as (probe, pid, counters), for probes
+    /// planned with PSC_F_PROCS.
+    pub fn proc_stats(&self) -> Vec<(u32, u32, crate::procs::ProcStats)> {
+        crate::procs::read(&self.procs, &self.procs_harvested)
+    }
+
     pub fn stats(&self, id: u32) -> Stats {
         let Ok(per_cpu) = self.stats.get(&id, 0) else {
             return Stats::default();
@@ -1265,7 +1281,13 @@ impl Engine {
             return;
         }
         self.harvest_due = None;
-        crate::harvest::take(&mut self.pending, &self.plans, &mut self.harvested, f);
+        crate::harvest::take(
+            &mut self.pending,
+            &self.plans,
+            &mut self.harvested,
+            &mut self.procs_harvested,
+            f,
+        );
     }
 
     /// Latency bucket counts (one histogram for all CPUs).

@@ -31,6 +31,7 @@ pub(crate) fn take(
     pending: &mut PendingMap,
     plans: &HashMap<u32, psc_probe>,
     extra: &mut HashMap<u32, Harvested>,
+    per_process: &mut HashMap<(u32, u32), u64>,
     mut emit: impl FnMut(u32, &[u8]),
 ) {
     let keys: Vec<psc_pending_key> = pending.keys().filter_map(Result::ok).collect();
@@ -52,6 +53,9 @@ pub(crate) fn take(
         };
         let h = extra.entry(key.probe).or_default();
         h.stats.unwatched += 1;
+        if plan.flags & PSC_F_PROCS != 0 {
+            *per_process.entry((key.probe, key.pid)).or_default() += 1;
+        }
         let events = plan.flags & PSC_F_EVENTS != 0;
         if !events || plan.flags & PSC_F_COND_RET != 0 {
             // Nothing to show without the return: a latency, or a condition on results.

@@ -29,6 +29,10 @@ unsafe impl aya::Pod for psc_site_event {}
 unsafe impl aya::Pod for psc_pending {}
 // SAFETY: as above.
 unsafe impl aya::Pod for psc_outer {}
+// SAFETY: as above (two u32, no padding).
+unsafe impl aya::Pod for psc_proc_key {}
+// SAFETY: as above (four u64).
+unsafe impl aya::Pod for psc_proc {}
 
 /// The compiled BPF object.
 pub static BPF_OBJECT: &[u8] =

@@ -35,7 +35,7 @@ const MIN_WINDOW: Duration = Duration::from_millis(50);
 /// of a core): at the default 5%, never less than 1% of one core. A light service has
 /// room, and a probe that costs it a fraction of a percent of a core sees every call;
 /// a busy one is held to its share.
-const MIN_TARGET_CPU: f64 = 0.2e9;
+pub(crate) const MIN_TARGET_CPU: f64 = 0.2e9;
 /// The share of the budget the windows are sized for.
 const TARGET_SHARE: f64 = 0.9;
 /// How often the hard cap is checked.
@@ -428,6 +428,10 @@ pub struct Governor {
     /// (points take the kernel a few ms to come and go, windows close on the reader's
     /// clock): the budget they are sized with is scaled by this, in (0, 1].
     correction: f64,
+    /// How far the most loaded process's share exceeds the program's (≥ 1: see
+    /// per_process.rs): the budget holds for each process on its own, so the program's
+    /// probes are sized for that one.
+    skew: f64,
     /// When the hard cap last fired, and what the probes had spent of the period when
     /// it fired or they were last priced after it.
     cap_fired: Option<Instant>,
@@ -464,6 +468,7 @@ impl Governor {
             capped: false,
             last_guard: now,
             correction: 1.0,
+            skew: 1.0,
             cap_fired: None,
             spent_at_cap: 0.0,
             host_at_eval: None,
@@ -544,6 +549,12 @@ impl Governor {
     }
 
     /// Changes the budget; the next tick applies it.
+    /// The most loaded process's share of its CPU spent on probes, over the program's
+    /// share (per_process.rs); 1 for one process.
+    pub fn set_skew(&mut self, skew: f64) {
+        self.skew = skew.max(1.0);
+    }
+
     pub fn set_budget(&mut self, budget: Option<f64>) {
         self.budget = budget;
         self.next_eval = Instant::now();
@@ -637,7 +648,7 @@ impl Governor {
                     a + c
                 })
                 .sum();
-            let limit = TARGET_SHARE * b / 100.0 * cpu * PERIOD.as_secs_f64();
+            let limit = TARGET_SHARE * b / 100.0 * cpu / self.skew * PERIOD.as_secs_f64();
             if !self.capped && spent > limit {
                 self.capped = true;
                 self.next_eval = now;
@@ -888,7 +899,7 @@ impl Governor {
             (Some(b), Some(cpu)) => {
                 // Aim a little under: windows open and close on the reader's clock, and
                 // the kernel takes a few ms to remove points.
-                let goal = TARGET_SHARE * b / 100.0 * cpu;
+                let goal = TARGET_SHARE * b / 100.0 * cpu / self.skew;
                 let windowing = self.probes.values().any(|p| p.watch_share() < 1.0);
                 // Corrected over whole periods only: a short interval (after the hard cap
                 // fired) says nothing about how windows are sized.
@@ -916,7 +927,7 @@ impl Governor {
                 } else {
                     // Whole probes in windows: a call is seen with both its ends or not
                     // at all, so latency and results keep coming from the windows.
-                    self.entries_over = Some(100.0 * e_total / cpu);
+                    self.entries_over = Some(100.0 * e_total / cpu * self.skew);
                     let whole: Vec<f64> = entries.iter().zip(&costly).map(|(e, c)| e + c).collect();
                     let d = budget::duties(&whole, allowed);
                     (d.clone(), d)

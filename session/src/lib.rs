@@ -12,6 +12,7 @@ pub mod format;
 pub mod governor;
 pub mod histogram;
 pub mod memory;
+pub mod per_process;
 mod pricing;
 pub mod program;
 mod rows;

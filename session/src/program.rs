@@ -159,8 +159,9 @@ pub struct Program {
     procs: BTreeMap<u32, Proc>,
     /// The pids chosen (`Scope::Pids`), in the order given.
     chosen: Vec<u32>,
-    /// CPU time of processes that exited, as last read.
+    /// CPU time of processes that exited, as last read: in all, and each one's.
     cpu_gone: u64,
+    gone_each: BTreeMap<u32, u64>,
     notes: Vec<ProcessNote>,
     last_look: Instant,
     /// Clock ticks since boot when the session opened: a process started later has
@@ -267,6 +268,7 @@ impl Program {
             procs,
             chosen: if every { Vec::new() } else { pids },
             cpu_gone: 0,
+            gone_each: BTreeMap::new(),
             notes: Vec::new(),
             last_look: Instant::now(),
             opened_ticks,
@@ -440,7 +442,9 @@ impl Program {
             .collect();
         for (pid, event) in gone {
             let place = self.procs.remove(&pid).and_then(|p| {
-                self.cpu_gone += p.cpu_last.saturating_sub(p.cpu_base);
+                let used = p.cpu_last.saturating_sub(p.cpu_base);
+                self.cpu_gone += used;
+                *self.gone_each.entry(pid).or_default() += used;
                 p.place
             });
             let running = self.procs.len();
@@ -538,6 +542,17 @@ impl Program {
             total += now.unwrap_or(0).max(p.cpu_last).saturating_sub(p.cpu_base);
         }
         (any || self.cpu_gone > 0 || self.every).then_some(total)
+    }
+
+    /// Each process's CPU time since periscope started counting it, those that exited
+    /// included (as last read).
+    pub fn cpu_each(&self) -> BTreeMap<u32, u64> {
+        let mut each = self.gone_each.clone();
+        for (&pid, p) in &self.procs {
+            let now = cpu_time_ns(pid).unwrap_or(0).max(p.cpu_last);
+            *each.entry(pid).or_default() += now.saturating_sub(p.cpu_base);
+        }
+        each
     }
 
     /// What happened to the processes since the last call.

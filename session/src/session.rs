@@ -104,8 +104,10 @@ struct Active {
     /// What it captures, as set (it can differ from what was asked).
     spec: ProbeSpec,
     members: Vec<Member>,
-    /// The target's CPU time when the probe was attached (its counters start at zero).
+    /// The target's CPU time when the probe was attached (its counters start at zero),
+    /// and each process's (a program of several).
     cpu_at_attach: Option<u64>,
+    cpu_each_at_attach: std::collections::BTreeMap<u32, u64>,
     latency: bool,
     /// Calls made rows with their results read, and of them those that returned a
     /// non-nil error (functions with an `error` result).
@@ -179,6 +181,8 @@ pub struct Session {
     deploys: Vec<DeployNote>,
     /// A deploy's file being read.
     reading: Option<crate::deploy::Reading>,
+    /// Each process's share of its CPU spent on probes (a program of several).
+    shares: crate::per_process::Shares,
 }
 
 impl Session {
@@ -241,6 +245,7 @@ impl Session {
             said: Vec::new(),
             deploys: Vec::new(),
             reading: None,
+            shares: Default::default(),
         })
     }
 
@@ -339,6 +344,11 @@ impl Session {
                 spec: ok.settings.clone(),
                 members: attached,
                 cpu_at_attach: cpu,
+                cpu_each_at_attach: if self.program.is_many() {
+                    self.program.cpu_each()
+                } else {
+                    Default::default()
+                },
                 latency: ok.settings.latency,
                 errors: (ok.settings.ret
                     && self.cat.functions[func]
@@ -475,6 +485,10 @@ impl Session {
         }
         let stepped_entry = points.entries.iter().any(|p| p.stepped);
         plan.wire.latency_floor_ns = self.latency_floor_ns(stepped_entry) as u32;
+        // Several processes: counted per process too (per_process.rs).
+        if self.program.is_many() {
+            plan.wire.flags |= probes_ebpf::wire::PSC_F_PROCS;
+        }
         // Attach the new probe before detaching the old one, so a failed attach leaves
         // the old probe running. Expensive points go in windows that the budget opens
         // and closes (governor.rs); they start open.
@@ -705,6 +719,121 @@ impl Session {
             }
         }
         self.deploys.push(note);
+    }
+
+    /// A program of several processes: how far the most loaded process's share of its
+    /// CPU spent on probes exceeds the program's, for the budget (per_process.rs).
+    fn measure_shares(&mut self) {
+        if !self.program.is_many() || self.active.is_empty() || !self.shares.due() {
+            return;
+        }
+        let Ok(hc) = &self.hit_cost else {
+            return;
+        };
+        let t0 = std::time::Instant::now();
+        let costs = self.process_cost_ns(hc);
+        self.shares.took(t0.elapsed());
+        let now = self
+            .program
+            .cpu_each()
+            .into_iter()
+            .map(|(pid, cpu)| (pid, (costs.get(&pid).copied().unwrap_or(0.0), cpu)))
+            .collect();
+        if let Some(k) = self.shares.update(now, crate::governor::MIN_TARGET_CPU) {
+            self.gov.set_skew(k);
+        }
+    }
+
+    /// Every live probe's counters in each process, by probe id, with the BPF
+    /// program's time a hit of that probe.
+    fn proc_counters(&self) -> Vec<(u32, u32, probes_ebpf::ProcStats, f64)> {
+        let mut per_hit: FxHashMap<u32, f64> = FxHashMap::default();
+        self.engine
+            .proc_stats()
+            .into_iter()
+            .filter(|(id, _, _)| self.by_id.contains_key(id))
+            .map(|(id, pid, ps)| {
+                let each = *per_hit.entry(id).or_insert_with(|| {
+                    let st = self.engine.stats(id);
+                    st.prog_ns_all() / (st.hits + st.ret_hits + st.morestack).max(1) as f64
+                });
+                (id, pid, ps, each)
+            })
+            .collect()
+    }
+
+    /// What every probe together has cost each process, in ns.
+    fn process_cost_ns(&self, hc: &probes_ebpf::HitCost) -> std::collections::BTreeMap<u32, f64> {
+        let mut by: std::collections::BTreeMap<u32, f64> = Default::default();
+        for (_, pid, ps, each) in self.proc_counters() {
+            *by.entry(pid).or_default() += crate::per_process::cost_ns(&ps, each, hc);
+        }
+        by
+    }
+
+    /// What the probes together have cost each process of a program of several: (pid,
+    /// ns, share of its CPU time since periscope began counting it, in %).
+    pub fn process_costs(&self) -> Vec<(u32, f64, Option<f64>)> {
+        let Ok(hc) = &self.hit_cost else {
+            return Vec::new();
+        };
+        let cpu = self.program.cpu_each();
+        self.process_cost_ns(hc)
+            .into_iter()
+            .map(|(pid, ns)| {
+                let pct = cpu
+                    .get(&pid)
+                    .and_then(|&c| probes_ebpf::cost::overhead_pct(ns, c));
+                (pid, ns, pct)
+            })
+            .collect()
+    }
+
+    /// The probe on `func` in each process of a program of several, by pid: its calls,
+    /// what of them was seen, and what it cost there.
+    pub fn per_process(&self, func: usize) -> Vec<crate::per_process::InProcess> {
+        use crate::per_process::*;
+        let Some(a) = self.active.get(&func) else {
+            return Vec::new();
+        };
+        let ids: Vec<u32> = a.members.iter().map(|m| m.id).collect();
+        let mut by: std::collections::BTreeMap<u32, (probes_ebpf::ProcStats, f64)> =
+            Default::default();
+        let hc = self.hit_cost.as_ref().ok();
+        for (id, pid, ps, each) in self.proc_counters() {
+            if !ids.contains(&id) {
+                continue;
+            }
+            let e = by.entry(pid).or_default();
+            e.0 = e.0.plus(&ps);
+            e.1 += hc.map_or(0.0, |hc| cost_ns(&ps, each, hc));
+        }
+        let hits: Vec<u64> = by.values().map(|(ps, _)| ps.hits).collect();
+        let watch = self.watch(func);
+        let unseen = watch.map_or(0, |w| w.unseen_est);
+        let at_least = watch.is_some_and(|w| w.unseen_at_least);
+        let shares = share_out(unseen, &hits);
+        let cpu = self.program.cpu_each();
+        by.into_iter()
+            .zip(shares)
+            .map(|((pid, (ps, ns)), unseen_est)| {
+                let since = cpu.get(&pid).map(|&c| {
+                    c.saturating_sub(a.cpu_each_at_attach.get(&pid).copied().unwrap_or(0))
+                });
+                InProcess {
+                    pid,
+                    hits: ps.hits,
+                    unwatched: ps.unwatched,
+                    unseen_est,
+                    unseen_at_least: at_least,
+                    observed_pct: observed_pct(ps.hits, ps.unwatched, unseen_est),
+                    per_call_ns: hc.map(|_| ns / ps.hits.max(1) as f64),
+                    overhead_pct: hc
+                        .and(since)
+                        .and_then(|c| probes_ebpf::cost::overhead_pct(ns, c)),
+                }
+            })
+            .collect()
     }
 
     /// New files of the program since the last call, each probed or refused.
@@ -1108,6 +1237,7 @@ impl Session {
         self.learn_sites();
         self.program.look();
         self.follow_deploys();
+        self.measure_shares();
         let program = &self.program;
         self.gov.tick(
             &mut self.engine,

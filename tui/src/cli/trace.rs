@@ -397,6 +397,13 @@ pub fn run(opts: Options) -> Result<()> {
         opts.by_expr(),
         opts.json,
     )?;
+    if session.is_many() {
+        let each: Vec<(&str, _)> = finals
+            .iter()
+            .map(|f| (labels[&f.0].as_str(), session.per_process(f.0)))
+            .collect();
+        super::processes::summarize(&mut summary, &each, &session.process_costs(), opts.json)?;
+    }
     if let Some(t) = behind_since.take() {
         behind += t.elapsed();
     }
