@@ -792,29 +792,43 @@ impl Session {
     /// The probe on `func` in each process of a program of several, by pid: its calls,
     /// what of them was seen, and what it cost there.
     pub fn per_process(&self, func: usize) -> Vec<crate::per_process::InProcess> {
-        use crate::per_process::*;
-        let Some(a) = self.active.get(&func) else {
-            return Vec::new();
-        };
-        let ids: Vec<u32> = a.members.iter().map(|m| m.id).collect();
-        let mut by: std::collections::BTreeMap<u32, (probes_ebpf::ProcStats, f64)> =
-            Default::default();
+        self.per_process_all().remove(&func).unwrap_or_default()
+    }
+
+    /// `per_process` of every probe, from one read of the kernel's counters.
+    pub fn per_process_all(&self) -> FxHashMap<usize, Vec<crate::per_process::InProcess>> {
+        type ByPid = std::collections::BTreeMap<u32, (probes_ebpf::ProcStats, f64)>;
         let hc = self.hit_cost.as_ref().ok();
+        let mut by: FxHashMap<usize, ByPid> = FxHashMap::default();
         for (id, pid, ps, each) in self.proc_counters() {
-            if !ids.contains(&id) {
+            let Some(&(func, _)) = self.by_id.get(&id) else {
                 continue;
-            }
-            let e = by.entry(pid).or_default();
+            };
+            let e = by.entry(func).or_default().entry(pid).or_default();
             e.0 = e.0.plus(&ps);
-            e.1 += hc.map_or(0.0, |hc| cost_ns(&ps, each, hc));
+            e.1 += hc.map_or(0.0, |hc| crate::per_process::cost_ns(&ps, each, hc));
         }
+        by.into_iter()
+            .filter_map(|(func, pids)| Some((func, self.in_processes(func, pids)?)))
+            .collect()
+    }
+
+    fn in_processes(
+        &self,
+        func: usize,
+        by: std::collections::BTreeMap<u32, (probes_ebpf::ProcStats, f64)>,
+    ) -> Option<Vec<crate::per_process::InProcess>> {
+        use crate::per_process::*;
+        let a = self.active.get(&func)?;
+        let hc = self.hit_cost.as_ref().ok();
         let hits: Vec<u64> = by.values().map(|(ps, _)| ps.hits).collect();
         let watch = self.watch(func);
         let unseen = watch.map_or(0, |w| w.unseen_est);
         let at_least = watch.is_some_and(|w| w.unseen_at_least);
         let shares = share_out(unseen, &hits);
         let cpu = self.program.cpu_each();
-        by.into_iter()
+        let each = by
+            .into_iter()
             .zip(shares)
             .map(|((pid, (ps, ns)), unseen_est)| {
                 let since = cpu.get(&pid).map(|&c| {
@@ -833,7 +847,8 @@ impl Session {
                         .and_then(|c| probes_ebpf::cost::overhead_pct(ns, c)),
                 }
             })
-            .collect()
+            .collect();
+        Some(each)
     }
 
     /// New files of the program since the last call, each probed or refused.

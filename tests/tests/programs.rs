@@ -419,6 +419,7 @@ fn the_shell_on_three_replicas_says_each_calls_process_and_splits_latency_by_it(
             "wait 1s",
             "events --last 300",
             "hist main.Login",
+            "probes",
             "quit",
         ] {
             writeln!(stdin, "{line}").unwrap();
@@ -445,6 +446,14 @@ fn the_shell_on_three_replicas_says_each_calls_process_and_splits_latency_by_it(
         assert!(
             text.contains(&format!("  = {pid}: ")),
             "no latency of pid {pid}: {text}"
+        );
+        // `probes`: the probe in each process, what it cost there.
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("pid {pid}: "))
+                    && l.contains(" hits")
+                    && l.contains("% of its CPU")),
+            "no counters of pid {pid}: {text}"
         );
     }
     drop(fxs);

@@ -205,6 +205,7 @@ fn busy_state() -> State {
                 },
                 points: None,
                 split: Vec::new(),
+                processes: Vec::new(),
                 buckets: Some(buckets.clone()),
                 cost: Some(periscope::session::ProbeCost {
                     per_call_ns: 28_600.0,
@@ -786,6 +787,7 @@ fn latency_split_by_a_value_shows_histograms_side_by_side() {
             buckets: None,
             cost: None,
             split: vec![("false".into(), fast), ("true".into(), slow)],
+            processes: Vec::new(),
         }]),
     );
     let text = render(&s, 200, 50);
@@ -1168,8 +1170,49 @@ fn calls_of_several_processes_say_which_made_each() {
         r.call.pid = [4242, 5150, 61_003][i % 3];
     }
     update(&mut s, Action::Events(rows));
-    let text = render(&s, 160, 30);
+    // The probe in each process: the details pane lists them, the busiest first.
+    let login = func(&s, "main.Login");
+    let in_process = |pid: u32, hits: u64, overhead: f64| periscope::per_process::InProcess {
+        pid,
+        hits,
+        unwatched: 0,
+        unseen_est: 0,
+        unseen_at_least: false,
+        observed_pct: 100.0,
+        per_call_ns: Some(1_200.0),
+        overhead_pct: Some(overhead),
+    };
+    update(
+        &mut s,
+        Action::Sample(vec![ProbeSample {
+            func: login,
+            stats: Stats {
+                hits: 6,
+                emitted: 6,
+                ..Stats::default()
+            },
+            buckets: None,
+            cost: None,
+            points: None,
+            split: Vec::new(),
+            processes: vec![
+                in_process(4242, 2, 0.4),
+                in_process(5150, 3, 1.9),
+                in_process(61_003, 1, 0.1),
+            ],
+        }]),
+    );
+    let text = render(&s, 160, 36);
     assert!(text.contains("3 process(es) of /srv/shop"), "{text}");
+    let order: Vec<usize> = [
+        "pid 5150: 3 hits, ~1.2µs/call, 1.9% of its CPU",
+        "pid 4242: 2 hits",
+        "pid 61003: 1 hits",
+    ]
+    .iter()
+    .map(|l| text.find(l).unwrap_or_else(|| panic!("{l}: {text}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
     let header = text.lines().find(|l| l.contains("ARGUMENTS")).unwrap();
     assert!(
         header.contains("TIME") && header.contains(" PID "),

@@ -384,6 +384,9 @@ fn execute(
                     st.lost,
                     st.in_flight()
                 );
+                for p in sh.session.per_process(*f) {
+                    println!("       {}", crate::format::describe_in_process(&p));
+                }
             }
         }
         Command::Untrace(which) => {

@@ -118,6 +118,7 @@ fn main() {
                     },
                     points: None,
                     split: Vec::new(),
+                    processes: Vec::new(),
                     buckets: Some(buckets.clone()),
                     cost: None,
                 }]),

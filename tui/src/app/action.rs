@@ -43,6 +43,8 @@ pub struct ProbeSample {
     pub points: Option<String>,
     /// `--by`: each value's latency buckets.
     pub split: Vec<(String, Vec<u64>)>,
+    /// The probe in each process, for a program of several.
+    pub processes: Vec<crate::per_process::InProcess>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

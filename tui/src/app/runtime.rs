@@ -190,6 +190,12 @@ fn perform(session: &mut Session, state: &mut State, e: Effect) -> Vec<Effect> {
 }
 
 fn samples(session: &Session) -> Vec<ProbeSample> {
+    // (One read of the kernel's counters per process for every probe.)
+    let mut processes = if session.is_many() {
+        session.per_process_all()
+    } else {
+        Default::default()
+    };
     session
         .probed()
         .map(|func| {
@@ -201,6 +207,7 @@ fn samples(session: &Session) -> Vec<ProbeSample> {
                 buckets: session.histogram(func),
                 points: session.describe_points(func),
                 split: session.histograms_by(func).unwrap_or_default(),
+                processes: processes.remove(&func).unwrap_or_default(),
             }
         })
         .collect()

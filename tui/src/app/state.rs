@@ -192,6 +192,8 @@ pub struct ProbeView {
     pub points: Option<String>,
     /// `--by`: each value's latency buckets, the busiest first.
     pub split: Vec<(String, Vec<u64>)>,
+    /// The probe in each process, for a program of several.
+    pub processes: Vec<crate::per_process::InProcess>,
 }
 
 pub struct State {

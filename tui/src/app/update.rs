@@ -145,6 +145,7 @@ fn sample(s: &mut State, samples: Vec<ProbeSample>) {
         v.cost = p.cost;
         v.points = p.points;
         v.split = p.split;
+        v.processes = p.processes;
         if let Some(b) = p.buckets {
             v.buckets = b;
         }

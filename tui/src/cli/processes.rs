@@ -6,8 +6,8 @@ use std::io::Write;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::format::fmt_ns;
-use periscope_session::per_process::InProcess;
+use crate::format::{describe_in_process, fmt_ns};
+use crate::per_process::InProcess;
 
 fn round2(p: f64) -> f64 {
     (p * 100.0).round() / 100.0
@@ -34,21 +34,7 @@ pub fn summarize(
                         "overhead_pct":p.overhead_pct.map(round2)})
                 )?;
             } else {
-                writeln!(
-                    out,
-                    "{name} in pid {}: {} hits, {} unwatched, {}{}% observed{}{}",
-                    p.pid,
-                    p.hits,
-                    p.unwatched,
-                    if p.unseen_at_least { "at most " } else { "" },
-                    round2(p.observed_pct),
-                    p.per_call_ns
-                        .map(|c| format!(", ~{} a call", fmt_ns(c as u64)))
-                        .unwrap_or_default(),
-                    p.overhead_pct
-                        .map(|o| format!(", {}% of its CPU", round2(o)))
-                        .unwrap_or_default()
-                )?;
+                writeln!(out, "{name} in {}", describe_in_process(p))?;
             }
         }
     }

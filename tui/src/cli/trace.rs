@@ -398,9 +398,10 @@ pub fn run(opts: Options) -> Result<()> {
         opts.json,
     )?;
     if session.is_many() {
+        let mut all = session.per_process_all();
         let each: Vec<(&str, _)> = finals
             .iter()
-            .map(|f| (labels[&f.0].as_str(), session.per_process(f.0)))
+            .map(|f| (labels[&f.0].as_str(), all.remove(&f.0).unwrap_or_default()))
             .collect();
         super::processes::summarize(&mut summary, &each, &session.process_costs(), opts.json)?;
     }

@@ -134,6 +134,18 @@ pub fn compact(sig: &str) -> String {
     out
 }
 
+/// Processes listed in the details pane, the busiest first.
+const PROCESS_LINES: usize = 4;
+
+/// The details pane's lines for the selected probe's processes (a program of several).
+pub fn process_lines(s: &State) -> u16 {
+    let n = s
+        .selected_fn()
+        .and_then(|f| s.views.get(&f))
+        .map_or(0, |v| v.processes.len());
+    (n.min(PROCESS_LINES) + usize::from(n > PROCESS_LINES)) as u16
+}
+
 pub fn details(f: &mut Frame, area: Rect, s: &State) {
     let Some(func) = s.selected_fn() else {
         let p = Paragraph::new("no function matches").block(Block::new().borders(Borders::ALL));
@@ -257,6 +269,19 @@ pub fn details(f: &mut Frame, area: Rect, s: &State) {
                     ),
                     Span::styled(format!("lost {}", st.lost), lost),
                 ]));
+                // A program of several: the probe in each process, the busiest first
+                // (the budget holds for each on its own).
+                let mut procs: Vec<_> = v.processes.iter().collect();
+                procs.sort_by_key(|p| std::cmp::Reverse(p.hits));
+                for p in procs.iter().take(PROCESS_LINES) {
+                    lines.push(Line::styled(crate::format::describe_in_process(p), dim));
+                }
+                if procs.len() > PROCESS_LINES {
+                    lines.push(Line::styled(
+                        format!("… {} more process(es)", procs.len() - PROCESS_LINES),
+                        dim,
+                    ));
+                }
             }
         }
         None if fun.probeable() => lines.push(Line::styled(

@@ -30,8 +30,10 @@ pub fn draw(f: &mut Frame, s: &State, cache: &mut ViewCache) {
     .areas(f.area());
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(36), Constraint::Fill(1)]).areas(main);
+    // (Taller by the lines of a program's processes, the list keeping most of it.)
+    let details_height = 11 + functions::process_lines(s).min(left.height / 4);
     let [list, details] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(11)]).areas(left);
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(details_height)]).areas(left);
     let [table, lat] =
         Layout::vertical([Constraint::Percentage(58), Constraint::Fill(1)]).areas(right);
     functions::list(f, list, s, cache);
