@@ -317,6 +317,29 @@ pub fn call_json(
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// A probe in one process of a program of several, as every front-end says it:
+/// `pid 4242: 300 hits, observed 99.7%, ~1.2µs/call, 0.8% of its CPU`.
+pub fn describe_in_process(p: &crate::per_process::InProcess) -> String {
+    let mut s = format!("pid {}: {} hits", p.pid, p.hits);
+    if p.observed_pct < 99.95 {
+        s.push_str(&format!(
+            ", observed {}{}",
+            if p.unseen_at_least { "≤" } else { "" },
+            pct1(p.observed_pct)
+        ));
+    }
+    if p.unwatched > 0 {
+        s.push_str(&format!(" ({} unwatched)", p.unwatched));
+    }
+    if let Some(c) = p.per_call_ns {
+        s.push_str(&format!(", ~{}/call", fmt_ns(c.round() as u64)));
+    }
+    if let Some(o) = p.overhead_pct {
+        s.push_str(&format!(", {o:.1}% of its CPU"));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,27 +413,4 @@ mod tests {
         assert_eq!(v["below_floor"], true);
         assert!(call_line(&c, "f", 0).ends_with("below the probe's floor"));
     }
-}
-
-/// A probe in one process of a program of several, as every front-end says it:
-/// `pid 4242: 300 hits, observed 99.7%, ~1.2µs/call, 0.8% of its CPU`.
-pub fn describe_in_process(p: &crate::per_process::InProcess) -> String {
-    let mut s = format!("pid {}: {} hits", p.pid, p.hits);
-    if p.observed_pct < 99.95 {
-        s.push_str(&format!(
-            ", observed {}{}",
-            if p.unseen_at_least { "≤" } else { "" },
-            pct1(p.observed_pct)
-        ));
-    }
-    if p.unwatched > 0 {
-        s.push_str(&format!(" ({} unwatched)", p.unwatched));
-    }
-    if let Some(c) = p.per_call_ns {
-        s.push_str(&format!(", ~{}/call", fmt_ns(c.round() as u64)));
-    }
-    if let Some(o) = p.overhead_pct {
-        s.push_str(&format!(", {o:.1}% of its CPU"));
-    }
-    s
 }
