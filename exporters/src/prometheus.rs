@@ -67,6 +67,48 @@ fn family<'a>(
     }
 }
 
+/// A program of several processes: each probe in each process running (the budget
+/// holds for each on its own).
+fn per_process(out: &mut String, p: &[crate::snapshot::ProbeMetrics]) {
+    type Value = fn(&periscope_session::per_process::InProcess) -> Option<f64>;
+    let families: [(&str, &str, &str, Value); 3] = [
+        (
+            "periscope_process_hits_total",
+            "counter",
+            "The probe's calls in one process of the program.",
+            |x| Some(x.hits as f64),
+        ),
+        (
+            "periscope_process_observed_ratio",
+            "gauge",
+            "Share of the process's calls (seen and its share of the estimated unseen) seen whole.",
+            |x| Some(x.observed_pct / 100.0),
+        ),
+        (
+            "periscope_process_overhead_ratio",
+            "gauge",
+            "What the probe cost the process, as a share of its CPU time.",
+            |x| x.overhead_pct.map(|o| o / 100.0),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for m in p {
+            for x in &m.processes {
+                if let Some(v) = value(x) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{func=\"{}\",pid=\"{}\"}} {v}",
+                        escape(&m.func),
+                        x.pid
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// For each kernel bucket: the bound it counts under, and its midpoint in ns (bucket 0
 /// holds the calls below the floor: 0 s). Computed once.
 fn places() -> &'static [(usize, u64)] {
@@ -235,6 +277,9 @@ pub fn render(s: &Snapshot) -> String {
         p.iter()
             .map(|m| (m.func.as_str(), m.overhead_pct.map(|o| o / 100.0))),
     );
+    if p.iter().any(|m| !m.processes.is_empty()) {
+        per_process(&mut out, p);
+    }
     let name = "periscope_latency_seconds";
     let _ = writeln!(
         out,
@@ -367,5 +412,39 @@ mod tests {
             let (_, v) = l.rsplit_once(' ').unwrap();
             assert!(v.parse::<f64>().is_ok(), "{l}");
         }
+        assert!(!text.contains("periscope_process_"), "one process: {text}");
+    }
+
+    #[test]
+    fn a_program_of_several_processes_has_each_ones_series() {
+        let one = |pid, hits, overhead| periscope_session::per_process::InProcess {
+            pid,
+            hits,
+            unwatched: 0,
+            unseen_est: hits,
+            unseen_at_least: false,
+            observed_pct: 50.0,
+            per_call_ns: Some(900.0),
+            overhead_pct: overhead,
+        };
+        let s = Snapshot {
+            probes: vec![ProbeMetrics {
+                func: "main.Login".into(),
+                processes: vec![one(41, 10, Some(2.5)), one(42, 3, None)],
+                ..ProbeMetrics::default()
+            }],
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        for want in [
+            "periscope_process_hits_total{func=\"main.Login\",pid=\"41\"} 10",
+            "periscope_process_hits_total{func=\"main.Login\",pid=\"42\"} 3",
+            "periscope_process_observed_ratio{func=\"main.Login\",pid=\"42\"} 0.5",
+            "periscope_process_overhead_ratio{func=\"main.Login\",pid=\"41\"} 0.025",
+        ] {
+            assert!(text.lines().any(|l| l == want), "{want}: {text}");
+        }
+        // Not known, not invented.
+        assert!(!text.contains("periscope_process_overhead_ratio{func=\"main.Login\",pid=\"42\"}"));
     }
 }

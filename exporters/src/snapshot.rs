@@ -1,6 +1,7 @@
 //! A copy of every probe's counters and histograms at one moment, taken by the
 //! front-end's loop (which owns the session) for the exporters to render.
 use periscope_session::governor::Watch;
+use periscope_session::per_process::InProcess;
 use periscope_session::{ErrorCount, Session};
 use probes_ebpf::Stats;
 
@@ -19,6 +20,8 @@ pub struct ProbeMetrics {
     pub by: Vec<(String, Vec<u64>)>,
     /// A probe reading an `error` result: its calls made rows, and their errors.
     pub errors: Option<ErrorCount>,
+    /// A program of several processes: the probe in each one running.
+    pub processes: Vec<InProcess>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -37,6 +40,13 @@ impl Snapshot {
     /// Every probe of the session as it is now, in the order they were set, each
     /// named as summaries name it (`Session::label`).
     pub fn of(session: &Session) -> Snapshot {
+        // (Of the processes running: one that exited leaves its series.)
+        let running = session.pids();
+        let mut processes = if session.is_many() {
+            session.per_process_all()
+        } else {
+            Default::default()
+        };
         let probes = session
             .probes()
             .into_iter()
@@ -52,6 +62,12 @@ impl Snapshot {
                     by: session.histograms_by(f).unwrap_or_default(),
                     by_expr: spec.by,
                     errors: session.errors(f),
+                    processes: processes
+                        .remove(&f)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|p| running.contains(&p.pid))
+                        .collect(),
                 })
             })
             .collect();
