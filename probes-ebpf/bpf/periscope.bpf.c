@@ -177,8 +177,6 @@ struct scratch {
 	struct psc_site_key site;
 	struct psc_site_event site_ev;
 	struct psc_g_key gk;
-	struct psc_proc_key proc;
-	struct psc_proc proc_zero;
 	/* The probe's hits and unwatched before this hit (PSC_F_PROCS). */
 	__u64 hits0, unwatched0;
 	__u32 no;
@@ -1059,25 +1057,27 @@ static __always_inline void account_time(struct psc_stats *st, __u64 t0, int hea
 }
 
 /* Counts a hit of probe `id` in the calling process (its counters made on its first):
- * its cost, and the calls it counted (hits, unwatched) as the change in the probe's own
- * counters since the hit began (per CPU, so nothing else moved them). */
-static __always_inline void count_proc(struct scratch *sc, __u32 id, struct psc_stats *st, __u64 cookie)
+ * its cost, and the calls it counted (`hits`, `unwatched`: the change in the probe's
+ * own counters during the hit; per CPU, so nothing else moved them). A global function,
+ * so the verifier checks it once rather than on every path that reaches it (twice the
+ * load time otherwise), with its key on its own stack. */
+__attribute__((noinline)) int count_proc(__u32 id, __u64 cookie, __u64 hits, __u64 unwatched)
 {
-	sc->proc.probe = id;
-	sc->proc.pid = bpf_get_current_pid_tgid() >> 32;
-	struct psc_proc *pp = bpf_map_lookup_elem(&psc_procs, &sc->proc);
+	struct psc_proc_key key = { .probe = id, .pid = bpf_get_current_pid_tgid() >> 32 };
+	struct psc_proc *pp = bpf_map_lookup_elem(&psc_procs, &key);
 	if (!pp) {
-		__builtin_memset(&sc->proc_zero, 0, sizeof(sc->proc_zero));
-		bpf_map_update_elem(&psc_procs, &sc->proc, &sc->proc_zero, BPF_NOEXIST);
-		pp = bpf_map_lookup_elem(&psc_procs, &sc->proc);
+		struct psc_proc zero = {};
+		bpf_map_update_elem(&psc_procs, &key, &zero, BPF_NOEXIST);
+		pp = bpf_map_lookup_elem(&psc_procs, &key);
 		if (!pp)
-			return;
+			return 0;
 	}
 	pp->points++;
 	if (cookie & PSC_COOKIE_STEPPED)
 		pp->stepped++;
-	pp->hits += st->hits - sc->hits0;
-	pp->unwatched += st->unwatched - sc->unwatched0;
+	pp->hits += hits;
+	pp->unwatched += unwatched;
+	return 0;
 }
 
 SEC("uprobe")
@@ -1129,7 +1129,7 @@ int periscope_probe(struct pt_regs *ctx)
 	if (point == PSC_POINT_ENTRY_JBE && (ctx->eflags & (EFLAGS_CF | EFLAGS_ZF))) {
 		st->morestack++;
 		if (p->flags & PSC_F_PROCS)
-			count_proc(sc, id, st, cookie);
+			count_proc(id, cookie, 0, 0);
 		if (timed)
 			account_time(st, t0, head);
 		return 0;
@@ -1144,7 +1144,7 @@ int periscope_probe(struct pt_regs *ctx)
 		on_entry(ctx, &f, p, id, st, sc, at_call);
 	}
 	if (p->flags & PSC_F_PROCS)
-		count_proc(sc, id, st, cookie);
+		count_proc(id, cookie, st->hits - sc->hits0, st->unwatched - sc->unwatched0);
 	if (timed)
 		account_time(st, t0, head);
 	return 0;
