@@ -64,13 +64,22 @@ fn deploy(tc: &Toolchain) {
         ],
         &format!("deploy-{what}"),
     );
+    // A failure before the end stops the trace too (no probes left behind for the
+    // next tests).
+    let mut child = Some(child);
+    let mut give_up = |why: String| -> ! {
+        if let Some(mut c) = child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        panic!("{why}")
+    };
     let before = old.run("run 4");
     install(&next, &path);
     // Found at the path before any process runs it: its probes are on it first.
-    assert!(
-        eventually(30, || !program_lines(&out).is_empty()),
-        "{what}: the new file was not noticed"
-    );
+    if !eventually(30, || !program_lines(&out).is_empty()) {
+        give_up(format!("{what}: the new file was not noticed"));
+    }
     let mut new = FixtureProc::start(&path);
     let rebuilt = new.run("run 4");
     let after = old.run("run 2");
@@ -78,11 +87,10 @@ fn deploy(tc: &Toolchain) {
     let not_go = std::env::temp_dir().join(format!("periscope-deploy-true-{}", std::process::id()));
     std::fs::copy("/bin/true", &not_go).unwrap();
     install(&not_go, &path);
-    assert!(
-        eventually(30, || program_lines(&out).len() >= 2),
-        "{what}: the file that is not Go was not noticed"
-    );
-    let lines = periscope_tests::stop_trace(child, &out);
+    if !eventually(30, || program_lines(&out).len() >= 2) {
+        give_up(format!("{what}: the file that is not Go was not noticed"));
+    }
+    let lines = periscope_tests::stop_trace(child.take().expect("running"), &out);
     let said = said.join().unwrap();
     let programs: Vec<&Value> = lines.iter().filter(|l| l["type"] == "program").collect();
     assert_eq!(programs.len(), 2, "{what}: {programs:?}");
