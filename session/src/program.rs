@@ -21,6 +21,9 @@ pub enum Scope {
     Exe(String),
 }
 
+/// Exited processes whose bias and place are kept for their calls still to be read.
+const EXITED_KEPT: usize = 1024;
+
 /// How often the processes are looked at again (exits, and new ones under `--exe`).
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
@@ -162,6 +165,10 @@ pub struct Program {
     /// CPU time of processes that exited, as last read: in all, and each one's.
     cpu_gone: u64,
     gone_each: BTreeMap<u32, u64>,
+    /// Processes that exited, the latest EXITED_KEPT: their calls still in the ring
+    /// buffer are decoded with their own bias and place.
+    exited: BTreeMap<u32, Proc>,
+    exited_order: std::collections::VecDeque<u32>,
     notes: Vec<ProcessNote>,
     last_look: Instant,
     /// Clock ticks since boot when the session opened: a process started later has
@@ -269,6 +276,8 @@ impl Program {
             chosen: if every { Vec::new() } else { pids },
             cpu_gone: 0,
             gone_each: BTreeMap::new(),
+            exited: BTreeMap::new(),
+            exited_order: std::collections::VecDeque::new(),
             notes: Vec::new(),
             last_look: Instant::now(),
             opened_ticks,
@@ -350,14 +359,22 @@ impl Program {
         self.procs.keys().copied().collect()
     }
 
+    /// A process running it, or one that exited lately (its calls may still be read).
     pub fn proc(&self, pid: u32) -> Option<&Proc> {
-        self.procs.get(&pid)
+        self.procs.get(&pid).or_else(|| self.exited.get(&pid))
     }
 
     /// The load bias for a call of `pid`: a process seen for the first time (started
     /// since the last look) is added now.
     pub fn bias(&mut self, pid: u32) -> LoadBias {
         if let Some(p) = self.procs.get(&pid) {
+            return p.bias;
+        }
+        // Exited since the last look, its calls still being read (a live process with
+        // that pid is a new one).
+        if let Some(p) = self.exited.get(&pid)
+            && !is_alive(pid)
+        {
             return p.bias;
         }
         if self.every
@@ -394,6 +411,7 @@ impl Program {
             cpu
         };
         let place = Place::of(pid);
+        self.exited.remove(&pid);
         self.procs.insert(
             pid,
             Proc {
@@ -445,7 +463,15 @@ impl Program {
                 let used = p.cpu_last.saturating_sub(p.cpu_base);
                 self.cpu_gone += used;
                 *self.gone_each.entry(pid).or_default() += used;
-                p.place
+                let place = p.place.clone();
+                self.exited.insert(pid, p);
+                self.exited_order.push_back(pid);
+                if self.exited_order.len() > EXITED_KEPT
+                    && let Some(old) = self.exited_order.pop_front()
+                {
+                    self.exited.remove(&old);
+                }
+                place
             });
             let running = self.procs.len();
             self.notes.push(ProcessNote {
