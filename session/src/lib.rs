@@ -14,6 +14,7 @@ pub mod histogram;
 pub mod memory;
 pub mod per_process;
 mod pricing;
+pub mod probe_file;
 pub mod program;
 mod rows;
 pub mod session;

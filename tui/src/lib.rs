@@ -12,5 +12,6 @@ pub mod target;
 
 // The session layer below the front-ends, under the paths they use.
 pub use periscope_session::{
-    budget, digest, format, governor, histogram, per_process, say, session, stack, template,
+    budget, digest, format, governor, histogram, per_process, probe_file, say, session, stack,
+    template,
 };

@@ -54,6 +54,13 @@ enum Cmd {
         #[arg(long, value_name = "PATH_OR_NAME", conflicts_with = "pid")]
         exe: Option<String>,
     },
+    /// Check a probe file (programs and their probes, in TOML) against the binaries it
+    /// names, without attaching anything: every mistake with its line.
+    Agent {
+        /// The probe file.
+        #[arg(long, value_name = "FILE")]
+        check: std::path::PathBuf,
+    },
     /// List the functions of a Go binary or process, with signatures and locations.
     List {
         /// A pid or the path of a Go executable.
@@ -132,6 +139,7 @@ fn main() {
             cli.budget.0,
             cli.metrics.as_deref(),
         ),
+        Cmd::Agent { check } => cli::agent::check(&check),
         Cmd::List {
             target,
             regex,

@@ -1,3 +1,4 @@
+pub mod agent;
 pub mod list;
 mod processes;
 pub mod trace;
