@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use symbols::Catalog;
-use toml::Spanned;
+pub use toml::Spanned;
 
 use crate::ProbeSpec;
 use crate::program::{Program, Scope};

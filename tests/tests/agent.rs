@@ -117,3 +117,136 @@ fn a_toml_mistake_is_one_line() {
     assert!(out.contains("unknown field `probez`"), "{out}");
     assert!(err.contains("not a probe file"), "{err}");
 }
+
+/// The agent's stderr, read on a thread of its own: its lines as they come.
+fn lines_of(err: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+/// Waits for a line holding `what`; every line read so far goes into `seen`.
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, what: &str) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < end {
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            let done = l.contains(what);
+            seen.push(l);
+            if done {
+                return;
+            }
+        }
+    }
+    panic!("no line with {what:?}: {seen:#?}");
+}
+
+fn probe_file(bin: &std::path::Path, calls: &std::path::Path, probes: &str) -> String {
+    format!(
+        "budget = \"off\"\n[output]\njson = \"{}\"\n[[program]]\nexe = \"{}\"\n{probes}",
+        calls.display(),
+        bin.display()
+    )
+}
+
+const LOGIN: &str = "[[program.probe]]\nfunc = \"main.Login\"\nargs = true\nret = true\nlog = \"login {username}\"\n";
+const SUM: &str = "[[program.probe]]\nfunc = \"main.Sum\"\nargs = true\nret = true\n";
+const FLAG: &str = "[[program.probe]]\nfunc = \"main.Flag\"\nargs = true\nret = true\n";
+
+#[test]
+fn a_running_agent_reloads_only_what_changed_and_flushes_on_sigterm() {
+    use periscope_tests::truth::compare;
+    use periscope_tests::{FixtureProc, private_copy};
+    let bin = private_copy(&fixture("kinds", &newest(), Variant::Plain), "agent");
+    let mut fx = FixtureProc::start(&bin);
+    let dir = std::env::temp_dir().join(format!("periscope-agent-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (conf, calls) = (dir.join("probes.toml"), dir.join("calls.jsonl"));
+    std::fs::write(&conf, probe_file(&bin, &calls, &format!("{LOGIN}{SUM}"))).unwrap();
+    let mut agent = Command::new(periscope())
+        .args(["agent", "--config"])
+        .arg(&conf)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(agent.stderr.take().unwrap());
+    let mut said = Vec::new();
+    wait_line(&rx, &mut said, "running ");
+    let first = fx.run("run 2");
+    // One probe removed, one added, one left as it was.
+    std::fs::write(&conf, probe_file(&bin, &calls, &format!("{LOGIN}{FLAG}"))).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGHUP) };
+    wait_line(&rx, &mut said, "reloaded");
+    let second = fx.run("run 2");
+    // A file with a mistake is refused, and what runs goes on.
+    std::fs::write(
+        &conf,
+        probe_file(
+            &bin,
+            &calls,
+            "[[program.probe]]\nfunc = \"main.Nope\"\nargs = true\n",
+        ),
+    )
+    .unwrap();
+    unsafe { libc::kill(agent.id() as i32, libc::SIGHUP) };
+    wait_line(&rx, &mut said, "the probes running are kept");
+    let third = fx.run("run 1");
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let st = agent.wait().unwrap();
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        said.push(l);
+    }
+    assert!(st.success(), "{said:#?}");
+    let got: Vec<serde_json::Value> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |recs: &[&Vec<serde_json::Value>], func: &str| -> Vec<serde_json::Value> {
+        recs.iter()
+            .flat_map(|r| r.iter())
+            .filter(|c| c["func"] == func)
+            .cloned()
+            .collect()
+    };
+    // Login all along, without a gap at either reload; Sum before the first only, Flag
+    // after it only.
+    let logins = of(&[&got], "main.Login");
+    compare(&of(&[&first, &second, &third], "main.Login"), &logins).unwrap();
+    compare(&of(&[&first], "main.Sum"), &of(&[&got], "main.Sum")).unwrap();
+    compare(
+        &of(&[&second, &third], "main.Flag"),
+        &of(&[&got], "main.Flag"),
+    )
+    .unwrap();
+    for l in &logins {
+        assert_eq!(
+            l["msg"].as_str().unwrap(),
+            format!("login {}", l["args"]["username"].as_str().unwrap()),
+            "{l}"
+        );
+    }
+    // Set once, not again at a reload; the one removed said so.
+    let set_login = said
+        .iter()
+        .filter(|l| l.contains("main.Login args"))
+        .count();
+    assert_eq!(set_login, 1, "{said:#?}");
+    assert!(
+        said.iter().any(|l| l.contains("main.Sum removed")),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|l| l.contains("unknown function main.Nope")),
+        "{said:#?}"
+    );
+    assert!(said.iter().any(|l| l.ends_with("stopped")), "{said:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&bin);
+}

@@ -54,12 +54,21 @@ enum Cmd {
         #[arg(long, value_name = "PATH_OR_NAME", conflicts_with = "pid")]
         exe: Option<String>,
     },
-    /// Check a probe file (programs and their probes, in TOML) against the binaries it
-    /// names, without attaching anything: every mistake with its line.
+    /// Run a probe file (programs and their probes, in TOML) headless as a service:
+    /// SIGHUP reloads it, SIGTERM detaches and flushes. `--check` checks it against the
+    /// binaries instead, attaching nothing: every mistake with its line.
     Agent {
-        /// The probe file.
+        /// The probe file to run.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "check",
+            conflicts_with = "check"
+        )]
+        config: Option<std::path::PathBuf>,
+        /// The probe file to check.
         #[arg(long, value_name = "FILE")]
-        check: std::path::PathBuf,
+        check: Option<std::path::PathBuf>,
     },
     /// List the functions of a Go binary or process, with signatures and locations.
     List {
@@ -139,7 +148,11 @@ fn main() {
             cli.budget.0,
             cli.metrics.as_deref(),
         ),
-        Cmd::Agent { check } => cli::agent::check(&check),
+        Cmd::Agent { config, check } => match (config, check) {
+            (_, Some(check)) => cli::agent::check(&check),
+            (Some(config), None) => cli::agent::run(&config),
+            (None, None) => unreachable!("clap requires one"),
+        },
         Cmd::List {
             target,
             regex,

@@ -1,4 +1,4 @@
-//! `periscope agent --check FILE`: a probe file (session::probe_file) checked against
+//! `periscope agent --check FILE` (run: agent_run.rs): a probe file (session::probe_file) checked against
 //! the binaries it names, read and never attached to, every mistake on a line of its
 //! own (`probes.toml:12: …`), so that a file can be fixed in one pass before it is
 //! deployed.
@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::probe_file::ProbeFile;
+
+pub use super::agent_run::run;
 
 pub fn check(path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path)

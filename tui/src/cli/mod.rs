@@ -1,4 +1,5 @@
 pub mod agent;
+mod agent_run;
 pub mod list;
 mod processes;
 pub mod trace;
