@@ -227,7 +227,8 @@ fn a_running_agent_reloads_only_what_changed_and_flushes_on_sigterm() {
     for l in &logins {
         assert_eq!(
             l["msg"].as_str().unwrap(),
-            format!("login {}", l["args"]["username"].as_str().unwrap()),
+            // (Values formatted as the tables format them: a string quoted.)
+            format!("login \"{}\"", l["args"]["username"].as_str().unwrap()),
             "{l}"
         );
     }

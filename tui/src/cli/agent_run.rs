@@ -90,6 +90,9 @@ pub fn run(path: &Path) -> Result<()> {
         if RELOAD.swap(false, Ordering::SeqCst) {
             match read(path) {
                 Ok((file, _)) => {
+                    // The calls already made are written before a probe goes (its
+                    // events mean nothing once its plan is gone).
+                    while agent.pump(&mut rows) {}
                     agent.apply(&file);
                     log!("reloaded {}", path.display());
                 }
