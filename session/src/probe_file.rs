@@ -214,6 +214,61 @@ impl ProbeFile {
     }
 }
 
+/// A probe to write (`render`): its function's name, what it captures, its template.
+pub struct ToWrite<'a> {
+    pub func: &'a str,
+    pub spec: &'a ProbeSpec,
+    pub log: Option<&'a str>,
+}
+
+/// A probe file for one program and its probes: what a session answered an incident
+/// with, to be checked (`agent --check`) and run (`agent --config`) as it is.
+pub fn render(budget: Option<f64>, exe: &str, probes: &[ToWrite]) -> String {
+    // (Strings quoted by TOML's own rules: names like `main.(*T).Get` and conditions
+    // with quotes in them.)
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = String::from(
+        "# A probe file written by periscope: check it with `periscope agent --check FILE`,\n\
+         # run it with `periscope agent --config FILE`.\n",
+    );
+    out += &format!("budget = {}\n\n", q(&crate::budget::describe(budget)));
+    out += &format!(
+        "[[program]]\n# Every process of this file, those started later included.\nexe = {}\n",
+        q(exe)
+    );
+    for p in probes {
+        out += &format!("\n[[program.probe]]\nfunc = {}\n", q(p.func));
+        let s = p.spec;
+        for (on, key) in [
+            (s.args, "args"),
+            (s.ret, "ret"),
+            (s.latency, "latency"),
+            (s.stack, "stack"),
+        ] {
+            if on {
+                out += &format!("{key} = true\n");
+            }
+        }
+        if let Some(c) = &s.condition {
+            out += &format!("condition = {}\n", q(c));
+        }
+        if let Some(b) = &s.by {
+            out += &format!("by = {}\n", q(b));
+        }
+        if !s.paths.is_empty() {
+            let paths: Vec<String> = s.paths.iter().map(|p| q(p)).collect();
+            out += &format!("capture = [{}]\n", paths.join(", "));
+        }
+        if let Some(l) = p.log {
+            out += &format!("log = {}\n", q(l));
+        }
+        if s.sample > 1 {
+            out += &format!("sample = {}\n", s.sample);
+        }
+    }
+    out
+}
+
 impl ProgramEntry {
     /// What it names, as `--exe` or `--pid` would.
     pub fn scope(&self) -> Result<Scope, String> {
@@ -323,6 +378,39 @@ impl ProbeEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rendered_file_reads_back_as_the_same_probes() {
+        let spec = ProbeSpec {
+            args: true,
+            latency: true,
+            condition: Some(r#"u.Name == "al\ice""#.into()),
+            sample: 3,
+            paths: vec!["r.URL.Path".into()],
+            by: Some("err != nil".into()),
+            ..ProbeSpec::default()
+        };
+        let text = render(
+            Some(2.0),
+            "/srv/my shop/shop",
+            &[ToWrite {
+                func: "main.(*Store).Login",
+                spec: &spec,
+                log: Some("login {u.Name} in {latency}"),
+            }],
+        );
+        let f = ProbeFile::parse(&text).unwrap();
+        assert_eq!(f.budget.as_ref().unwrap().get_ref(), "2%");
+        let p = f.programs[0].get_ref();
+        assert_eq!(p.scope(), Ok(Scope::Exe("/srv/my shop/shop".into())));
+        let e = p.probes[0].get_ref();
+        assert_eq!(e.func.get_ref(), "main.(*Store).Login");
+        assert_eq!(e.spec(), spec);
+        assert_eq!(
+            e.log.as_ref().unwrap().get_ref(),
+            "login {u.Name} in {latency}"
+        );
+    }
 
     #[test]
     fn a_toml_mistake_is_at_its_line() {

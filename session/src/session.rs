@@ -1457,6 +1457,12 @@ impl Session {
         }
     }
 
+    /// The program's file as people know it (the path given, or as its first process
+    /// sees it): what a probe file names (`exe = …`).
+    pub fn program_path(&self) -> String {
+        self.program.display.clone()
+    }
+
     /// Whether calls come from more than one process: rows then say which.
     pub fn is_many(&self) -> bool {
         self.program.is_many()

@@ -1227,3 +1227,56 @@ fn calls_of_several_processes_say_which_made_each() {
     }
     snapshot!("several_processes", text);
 }
+
+#[test]
+fn w_writes_the_probes_as_a_probe_file_the_agent_accepts() {
+    use periscope::probe_file::ProbeFile;
+    let mut s = state();
+    let dir = std::env::temp_dir().join(format!("periscope-tui-probes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    s.save_dir = dir.clone();
+    let bin = periscope_tests::fixture(
+        "kinds",
+        &periscope_tests::newest(),
+        periscope_tests::Variant::Plain,
+    );
+    s.exe_path = bin.display().to_string();
+    // Nothing to write yet: said.
+    press(&mut s, KeyCode::Char('W'));
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+    select(&mut s, "main.SetInfo");
+    for k in ['a', 'r'] {
+        let e = press(&mut s, KeyCode::Char(k));
+        perform(&mut s, e);
+    }
+    press(&mut s, KeyCode::Char('c'));
+    typed(&mut s, "u.Name == \"alice\"");
+    let e = press(&mut s, KeyCode::Enter);
+    perform(&mut s, e);
+    select(&mut s, "main.Login");
+    let e = press(&mut s, KeyCode::Char('l'));
+    perform(&mut s, e);
+    press(&mut s, KeyCode::Char('W'));
+    let written: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let text = std::fs::read_to_string(&written[0]).unwrap();
+    let file = ProbeFile::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(file.check(&text), vec![], "{text}");
+    let probes = &file.programs[0].get_ref().probes;
+    assert_eq!(probes.len(), 2, "{text}");
+    for p in probes {
+        let p = p.get_ref();
+        let f = func(&s, p.func.get_ref());
+        assert_eq!(Some(&p.spec()), s.probes.get(&f), "{text}");
+    }
+    assert!(
+        text.contains(r#"condition = 'u.Name == "alice"'"#)
+            || text.contains(r#"u.Name == \"alice\""#),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -230,6 +230,7 @@ fn normal(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             }
         }
         Cmd::Save => save_rows(s),
+        Cmd::WriteProbes => write_probes(s),
         Cmd::Pause => {
             s.paused_at = match s.paused_at {
                 Some(_) => None,
@@ -299,6 +300,56 @@ fn keep_condition(s: &mut State, func: usize) {
 
 /// `w`: the table's calls (or the filtered function's) as JSON lines in a file of the
 /// user's only (periscope_files::create).
+/// `W`: the probes set, as a probe file for `periscope agent` (probe_file::render): what
+/// answered an incident, to be deployed as it is.
+fn write_probes(s: &mut State) {
+    if s.probes.is_empty() {
+        s.error("no probes to write: set one first (a, r, l on a function)");
+        return;
+    }
+    let exe = if s.exe_path.is_empty() {
+        s.binary.clone()
+    } else {
+        s.exe_path.clone()
+    };
+    let mut probes: Vec<(usize, &crate::session::ProbeSpec)> =
+        s.probes.iter().map(|(&f, p)| (f, p)).collect();
+    probes.sort_by_key(|(f, _)| s.cat.functions[*f].name.clone());
+    let list: Vec<crate::probe_file::ToWrite> = probes
+        .iter()
+        .map(|&(f, spec)| crate::probe_file::ToWrite {
+            func: &s.cat.functions[f].name,
+            spec,
+            log: s.logs.get(&f).map(|t| t.text.as_str()),
+        })
+        .collect();
+    let text = crate::probe_file::render(s.budget, &exe, &list);
+    let n = list.len();
+    let stem = format!("periscope-probes-{}", s.pid);
+    let written = periscope_files::create(&s.save_dir, &stem, "toml")
+        .or_else(|e| {
+            periscope_files::state_dir()
+                .and_then(|dir| periscope_files::create(&dir, &stem, "toml"))
+                .map_err(|_| e)
+        })
+        .and_then(|(path, mut f)| {
+            std::io::Write::write_all(&mut f, text.as_bytes()).map(|()| path)
+        });
+    match written {
+        Ok(path) => {
+            let shown = std::fs::canonicalize(&path).unwrap_or(path);
+            s.info(format!(
+                "wrote {n} probe(s) to {}: periscope agent --check it, then --config it",
+                shown.display()
+            ));
+        }
+        Err(e) => s.error(format!(
+            "cannot write the probe file in {}: {e}",
+            s.save_dir.display()
+        )),
+    }
+}
+
 fn save_rows(s: &mut State) {
     let stem = format!(
         "periscope-{}-{}",

@@ -41,6 +41,7 @@ async fn event_loop(
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "?".into());
     let mut state = State::new(session.cat.clone(), session.pid, binary);
+    state.exe_path = session.program_path();
     state.program = session.is_many().then(|| session.target_label());
     state.clock_offset_ns = crate::format::clock_offset_ns();
     state.hit_cost = session.hit_cost.as_ref().ok().copied();

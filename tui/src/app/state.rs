@@ -200,6 +200,8 @@ pub struct State {
     pub cat: Arc<Catalog>,
     pub pid: u32,
     pub binary: String,
+    /// The executable's path, for a probe file (`W`).
+    pub exe_path: String,
     /// The target of a program of several processes (`3 process(es) of /usr/bin/shop`):
     /// the status bar says it, and the events table has a PID column.
     pub program: Option<String>,
@@ -299,6 +301,7 @@ impl State {
             logs: HashMap::new(),
             clipboard: None,
             save_dir: std::path::PathBuf::from("."),
+            exe_path: String::new(),
             paths: HashMap::new(),
         };
         s.refilter();
