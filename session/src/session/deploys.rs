@@ -8,9 +8,9 @@ use crate::build::Build;
 use crate::deploy::DeployNote;
 
 impl Session {
-    /// Attaches the probe `s` on every function named `name` in the program's file `b`
-    /// (a deploy's): all or none, and why not in one line.
-    /// `key`: the probe's function in the session's catalog.
+    /// Attaches the probe `s` on every function of the program's file `b` (a deploy's)
+    /// named as the probe's function `key` (in the session's catalog) is: all or none,
+    /// and why not in one line.
     pub(super) fn attach_by_name(
         &mut self,
         b: usize,

@@ -213,7 +213,9 @@ impl Agent {
                 .iter_mut()
                 .find(|r| r.key == key)
                 .expect("just added");
-            r.session.set_budget(budget);
+            if r.session.budget() != budget {
+                r.session.set_budget(budget);
+            }
             r.apply(&entry.probes);
         }
     }
