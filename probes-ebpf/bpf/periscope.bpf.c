@@ -143,8 +143,8 @@ struct {
 } psc_sites SEC(".maps");
 
 /* Each probe's counters per process, for a program of several (PSC_F_PROCS). A pair
- * that finds the table full is counted in the probe's totals only (user space says
- * the split is partial). */
+ * that finds the table full is counted in the probe's totals only: the processes'
+ * counts then add up to less than the program's. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, PSC_PROCS);
