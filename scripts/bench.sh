@@ -30,6 +30,10 @@ target/release/bench-probes
 #    process started later, and the reader's rate over 8 processes against one.
 cargo build --release -q -p periscope-tests --bin bench-programs
 target/release/bench-programs
+# 5. Where a real workload's returns are seen: pprof's web UI under a request loop,
+#    latency probes on its 20 busiest UI functions.
+cargo build --release -q -p periscope-tests --bin bench-returns
+target/release/bench-returns
 # 3. The TUI at 100,000 events per second: update + draw time a frame.
 cargo build --release -q -p periscope-tests --bin bench-tui
 target/release/bench-tui
