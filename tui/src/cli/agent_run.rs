@@ -86,6 +86,9 @@ pub fn run(path: &Path) -> Result<()> {
         agent.running.iter().map(|r| r.probes.len()).sum::<usize>()
     );
     let mut rows = Vec::new();
+    // Snapshots for the metrics endpoint, as the other front-ends take them: four a
+    // second (each reads every probe's counters and histograms).
+    let mut published: Option<std::time::Instant> = None;
     while !STOP.load(Ordering::SeqCst) {
         if RELOAD.swap(false, Ordering::SeqCst) {
             match read(path) {
@@ -100,7 +103,10 @@ pub fn run(path: &Path) -> Result<()> {
             }
         }
         let busy = agent.pump(&mut rows);
-        if let Some(m) = &metrics {
+        if let Some(m) = &metrics
+            && published.is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
+        {
+            published = Some(std::time::Instant::now());
             m.publish(agent.snapshot());
         }
         if !busy {
