@@ -74,7 +74,10 @@ fn start_pprof() -> Pprof {
     let p = Pprof(child, port);
     let t0 = Instant::now();
     while get(port, "/ui/top").is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "pprof did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "pprof did not start"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     p
@@ -133,7 +136,11 @@ fn main() {
         .take(400)
         .collect();
     // Pass 1: calls of each (entries only).
-    let counted = traced(pid, &["--budget", "off", "--args", "--max-string", "1"], &names);
+    let counted = traced(
+        pid,
+        &["--budget", "off", "--args", "--max-string", "1"],
+        &names,
+    );
     let mut busiest: Vec<(u64, String)> = counted
         .iter()
         .map(|s| (n(s, "hits"), s["func"].as_str().unwrap().to_string()))
@@ -145,9 +152,11 @@ fn main() {
     let entry_stepped = |name: &str| {
         funcs.iter().any(|f| {
             f["name"] == name
-                && f["points"]
-                    .as_str()
-                    .is_some_and(|p| p.split(';').next().is_some_and(|e| e.contains("single-stepped")))
+                && f["points"].as_str().is_some_and(|p| {
+                    p.split(';')
+                        .next()
+                        .is_some_and(|e| e.contains("single-stepped"))
+                })
         })
     };
     for (budget, label) in [("off", "budget off"), ("5%", "default budget (5%)")] {
@@ -161,7 +170,9 @@ fn main() {
                 0
             };
             ret += n(s, "return_hits");
-            stepped_ret += n(s, "stepped_hits").saturating_sub(entry).min(n(s, "return_hits"));
+            stepped_ret += n(s, "stepped_hits")
+                .saturating_sub(entry)
+                .min(n(s, "return_hits"));
             hits += n(s, "hits");
             whole += n(s, "emitted");
         }
