@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod bench;
+pub mod pprof_server;
 pub mod truth;
 pub mod vm;
 

@@ -4,81 +4,15 @@
 //! creates the probe → the call popup scrolls → the condition survives the probe's
 //! removal → `w` saves the calls → quit, with nothing left in the kernel. Then the
 //! shell: Ctrl-C during `wait` returns to the prompt with a summary.
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use periscope_tests::{Tmux, Variant, fixture, newest, periscope, periscope_bpf_objects};
+use periscope_tests::pprof_server::{Pprof, get};
+use periscope_tests::{Tmux, periscope, periscope_bpf_objects};
 
 const RENDER: &str = "cmd/vendor/github.com/google/pprof/internal/driver.(*webInterface).render";
-
-/// `pprof -http` on a CPU profile, killed when dropped.
-struct Pprof {
-    child: Child,
-    port: u16,
-}
-
-impl Pprof {
-    fn start() -> Pprof {
-        let dir = periscope_tests::repo_root().join("tests/.build");
-        let profile = dir.join("mkprof.prof");
-        if !profile.exists() {
-            let mk = fixture("mkprof", &newest(), Variant::Plain);
-            let st = Command::new(mk).arg(&profile).status().unwrap();
-            assert!(st.success(), "mkprof failed");
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(periscope_tests::pprof())
-            .arg(format!("-http=127.0.0.1:{port}"))
-            .arg("-no_browser")
-            .arg(&profile)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = Pprof { child, port };
-        let start = Instant::now();
-        while get(port, "/ui/top").is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "pprof -http did not start"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none() && get(self.port, "/ui/top").is_some()
-    }
-}
-
-impl Drop for Pprof {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP GET on loopback: the status code.
-fn get(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let head = String::from_utf8_lossy(&out[..out.len().min(32)]).into_owned();
-    head.split(' ').nth(1)?.parse().ok()
-}
 
 /// Requests three of pprof's views in turn, one every 100 ms, until dropped; counts
 /// the `top` views served (each renders the `top` template once).

@@ -4,12 +4,10 @@
 //! probes, budget off), then the 20 busiest get latency probes, once with the budget
 //! off and once at the default budget: the share of their return hits the kernel
 //! emulated (the rest single-stepped), and of their calls seen whole.
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use periscope_tests::{Variant, fixture, newest, periscope, repo_root};
+use periscope_tests::periscope;
+use periscope_tests::pprof_server::{Pprof, get};
 use serde_json::Value;
 
 /// The UI's own packages: where a user of pprof's web UI would look.
@@ -25,62 +23,12 @@ const VIEWS: [&str; 6] = [
     "/ui/disasm?f=main",
 ];
 
-fn get(port: u16, path: &str) -> Option<()> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    Some(())
-}
-
 fn requests(port: u16) {
     for _ in 0..ROUNDS {
         for v in VIEWS {
             get(port, v);
         }
     }
-}
-
-struct Pprof(Child, u16);
-
-impl Drop for Pprof {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_pprof() -> Pprof {
-    let profile = repo_root().join("tests/.build/mkprof.prof");
-    if !profile.exists() {
-        let mk = fixture("mkprof", &newest(), Variant::Plain);
-        assert!(Command::new(mk).arg(&profile).status().unwrap().success());
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(periscope_tests::pprof())
-        .arg(format!("-http=127.0.0.1:{port}"))
-        .arg("-no_browser")
-        .arg(&profile)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Pprof(child, port);
-    let t0 = Instant::now();
-    while get(port, "/ui/top").is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "pprof did not start"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    p
 }
 
 /// `trace --json ARGS PROBES` on `pid` while the request loop runs: its stats lines.
@@ -114,9 +62,9 @@ fn n(v: &Value, k: &str) -> u64 {
 }
 
 fn main() {
-    let pprof = start_pprof();
-    PORT.with(|p| p.set(pprof.1));
-    let pid = pprof.0.id();
+    let pprof = Pprof::start();
+    PORT.with(|p| p.set(pprof.port));
+    let pid = pprof.child.id();
     // The candidates: probeable functions of the UI's packages, each with its points.
     let list = Command::new(periscope())
         .args(["list", "--json"])

@@ -236,16 +236,17 @@ impl Agent {
             busy |= n > 0;
             self.rows_read += rows.len() as u64;
             if let Some(out) = &mut self.out {
+                // Each probe's template by its function, looked up once a batch.
+                let templates: HashMap<usize, &Template> = r
+                    .probes
+                    .values()
+                    .filter_map(|p| Some((p.func, p.template.as_ref()?)))
+                    .collect();
                 let mut buf = Vec::with_capacity(rows.len() * 256);
                 for row in rows.iter() {
                     let name = &r.session.cat.functions[row.at].name;
                     write_call_json(&mut buf, &row.call, name, row.stack.as_ref(), self.offset);
-                    if let Some(t) = r
-                        .probes
-                        .values()
-                        .find(|p| p.func == row.func)
-                        .and_then(|p| p.template.as_ref())
-                    {
+                    if let Some(t) = templates.get(&row.func) {
                         buf.pop();
                         buf.extend_from_slice(br#","msg":"#);
                         let _ = serde_json::to_writer(&mut buf, &t.render(&row.call));
